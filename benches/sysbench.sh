@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# Relay benchmark: sysbench point-select, read-only and read-write at several thread counts,
+# interleaving three targets in one run — MariaDB directly, a plain TCP forwarder (the floor)
+# and myveil — so noise on this shared machine hits all three alike. Prints throughput, p95
+# latency and proxy CPU µs per query (from /proc/PID/stat) with ratios; writes the same table
+# as markdown to $OUT.
+#
+#   bash benches/sysbench.sh                 # full run (~15 min)
+#   QUICK=1 bash benches/sysbench.sh         # smoke run
+#   PROTECTED=1 bash benches/sysbench.sh     # protected vs unprotected columns, both via myveil
+#
+# PROTECTED=1 compares the same sysbench workload through myveil on two databases: one with
+# plain sbtest tables and one whose `c` (with a blind index) and `pad` columns are encrypted
+# by the policy. ORDER BY c and DISTINCT c ranges are off in both (myveil refuses ordering
+# by an encrypted column), and statements go as text (--db-ps-mode=disable; see below).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "${PROTECTED:-0}" = 1 ]; then
+  # sysbench prepares every statement it might use at start, including ORDER BY c, which
+  # myveil refuses at prepare time: the protected comparison runs in the text protocol.
+  : "${WORKLOADS:=oltp_point_select oltp_read_only oltp_read_write}" "${THREADS:=4}" "${PS_MODE:=disable}"
+  TARGETS="unprotected protected"
+  EXTRA=(--order-ranges=0 --distinct-ranges=0)
+else
+  TARGETS="direct forwarder myveil"
+  EXTRA=()
+fi
+
+if [ "${QUICK:-0}" = 1 ]; then
+  : "${DURATION:=3}" "${ROUNDS:=1}" "${THREADS:=4}" "${WORKLOADS:=oltp_read_only}"
+fi
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+THREADS=${THREADS:-"1 4 16"}
+WORKLOADS=${WORKLOADS:-"oltp_point_select oltp_read_only oltp_read_write"}
+TABLES=${TABLES:-4}
+TABLE_SIZE=${TABLE_SIZE:-10000}
+PS_MODE=${PS_MODE:-auto}
+OUT=${OUT:-target/sysbench-results.md}
+DB=myveil_bench
+PDB=myveil_bench_p
+MYVEIL_PORT=3407
+FORWARDER_PORT=3408
+
+cargo build --release --quiet --bin myveil --example tcp_forwarder
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+mariadb -h127.0.0.1 -uroot -e "CREATE DATABASE IF NOT EXISTS $DB"
+common=(--mysql-host=127.0.0.1 --mysql-db=$DB --tables="$TABLES" --table-size="$TABLE_SIZE")
+sysbench oltp_read_write "${common[@]}" --mysql-port=3306 --mysql-user=root cleanup >/dev/null 2>&1 || true
+sysbench oltp_read_write "${common[@]}" --mysql-port=3306 --mysql-user=root prepare >/dev/null
+if [ "${PROTECTED:-0}" = 1 ]; then
+  mariadb -h127.0.0.1 -uroot -e "DROP DATABASE IF EXISTS $PDB; CREATE DATABASE $PDB"
+  # Empty sbtest tables, then wide enough for envelopes, with a blind index for c.
+  sysbench oltp_read_write --mysql-host=127.0.0.1 --mysql-port=3306 --mysql-user=root --mysql-db=$PDB \
+    --tables="$TABLES" --table-size=0 prepare >/dev/null
+  for t in $(seq 1 "$TABLES"); do
+    mariadb -h127.0.0.1 -uroot $PDB -e "ALTER TABLE sbtest$t MODIFY c VARBINARY(255) NOT NULL, MODIFY pad VARBINARY(200) NOT NULL, ADD c_bidx BINARY(32)"
+  done
+fi
+
+cat >"$TMP/myveil.toml" <<TOML
+[listen]
+address = "127.0.0.1:$MYVEIL_PORT"
+max_connections = 1024
+[backend]
+address = "127.0.0.1:3306"
+pool_max_idle = 64
+[backend.accounts.main]
+user = "root"
+[roles.app]
+backend_account = "main"
+[users]
+file = "users.toml"
+bcrypt_cost = 10
+[log]
+level = "warn"
+TOML
+if [ "${PROTECTED:-0}" = 1 ]; then
+  mkdir -p "$TMP/policy"
+  cat >"$TMP/policy/sbtest.toml" <<TOML
+$(for t in $(seq 1 "$TABLES"); do cat <<COL
+[[column]]
+database = "$PDB"
+table = "sbtest$t"
+column = "c"
+type = "char(120)"
+blind_index = "c_bidx"
+roles = { app = "plaintext" }
+
+[[column]]
+database = "$PDB"
+table = "sbtest$t"
+column = "pad"
+type = "char(60)"
+roles = { app = "plaintext" }
+
+COL
+done)
+TOML
+  printf '[protection]\npolicy_dir = "policy"\nkeys_dir = "keys"\n' >>"$TMP/myveil.toml"
+  target/release/myveil keygen -c "$TMP/myveil.toml" >/dev/null
+fi
+echo "bench-password-1" | target/release/myveil user add bench --role app --password-stdin -c "$TMP/myveil.toml" >/dev/null
+
+target/release/myveil serve -c "$TMP/myveil.toml" 2>"$TMP/myveil.log" &
+MYVEIL_PID=$!
+PIDS+=("$MYVEIL_PID")
+target/release/examples/tcp_forwarder "127.0.0.1:$FORWARDER_PORT" 127.0.0.1:3306 2>"$TMP/forwarder.log" &
+FORWARDER_PID=$!
+PIDS+=("$FORWARDER_PID")
+sleep 1
+
+if [ "${PROTECTED:-0}" = 1 ]; then
+  # Fill the protected tables through myveil, so every c and pad is sealed.
+  python3 -c 'import pymysql' 2>/dev/null || python3 -m pip install --quiet pymysql
+  python3 - "$MYVEIL_PORT" "$PDB" "$TABLES" "$TABLE_SIZE" <<'PY'
+import random, sys, pymysql
+port, db, tables, size = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+conn = pymysql.connect(host="127.0.0.1", port=port, user="bench", password="bench-password-1", database=db, autocommit=True)
+cur = conn.cursor()
+groups = lambda n: "-".join("".join(random.choice("0123456789") for _ in range(11)) for _ in range(n))
+for t in range(1, tables + 1):
+    for start in range(1, size + 1, 500):
+        rows = [(i, random.randint(1, size), groups(10), groups(5)) for i in range(start, min(start + 500, size + 1))]
+        cur.executemany(f"INSERT INTO sbtest{t} (id, k, c, pad) VALUES (%s, %s, %s, %s)", rows)
+conn.close()
+PY
+fi
+
+TICKS=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+RESULTS="$TMP/results.tsv"
+: >"$RESULTS"
+run_one() { # workload threads target
+  local workload=$1 threads=$2 target=$3 port user pass pid="" db=$DB
+  case $target in
+    direct) port=3306; user=root; pass="" ;;
+    forwarder) port=$FORWARDER_PORT; user=root; pass=""; pid=$FORWARDER_PID ;;
+    myveil | unprotected) port=$MYVEIL_PORT; user=bench; pass=bench-password-1; pid=$MYVEIL_PID ;;
+    protected) port=$MYVEIL_PORT; user=bench; pass=bench-password-1; pid=$MYVEIL_PID; db=$PDB ;;
+  esac
+  local before=0 after=0
+  [ -n "$pid" ] && before=$(cpu_ticks "$pid")
+  local out
+  if ! out=$(sysbench "$workload" "${common[@]}" --mysql-db="$db" "${EXTRA[@]}" --mysql-port="$port" --mysql-user="$user" --mysql-password="$pass" \
+      --threads="$threads" --time="$DURATION" --report-interval=0 --percentile=95 --db-ps-mode="$PS_MODE" run 2>&1); then
+    echo "sysbench failed against $target:" >&2
+    echo "$out" >&2
+    echo "--- myveil log ---" >&2
+    cat "$TMP/myveil.log" >&2
+    exit 1
+  fi
+  [ -n "$pid" ] && after=$(cpu_ticks "$pid")
+  local queries qps tps p95
+  queries=$(echo "$out" | awk '/^ *total:/ && !q {print $2; q=1}')
+  qps=$(echo "$out" | awk '/queries:/ && /per sec/ {gsub(/\(/,"",$3); print $3; exit}')
+  tps=$(echo "$out" | awk '/transactions:/ {gsub(/\(/,"",$3); print $3; exit}')
+  p95=$(echo "$out" | awk '/95th percentile:/ {print $3; exit}')
+  local cpu_us=0
+  if [ -n "$pid" ] && [ "${queries:-0}" -gt 0 ]; then
+    cpu_us=$(awk -v a="$after" -v b="$before" -v t="$TICKS" -v q="$queries" 'BEGIN {printf "%.1f", (a-b)/t*1e6/q}')
+  fi
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$threads" "$target" "$qps" "$tps" "$p95" "$cpu_us" >>"$RESULTS"
+  printf '  %-18s %3s threads %-9s %10s qps %9s tps  p95 %7s ms  cpu %7s us/q\n' "$workload" "$threads" "$target" "$qps" "$tps" "$p95" "$cpu_us" >&2
+}
+
+for workload in $WORKLOADS; do
+  for threads in $THREADS; do
+    for round in $(seq 1 "$ROUNDS"); do
+      for target in $TARGETS; do
+        run_one "$workload" "$threads" "$target"
+      done
+    done
+  done
+done
+
+sysbench oltp_read_write "${common[@]}" --mysql-port=3306 --mysql-user=root cleanup >/dev/null 2>&1 || true
+[ "${PROTECTED:-0}" = 1 ] && mariadb -h127.0.0.1 -uroot -e "DROP DATABASE IF EXISTS $PDB"
+
+mkdir -p "$(dirname "$OUT")"
+python3 - "$RESULTS" "$OUT" "$PS_MODE" "$DURATION" "$ROUNDS" "$TARGETS" <<'PY'
+import sys, statistics, collections
+rows = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    w, t, target, qps, tps, p95, cpu = line.rstrip("\n").split("\t")
+    rows[(w, int(t), target)].append((float(qps), float(tps), float(p95), float(cpu)))
+med = lambda xs: statistics.median(xs)
+targets = sys.argv[6].split()
+base, floor = targets[0], targets[-2]
+out = [f"sysbench medians of {sys.argv[5]} rounds x {sys.argv[4]} s, --db-ps-mode={sys.argv[3]}", "",
+       f"| workload | threads | target | qps | tps | p95 ms | proxy CPU µs/query | qps vs {base} | qps vs {floor if floor != base else '-'} | CPU vs {floor} |",
+       "|---|---|---|---|---|---|---|---|---|---|"]
+keys = sorted({(w, t) for (w, t, _) in rows}, key=lambda k: (k[0], k[1]))
+for w, t in keys:
+    m = {}
+    for target in targets:
+        r = rows.get((w, t, target))
+        if r:
+            m[target] = [med([x[i] for x in r]) for i in range(4)]
+    last = targets[-1]
+    for target in targets:
+        if target not in m:
+            continue
+        qps, tps, p95, cpu = m[target]
+        vs_base = f"{qps / m[base][0]:.2f}" if target != base and m.get(base) else ""
+        vs_floor = f"{qps / m[floor][0]:.2f}" if target == last and floor != base and m.get(floor) else ""
+        cpu_floor = f"{cpu / m[floor][3]:.2f}" if target == last and m.get(floor) and m[floor][3] else ""
+        cpu_s = f"{cpu:.1f}" if cpu else ""
+        out.append(f"| {w} | {t} | {target} | {qps:.0f} | {tps:.0f} | {p95:.2f} | {cpu_s} | {vs_base} | {vs_floor} | {cpu_floor} |")
+text = "\n".join(out) + "\n"
+open(sys.argv[2], "w").write(text)
+print(text)
+PY

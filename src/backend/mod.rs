@@ -1,0 +1,279 @@
+//! backend: connections to the real MySQL/MariaDB and the pool they come from.
+//!
+//! A client session is pinned to one backend connection for its life. The connection is
+//! taken before the client is greeted, so the greeting carries the backend's connection id
+//! (KILL and CONNECTION_ID() then agree with what the client was told). A pooled connection
+//! is reset and re-bound with COM_CHANGE_USER, which in one round trip rolls back, drops
+//! session state, authenticates the role's backend account and sets schema and charset.
+//! A fresh connection is left waiting after the backend's greeting and answered once the
+//! client is known, with the client's own capabilities.
+
+mod pool;
+pub mod schema;
+
+use std::time::Duration;
+
+use mysql_common::constants::CapabilityFlags;
+use tokio::net::TcpStream;
+
+use crate::config::Password;
+use crate::wire::auth::{Plugin, scramble};
+use crate::wire::handshake::{BackendGreeting, SESSION_CAPABILITIES, parse_backend_greeting};
+use crate::wire::packets::{
+    self, AUTH_MORE_DATA_HEADER, AUTH_SWITCH_HEADER, ERR_HEADER, OK_HEADER,
+};
+use crate::wire::{self, PacketConn, Stream};
+
+pub use pool::{Lease, Pool, PoolConfig};
+
+/// Largest packet accepted from the backend during connect and auth.
+const AUTH_PACKET_LIMIT: usize = 64 * 1024;
+const COM_CHANGE_USER: u8 = 0x11;
+/// Max packet size announced to the backend (the backend's max_allowed_packet still rules).
+const CLIENT_MAX_PACKET: u32 = 1 << 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot reach backend {address}: {source}")]
+    Connect {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("backend {address} did not answer within {secs} s")]
+    Timeout { address: String, secs: u64 },
+    #[error("backend wire: {0}")]
+    Wire(#[from] wire::Error),
+    /// The backend refused with this ERR packet; it is passed on to the client as it is.
+    #[error("backend refused (error {code})")]
+    Refused { code: u16, payload: Vec<u8> },
+    #[error("backend asks for auth plugin {0}, which myveil does not speak")]
+    UnsupportedPlugin(String),
+    #[error(
+        "backend account needs caching_sha2_password full authentication; use TLS toward the backend or mysql_native_password for the account"
+    )]
+    FullAuthNeedsTls,
+    #[error("backend does not offer TLS but backend.tls_ca is set")]
+    NoTls,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Who the backend connection should be, for one client session.
+pub struct Identity<'a> {
+    pub account: &'a str,
+    pub user: &'a str,
+    pub password: &'a Password,
+    pub database: Option<&'a [u8]>,
+    pub collation: u16,
+    pub attributes: &'a [(String, String)],
+}
+
+/// One connection to the backend.
+pub struct BackendConn {
+    pub conn: PacketConn,
+    pub greeting: BackendGreeting,
+    /// Capabilities this connection was opened with (zero until the handshake is answered).
+    pub capabilities: CapabilityFlags,
+    /// Backend account the connection is authenticated as.
+    pub account: Option<String>,
+}
+
+impl BackendConn {
+    pub fn connection_id(&self) -> u32 {
+        self.greeting.connection_id
+    }
+
+    /// The capability bits that make a pooled connection fit a client.
+    pub fn session_key(&self) -> u32 {
+        (self.capabilities & SESSION_CAPABILITIES).bits()
+    }
+
+    /// Opens a TCP connection and reads the greeting; the handshake is answered later.
+    pub(crate) async fn open(address: &str, timeout: Duration) -> Result<Self> {
+        let timed_out = || Error::Timeout {
+            address: address.to_owned(),
+            secs: timeout.as_secs(),
+        };
+        let tcp = tokio::time::timeout(timeout, TcpStream::connect(address))
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|source| Error::Connect {
+                address: address.to_owned(),
+                source,
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let mut conn = PacketConn::new(Stream::Plain(tcp));
+        let packet = tokio::time::timeout(timeout, conn.read_packet(AUTH_PACKET_LIMIT))
+            .await
+            .map_err(|_| timed_out())??;
+        if packet.payload.first() == Some(&ERR_HEADER) {
+            return Err(refused(&packet.payload));
+        }
+        let greeting = parse_backend_greeting(&packet.payload)?;
+        Ok(Self {
+            conn,
+            greeting,
+            capabilities: CapabilityFlags::empty(),
+            account: None,
+        })
+    }
+
+    /// Answers the greeting of a fresh connection: optional TLS, then the handshake response
+    /// for `who` with the client's capabilities. Returns the backend's final OK payload.
+    pub(crate) async fn complete(
+        mut self,
+        who: &Identity<'_>,
+        client_caps: CapabilityFlags,
+        tls: Option<(&tokio_rustls::TlsConnector, &str)>,
+    ) -> Result<(Self, Vec<u8>)> {
+        let mut caps = (client_caps & crate::wire::handshake::SUPPORTED_CAPABILITIES)
+            | CapabilityFlags::CLIENT_PROTOCOL_41
+            | CapabilityFlags::CLIENT_SECURE_CONNECTION
+            | CapabilityFlags::CLIENT_PLUGIN_AUTH
+            | CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
+            | CapabilityFlags::CLIENT_CONNECT_ATTRS
+            | CapabilityFlags::CLIENT_TRANSACTIONS
+            | CapabilityFlags::CLIENT_LONG_PASSWORD;
+        caps &= self.greeting.capabilities | CapabilityFlags::CLIENT_CONNECT_WITH_DB;
+        caps.set(
+            CapabilityFlags::CLIENT_CONNECT_WITH_DB,
+            who.database.is_some(),
+        );
+        let collation = u8::try_from(who.collation).unwrap_or(self.greeting.collation);
+        let mut seq = 1;
+        if let Some((connector, name)) = tls {
+            if !self
+                .greeting
+                .capabilities
+                .contains(CapabilityFlags::CLIENT_SSL)
+            {
+                return Err(Error::NoTls);
+            }
+            caps |= CapabilityFlags::CLIENT_SSL;
+            let mut req = Vec::with_capacity(32);
+            req.extend_from_slice(&caps.bits().to_le_bytes());
+            req.extend_from_slice(&CLIENT_MAX_PACKET.to_le_bytes());
+            req.push(collation);
+            req.extend_from_slice(&[0; 23]);
+            seq = self.conn.write_packet(seq, &req).await?;
+            // The backend says nothing until the client's TLS hello, so nothing is buffered.
+            let (Stream::Plain(tcp), _) = self.conn.into_parts() else {
+                return Err(Error::NoTls);
+            };
+            self.conn = PacketConn::new(crate::wire::tls::connect(connector, name, tcp).await?);
+        }
+        self.capabilities = caps;
+        let plugin = Plugin::from_name(&self.greeting.plugin).unwrap_or(Plugin::Native);
+        let auth = scramble(plugin, &self.greeting.salt, who.password.expose());
+        let mut p = Vec::with_capacity(128);
+        p.extend_from_slice(&caps.bits().to_le_bytes());
+        p.extend_from_slice(&CLIENT_MAX_PACKET.to_le_bytes());
+        p.push(collation);
+        p.extend_from_slice(&[0; 23]);
+        put_nul_str(&mut p, who.user.as_bytes());
+        packets::put_lenenc_int(&mut p, auth.len() as u64);
+        p.extend_from_slice(&auth);
+        if let Some(db) = who.database {
+            put_nul_str(&mut p, db);
+        }
+        put_nul_str(&mut p, plugin.name().as_bytes());
+        if caps.contains(CapabilityFlags::CLIENT_CONNECT_ATTRS) {
+            put_attributes(&mut p, who.attributes);
+        }
+        self.conn.write_packet(seq, &p).await?;
+        let ok = self.finish_auth(who.password).await?;
+        self.account = Some(who.account.to_owned());
+        Ok((self, ok))
+    }
+
+    /// Resets the session and re-authenticates as `who` (COM_CHANGE_USER).
+    pub(crate) async fn change_user(&mut self, who: &Identity<'_>) -> Result<Vec<u8>> {
+        self.account = None;
+        let plugin = Plugin::from_name(&self.greeting.plugin).unwrap_or(Plugin::Native);
+        let auth = scramble(plugin, &self.greeting.salt, who.password.expose());
+        let mut p = Vec::with_capacity(128);
+        p.push(COM_CHANGE_USER);
+        put_nul_str(&mut p, who.user.as_bytes());
+        p.push(auth.len() as u8);
+        p.extend_from_slice(&auth);
+        put_nul_str(&mut p, who.database.unwrap_or_default());
+        p.extend_from_slice(&who.collation.to_le_bytes());
+        put_nul_str(&mut p, plugin.name().as_bytes());
+        if self
+            .capabilities
+            .contains(CapabilityFlags::CLIENT_CONNECT_ATTRS)
+        {
+            put_attributes(&mut p, who.attributes);
+        }
+        self.conn.write_packet(0, &p).await?;
+        let ok = self.finish_auth(who.password).await?;
+        self.account = Some(who.account.to_owned());
+        Ok(ok)
+    }
+
+    /// Follows the backend through auth switches and caching_sha2 exchanges to OK or ERR.
+    async fn finish_auth(&mut self, password: &Password) -> Result<Vec<u8>> {
+        loop {
+            let packet = self.conn.read_packet(AUTH_PACKET_LIMIT).await?;
+            let seq = packet.seq.wrapping_add(1);
+            let payload = &packet.payload[..];
+            match payload.first() {
+                Some(&OK_HEADER) => return Ok(payload.to_vec()),
+                Some(&ERR_HEADER) => return Err(refused(payload)),
+                Some(&AUTH_SWITCH_HEADER) => {
+                    let body = &payload[1..];
+                    let name_end = body.iter().position(|&b| b == 0).unwrap_or(body.len());
+                    let name = &body[..name_end];
+                    let plugin = Plugin::from_name(name).ok_or_else(|| {
+                        Error::UnsupportedPlugin(String::from_utf8_lossy(name).into_owned())
+                    })?;
+                    if plugin == Plugin::Clear && !self.conn.stream().is_tls() {
+                        return Err(Error::UnsupportedPlugin(plugin.name().to_owned()));
+                    }
+                    let mut data = body.get(name_end + 1..).unwrap_or_default();
+                    if let [head @ .., 0] = data {
+                        data = head;
+                    }
+                    let auth = scramble(plugin, data, password.expose());
+                    self.conn.write_packet(seq, &auth).await?;
+                }
+                Some(&AUTH_MORE_DATA_HEADER) => match payload.get(1) {
+                    // caching_sha2_password: fast auth succeeded, OK follows.
+                    Some(3) => {}
+                    // Full authentication: the password in clear, only over TLS.
+                    Some(4) if self.conn.stream().is_tls() => {
+                        let auth = scramble(Plugin::Clear, &[], password.expose());
+                        self.conn.write_packet(seq, &auth).await?;
+                    }
+                    Some(4) => return Err(Error::FullAuthNeedsTls),
+                    _ => return Err(wire::Error::Malformed("backend auth data").into()),
+                },
+                _ => return Err(wire::Error::Malformed("backend auth reply").into()),
+            }
+        }
+    }
+}
+
+fn refused(payload: &[u8]) -> Error {
+    Error::Refused {
+        code: packets::err_code(payload).unwrap_or(0),
+        payload: payload.to_vec(),
+    }
+}
+
+fn put_nul_str(buf: &mut Vec<u8>, s: &[u8]) {
+    buf.extend_from_slice(s);
+    buf.push(0);
+}
+
+fn put_attributes(buf: &mut Vec<u8>, attributes: &[(String, String)]) {
+    let mut body = Vec::new();
+    for (k, v) in attributes {
+        packets::put_lenenc_int(&mut body, k.len() as u64);
+        body.extend_from_slice(k.as_bytes());
+        packets::put_lenenc_int(&mut body, v.len() as u64);
+        body.extend_from_slice(v.as_bytes());
+    }
+    packets::put_lenenc_int(buf, body.len() as u64);
+    buf.extend_from_slice(&body);
+}

@@ -1,0 +1,182 @@
+//! backend::pool: idle backend connections, keyed by the client capabilities that change
+//! backend behaviour (found rows, local files, multi statements, …).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use mysql_common::constants::CapabilityFlags;
+use tokio_rustls::TlsConnector;
+
+use super::{BackendConn, Error, Identity, Result};
+use crate::wire::handshake::SESSION_CAPABILITIES;
+
+pub struct PoolConfig {
+    pub address: String,
+    pub connect_timeout: Duration,
+    pub max_idle: usize,
+    pub idle_timeout: Duration,
+    /// TLS toward the backend: connector and the name to check in its certificate.
+    pub tls: Option<(TlsConnector, String)>,
+}
+
+/// A backend connection taken for a client that is about to be greeted.
+pub enum Lease {
+    /// Authenticated before; will be reset with COM_CHANGE_USER.
+    Pooled(BackendConn),
+    /// Greeting read, handshake not yet answered.
+    Fresh(BackendConn),
+}
+
+impl Lease {
+    pub fn conn(&self) -> &BackendConn {
+        match self {
+            Lease::Pooled(c) | Lease::Fresh(c) => c,
+        }
+    }
+}
+
+struct Idle {
+    conn: BackendConn,
+    since: Instant,
+}
+
+pub struct Pool {
+    cfg: PoolConfig,
+    idle: Mutex<Vec<Idle>>,
+    /// Capability key of the last client bound: the best guess for the next one.
+    last_key: AtomicU32,
+}
+
+impl Pool {
+    pub fn new(cfg: PoolConfig) -> Self {
+        Self {
+            cfg,
+            idle: Mutex::new(Vec::new()),
+            last_key: AtomicU32::new(u32::MAX),
+        }
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().map(|v| v.len()).unwrap_or(0)
+    }
+
+    /// Takes a connection to greet a client with: an idle one that fits the last client's
+    /// capabilities, or a fresh one.
+    pub async fn lease(&self) -> Result<Lease> {
+        let key = self.last_key.load(Ordering::Relaxed);
+        if let Some(conn) = self.take_idle(key) {
+            return Ok(Lease::Pooled(conn));
+        }
+        Ok(Lease::Fresh(self.open().await?))
+    }
+
+    async fn open(&self) -> Result<BackendConn> {
+        BackendConn::open(&self.cfg.address, self.cfg.connect_timeout).await
+    }
+
+    /// Closes idle connections older than the idle timeout.
+    pub fn reap(&self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            let now = Instant::now();
+            idle.retain(|i| now.duration_since(i.since) < self.cfg.idle_timeout);
+        }
+    }
+
+    fn take_idle(&self, key: u32) -> Option<BackendConn> {
+        self.reap();
+        let mut idle = self.idle.lock().ok()?;
+        while let Some(pos) = idle.iter().rposition(|i| i.conn.session_key() == key) {
+            let candidate = idle.swap_remove(pos).conn;
+            if !candidate.conn.stream().is_stale() {
+                return Some(candidate);
+            }
+        }
+        None
+    }
+
+    /// Binds the leased connection to an authenticated client: resets and re-authenticates
+    /// a pooled one, answers the greeting of a fresh one. A pooled connection that does not
+    /// fit the client's capabilities, or has died, is replaced by a new one (the client was
+    /// then greeted with another connection id; logged). Returns the backend's OK payload.
+    pub async fn bind(
+        &self,
+        lease: Lease,
+        who: &Identity<'_>,
+        client_caps: CapabilityFlags,
+    ) -> Result<(BackendConn, Vec<u8>)> {
+        let want = (client_caps & SESSION_CAPABILITIES).bits();
+        self.last_key.store(want, Ordering::Relaxed);
+        let greeted_id = lease.conn().connection_id();
+        match lease {
+            Lease::Pooled(mut conn) if conn.session_key() == want => {
+                match conn.change_user(who).await {
+                    Ok(ok) => return Ok((conn, ok)),
+                    Err(e @ Error::Refused { .. }) => return Err(e),
+                    Err(e) => tracing::debug!(error = %e, "pooled backend connection failed reset"),
+                }
+            }
+            Lease::Pooled(conn) => self.release(conn),
+            Lease::Fresh(conn) => match conn.complete(who, client_caps, self.tls()).await {
+                Err(Error::Wire(e)) => {
+                    tracing::debug!(error = %e, "fresh backend connection went away")
+                }
+                other => return other,
+            },
+        }
+        let (conn, ok) = self
+            .open()
+            .await?
+            .complete(who, client_caps, self.tls())
+            .await?;
+        tracing::debug!(
+            greeted_id,
+            connection_id = conn.connection_id(),
+            "client greeted with another backend connection id"
+        );
+        Ok((conn, ok))
+    }
+
+    /// Opens a connection and logs in as `user` (for `myveil check`).
+    pub async fn probe(
+        &self,
+        account: &str,
+        user: &str,
+        password: &crate::config::Password,
+    ) -> Result<()> {
+        let who = Identity {
+            account,
+            user,
+            password,
+            database: None,
+            collation: 0,
+            attributes: &[],
+        };
+        let caps = crate::wire::handshake::SUPPORTED_CAPABILITIES;
+        self.open()
+            .await?
+            .complete(&who, caps, self.tls())
+            .await
+            .map(drop)
+    }
+
+    fn tls(&self) -> Option<(&TlsConnector, &str)> {
+        self.cfg.tls.as_ref().map(|(c, n)| (c, n.as_str()))
+    }
+
+    /// Returns a connection at a command boundary; it is reset before its next use.
+    pub fn release(&self, mut conn: BackendConn) {
+        if conn.account.is_none() || !conn.conn.rbuf.is_empty() {
+            return;
+        }
+        conn.conn.shrink_buffers();
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < self.cfg.max_idle {
+                idle.push(Idle {
+                    conn,
+                    since: Instant::now(),
+                });
+            }
+        }
+    }
+}

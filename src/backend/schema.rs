@@ -1,0 +1,167 @@
+//! backend::schema: what the live database says about protected tables — column order (for
+//! INSERT without a column list) and column types (for `myveil check`). Read through
+//! mysql_async on a control-plane connection, never on a client's session.
+
+use std::collections::HashMap;
+
+use mysql_async::prelude::Queryable;
+
+use crate::crypto::envelope::OVERHEAD;
+use crate::policy::{PlainType, Policy, Storage};
+use crate::sql::analyze::Schema;
+
+/// One column as information_schema describes it.
+#[derive(Debug, Clone)]
+pub struct ColumnInfo {
+    pub name: String,
+    pub data_type: String,
+    /// Maximum length in bytes (binary types) or characters (text types), if bounded.
+    pub max_length: Option<u64>,
+}
+
+/// Columns of the tables the policy names, in ordinal order, by (database, table).
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    tables: HashMap<(String, String), Vec<ColumnInfo>>,
+}
+
+impl Schema for Snapshot {
+    fn columns(&self, database: &str, table: &str) -> Option<Vec<String>> {
+        self.tables
+            .get(&(database.to_owned(), table.to_owned()))
+            .map(|cols| cols.iter().map(|c| c.name.clone()).collect())
+    }
+}
+
+/// Reads the columns of every table the policy protects.
+pub async fn load(
+    conn: &mut mysql_async::Conn,
+    policy: &Policy,
+) -> Result<Snapshot, mysql_async::Error> {
+    let mut names: Vec<String> = policy.columns().iter().map(|c| c.table.clone()).collect();
+    names.sort();
+    names.dedup();
+    let mut snapshot = Snapshot::default();
+    if names.is_empty() {
+        return Ok(snapshot);
+    }
+    let marks = vec!["?"; names.len()].join(", ");
+    let rows: Vec<(String, String, String, String, Option<u64>)> = conn
+        .exec(
+            format!(
+                "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH FROM information_schema.COLUMNS \
+                 WHERE TABLE_NAME IN ({marks}) ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION"
+            ),
+            names,
+        )
+        .await?;
+    for (db, table, name, data_type, max_length) in rows {
+        snapshot
+            .tables
+            .entry((db, table))
+            .or_default()
+            .push(ColumnInfo {
+                name,
+                data_type: data_type.to_ascii_lowercase(),
+                max_length,
+            });
+    }
+    Ok(snapshot)
+}
+
+/// Bytes the largest plaintext of a type can take (utf8mb4 text: 4 bytes a character).
+fn plaintext_bytes(t: PlainType) -> u64 {
+    match t {
+        PlainType::Char(n) | PlainType::Varchar(n) => u64::from(n) * 4,
+        PlainType::Text => 65_535,
+        PlainType::Int => 11,
+        PlainType::BigInt => 20,
+        PlainType::Decimal(p, _) => u64::from(p) + 2,
+        PlainType::Date => 10,
+        PlainType::DateTime => 19,
+        PlainType::Varbinary(n) => u64::from(n),
+        PlainType::Blob => 65_535,
+    }
+}
+
+/// Checks the live schema against the policy: every protected column exists where its table
+/// does, its type holds the envelope, and its blind-index column exists. Returns problems.
+pub fn check(snapshot: &Snapshot, policy: &Policy) -> Vec<String> {
+    let mut problems = Vec::new();
+    for col in policy.columns() {
+        let places: Vec<(&(String, String), &Vec<ColumnInfo>)> = snapshot
+            .tables
+            .iter()
+            .filter(|((db, t), _)| {
+                *t == col.table && col.database.as_deref().is_none_or(|d| d == db)
+            })
+            .collect();
+        if places.is_empty() {
+            problems.push(format!("{}: table not found in the database", col.scope()));
+        }
+        for ((db, table), columns) in places {
+            let at = format!("{db}.{table}.{}", col.column);
+            let Some(info) = columns
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case(&col.column))
+            else {
+                problems.push(format!("{at}: column not found"));
+                continue;
+            };
+            let envelope = plaintext_bytes(col.plain_type) + OVERHEAD as u64;
+            let (types, need): (&[&str], u64) = match col.storage {
+                Storage::Binary => (
+                    &[
+                        "varbinary",
+                        "binary",
+                        "blob",
+                        "mediumblob",
+                        "longblob",
+                        "tinyblob",
+                    ],
+                    envelope,
+                ),
+                Storage::Base64 => (
+                    &[
+                        "varchar",
+                        "char",
+                        "text",
+                        "mediumtext",
+                        "longtext",
+                        "tinytext",
+                    ],
+                    envelope.div_ceil(3) * 4,
+                ),
+            };
+            if !types.contains(&info.data_type.as_str()) {
+                problems.push(format!(
+                    "{at}: type {} cannot hold a {:?} envelope (use one of {})",
+                    info.data_type,
+                    col.storage,
+                    types.join(", ")
+                ));
+            } else if info.max_length.is_some_and(|m| m < need) {
+                problems.push(format!(
+                    "{at}: holds {} but a {} value needs up to {need}",
+                    info.max_length.unwrap_or(0),
+                    col.plain_type.name()
+                ));
+            }
+            if let Some(b) = &col.blind_index {
+                match columns.iter().find(|c| c.name.eq_ignore_ascii_case(b)) {
+                    None => {
+                        problems.push(format!("{db}.{table}.{b}: blind-index column not found"))
+                    }
+                    Some(i)
+                        if !matches!(i.data_type.as_str(), "binary" | "varbinary")
+                            || i.max_length.is_some_and(|m| m < 32) =>
+                    {
+                        problems.push(format!("{db}.{table}.{b}: a blind index needs BINARY(32)"))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    problems
+}

@@ -1,0 +1,484 @@
+//! config: the TOML configuration, environment overrides (`MYVEIL_SECTION__KEY=value`) and
+//! validation. Everything else receives a validated `Config`; defaults live here only.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::wire::auth::Plugin;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment override {name}: {message}")]
+    Env { name: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("backend account {account}: {message}")]
+    Credentials { account: String, message: String },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub listen: Listen,
+    pub tls: Option<Tls>,
+    pub backend: Backend,
+    pub roles: BTreeMap<String, Role>,
+    pub users: Users,
+    /// Column protection: where the policy and the keys are. Absent: nothing is protected.
+    pub protection: Option<Protection>,
+    /// The HTTP admin port. Absent: not started.
+    pub admin: Option<Admin>,
+    #[serde(default)]
+    pub log: Log,
+    /// Directory relative paths in this file are resolved against.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listen {
+    pub address: SocketAddr,
+    pub max_connections: usize,
+    pub handshake_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub drain_timeout_secs: u64,
+    /// Largest command a client may send (reassembled across 16 MiB packets).
+    pub max_packet_bytes: usize,
+    /// Plugin named in the greeting: mysql_native_password or caching_sha2_password.
+    pub auth_plugin: String,
+    /// Lets mysql_clear_password work without TLS for clients on a loopback address.
+    pub allow_cleartext_on_loopback: bool,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Self {
+            address: SocketAddr::from(([127, 0, 0, 1], 3307)),
+            max_connections: 1024,
+            handshake_timeout_secs: 10,
+            idle_timeout_secs: 28_800,
+            drain_timeout_secs: 30,
+            max_packet_bytes: 64 << 20,
+            auth_plugin: Plugin::Native.name().to_owned(),
+            allow_cleartext_on_loopback: false,
+        }
+    }
+}
+
+impl Listen {
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
+    }
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout_secs)
+    }
+    pub fn plugin(&self) -> Plugin {
+        Plugin::from_name(self.auth_plugin.as_bytes()).unwrap_or(Plugin::Native)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Refuse clients that do not upgrade to TLS.
+    #[serde(default)]
+    pub require: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    pub address: String,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    #[serde(default = "default_pool_max_idle")]
+    pub pool_max_idle: usize,
+    #[serde(default = "default_pool_idle_timeout")]
+    pub pool_idle_timeout_secs: u64,
+    /// CA bundle for TLS toward the backend; TLS is off when absent.
+    pub tls_ca: Option<PathBuf>,
+    /// Name checked against the backend certificate (defaults to the address's host).
+    pub tls_server_name: Option<String>,
+    pub accounts: BTreeMap<String, Account>,
+}
+
+fn default_connect_timeout() -> u64 {
+    5
+}
+fn default_pool_max_idle() -> usize {
+    64
+}
+fn default_pool_idle_timeout() -> u64 {
+    60
+}
+
+impl Backend {
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs)
+    }
+    pub fn pool_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.pool_idle_timeout_secs)
+    }
+    pub fn host(&self) -> &str {
+        self.address
+            .rsplit_once(':')
+            .map_or(self.address.as_str(), |(h, _)| h)
+            .trim_matches(['[', ']'])
+    }
+}
+
+/// A backend MySQL account. Its password comes from a file (0600, under keys/) or from an
+/// environment variable — never from the command line or the config file itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    pub user: String,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+}
+
+/// A backend password, zeroized on drop; its Debug never shows it.
+pub struct Password(Zeroizing<Vec<u8>>);
+
+impl Password {
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Role {
+    pub backend_account: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Protection {
+    /// Directory of policy TOML files.
+    pub policy_dir: PathBuf,
+    /// Directory with master.key and keyring.toml (`myveil keygen`).
+    pub keys_dir: PathBuf,
+    /// Create the keys at startup when keys_dir has none. For development only: production
+    /// keys are created once with `myveil keygen` and backed up.
+    #[serde(default)]
+    pub generate_missing_keys: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Admin {
+    pub address: SocketAddr,
+    /// Administrators (bcrypt), managed with `myveil admin …`.
+    pub users_file: PathBuf,
+    pub token_ttl_secs: u64,
+    pub issuer: String,
+    pub audience: String,
+    pub logins_per_minute_ip: u32,
+    pub logins_per_minute_user: u32,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Self {
+            address: SocketAddr::from(([127, 0, 0, 1], 8307)),
+            users_file: PathBuf::from("admins.toml"),
+            token_ttl_secs: 900,
+            issuer: "myveil".to_owned(),
+            audience: "myveil-admin".to_owned(),
+            logins_per_minute_ip: 10,
+            logins_per_minute_user: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Users {
+    pub file: PathBuf,
+    #[serde(default = "default_bcrypt_cost")]
+    pub bcrypt_cost: u32,
+}
+
+fn default_bcrypt_cost() -> u32 {
+    12
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// A tracing filter, e.g. "info" or "myveil=debug".
+    pub level: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the file, applies `MYVEIL_*` environment overrides and validates.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::from_toml(&text, &env, path, base_dir)
+    }
+
+    pub fn from_toml(
+        text: &str,
+        env: &[(String, String)],
+        path: &Path,
+        base_dir: PathBuf,
+    ) -> Result<Self> {
+        let parse_err = |message: String| Error::Parse {
+            path: path.to_owned(),
+            message,
+        };
+        let mut value: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
+        for (name, raw) in env {
+            apply_override(&mut value, name, raw)?;
+        }
+        let mut config: Config = toml::Value::Table(value)
+            .try_into()
+            .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
+        config.base_dir = base_dir;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let invalid = |m: String| Err(Error::Invalid(m));
+        if Plugin::from_name(self.listen.auth_plugin.as_bytes()).is_none_or(|p| p == Plugin::Clear)
+        {
+            return invalid(format!(
+                "listen.auth_plugin must be mysql_native_password or caching_sha2_password, not {:?}",
+                self.listen.auth_plugin
+            ));
+        }
+        if self.listen.max_connections == 0 {
+            return invalid("listen.max_connections must be at least 1".into());
+        }
+        if self.listen.max_packet_bytes < 1024 {
+            return invalid("listen.max_packet_bytes must be at least 1024".into());
+        }
+        if self.roles.is_empty() {
+            return invalid("at least one [roles.NAME] is needed".into());
+        }
+        for (name, role) in &self.roles {
+            if !self.backend.accounts.contains_key(&role.backend_account) {
+                return invalid(format!(
+                    "role {name} names backend account {:?}, which is not under [backend.accounts]",
+                    role.backend_account
+                ));
+            }
+        }
+        for (name, account) in &self.backend.accounts {
+            if account.password_file.is_some() && account.password_env.is_some() {
+                return invalid(format!(
+                    "backend account {name}: set password_file or password_env, not both"
+                ));
+            }
+        }
+        if self.admin.is_some() && self.protection.is_none() {
+            return invalid("[admin] signs tokens with the JWT key from [protection] keys_dir; configure [protection]".into());
+        }
+        if self
+            .admin
+            .as_ref()
+            .is_some_and(|a| a.token_ttl_secs == 0 || a.token_ttl_secs > 86_400)
+        {
+            return invalid("admin.token_ttl_secs must be between 1 and 86400".into());
+        }
+        if !(4..=31).contains(&self.users.bcrypt_cost) {
+            return invalid("users.bcrypt_cost must be between 4 and 31".into());
+        }
+        Ok(())
+    }
+
+    /// Reads the password of a backend account. No source configured means an empty password.
+    pub fn account_password(&self, name: &str) -> Result<Password> {
+        let cred_err = |message: String| Error::Credentials {
+            account: name.to_owned(),
+            message,
+        };
+        let account = self
+            .backend
+            .accounts
+            .get(name)
+            .ok_or_else(|| cred_err("no such account".into()))?;
+        if let Some(var) = &account.password_env {
+            let v = std::env::var(var)
+                .map_err(|_| cred_err(format!("environment variable {var} is not set")))?;
+            return Ok(Password(Zeroizing::new(v.into_bytes())));
+        }
+        if let Some(file) = &account.password_file {
+            let path = self.resolve(file);
+            crate::secure_file::check_private(&path).map_err(|e| cred_err(e.to_string()))?;
+            let mut bytes =
+                std::fs::read(&path).map_err(|e| cred_err(format!("{}: {e}", path.display())))?;
+            while matches!(bytes.last(), Some(b'\n' | b'\r')) {
+                bytes.pop();
+            }
+            return Ok(Password(Zeroizing::new(bytes)));
+        }
+        Ok(Password(Zeroizing::new(Vec::new())))
+    }
+}
+
+const ENV_PREFIX: &str = "MYVEIL_";
+
+/// Applies `MYVEIL_A__B__C=value` as `a.b.c = value`. The value is read as a TOML literal
+/// (number, boolean, quoted string) and otherwise taken as a plain string.
+fn apply_override(root: &mut toml::Table, name: &str, raw: &str) -> Result<()> {
+    let Some(path) = name.strip_prefix(ENV_PREFIX) else {
+        return Ok(());
+    };
+    let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+    if keys.len() < 2 || keys.iter().any(String::is_empty) {
+        // Variables like MYVEIL_CONFIG are not overrides.
+        return Ok(());
+    }
+    let value = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    let mut table = root;
+    for key in &keys[..keys.len() - 1] {
+        let entry = table
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = entry.as_table_mut().ok_or_else(|| Error::Env {
+            name: name.to_owned(),
+            message: format!("{key} is not a table"),
+        })?;
+    }
+    table.insert(keys[keys.len() - 1].clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [backend]
+        address = "127.0.0.1:3306"
+        [backend.accounts.main]
+        user = "root"
+        [roles.app]
+        backend_account = "main"
+        [users]
+        file = "users.toml"
+    "#;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_toml(
+            text,
+            &env,
+            Path::new("t.toml"),
+            PathBuf::from("/etc/myveil"),
+        )
+    }
+
+    #[test]
+    fn defaults_fill_what_the_file_leaves_out() {
+        let c = load(MINIMAL, &[]).expect("valid");
+        assert_eq!(c.listen.address.port(), 3307);
+        assert_eq!(c.listen.plugin(), Plugin::Native);
+        assert_eq!(
+            c.resolve(Path::new("users.toml")),
+            PathBuf::from("/etc/myveil/users.toml")
+        );
+        assert_eq!(c.backend.host(), "127.0.0.1");
+    }
+
+    #[test]
+    fn env_overrides_reach_nested_keys_with_types() {
+        let c = load(
+            MINIMAL,
+            &[
+                ("MYVEIL_LISTEN__ADDRESS", "0.0.0.0:4000"),
+                ("MYVEIL_LISTEN__MAX_CONNECTIONS", "7"),
+                ("MYVEIL_BACKEND__ACCOUNTS__MAIN__USER", "app_rw"),
+                ("MYVEIL_CONFIG", "ignored"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(c.listen.address.port(), 4000);
+        assert_eq!(c.listen.max_connections, 7);
+        assert_eq!(c.backend.accounts["main"].user, "app_rw");
+    }
+
+    #[test]
+    fn unknown_fields_and_dangling_roles_are_refused() {
+        let typo = MINIMAL.replace("[users]", "[users]\nfiel = 1");
+        assert!(matches!(load(&typo, &[]), Err(Error::Parse { .. })));
+        let dangling = MINIMAL.replace("backend_account = \"main\"", "backend_account = \"nope\"");
+        assert!(matches!(load(&dangling, &[]), Err(Error::Invalid(_))));
+        assert!(matches!(
+            load(
+                MINIMAL,
+                &[("MYVEIL_LISTEN__AUTH_PLUGIN", "mysql_clear_password")]
+            ),
+            Err(Error::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn password_debug_is_redacted() {
+        let p = Password(Zeroizing::new(b"hunter2".to_vec()));
+        assert!(!format!("{p:?}").contains("hunter2"));
+    }
+}

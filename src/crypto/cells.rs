@@ -1,0 +1,148 @@
+//! crypto::cells: sealing, opening and indexing the cells of protected columns with the
+//! keyring: which key, which context, and the per-key usage budget.
+
+use super::blind::{Normalize, blind_index};
+use super::envelope::{self, CellContext};
+use super::keyring::{Keyring, Purpose};
+use super::{Error, Result};
+
+/// Where a cell belongs, as the policy names it.
+#[derive(Debug, Clone, Copy)]
+pub struct Cell<'a> {
+    pub table: &'a str,
+    pub column: &'a str,
+    pub plaintext_type: &'a str,
+    pub normalize: Normalize,
+    /// The row's key (canonical text), when the policy binds cells to their row.
+    pub row_key: Option<&'a [u8]>,
+}
+
+impl Cell<'_> {
+    fn scope(&self) -> String {
+        format!("{}.{}", self.table, self.column)
+    }
+
+    fn context(&self) -> CellContext<'_> {
+        CellContext {
+            table: self.table,
+            column: self.column,
+            plaintext_type: self.plaintext_type,
+            row_key: self.row_key,
+        }
+    }
+}
+
+/// Seals with the primary column key of the cell's scope.
+pub fn seal(keyring: &Keyring, cell: &Cell<'_>, plaintext: &[u8]) -> Result<Vec<u8>> {
+    let scope = cell.scope();
+    let (id, key) = keyring
+        .primary(Purpose::Column, &scope)
+        .ok_or(Error::NoKey {
+            purpose: "column",
+            scope,
+        })?;
+    keyring.note_use(id)?;
+    envelope::seal(key.bytes(), id, &cell.context(), plaintext)
+}
+
+/// Opens with the key the envelope names.
+pub fn open(keyring: &Keyring, cell: &Cell<'_>, envelope: &[u8]) -> Result<Vec<u8>> {
+    let id = envelope::key_id(envelope)?;
+    let key = keyring.key(id).ok_or(Error::UnknownKey { key_id: id })?;
+    envelope::open(key.bytes(), &cell.context(), envelope)
+}
+
+/// The blind index under the primary blind-index key (for writes).
+pub fn blind(keyring: &Keyring, cell: &Cell<'_>, plaintext: &[u8]) -> Result<[u8; 32]> {
+    let scope = cell.scope();
+    let (_, key) = keyring
+        .primary(Purpose::BlindIndex, &scope)
+        .ok_or(Error::NoKey {
+            purpose: "blind-index",
+            scope,
+        })?;
+    Ok(blind_index(
+        key.bytes(),
+        cell.table,
+        cell.column,
+        cell.normalize,
+        plaintext,
+    ))
+}
+
+/// The blind indexes under every blind-index key in use (for searches during rotation).
+pub fn blind_all(keyring: &Keyring, cell: &Cell<'_>, plaintext: &[u8]) -> Result<Vec<[u8; 32]>> {
+    let keys = keyring.in_use(Purpose::BlindIndex, &cell.scope());
+    if keys.is_empty() {
+        return Err(Error::NoKey {
+            purpose: "blind-index",
+            scope: cell.scope(),
+        });
+    }
+    Ok(keys
+        .into_iter()
+        .map(|(_, k)| {
+            blind_index(
+                k.bytes(),
+                cell.table,
+                cell.column,
+                cell.normalize,
+                plaintext,
+            )
+        })
+        .collect())
+}
+
+/// The key consistent-hash masks use for a scope.
+pub fn mask_key<'k>(keyring: &'k Keyring, scope: &str) -> Option<&'k [u8; 32]> {
+    keyring
+        .primary(Purpose::Mask, scope)
+        .map(|(_, k)| k.bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::keyring::Status;
+
+    #[test]
+    fn seal_open_and_search_across_a_blind_key_rotation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut ring = Keyring::generate(
+            dir.path(),
+            &[(Purpose::Column, "*"), (Purpose::BlindIndex, "*")],
+        )
+        .expect("keys");
+        let cell = Cell {
+            table: "users",
+            column: "email",
+            plaintext_type: "varchar(100)",
+            normalize: Normalize::None,
+            row_key: None,
+        };
+        let env = seal(&ring, &cell, b"ann@x.io").expect("seal");
+        assert_eq!(open(&ring, &cell, &env).expect("open"), b"ann@x.io");
+        let other = Cell {
+            column: "phone",
+            ..cell
+        };
+        assert!(matches!(open(&ring, &other, &env), Err(Error::Open { .. })));
+        let before = blind(&ring, &cell, b"ann@x.io").expect("blind");
+        ring.add(Purpose::BlindIndex, "*", Status::Primary);
+        let after = blind(&ring, &cell, b"ann@x.io").expect("blind");
+        assert_ne!(before, after);
+        assert_eq!(
+            blind_all(&ring, &cell, b"ann@x.io").expect("all"),
+            vec![after, before],
+            "primary first, old key still searched"
+        );
+        assert!(matches!(
+            seal(
+                &Keyring::generate(&dir.path().join("empty"), &[]).expect("keys"),
+                &cell,
+                b"x"
+            ),
+            Err(Error::NoKey { .. })
+        ));
+    }
+}

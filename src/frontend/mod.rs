@@ -1,0 +1,359 @@
+//! frontend: the MySQL listener — accept loop with a connection limit, one task per client
+//! session, graceful drain on shutdown.
+
+mod prepared;
+pub mod relay;
+mod session;
+pub mod transform;
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::{User, UserStore};
+use crate::backend::{Pool, PoolConfig};
+use crate::config::{Config, Password};
+use crate::crypto::keyring::{Keyring, Purpose};
+use crate::policy::Policy;
+use crate::wire::packets::{ER_CON_COUNT_ERROR, ErrorReply};
+use crate::wire::{PacketConn, Stream};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Policy(#[from] crate::policy::Error),
+    #[error(transparent)]
+    Keys(#[from] crate::crypto::Error),
+    #[error("protection: {0}")]
+    Protection(String),
+    #[error(transparent)]
+    Config(#[from] crate::config::Error),
+    #[error(transparent)]
+    Users(#[from] crate::auth::Error),
+    #[error("tls: {0}")]
+    Tls(#[from] crate::wire::Error),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// How often the columns of protected tables are re-read.
+const SCHEMA_REFRESH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How often idle backend connections past their idle timeout are closed.
+const POOL_REAP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The policy in force and the names that make a statement worth analyzing.
+pub struct Protection {
+    pub policy: Policy,
+    /// Lower-case table, column and blind-index names of protected columns.
+    pub watched: HashSet<String>,
+}
+
+impl Protection {
+    pub fn new(policy: Policy) -> Self {
+        let mut watched = HashSet::new();
+        for c in policy.columns() {
+            watched.insert(c.table.to_ascii_lowercase());
+            watched.insert(c.column.to_ascii_lowercase());
+            if let Some(b) = &c.blind_index {
+                watched.insert(b.to_ascii_lowercase());
+            }
+        }
+        Self { policy, watched }
+    }
+
+    pub fn is_active(&self) -> bool {
+        !self.policy.columns().is_empty()
+    }
+}
+
+/// Checks that the keyring has every key the policy needs.
+fn check_keys(policy: &Policy, keyring: Option<&Keyring>) -> Result<(), Error> {
+    if policy.columns().is_empty() {
+        return Ok(());
+    }
+    let Some(keyring) = keyring else {
+        return Err(Error::Protection(
+            "the policy protects columns but no keys are loaded".into(),
+        ));
+    };
+    for c in policy.columns() {
+        let scope = c.scope();
+        let missing = |what: &str| {
+            Error::Protection(format!("no {what} key for {scope}; run `myveil keygen`"))
+        };
+        keyring
+            .primary(Purpose::Column, &scope)
+            .ok_or_else(|| missing("column"))?;
+        if c.blind_index.is_some() {
+            keyring
+                .primary(Purpose::BlindIndex, &scope)
+                .ok_or_else(|| missing("blind-index"))?;
+        }
+        keyring
+            .primary(Purpose::Mask, &scope)
+            .ok_or_else(|| missing("mask"))?;
+    }
+    Ok(())
+}
+
+/// State every session reads.
+pub struct Shared {
+    pub config: Config,
+    pub users: ArcSwap<UserStore>,
+    pub protection: ArcSwap<Protection>,
+    pub keyring: Option<Arc<Keyring>>,
+    /// Columns of protected tables as the database has them (refreshed in the background).
+    pub schema: ArcSwap<crate::backend::schema::Snapshot>,
+    pub pool: Pool,
+    pub tls: Option<TlsAcceptor>,
+    passwords: BTreeMap<String, Password>,
+}
+
+impl Shared {
+    /// Loads users, backend credentials and TLS material named by the configuration.
+    pub fn new(config: Config) -> Result<Self, Error> {
+        let users = UserStore::load(&config.resolve(&config.users.file))?;
+        let mut passwords = BTreeMap::new();
+        for name in config.backend.accounts.keys() {
+            passwords.insert(name.clone(), config.account_password(name)?);
+        }
+        let tls = match &config.tls {
+            Some(t) => Some(crate::wire::tls::acceptor(
+                &config.resolve(&t.cert),
+                &config.resolve(&t.key),
+            )?),
+            None => None,
+        };
+        let backend_tls = match &config.backend.tls_ca {
+            Some(ca) => {
+                let name = config
+                    .backend
+                    .tls_server_name
+                    .clone()
+                    .unwrap_or_else(|| config.backend.host().to_owned());
+                Some((crate::wire::tls::connector(&config.resolve(ca))?, name))
+            }
+            None => None,
+        };
+        let (policy, keyring) = match &config.protection {
+            Some(p) => {
+                let policy = Policy::load_dir(&config.resolve(&p.policy_dir))?;
+                let dir = config.resolve(&p.keys_dir);
+                let keyring = if policy.columns().is_empty() && config.admin.is_none() {
+                    None
+                } else if p.generate_missing_keys
+                    && !dir.join(crate::crypto::keyring::MASTER_KEY_FILE).exists()
+                {
+                    let wanted = policy.required_keys();
+                    let wanted: Vec<(Purpose, &str)> =
+                        wanted.iter().map(|(k, s)| (*k, s.as_str())).collect();
+                    tracing::warn!(dir = %dir.display(), "no keys found: generating new ones (generate_missing_keys is set)");
+                    Some(Arc::new(Keyring::generate(&dir, &wanted)?))
+                } else {
+                    Some(Arc::new(Keyring::load(&dir)?))
+                };
+                (policy, keyring)
+            }
+            None => (Policy::default(), None),
+        };
+        check_keys(&policy, keyring.as_deref())?;
+        let pool = Pool::new(PoolConfig {
+            address: config.backend.address.clone(),
+            connect_timeout: config.backend.connect_timeout(),
+            max_idle: config.backend.pool_max_idle,
+            idle_timeout: config.backend.pool_idle_timeout(),
+            tls: backend_tls,
+        });
+        Ok(Self {
+            users: ArcSwap::from_pointee(users),
+            protection: ArcSwap::from_pointee(Protection::new(policy)),
+            keyring,
+            schema: ArcSwap::from_pointee(crate::backend::schema::Snapshot::default()),
+            pool,
+            tls,
+            passwords,
+            config,
+        })
+    }
+
+    /// The backend account (name and password) of a user's role.
+    pub fn account_for(&self, user: &User) -> Option<(&str, &Password)> {
+        let account = &self.config.roles.get(&user.role)?.backend_account;
+        let password = self.passwords.get(account)?;
+        Some((account.as_str(), password))
+    }
+
+    /// Re-reads the policy; it is validated against the keys first and the old policy stays
+    /// on any error.
+    pub fn reload_policy(&self) -> Result<usize, Error> {
+        let Some(p) = &self.config.protection else {
+            return Ok(0);
+        };
+        let policy = Policy::load_dir(&self.config.resolve(&p.policy_dir))?;
+        check_keys(&policy, self.keyring.as_deref())?;
+        let n = policy.columns().len();
+        self.protection.store(Arc::new(Protection::new(policy)));
+        Ok(n)
+    }
+
+    /// Options for a control-plane connection (schema reads), as the first backend account.
+    pub fn control_opts(&self) -> Result<mysql_async::Opts, Error> {
+        let (name, account) = self
+            .config
+            .backend
+            .accounts
+            .iter()
+            .next()
+            .ok_or_else(|| Error::Protection("no backend account".into()))?;
+        let password = self
+            .passwords
+            .get(name)
+            .map(|p| String::from_utf8_lossy(p.expose()).into_owned())
+            .unwrap_or_default();
+        let (host, port) = self
+            .config
+            .backend
+            .address
+            .rsplit_once(':')
+            .unwrap_or((self.config.backend.address.as_str(), "3306"));
+        Ok(mysql_async::OptsBuilder::default()
+            .ip_or_hostname(host.trim_matches(['[', ']']).to_owned())
+            .tcp_port(port.parse().unwrap_or(3306))
+            .user(Some(account.user.clone()))
+            .pass(Some(password))
+            .prefer_socket(false)
+            .into())
+    }
+
+    /// Persists the per-key seal counts (logged, not fatal, on failure).
+    pub fn save_key_usage(&self) {
+        if let Some(k) = &self.keyring
+            && let Err(e) = k.save_usage()
+        {
+            tracing::warn!(error = %e, "could not save key usage counts");
+        }
+    }
+
+    /// Reads the live columns of the protected tables and swaps them in.
+    pub async fn refresh_schema(&self) -> Result<(), Error> {
+        let protection = self.protection.load_full();
+        if !protection.is_active() {
+            return Ok(());
+        }
+        let mut conn = mysql_async::Conn::new(self.control_opts()?)
+            .await
+            .map_err(|e| Error::Protection(format!("schema: {e}")))?;
+        let snapshot = crate::backend::schema::load(&mut conn, &protection.policy)
+            .await
+            .map_err(|e| Error::Protection(format!("schema: {e}")))?;
+        let _ = conn.disconnect().await;
+        self.schema.store(Arc::new(snapshot));
+        Ok(())
+    }
+
+    /// Re-reads the users file; on error the old users stay.
+    pub fn reload_users(&self) -> Result<usize, Error> {
+        let users = UserStore::load(&self.config.resolve(&self.config.users.file))?;
+        let n = users.users().count();
+        self.users.store(Arc::new(users));
+        Ok(n)
+    }
+}
+
+/// Binds the configured address.
+pub async fn bind(config: &Config) -> Result<TcpListener, Error> {
+    let address = config.listen.address;
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| Error::Bind { address, source })
+}
+
+/// Accepts clients until `shutdown` turns true, then drains: idle sessions close at once,
+/// sessions inside a transaction get up to the drain timeout to finish.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limit = Arc::new(Semaphore::new(shared.config.listen.max_connections));
+    let refresher = {
+        let shared = shared.clone();
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = shared.refresh_schema().await {
+                    tracing::warn!(error = %e, "could not read the schema of protected tables");
+                }
+                shared.save_key_usage();
+                tokio::select! {
+                    _ = tokio::time::sleep(SCHEMA_REFRESH_INTERVAL) => {}
+                    _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+                }
+            }
+        })
+    };
+    let mut sessions = JoinSet::new();
+    let mut reap = tokio::time::interval(POOL_REAP_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = reap.tick() => shared.pool.reap(),
+            _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off briefly, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                match limit.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let shared = shared.clone();
+                        let shutdown = shutdown.clone();
+                        sessions.spawn(async move {
+                            session::run(shared, tcp, peer, shutdown).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => {
+                        tracing::warn!(%peer, "connection refused: max_connections reached");
+                        sessions.spawn(async move {
+                            let mut conn = PacketConn::new(Stream::Plain(tcp));
+                            let reply = ErrorReply::new(ER_CON_COUNT_ERROR, b"08004", "Too many connections");
+                            let _ = conn.write_packet(0, &reply.to_payload()).await;
+                            conn.shutdown().await;
+                        });
+                    }
+                }
+            }
+        }
+    }
+    drop(listener);
+    refresher.abort();
+    let open = sessions.len();
+    tracing::info!(open, "draining sessions");
+    let drained = tokio::time::timeout(shared.config.listen.drain_timeout(), async {
+        while sessions.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            left = sessions.len(),
+            "drain timeout: closing remaining sessions"
+        );
+        sessions.shutdown().await;
+    }
+}

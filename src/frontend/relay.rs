@@ -1,0 +1,650 @@
+//! frontend::relay: carries one backend response to the client as raw bytes.
+//!
+//! A small state machine reads only what it must of each packet — the first byte, and the
+//! status flags of terminators — to know where the response ends (more results, cursors,
+//! LOCAL INFILE). Complete packets are forwarded straight from the backend read buffer in
+//! one write per read; packets larger than the peek window are streamed through, so memory
+//! per connection stays bounded whatever the row size.
+
+use bytes::Buf;
+use mysql_common::constants::StatusFlags;
+
+use super::transform::{self, Cells, Failure, ResultPlan};
+use crate::policy::Policy;
+use crate::wire::packets::ErrorReply;
+use crate::wire::packets::{
+    EOF_HEADER, ERR_HEADER, LOCAL_INFILE_HEADER, OK_HEADER, eof_status, lenenc_int, ok_status,
+};
+use crate::wire::{self, MAX_PAYLOAD_LEN, Packet, PacketConn, header};
+
+/// Queued bytes after which a transformed relay writes to the client.
+const FLUSH_BYTES: usize = 64 * 1024;
+
+/// What a transformed relay needs: the policy, the session's role, the keys.
+pub struct Transform<'a> {
+    pub policy: &'a Policy,
+    pub role: &'a str,
+    pub cells: &'a (dyn Cells + Sync),
+    /// Rows are in the binary protocol (COM_STMT_EXECUTE).
+    pub binary: bool,
+    /// Largest row read whole.
+    pub row_limit: usize,
+}
+
+/// The error packet a transform failure becomes.
+pub fn failure_reply(f: &Failure) -> ErrorReply {
+    match f {
+        Failure::Denied { scope } => ErrorReply::new(
+            crate::wire::packets::ER_COLUMNACCESS_DENIED_ERROR,
+            b"42000",
+            format!("myveil: {scope}: access denied for this role"),
+        ),
+        Failure::Cell { scope, reason } => ErrorReply::new(
+            crate::wire::packets::ER_UNKNOWN_ERROR,
+            b"HY000",
+            format!("myveil: {scope}: {reason}"),
+        ),
+        Failure::Malformed => ErrorReply::new(
+            crate::wire::packets::ER_UNKNOWN_ERROR,
+            b"HY000",
+            "myveil: cannot read a row from the backend",
+        ),
+    }
+}
+
+/// Bytes of a packet that must be buffered before it is classified. Terminators and column
+/// definitions are far smaller; rows larger than this are streamed.
+const PEEK_BYTES: usize = 64 * 1024;
+/// A classic EOF packet is shorter than this; a row starting with 0xFE is longer.
+const EOF_MAX_LEN: usize = 9;
+
+/// The shape of the response a command gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// COM_QUERY: OK, ERR, LOCAL INFILE request or result sets, possibly several.
+    Query,
+    /// COM_STMT_EXECUTE: OK, ERR or binary result sets (a cursor ends after the metadata).
+    Execute,
+    /// COM_STMT_PREPARE: prepare OK with parameter and column definitions, or ERR.
+    Prepare,
+    /// COM_STMT_FETCH: rows up to EOF, or ERR.
+    Fetch,
+    /// COM_FIELD_LIST: column definitions up to EOF, or ERR.
+    FieldList,
+    /// One packet: OK, ERR, EOF or a string (ping, init db, statistics, …).
+    Single,
+}
+
+/// Which side broke a relay.
+#[derive(Debug)]
+pub enum Failed {
+    Client(wire::Error),
+    Backend(wire::Error),
+}
+
+/// How a relayed response ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Complete; status flags of the last OK/EOF (None after an ERR).
+    Done(Option<StatusFlags>),
+    /// The backend asked for a local file; the client's file packets go next.
+    LocalInfile,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    ResultStart,
+    ColumnDefs(u64),
+    ColumnsEof,
+    Rows,
+    PrepareStart,
+    PrepareDefs { left: u64, then_columns: u64 },
+    PrepareEof { then_columns: u64 },
+    DefsUntilEof,
+    Single,
+}
+
+enum Step {
+    More,
+    End(End),
+}
+
+/// Where a response stands; it lives across LOCAL INFILE round trips.
+pub struct Response {
+    phase: Phase,
+    allow_infile: bool,
+    /// The previous physical packet was full: the next one continues it.
+    continuation: bool,
+    /// Bytes of a large packet still to stream through.
+    stream_left: usize,
+    /// Sequence id the next packet to the client would carry.
+    next_seq: u8,
+}
+
+impl Response {
+    pub fn new(expect: Expect) -> Self {
+        let phase = match expect {
+            Expect::Query | Expect::Execute => Phase::ResultStart,
+            Expect::Prepare => Phase::PrepareStart,
+            Expect::Fetch => Phase::Rows,
+            Expect::FieldList => Phase::DefsUntilEof,
+            Expect::Single => Phase::Single,
+        };
+        Self {
+            phase,
+            allow_infile: expect == Expect::Query,
+            continuation: false,
+            stream_left: 0,
+            next_seq: 1,
+        }
+    }
+
+    /// The sequence id for a packet myveil could add now, or None when the client is in the
+    /// middle of a packet and nothing may be added.
+    pub fn next_seq(&self) -> Option<u8> {
+        (self.stream_left == 0 && !self.continuation).then_some(self.next_seq)
+    }
+
+    /// Classifies one logical packet from its first bytes and its length.
+    fn step(&mut self, head: &[u8], len: usize) -> Result<Step, wire::Error> {
+        let first = *head.first().unwrap_or(&OK_HEADER);
+        let is_eof = first == EOF_HEADER && len < EOF_MAX_LEN;
+        // 0xFF never starts a column count, definition or row: it is an ERR wherever it is.
+        if first == ERR_HEADER {
+            return Ok(Step::End(End::Done(None)));
+        }
+        let step = match self.phase {
+            Phase::ResultStart => match first {
+                OK_HEADER => self.after_terminator(ok_status(head)),
+                LOCAL_INFILE_HEADER if self.allow_infile => Step::End(End::LocalInfile),
+                _ => {
+                    let (columns, _) =
+                        lenenc_int(head).ok_or(wire::Error::Malformed("column count"))?;
+                    self.phase = Phase::ColumnDefs(columns);
+                    Step::More
+                }
+            },
+            Phase::ColumnDefs(left) => {
+                self.phase = if left <= 1 {
+                    Phase::ColumnsEof
+                } else {
+                    Phase::ColumnDefs(left - 1)
+                };
+                Step::More
+            }
+            Phase::ColumnsEof => {
+                if !is_eof {
+                    return Err(wire::Error::Malformed(
+                        "expected EOF after column definitions",
+                    ));
+                }
+                let status = eof_status(head);
+                if status.is_some_and(|s| s.contains(StatusFlags::SERVER_STATUS_CURSOR_EXISTS)) {
+                    Step::End(End::Done(status))
+                } else {
+                    self.phase = Phase::Rows;
+                    Step::More
+                }
+            }
+            Phase::Rows if is_eof => self.after_terminator(eof_status(head)),
+            Phase::Rows => Step::More,
+            Phase::PrepareStart => {
+                let field = |at: usize| {
+                    head.get(at..at + 2)
+                        .map(|b| u64::from(u16::from_le_bytes([b[0], b[1]])))
+                        .ok_or(wire::Error::Malformed("prepare OK"))
+                };
+                let (columns, params) = (field(5)?, field(7)?);
+                self.phase = Phase::PrepareDefs {
+                    left: params,
+                    then_columns: columns,
+                };
+                self.next_prepare_group()
+            }
+            Phase::PrepareDefs { left, then_columns } => {
+                self.phase = if left <= 1 {
+                    Phase::PrepareEof { then_columns }
+                } else {
+                    Phase::PrepareDefs {
+                        left: left - 1,
+                        then_columns,
+                    }
+                };
+                Step::More
+            }
+            Phase::PrepareEof { then_columns } => {
+                self.phase = Phase::PrepareDefs {
+                    left: then_columns,
+                    then_columns: 0,
+                };
+                self.next_prepare_group()
+            }
+            Phase::DefsUntilEof if is_eof => Step::End(End::Done(eof_status(head))),
+            Phase::DefsUntilEof => Step::More,
+            Phase::Single => Step::End(End::Done(match first {
+                OK_HEADER => ok_status(head),
+                EOF_HEADER if is_eof => eof_status(head),
+                _ => None,
+            })),
+        };
+        Ok(step)
+    }
+
+    /// Relays a response that may carry protected columns: whole packets, column definitions
+    /// held until all are in and rewritten, rows transformed. A failure (denied column, cell
+    /// that does not open) becomes an error packet for this statement; the rest of the
+    /// backend's response is read and dropped, and the session goes on.
+    pub async fn relay_transformed(
+        &mut self,
+        backend: &mut PacketConn,
+        client: &mut PacketConn,
+        t: &Transform<'_>,
+    ) -> Result<End, Failed> {
+        let mut shift: u8 = 0;
+        let mut held: Vec<Packet> = Vec::new();
+        let mut plan: Option<(ResultPlan<'_>, Vec<u8>)> = None;
+        loop {
+            let pkt = backend
+                .read_packet(t.row_limit)
+                .await
+                .map_err(Failed::Backend)?;
+            let before = self.phase;
+            let step = self
+                .step(&pkt.payload, pkt.payload.len())
+                .map_err(Failed::Backend)?;
+            let in_defs = matches!(self.phase, Phase::ColumnDefs(_))
+                || (matches!(before, Phase::ColumnDefs(_)) && self.phase == Phase::ColumnsEof);
+            if in_defs && matches!(step, Step::More) {
+                held.push(pkt);
+                if self.phase != Phase::ColumnsEof {
+                    continue;
+                }
+                let mut defs: Vec<Vec<u8>> = held[1..].iter().map(|p| p.payload.to_vec()).collect();
+                let original = transform::original_types(&defs).unwrap_or_default();
+                match transform::plan(&mut defs, t.policy, t.role) {
+                    Err(f) => {
+                        return self
+                            .fail(backend, client, held[0].first_seq.wrapping_add(shift), &f)
+                            .await;
+                    }
+                    Ok(p) => {
+                        let first = held.remove(0);
+                        emit(client, &first, &first.payload, &mut shift);
+                        for (p_, d) in held.iter().zip(&defs) {
+                            emit(client, p_, d, &mut shift);
+                        }
+                        held.clear();
+                        plan = p.map(|p| (p, original));
+                    }
+                }
+                continue;
+            }
+            let is_row = before == Phase::Rows && matches!(step, Step::More);
+            let transformed = match (&plan, is_row) {
+                (Some((p, original)), true) => {
+                    let r = if t.binary {
+                        p.binary_row(&pkt.payload, original, t.cells)
+                    } else {
+                        p.text_row(&pkt.payload, t.cells)
+                    };
+                    match r {
+                        Ok(row) => Some(row),
+                        Err(f) => {
+                            return self
+                                .fail(backend, client, pkt.first_seq.wrapping_add(shift), &f)
+                                .await;
+                        }
+                    }
+                }
+                _ => None,
+            };
+            emit(
+                client,
+                &pkt,
+                transformed.as_deref().unwrap_or(&pkt.payload),
+                &mut shift,
+            );
+            if self.phase == Phase::ResultStart {
+                plan = None;
+            }
+            if client.buffered() >= FLUSH_BYTES {
+                client.flush().await.map_err(Failed::Client)?;
+            }
+            if let Step::End(e) = step {
+                client.flush().await.map_err(Failed::Client)?;
+                if e == End::LocalInfile {
+                    self.phase = Phase::ResultStart;
+                }
+                return Ok(e);
+            }
+        }
+    }
+
+    /// Sends the error for a failed result and drops the rest of the backend's response.
+    async fn fail(
+        &mut self,
+        backend: &mut PacketConn,
+        client: &mut PacketConn,
+        seq: u8,
+        f: &Failure,
+    ) -> Result<End, Failed> {
+        tracing::info!(failure = ?f, "result refused");
+        client.queue_packet(seq, &failure_reply(f).to_payload());
+        client.flush().await.map_err(Failed::Client)?;
+        loop {
+            // The rest is dropped as it streams by; only first bytes are kept, to classify.
+            let (head, len, last_seq) = backend
+                .skip_packet(PEEK_BYTES)
+                .await
+                .map_err(Failed::Backend)?;
+            match self.step(&head, len).map_err(Failed::Backend)? {
+                Step::More => {}
+                Step::End(End::LocalInfile) => {
+                    // Refuse the file: an empty packet, then the backend answers with an error.
+                    backend
+                        .write_packet(last_seq.wrapping_add(1), &[])
+                        .await
+                        .map_err(Failed::Backend)?;
+                    self.phase = Phase::ResultStart;
+                }
+                Step::End(End::Done(_)) => return Ok(End::Done(None)),
+            }
+        }
+    }
+
+    /// After a prepare OK or a group's EOF: the next group, or the end.
+    fn next_prepare_group(&mut self) -> Step {
+        match self.phase {
+            Phase::PrepareDefs {
+                left: 0,
+                then_columns: 0,
+            } => Step::End(End::Done(None)),
+            Phase::PrepareDefs {
+                left: 0,
+                then_columns,
+            } => {
+                self.phase = Phase::PrepareDefs {
+                    left: then_columns,
+                    then_columns: 0,
+                };
+                Step::More
+            }
+            _ => Step::More,
+        }
+    }
+
+    fn after_terminator(&mut self, status: Option<StatusFlags>) -> Step {
+        if status.is_some_and(|s| s.contains(StatusFlags::SERVER_MORE_RESULTS_EXISTS)) {
+            self.phase = Phase::ResultStart;
+            Step::More
+        } else {
+            Step::End(End::Done(status))
+        }
+    }
+
+    /// Relays backend packets to the client until this response ends.
+    pub async fn relay(
+        &mut self,
+        backend: &mut PacketConn,
+        client: &mut PacketConn,
+    ) -> Result<End, Failed> {
+        let mut end = None;
+        loop {
+            let buf = &backend.rbuf;
+            let mut pos = 0;
+            while pos < buf.len() {
+                if self.stream_left > 0 {
+                    let take = self.stream_left.min(buf.len() - pos);
+                    pos += take;
+                    self.stream_left -= take;
+                    continue;
+                }
+                if end.is_some() {
+                    break;
+                }
+                let Some((len, seq)) = header(&buf[pos..]) else {
+                    break;
+                };
+                let peek = len.min(PEEK_BYTES);
+                if buf.len() - pos < 4 + peek {
+                    break;
+                }
+                let step = if self.continuation {
+                    Step::More
+                } else {
+                    self.step(&buf[pos + 4..pos + 4 + peek], len)
+                        .map_err(Failed::Backend)?
+                };
+                self.continuation = len == MAX_PAYLOAD_LEN;
+                self.next_seq = seq.wrapping_add(1);
+                let available = buf.len() - pos - 4;
+                if available >= len {
+                    pos += 4 + len;
+                } else {
+                    pos = buf.len();
+                    self.stream_left = len - available;
+                }
+                if let Step::End(e) = step {
+                    end = Some(e);
+                }
+            }
+            if pos > 0 {
+                client
+                    .write_raw(&backend.rbuf[..pos])
+                    .await
+                    .map_err(Failed::Client)?;
+                backend.rbuf.advance(pos);
+            }
+            match end {
+                Some(e) if self.stream_left == 0 => {
+                    client.flush().await.map_err(Failed::Client)?;
+                    if e == End::LocalInfile {
+                        self.phase = Phase::ResultStart;
+                    }
+                    return Ok(e);
+                }
+                _ => {
+                    backend.fill().await.map_err(Failed::Backend)?;
+                }
+            }
+        }
+    }
+}
+
+/// Queues `payload` for the client in place of `pkt`, keeping sequence ids consistent when
+/// the new payload needs a different number of physical packets.
+fn emit(client: &mut PacketConn, pkt: &Packet, payload: &[u8], shift: &mut u8) {
+    let start = pkt.first_seq.wrapping_add(*shift);
+    let next = client.queue_packet(start, payload);
+    let written = next.wrapping_sub(start);
+    let original = pkt.seq.wrapping_sub(pkt.first_seq).wrapping_add(1);
+    *shift = shift.wrapping_add(written.wrapping_sub(original));
+}
+
+/// Forwards one physical packet from `from` to `to` without buffering it whole; returns its
+/// payload length.
+pub async fn forward_packet(from: &mut PacketConn, to: &mut PacketConn) -> wire::Result<usize> {
+    from.ensure(4).await?;
+    let (len, _) = from
+        .peek_header()
+        .ok_or(wire::Error::Malformed("short header"))?;
+    let mut left = 4 + len;
+    loop {
+        let take = left.min(from.rbuf.len());
+        if take > 0 {
+            to.write_raw(&from.rbuf[..take]).await?;
+            from.rbuf.advance(take);
+            left -= take;
+        }
+        if left == 0 {
+            return Ok(len);
+        }
+        from.fill().await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::packets::ok_payload;
+
+    fn eof(status: StatusFlags) -> Vec<u8> {
+        let mut p = vec![EOF_HEADER, 0, 0];
+        p.extend_from_slice(&status.bits().to_le_bytes());
+        p
+    }
+
+    /// Feeds whole packets and returns the step index at which the response ended.
+    fn run(expect: Expect, packets: &[Vec<u8>]) -> Option<(usize, End)> {
+        let mut r = Response::new(expect);
+        for (i, p) in packets.iter().enumerate() {
+            match r.step(p, p.len()).expect("well formed") {
+                Step::More => {}
+                Step::End(e) => return Some((i, e)),
+            }
+        }
+        None
+    }
+
+    const AUTOCOMMIT: StatusFlags = StatusFlags::SERVER_STATUS_AUTOCOMMIT;
+
+    #[test]
+    fn result_set_ends_at_eof_after_rows() {
+        let packets = vec![
+            vec![2],
+            b"\x03defcol1".to_vec(),
+            b"\x03defcol2".to_vec(),
+            eof(AUTOCOMMIT),
+            b"\x011\x012".to_vec(),
+            vec![0xFB, 0x01, b'x'],
+            eof(AUTOCOMMIT),
+        ];
+        assert_eq!(
+            run(Expect::Query, &packets),
+            Some((6, End::Done(Some(AUTOCOMMIT))))
+        );
+    }
+
+    #[test]
+    fn more_results_continue_until_the_last_ok() {
+        let more = AUTOCOMMIT | StatusFlags::SERVER_MORE_RESULTS_EXISTS;
+        let packets = vec![
+            vec![1],
+            b"\x03def".to_vec(),
+            eof(AUTOCOMMIT),
+            b"\x011".to_vec(),
+            eof(more),
+            ok_payload(1, 0, more, 0),
+            ok_payload(0, 0, AUTOCOMMIT, 0),
+        ];
+        assert_eq!(
+            run(Expect::Query, &packets),
+            Some((6, End::Done(Some(AUTOCOMMIT))))
+        );
+    }
+
+    #[test]
+    fn error_ends_a_response_anywhere() {
+        let err = vec![ERR_HEADER, 0x28, 0x04, b'#'];
+        assert_eq!(
+            run(Expect::Query, std::slice::from_ref(&err)),
+            Some((0, End::Done(None)))
+        );
+        let packets = vec![
+            vec![1],
+            b"\x03def".to_vec(),
+            eof(AUTOCOMMIT),
+            b"\x011".to_vec(),
+            err,
+        ];
+        assert_eq!(run(Expect::Query, &packets), Some((4, End::Done(None))));
+    }
+
+    #[test]
+    fn local_infile_request_only_for_queries() {
+        let req = vec![LOCAL_INFILE_HEADER, b'/', b'f'];
+        assert_eq!(
+            run(Expect::Query, std::slice::from_ref(&req)),
+            Some((0, End::LocalInfile))
+        );
+        // For an execute, 0xFB is a column count of NULL: malformed, never an infile request.
+        let mut r = Response::new(Expect::Execute);
+        assert!(r.step(&req, req.len()).is_err());
+    }
+
+    #[test]
+    fn cursor_ends_after_column_definitions() {
+        let packets = vec![
+            vec![1],
+            b"\x03def".to_vec(),
+            eof(AUTOCOMMIT | StatusFlags::SERVER_STATUS_CURSOR_EXISTS),
+        ];
+        assert!(matches!(
+            run(Expect::Execute, &packets),
+            Some((2, End::Done(_)))
+        ));
+    }
+
+    #[test]
+    fn prepare_reads_param_and_column_groups() {
+        let prepare_ok = |cols: u16, params: u16| {
+            let mut p = vec![OK_HEADER, 1, 0, 0, 0];
+            p.extend_from_slice(&cols.to_le_bytes());
+            p.extend_from_slice(&params.to_le_bytes());
+            p.extend_from_slice(&[0, 0, 0]);
+            p
+        };
+        let def = b"\x03def".to_vec();
+        assert_eq!(
+            run(Expect::Prepare, &[prepare_ok(0, 0)]),
+            Some((0, End::Done(None)))
+        );
+        let both = vec![
+            prepare_ok(2, 1),
+            def.clone(),
+            eof(AUTOCOMMIT),
+            def.clone(),
+            def.clone(),
+            eof(AUTOCOMMIT),
+        ];
+        assert_eq!(run(Expect::Prepare, &both).map(|(i, _)| i), Some(5));
+        let cols_only = vec![prepare_ok(1, 0), def.clone(), eof(AUTOCOMMIT)];
+        assert_eq!(run(Expect::Prepare, &cols_only).map(|(i, _)| i), Some(2));
+        let params_only = vec![prepare_ok(0, 2), def.clone(), def, eof(AUTOCOMMIT)];
+        assert_eq!(run(Expect::Prepare, &params_only).map(|(i, _)| i), Some(3));
+    }
+
+    #[test]
+    fn large_row_starting_with_0xfe_is_a_row_not_eof() {
+        let mut r = Response::new(Expect::Fetch);
+        let head = [0xFE, 0, 0, 0, 1, 0, 0, 0, 0, b'x'];
+        assert!(matches!(r.step(&head, 1 << 24), Ok(Step::More)));
+        assert!(matches!(r.step(&eof(AUTOCOMMIT), 5), Ok(Step::End(_))));
+    }
+
+    #[test]
+    fn random_backend_packets_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for expect in [
+            Expect::Query,
+            Expect::Execute,
+            Expect::Prepare,
+            Expect::Fetch,
+            Expect::FieldList,
+            Expect::Single,
+        ] {
+            for _ in 0..2_000 {
+                let mut r = Response::new(expect);
+                for _ in 0..8 {
+                    let len = rng.random_range(0..40);
+                    let head: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+                    match r.step(&head, len) {
+                        Ok(Step::More) => {}
+                        Ok(Step::End(_)) | Err(_) => break,
+                    }
+                }
+            }
+        }
+    }
+}

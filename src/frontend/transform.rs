@@ -1,0 +1,700 @@
+//! frontend::transform: result sets that carry protected columns. Column definitions are
+//! matched to the policy by the backend's own metadata (schema, org_table, org_name — so
+//! aliases, `SELECT *` and joins work) and rewritten to the plaintext type; each protected
+//! cell is opened, masked or left as ciphertext per role, in the text and binary protocols.
+
+use crate::crypto::mask::{self, Mask};
+use crate::policy::{Access, PlainType, Policy, Protected};
+use crate::wire::packets::{lenenc_int, put_lenenc_int};
+use crate::wire::types::*;
+
+const NOT_NULL_FLAG: u16 = 0x0001;
+const PRI_KEY_FLAG: u16 = 0x0002;
+const UNIQUE_KEY_FLAG: u16 = 0x0004;
+const MULTIPLE_KEY_FLAG: u16 = 0x0008;
+const BLOB_FLAG: u16 = 0x0010;
+const BINARY_FLAG: u16 = 0x0080;
+const NUM_FLAG: u16 = 0x8000;
+
+const UTF8MB4_GENERAL_CI: u16 = 45;
+const BINARY_CHARSET: u16 = 63;
+
+/// Why a result cannot be given to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The role may not see this column (ER_COLUMNACCESS_DENIED_ERROR).
+    Denied { scope: String },
+    /// A cell does not open (tampered, moved, unknown key).
+    Cell { scope: String, reason: String },
+    /// The backend sent a row myveil cannot read.
+    Malformed,
+}
+
+/// Opens cells and keys masks (the keyring in production, a fake in tests).
+pub trait Cells: Sync {
+    fn open(
+        &self,
+        column: &Protected,
+        stored: &[u8],
+        row_key: Option<&[u8]>,
+    ) -> Result<Vec<u8>, String>;
+    fn mask_key(&self, column: &Protected) -> Result<[u8; 32], String>;
+}
+
+#[derive(Debug, Clone)]
+enum Action<'p> {
+    Pass,
+    Open(&'p Protected),
+    Mask(&'p Protected, Mask),
+}
+
+/// What to do with each column of one result set.
+#[derive(Debug, Clone)]
+pub struct ResultPlan<'p> {
+    actions: Vec<Action<'p>>,
+    /// Column types as the client sees them (after rewriting), for binary rows.
+    types: Vec<u8>,
+    /// For each column bound to its row: the index of the row-key column in the result.
+    row_keys: Vec<Option<usize>>,
+    /// Original type and unsigned flag of each column, to read a row key in binary rows.
+    original: Vec<(u8, bool)>,
+}
+
+/// The fields of a column definition myveil reads.
+struct ColumnDef<'a> {
+    schema: &'a [u8],
+    org_table: &'a [u8],
+    org_name: &'a [u8],
+    /// Offset of the fixed-length part (after the 0x0c length byte).
+    fixed: usize,
+    column_type: u8,
+    unsigned: bool,
+}
+
+const UNSIGNED_FLAG: u16 = 0x0020;
+
+fn lenenc_str(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
+    let (len, n) = lenenc_int(buf.get(at..)?)?;
+    let start = at + n;
+    let end = start.checked_add(usize::try_from(len).ok()?)?;
+    Some((buf.get(start..end)?, end))
+}
+
+fn parse_def(p: &[u8]) -> Option<ColumnDef<'_>> {
+    let (_catalog, at) = lenenc_str(p, 0)?;
+    let (schema, at) = lenenc_str(p, at)?;
+    let (_table, at) = lenenc_str(p, at)?;
+    let (org_table, at) = lenenc_str(p, at)?;
+    let (_name, at) = lenenc_str(p, at)?;
+    let (org_name, at) = lenenc_str(p, at)?;
+    let (fixed_len, n) = lenenc_int(p.get(at..)?)?;
+    let fixed = at + n;
+    if fixed_len < 12 || p.len() < fixed + 12 {
+        return None;
+    }
+    let flags = u16::from_le_bytes([p[fixed + 7], p[fixed + 8]]);
+    Some(ColumnDef {
+        schema,
+        org_table,
+        org_name,
+        fixed,
+        column_type: p[fixed + 6],
+        unsigned: flags & UNSIGNED_FLAG != 0,
+    })
+}
+
+/// The column definition fields for a plaintext type: type, charset, length, flags, decimals.
+fn plain_metadata(t: PlainType) -> (u8, u16, u32, u16, u8) {
+    match t {
+        PlainType::Char(n) => (MYSQL_TYPE_STRING, UTF8MB4_GENERAL_CI, n * 4, 0, 0),
+        PlainType::Varchar(n) => (MYSQL_TYPE_VAR_STRING, UTF8MB4_GENERAL_CI, n * 4, 0, 0),
+        PlainType::Text => (MYSQL_TYPE_BLOB, UTF8MB4_GENERAL_CI, 262_140, BLOB_FLAG, 0),
+        PlainType::Int => (MYSQL_TYPE_LONG, BINARY_CHARSET, 11, NUM_FLAG, 0),
+        PlainType::BigInt => (MYSQL_TYPE_LONGLONG, BINARY_CHARSET, 20, NUM_FLAG, 0),
+        PlainType::Decimal(p, s) => (
+            MYSQL_TYPE_NEWDECIMAL,
+            BINARY_CHARSET,
+            u32::from(p) + u32::from(s > 0) + 1,
+            NUM_FLAG,
+            s,
+        ),
+        PlainType::Date => (MYSQL_TYPE_DATE, BINARY_CHARSET, 10, BINARY_FLAG, 0),
+        PlainType::DateTime => (MYSQL_TYPE_DATETIME, BINARY_CHARSET, 19, BINARY_FLAG, 0),
+        PlainType::Varbinary(n) => (MYSQL_TYPE_VAR_STRING, BINARY_CHARSET, n, BINARY_FLAG, 0),
+        PlainType::Blob => (
+            MYSQL_TYPE_BLOB,
+            BINARY_CHARSET,
+            65_535,
+            BLOB_FLAG | BINARY_FLAG,
+            0,
+        ),
+    }
+}
+
+/// Rewrites a column definition to the plaintext type, keeping names and key flags.
+fn rewrite_def(p: &[u8], def: &ColumnDef<'_>, t: PlainType) -> Vec<u8> {
+    let (ty, charset, length, type_flags, decimals) = plain_metadata(t);
+    let f = def.fixed;
+    let old_flags = u16::from_le_bytes([p[f + 7], p[f + 8]]);
+    let kept = old_flags & (NOT_NULL_FLAG | PRI_KEY_FLAG | UNIQUE_KEY_FLAG | MULTIPLE_KEY_FLAG);
+    let mut out = p.to_vec();
+    out[f..f + 2].copy_from_slice(&charset.to_le_bytes());
+    out[f + 2..f + 6].copy_from_slice(&length.to_le_bytes());
+    out[f + 6] = ty;
+    out[f + 7..f + 9].copy_from_slice(&(kept | type_flags).to_le_bytes());
+    out[f + 9] = decimals;
+    out
+}
+
+/// Plans a result set from its column definitions; rewrites the definitions of protected
+/// columns in place. `Ok(None)`: nothing protected, forward rows untouched.
+pub fn plan<'p>(
+    defs: &mut [Vec<u8>],
+    policy: &'p Policy,
+    role: &str,
+) -> Result<Option<ResultPlan<'p>>, Failure> {
+    let mut actions = Vec::with_capacity(defs.len());
+    let mut types = Vec::with_capacity(defs.len());
+    let mut row_keys = Vec::with_capacity(defs.len());
+    let mut any = false;
+    // (org_table, org_name) of every column, to find the row key a protected column is bound to.
+    let names: Vec<(Vec<u8>, Vec<u8>)> = defs
+        .iter()
+        .map(|d| parse_def(d).map(|c| (c.org_table.to_vec(), c.org_name.to_vec())))
+        .collect::<Option<_>>()
+        .ok_or(Failure::Malformed)?;
+    let original: Vec<(u8, bool)> = defs
+        .iter()
+        .filter_map(|d| parse_def(d).map(|c| (c.column_type, c.unsigned)))
+        .collect();
+    for raw in defs.iter_mut() {
+        let Some(def) = parse_def(raw) else {
+            return Err(Failure::Malformed);
+        };
+        let found = (!def.org_table.is_empty())
+            .then(|| {
+                policy.find(
+                    &String::from_utf8_lossy(def.schema),
+                    &String::from_utf8_lossy(def.org_table),
+                    &String::from_utf8_lossy(def.org_name),
+                )
+            })
+            .flatten();
+        let action = match found {
+            None => Action::Pass,
+            Some(col) => match col.decide(role) {
+                Access::Deny => return Err(Failure::Denied { scope: col.scope() }),
+                Access::Ciphertext => Action::Pass,
+                Access::Plaintext => Action::Open(col),
+                Access::Mask(m) => Action::Mask(col, m),
+            },
+        };
+        let ty = match &action {
+            Action::Pass => def.column_type,
+            Action::Open(col) | Action::Mask(col, _) => {
+                any = true;
+                let rewritten = rewrite_def(raw, &def, col.plain_type);
+                let ty = plain_metadata(col.plain_type).0;
+                *raw = rewritten;
+                ty
+            }
+        };
+        let row_key = match &action {
+            Action::Open(col) | Action::Mask(col, _) => match &col.row_key {
+                Some(rk) => Some(
+                    names
+                        .iter()
+                        .position(|(t, n)| {
+                            t.as_slice() == col.table.as_bytes()
+                                && n.eq_ignore_ascii_case(rk.as_bytes())
+                        })
+                        .ok_or_else(|| Failure::Cell {
+                            scope: col.scope(),
+                            reason: format!("select the row key column {rk} too"),
+                        })?,
+                ),
+                None => None,
+            },
+            Action::Pass => None,
+        };
+        actions.push(action);
+        types.push(ty);
+        row_keys.push(row_key);
+    }
+    Ok(any.then_some(ResultPlan {
+        actions,
+        types,
+        row_keys,
+        original,
+    }))
+}
+
+impl ResultPlan<'_> {
+    /// The client's view of one stored cell (None: NULL).
+    fn cell(
+        &self,
+        i: usize,
+        stored: &[u8],
+        row_key: Option<&[u8]>,
+        cells: &dyn Cells,
+    ) -> Result<Option<Vec<u8>>, Failure> {
+        let (col, mask) = match &self.actions[i] {
+            Action::Pass => return Ok(Some(stored.to_vec())),
+            Action::Open(col) => (*col, None),
+            Action::Mask(col, m) => (*col, Some(m)),
+        };
+        let row_key = match (self.row_keys[i], row_key) {
+            (None, _) => None,
+            (Some(_), Some(k)) => Some(crate::sql::rewrite::canonical_row_key(k)),
+            (Some(_), None) => {
+                return Err(Failure::Cell {
+                    scope: col.scope(),
+                    reason: "the row key is NULL".into(),
+                });
+            }
+        };
+        let plain = cells
+            .open(col, stored, row_key.as_deref())
+            .map_err(|reason| Failure::Cell {
+                scope: col.scope(),
+                reason,
+            })?;
+        Ok(match mask {
+            None => Some(plain),
+            Some(m) => {
+                let key = cells.mask_key(col).map_err(|reason| Failure::Cell {
+                    scope: col.scope(),
+                    reason,
+                })?;
+                mask::apply(
+                    m,
+                    col.plain_type.kind(),
+                    &plain,
+                    col.plain_type.max_chars(),
+                    &key,
+                )
+            }
+        })
+    }
+
+    /// Transforms a text-protocol row.
+    pub fn text_row(&self, row: &[u8], cells: &dyn Cells) -> Result<Vec<u8>, Failure> {
+        // Cells first (a row key may come after the column bound to it), then the new row.
+        let mut spans: Vec<Option<(usize, usize, usize)>> = Vec::with_capacity(self.actions.len());
+        let mut at = 0;
+        for _ in 0..self.actions.len() {
+            if row.get(at) == Some(&0xFB) {
+                spans.push(None);
+                at += 1;
+                continue;
+            }
+            let (value, next) = lenenc_str(row, at).ok_or(Failure::Malformed)?;
+            spans.push(Some((at, next - value.len(), next)));
+            at = next;
+        }
+        if at != row.len() {
+            return Err(Failure::Malformed);
+        }
+        let value = |i: usize| spans[i].map(|(_, s, e)| &row[s..e]);
+        let mut out = Vec::with_capacity(row.len());
+        for (i, span) in spans.iter().enumerate() {
+            let Some((start, vs, end)) = *span else {
+                out.push(0xFB);
+                continue;
+            };
+            if matches!(self.actions[i], Action::Pass) {
+                out.extend_from_slice(&row[start..end]);
+                continue;
+            }
+            let key = self.row_keys[i].and_then(value);
+            match self.cell(i, &row[vs..end], key, cells)? {
+                Some(v) => {
+                    put_lenenc_int(&mut out, v.len() as u64);
+                    out.extend_from_slice(&v);
+                }
+                None => out.push(0xFB),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Transforms a binary-protocol row (header 0x00, NULL bitmap offset 2, typed values).
+    pub fn binary_row(
+        &self,
+        row: &[u8],
+        original_types: &[u8],
+        cells: &dyn Cells,
+    ) -> Result<Vec<u8>, Failure> {
+        let n = self.actions.len();
+        let bitmap_len = (n + 7 + 2) / 8;
+        if row.first() != Some(&0x00) || row.len() < 1 + bitmap_len || original_types.len() != n {
+            return Err(Failure::Malformed);
+        }
+        let mut bitmap = row[1..1 + bitmap_len].to_vec();
+        let is_null = |bm: &[u8], i: usize| bm[(i + 2) / 8] & (1 << ((i + 2) % 8)) != 0;
+        let mut spans: Vec<Option<(usize, usize)>> = Vec::with_capacity(n);
+        let mut at = 1 + bitmap_len;
+        for (i, ty) in original_types.iter().enumerate() {
+            if is_null(&bitmap, i) {
+                spans.push(None);
+                continue;
+            }
+            let end = binary_value_end(row, at, *ty).ok_or(Failure::Malformed)?;
+            spans.push(Some((at, end)));
+            at = end;
+        }
+        if at != row.len() {
+            return Err(Failure::Malformed);
+        }
+        let mut values = Vec::with_capacity(row.len());
+        for (i, span) in spans.iter().enumerate() {
+            let Some((start, end)) = *span else { continue };
+            match &self.actions[i] {
+                Action::Pass => values.extend_from_slice(&row[start..end]),
+                Action::Open(col) | Action::Mask(col, _) => {
+                    let (stored, _) = lenenc_str(row, start).ok_or(Failure::Malformed)?;
+                    let key = match self.row_keys[i] {
+                        Some(k) => match spans[k] {
+                            Some((ks, ke)) => Some(
+                                binary_text(&row[ks..ke], self.original[k])
+                                    .ok_or(Failure::Malformed)?,
+                            ),
+                            None => None,
+                        },
+                        None => None,
+                    };
+                    match self.cell(i, stored, key.as_deref(), cells)? {
+                        Some(v) => {
+                            encode_binary(&mut values, col.plain_type, &v).ok_or_else(|| {
+                                Failure::Cell {
+                                    scope: col.scope(),
+                                    reason: "opened value does not fit the declared type".into(),
+                                }
+                            })?
+                        }
+                        None => bitmap[(i + 2) / 8] |= 1 << ((i + 2) % 8),
+                    }
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(1 + bitmap_len + values.len());
+        out.push(0x00);
+        out.extend_from_slice(&bitmap);
+        out.extend_from_slice(&values);
+        Ok(out)
+    }
+
+    pub fn types(&self) -> &[u8] {
+        &self.types
+    }
+}
+
+/// The text form of a binary-protocol value (integers and strings: what row keys are).
+fn binary_text(v: &[u8], (ty, unsigned): (u8, bool)) -> Option<Vec<u8>> {
+    let int = |n: usize| -> Option<Vec<u8>> {
+        let b = v.get(..n)?;
+        let mut buf = [0u8; 8];
+        buf[..n].copy_from_slice(b);
+        if !unsigned && b[n - 1] & 0x80 != 0 {
+            buf[n..].fill(0xFF);
+        }
+        Some(
+            if unsigned {
+                u64::from_le_bytes(buf).to_string()
+            } else {
+                i64::from_le_bytes(buf).to_string()
+            }
+            .into_bytes(),
+        )
+    };
+    match ty {
+        MYSQL_TYPE_TINY => int(1),
+        MYSQL_TYPE_SHORT | MYSQL_TYPE_YEAR => int(2),
+        MYSQL_TYPE_LONG | MYSQL_TYPE_INT24 => int(4),
+        MYSQL_TYPE_LONGLONG => int(8),
+        MYSQL_TYPE_FLOAT | MYSQL_TYPE_DOUBLE | MYSQL_TYPE_DATE | MYSQL_TYPE_DATETIME
+        | MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_TIME | MYSQL_TYPE_NULL => None,
+        _ => lenenc_str(v, 0).map(|(s, _)| s.to_vec()),
+    }
+}
+
+/// Encodes a plaintext value (text form) as the binary protocol carries its type.
+fn encode_binary(out: &mut Vec<u8>, t: PlainType, v: &[u8]) -> Option<()> {
+    let text = || std::str::from_utf8(v).ok();
+    match t {
+        PlainType::Int => out.extend_from_slice(&text()?.parse::<i32>().ok()?.to_le_bytes()),
+        PlainType::BigInt => out.extend_from_slice(&text()?.parse::<i64>().ok()?.to_le_bytes()),
+        PlainType::Date | PlainType::DateTime => {
+            let s = text()?;
+            let num = |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<u16>().ok());
+            let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+            if t == PlainType::Date {
+                out.push(4);
+                out.extend_from_slice(&y.to_le_bytes());
+                out.extend_from_slice(&[m as u8, d as u8]);
+            } else {
+                let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+                out.push(7);
+                out.extend_from_slice(&y.to_le_bytes());
+                out.extend_from_slice(&[m as u8, d as u8, h as u8, mi as u8, sec as u8]);
+            }
+        }
+        _ => {
+            put_lenenc_int(out, v.len() as u64);
+            out.extend_from_slice(v);
+        }
+    }
+    Some(())
+}
+
+/// The original column types of a result set's definitions, for binary rows.
+pub fn original_types(defs: &[Vec<u8>]) -> Option<Vec<u8>> {
+    defs.iter()
+        .map(|d| parse_def(d).map(|c| c.column_type))
+        .collect()
+}
+
+/// Cells opened with the keyring.
+pub struct KeyringCells<'a>(pub &'a crate::crypto::keyring::Keyring);
+
+impl Cells for KeyringCells<'_> {
+    fn open(
+        &self,
+        column: &Protected,
+        stored: &[u8],
+        row_key: Option<&[u8]>,
+    ) -> Result<Vec<u8>, String> {
+        crate::sql::rewrite::open_cell(self.0, column, stored, row_key).map_err(|e| e.to_string())
+    }
+
+    fn mask_key(&self, column: &Protected) -> Result<[u8; 32], String> {
+        crate::crypto::cells::mask_key(self.0, &column.scope())
+            .copied()
+            .ok_or_else(|| "no mask key; run `myveil keygen`".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = r#"
+        [[column]]
+        table = "users"
+        column = "email"
+        type = "varchar(100)"
+        roles = { app = "plaintext", support = { mask = "email" }, auditor = "ciphertext", analyst = "deny" }
+        [[column]]
+        table = "users"
+        column = "age"
+        type = "int"
+        roles = { app = "plaintext", support = { mask = "full" } }
+        [[column]]
+        table = "users"
+        column = "born"
+        type = "date"
+        roles = { app = "plaintext", support = { mask = "null" } }
+    "#;
+
+    /// Stored values are "E:" + plaintext; anything else fails to open.
+    struct Fake;
+    impl Cells for Fake {
+        fn open(&self, _: &Protected, stored: &[u8], _: Option<&[u8]>) -> Result<Vec<u8>, String> {
+            stored
+                .strip_prefix(b"E:")
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| "does not open".to_owned())
+        }
+        fn mask_key(&self, _: &Protected) -> Result<[u8; 32], String> {
+            Ok([3; 32])
+        }
+    }
+
+    fn def(schema: &str, table: &str, column: &str, ty: u8) -> Vec<u8> {
+        let mut p = Vec::new();
+        for s in ["def", schema, table, table, column, column] {
+            put_lenenc_int(&mut p, s.len() as u64);
+            p.extend_from_slice(s.as_bytes());
+        }
+        p.push(0x0c);
+        p.extend_from_slice(&BINARY_CHARSET.to_le_bytes());
+        p.extend_from_slice(&255u32.to_le_bytes());
+        p.push(ty);
+        p.extend_from_slice(&(BINARY_FLAG | NOT_NULL_FLAG).to_le_bytes());
+        p.push(0);
+        p.extend_from_slice(&[0, 0]);
+        p
+    }
+
+    fn text_row(cells: &[Option<&[u8]>]) -> Vec<u8> {
+        let mut r = Vec::new();
+        for c in cells {
+            match c {
+                Some(v) => {
+                    put_lenenc_int(&mut r, v.len() as u64);
+                    r.extend_from_slice(v);
+                }
+                None => r.push(0xFB),
+            }
+        }
+        r
+    }
+
+    fn policy() -> Policy {
+        let mut p = Policy::default();
+        p.add_toml(POLICY, "t").expect("policy");
+        p
+    }
+
+    fn defs() -> Vec<Vec<u8>> {
+        vec![
+            def("shop", "users", "id", MYSQL_TYPE_LONG),
+            def("shop", "users", "email", MYSQL_TYPE_VAR_STRING),
+            def("shop", "users", "age", MYSQL_TYPE_BLOB),
+            def("shop", "users", "born", MYSQL_TYPE_VAR_STRING),
+        ]
+    }
+
+    #[test]
+    fn metadata_is_rewritten_to_the_plaintext_type() {
+        let p = policy();
+        let mut d = defs();
+        let before = d[0].clone();
+        let app = plan(&mut d, &p, "app").expect("plan").expect("protected");
+        assert_eq!(d[0], before, "unprotected definitions are untouched");
+        let email = parse_def(&d[1]).expect("def");
+        assert_eq!(email.column_type, MYSQL_TYPE_VAR_STRING);
+        let f = email.fixed;
+        assert_eq!(
+            u16::from_le_bytes([d[1][f], d[1][f + 1]]),
+            UTF8MB4_GENERAL_CI
+        );
+        assert_eq!(
+            u32::from_le_bytes([d[1][f + 2], d[1][f + 3], d[1][f + 4], d[1][f + 5]]),
+            400
+        );
+        assert_eq!(
+            u16::from_le_bytes([d[1][f + 7], d[1][f + 8]]),
+            NOT_NULL_FLAG,
+            "binary flag dropped, key flags kept"
+        );
+        assert_eq!(
+            app.types(),
+            &[
+                MYSQL_TYPE_LONG,
+                MYSQL_TYPE_VAR_STRING,
+                MYSQL_TYPE_LONG,
+                MYSQL_TYPE_DATE
+            ]
+        );
+        assert!(
+            plan_or_none(
+                &p,
+                "app",
+                vec![def("shop", "orders", "email", MYSQL_TYPE_VAR_STRING)]
+            )
+            .is_none()
+        );
+        assert!(
+            plan_or_none(
+                &p,
+                "auditor",
+                vec![def("shop", "users", "email", MYSQL_TYPE_VAR_STRING)]
+            )
+            .is_none(),
+            "ciphertext role: untouched"
+        );
+        let mut denied = defs();
+        assert_eq!(
+            plan(&mut denied, &p, "analyst").err(),
+            Some(Failure::Denied {
+                scope: "users.email".into()
+            })
+        );
+    }
+
+    fn plan_or_none(p: &Policy, role: &str, mut d: Vec<Vec<u8>>) -> Option<()> {
+        plan(&mut d, p, role).expect("plan").map(|_| ())
+    }
+
+    #[test]
+    fn text_rows_are_opened_or_masked_per_role() {
+        let p = policy();
+        let row = text_row(&[Some(b"1"), Some(b"E:ann@example.com"), Some(b"E:42"), None]);
+        let mut d = defs();
+        let app = plan(&mut d, &p, "app").expect("plan").expect("protected");
+        assert_eq!(
+            app.text_row(&row, &Fake).expect("row"),
+            text_row(&[Some(b"1"), Some(b"ann@example.com"), Some(b"42"), None])
+        );
+        let mut d = defs();
+        let support = plan(&mut d, &p, "support")
+            .expect("plan")
+            .expect("protected");
+        let row2 = text_row(&[
+            Some(b"1"),
+            Some(b"E:ann@example.com"),
+            Some(b"E:42"),
+            Some(b"E:1990-01-01"),
+        ]);
+        assert_eq!(
+            support.text_row(&row2, &Fake).expect("row"),
+            text_row(&[Some(b"1"), Some(b"a***@example.com"), Some(b"0"), None])
+        );
+        let tampered = text_row(&[Some(b"1"), Some(b"X:ann"), Some(b"E:1"), None]);
+        assert_eq!(
+            app.text_row(&tampered, &Fake).err(),
+            Some(Failure::Cell {
+                scope: "users.email".into(),
+                reason: "does not open".into()
+            })
+        );
+        assert_eq!(
+            app.text_row(&row[..row.len() - 2], &Fake).err(),
+            Some(Failure::Malformed)
+        );
+    }
+
+    #[test]
+    fn binary_rows_are_re_encoded_in_the_plaintext_type() {
+        let p = policy();
+        let mut d = defs();
+        let original = original_types(&d).expect("types");
+        let app = plan(&mut d, &p, "app").expect("plan").expect("protected");
+        let mut row = vec![0x00, 0x00];
+        row.extend_from_slice(&7i32.to_le_bytes());
+        for v in [&b"E:ann@x.io"[..], b"E:42", b"E:1990-05-01"] {
+            put_lenenc_int(&mut row, v.len() as u64);
+            row.extend_from_slice(v);
+        }
+        let out = app.binary_row(&row, &original, &Fake).expect("row");
+        let mut want = vec![0x00, 0x00];
+        want.extend_from_slice(&7i32.to_le_bytes());
+        want.push(8);
+        want.extend_from_slice(b"ann@x.io");
+        want.extend_from_slice(&42i32.to_le_bytes());
+        want.extend_from_slice(&[4, 0xC6, 0x07, 5, 1]);
+        assert_eq!(out, want);
+
+        // NULL stays NULL; a mask to NULL sets the bitmap bit.
+        let mut d = defs();
+        let support = plan(&mut d, &p, "support")
+            .expect("plan")
+            .expect("protected");
+        let mut row = vec![0x00, 0b0000_1000]; // email (column 1) is NULL
+        row.extend_from_slice(&7i32.to_le_bytes());
+        for v in [&b"E:42"[..], b"E:1990-05-01"] {
+            put_lenenc_int(&mut row, v.len() as u64);
+            row.extend_from_slice(v);
+        }
+        let out = support.binary_row(&row, &original, &Fake).expect("row");
+        let mut want = vec![0x00, 0b0010_1000];
+        want.extend_from_slice(&7i32.to_le_bytes());
+        want.extend_from_slice(&0i32.to_le_bytes());
+        assert_eq!(out, want);
+        assert_eq!(
+            support.binary_row(&row[..5], &original, &Fake).err(),
+            Some(Failure::Malformed)
+        );
+    }
+}

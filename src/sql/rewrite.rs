@@ -1,0 +1,468 @@
+//! sql::rewrite: turns an analysis plan into the statement text sent to the backend, sealing
+//! literals and computing blind indexes through a `Sealer`, and maps the client's `?`
+//! parameters to the backend's.
+
+use base64::Engine;
+
+use super::analyze::{Edit, Lit, Piece, Refusal};
+use crate::crypto::mask::Kind;
+use crate::policy::{PlainType, Protected, Storage};
+
+/// What rewriting needs from the keys (a deterministic fake in tests).
+pub trait Sealer {
+    /// The envelope of `plaintext` for `column` (bound to `row_key` where the policy says so).
+    fn seal(
+        &self,
+        column: &Protected,
+        plaintext: &[u8],
+        row_key: Option<&[u8]>,
+    ) -> Result<Vec<u8>, crate::crypto::Error>;
+    /// The blind index under the primary blind-index key (for writes).
+    fn blind(&self, column: &Protected, plaintext: &[u8])
+    -> Result<[u8; 32], crate::crypto::Error>;
+    /// The blind indexes under every blind-index key in use (for searches).
+    fn blind_all(
+        &self,
+        column: &Protected,
+        plaintext: &[u8],
+    ) -> Result<Vec<[u8; 32]>, crate::crypto::Error>;
+    /// How many blind-index keys a search covers.
+    fn blind_keys(&self, column: &Protected) -> usize;
+}
+
+/// Where a row key comes from: a literal in the statement or a client parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowKey {
+    Literal(Vec<u8>),
+    Param(usize),
+}
+
+/// Where the backend's n-th parameter comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParamUse {
+    /// The client's parameter, as sent.
+    Plain(usize),
+    /// The client's parameter, sealed for the column (bound to the row key taken from the
+    /// client's parameter `row_key`, where the policy binds the column to its row).
+    Seal {
+        param: usize,
+        column: String,
+        row_key: Option<RowKey>,
+    },
+    /// The blind index of the client's parameter under the primary key.
+    BlindWrite { param: usize, column: String },
+    /// The blind index of the client's parameter under the `key`-th key in use.
+    BlindSearch {
+        param: usize,
+        column: String,
+        key: usize,
+    },
+}
+
+#[derive(Debug)]
+pub struct Rewritten {
+    pub sql: String,
+    pub params: Vec<ParamUse>,
+}
+
+/// Canonical text of a value for a plaintext type, or a refusal if it does not fit.
+pub fn canonical(column: &Protected, value: &[u8]) -> Result<Vec<u8>, Refusal> {
+    let bad = |why: &str| Refusal {
+        target: column.scope(),
+        reason: why.to_owned(),
+        denied: false,
+    };
+    let text = || std::str::from_utf8(value).map_err(|_| bad("value is not valid UTF-8"));
+    match column.plain_type.kind() {
+        Kind::Bytes => {
+            let max = column.plain_type.max_chars();
+            if max > 0 && value.len() > max {
+                return Err(bad("value is longer than the column's declared length"));
+            }
+            Ok(value.to_vec())
+        }
+        Kind::Text => {
+            let t = text()?;
+            let max = column.plain_type.max_chars();
+            if max > 0 && t.chars().count() > max {
+                return Err(bad("value is longer than the column's declared length"));
+            }
+            if let PlainType::Char(_) = column.plain_type {
+                return Ok(t.trim_end_matches(' ').as_bytes().to_vec());
+            }
+            Ok(value.to_vec())
+        }
+        Kind::Integer => {
+            let n: i64 = text()?
+                .trim()
+                .parse()
+                .map_err(|_| bad("value is not an integer"))?;
+            if column.plain_type == PlainType::Int && i32::try_from(n).is_err() {
+                return Err(bad("value is out of range for INT"));
+            }
+            Ok(n.to_string().into_bytes())
+        }
+        Kind::Decimal => {
+            let PlainType::Decimal(p, sc) = column.plain_type else {
+                return Err(bad("type"));
+            };
+            decimal(text()?.trim(), p, sc)
+                .map(String::into_bytes)
+                .ok_or_else(|| bad("value does not fit the column's DECIMAL type"))
+        }
+        Kind::Date => date(text()?.trim())
+            .map(String::into_bytes)
+            .ok_or_else(|| bad("value is not a date (YYYY-MM-DD)")),
+        Kind::DateTime => {
+            let t = text()?.trim();
+            let (d, time) = t.split_once([' ', 'T']).unwrap_or((t, "00:00:00"));
+            let d = date(d).ok_or_else(|| bad("value is not a datetime"))?;
+            let parts: Vec<u32> = time
+                .split(':')
+                .map(|x| x.parse().ok())
+                .collect::<Option<_>>()
+                .ok_or_else(|| bad("value is not a datetime"))?;
+            match parts.as_slice() {
+                [h, m, s] if *h < 24 && *m < 60 && *s < 60 => {
+                    Ok(format!("{d} {h:02}:{m:02}:{s:02}").into_bytes())
+                }
+                [h, m] if *h < 24 && *m < 60 => Ok(format!("{d} {h:02}:{m:02}:00").into_bytes()),
+                _ => Err(bad("value is not a datetime")),
+            }
+        }
+    }
+}
+
+/// The text a row key is bound by: integers without leading zeros or sign noise (as the
+/// database returns them), anything else as written.
+pub fn canonical_row_key(value: &[u8]) -> Vec<u8> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|t| t.trim().parse::<i128>().ok())
+        .map_or_else(|| value.to_vec(), |n| n.to_string().into_bytes())
+}
+
+fn date(s: &str) -> Option<String> {
+    let mut it = s.split('-');
+    let y: u32 = it.next()?.parse().ok()?;
+    let m: u32 = it.next()?.parse().ok()?;
+    let d: u32 = it.next()?.parse().ok()?;
+    if it.next().is_some() || y > 9999 || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    Some(format!("{y:04}-{m:02}-{d:02}"))
+}
+
+fn decimal(s: &str, precision: u8, scale: u8) -> Option<String> {
+    let (neg, digits) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if int.is_empty() && frac.is_empty()
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let int = int.trim_start_matches('0');
+    if frac.len() > usize::from(scale) && frac[usize::from(scale)..].bytes().any(|b| b != b'0') {
+        return None;
+    }
+    if int.len() > usize::from(precision - scale) {
+        return None;
+    }
+    let mut f: String = frac.chars().take(usize::from(scale)).collect();
+    while f.len() < usize::from(scale) {
+        f.push('0');
+    }
+    let int = if int.is_empty() { "0" } else { int };
+    let zero = int == "0" && f.bytes().all(|b| b == b'0');
+    let sign = if neg && !zero { "-" } else { "" };
+    Some(if scale == 0 {
+        format!("{sign}{int}")
+    } else {
+        format!("{sign}{int}.{f}")
+    })
+}
+
+fn sealed_literal(column: &Protected, envelope: &[u8]) -> String {
+    match column.storage {
+        Storage::Binary => format!("X'{}'", hex::encode_upper(envelope)),
+        Storage::Base64 => format!(
+            "'{}'",
+            base64::engine::general_purpose::STANDARD.encode(envelope)
+        ),
+    }
+}
+
+/// Applies `edits` to `sql`.
+pub fn render(
+    sql: &str,
+    edits: &[Edit<'_>],
+    placeholders: &[usize],
+    sealer: &dyn Sealer,
+) -> Result<Rewritten, Refusal> {
+    let crypto_err = |column: &Protected, e: crate::crypto::Error| Refusal {
+        target: column.scope(),
+        reason: e.to_string(),
+        denied: false,
+    };
+    let mut out = String::with_capacity(sql.len() + 64 * edits.len());
+    let mut params = Vec::new();
+    let mut pos = 0;
+    let mut next_placeholder = 0;
+    let plain_params_up_to = |end: usize, params: &mut Vec<ParamUse>, next: &mut usize| {
+        while *next < placeholders.len() && placeholders[*next] < end {
+            params.push(ParamUse::Plain(*next));
+            *next += 1;
+        }
+    };
+    for edit in edits {
+        plain_params_up_to(edit.start, &mut params, &mut next_placeholder);
+        out.push_str(&sql[pos..edit.start]);
+        // Placeholders inside the replaced range are re-emitted by the pieces.
+        while next_placeholder < placeholders.len() && placeholders[next_placeholder] < edit.end {
+            next_placeholder += 1;
+        }
+        for piece in &edit.pieces {
+            match piece {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Seal(col, lit, row_key) => {
+                    let row_key = match row_key {
+                        None => None,
+                        Some(Lit::Bytes(k)) => Some(RowKey::Literal(canonical_row_key(k))),
+                        Some(Lit::Param(j)) => Some(RowKey::Param(*j)),
+                        Some(Lit::Null) => {
+                            return Err(Refusal {
+                                target: col.scope(),
+                                reason: "the row key may not be NULL".into(),
+                                denied: false,
+                            });
+                        }
+                    };
+                    match lit {
+                        Lit::Null => out.push_str("NULL"),
+                        Lit::Bytes(b) => {
+                            let v = canonical(col, b)?;
+                            let key = match &row_key {
+                                None => None,
+                                Some(RowKey::Literal(k)) => Some(k.as_slice()),
+                                Some(RowKey::Param(_)) => {
+                                    return Err(Refusal {
+                                        target: col.scope(),
+                                        reason: "give the value and its row key both as literals or both as parameters".into(),
+                                        denied: false,
+                                    });
+                                }
+                            };
+                            out.push_str(&sealed_literal(
+                                col,
+                                &sealer.seal(col, &v, key).map_err(|e| crypto_err(col, e))?,
+                            ));
+                        }
+                        Lit::Param(i) => {
+                            out.push('?');
+                            params.push(ParamUse::Seal {
+                                param: *i,
+                                column: col.scope(),
+                                row_key,
+                            });
+                        }
+                    }
+                }
+                Piece::BlindWrite(col, lit) => match lit {
+                    Lit::Null => out.push_str("NULL"),
+                    Lit::Bytes(b) => {
+                        let v = canonical(col, b)?;
+                        let idx = sealer.blind(col, &v).map_err(|e| crypto_err(col, e))?;
+                        out.push_str(&format!("X'{}'", hex::encode_upper(idx)));
+                    }
+                    Lit::Param(i) => {
+                        out.push('?');
+                        params.push(ParamUse::BlindWrite {
+                            param: *i,
+                            column: col.scope(),
+                        });
+                    }
+                },
+                Piece::BlindSearch {
+                    column,
+                    qualifier,
+                    values,
+                    negated,
+                } => {
+                    let bidx = column.blind_index.as_deref().unwrap_or_default();
+                    out.push_str(&format!(
+                        "{qualifier}`{bidx}` {}IN (",
+                        if *negated { "NOT " } else { "" }
+                    ));
+                    let mut first = true;
+                    let mut sep = |out: &mut String| {
+                        if !first {
+                            out.push_str(", ");
+                        }
+                        first = false;
+                    };
+                    for lit in values {
+                        match lit {
+                            Lit::Null => {
+                                sep(&mut out);
+                                out.push_str("NULL");
+                            }
+                            Lit::Bytes(b) => {
+                                // A value that cannot be in the column matches nothing.
+                                let Ok(v) = canonical(column, b) else {
+                                    sep(&mut out);
+                                    out.push_str("NULL");
+                                    continue;
+                                };
+                                for idx in sealer
+                                    .blind_all(column, &v)
+                                    .map_err(|e| crypto_err(column, e))?
+                                {
+                                    sep(&mut out);
+                                    out.push_str(&format!("X'{}'", hex::encode_upper(idx)));
+                                }
+                            }
+                            Lit::Param(i) => {
+                                for key in 0..sealer.blind_keys(column) {
+                                    sep(&mut out);
+                                    out.push('?');
+                                    params.push(ParamUse::BlindSearch {
+                                        param: *i,
+                                        column: column.scope(),
+                                        key,
+                                    });
+                                }
+                            }
+                        }
+                    }
+                    out.push(')');
+                }
+            }
+        }
+        pos = edit.end;
+    }
+    plain_params_up_to(usize::MAX, &mut params, &mut next_placeholder);
+    out.push_str(&sql[pos..]);
+    Ok(Rewritten { sql: out, params })
+}
+
+/// The real sealer: keys from the keyring.
+pub struct KeyringSealer<'a>(pub &'a crate::crypto::keyring::Keyring);
+
+fn with_cell<T>(
+    column: &Protected,
+    row_key: Option<&[u8]>,
+    f: impl FnOnce(&crate::crypto::cells::Cell<'_>) -> T,
+) -> T {
+    let type_name = column.plain_type.name();
+    let cell = crate::crypto::cells::Cell {
+        table: &column.table,
+        column: &column.column,
+        plaintext_type: &type_name,
+        normalize: column.normalize,
+        row_key,
+    };
+    f(&cell)
+}
+
+impl Sealer for KeyringSealer<'_> {
+    fn seal(
+        &self,
+        column: &Protected,
+        plaintext: &[u8],
+        row_key: Option<&[u8]>,
+    ) -> Result<Vec<u8>, crate::crypto::Error> {
+        with_cell(column, row_key, |c| {
+            crate::crypto::cells::seal(self.0, c, plaintext)
+        })
+    }
+    fn blind(
+        &self,
+        column: &Protected,
+        plaintext: &[u8],
+    ) -> Result<[u8; 32], crate::crypto::Error> {
+        with_cell(column, None, |c| {
+            crate::crypto::cells::blind(self.0, c, plaintext)
+        })
+    }
+    fn blind_all(
+        &self,
+        column: &Protected,
+        plaintext: &[u8],
+    ) -> Result<Vec<[u8; 32]>, crate::crypto::Error> {
+        with_cell(column, None, |c| {
+            crate::crypto::cells::blind_all(self.0, c, plaintext)
+        })
+    }
+    fn blind_keys(&self, column: &Protected) -> usize {
+        self.0
+            .in_use(crate::crypto::keyring::Purpose::BlindIndex, &column.scope())
+            .len()
+    }
+}
+
+/// Opens a cell of `column` as stored (binary envelope, or base64 text).
+pub fn open_cell(
+    keyring: &crate::crypto::keyring::Keyring,
+    column: &Protected,
+    stored: &[u8],
+    row_key: Option<&[u8]>,
+) -> Result<Vec<u8>, crate::crypto::Error> {
+    let envelope = match column.storage {
+        Storage::Binary => std::borrow::Cow::Borrowed(stored),
+        Storage::Base64 => std::borrow::Cow::Owned(
+            base64::engine::general_purpose::STANDARD
+                .decode(stored)
+                .map_err(|_| crate::crypto::Error::Malformed("stored value is not base64"))?,
+        ),
+    };
+    with_cell(column, row_key, |c| {
+        crate::crypto::cells::open(keyring, c, &envelope)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Policy;
+
+    fn col(ty: &str) -> Protected {
+        let mut p = Policy::default();
+        p.add_toml(
+            &format!("[[column]]\ntable = \"t\"\ncolumn = \"c\"\ntype = \"{ty}\"\n"),
+            "t",
+        )
+        .expect("policy");
+        p.columns()[0].clone()
+    }
+
+    #[test]
+    fn values_are_canonical_for_their_type() {
+        let ok = |ty: &str, v: &str| {
+            String::from_utf8(canonical(&col(ty), v.as_bytes()).expect(v)).expect("utf8")
+        };
+        assert_eq!(ok("int", "007"), "7");
+        assert_eq!(ok("bigint", "-9223372036854775808"), "-9223372036854775808");
+        assert_eq!(ok("decimal(10,2)", "12.5"), "12.50");
+        assert_eq!(ok("decimal(10,2)", "-0.00"), "0.00");
+        assert_eq!(ok("decimal(5,0)", "00042"), "42");
+        assert_eq!(ok("date", "2024-2-9"), "2024-02-09");
+        assert_eq!(ok("datetime", "2024-02-09 7:05:00"), "2024-02-09 07:05:00");
+        assert_eq!(ok("char(5)", "ab  "), "ab");
+        assert_eq!(ok("varchar(3)", "Zoë"), "Zoë");
+        for (ty, v) in [
+            ("int", "x"),
+            ("int", "3000000000"),
+            ("decimal(4,2)", "123.4"),
+            ("decimal(4,2)", "1.234"),
+            ("date", "2024-13-01"),
+            ("varchar(3)", "four"),
+            ("varbinary(2)", "abc"),
+        ] {
+            assert!(canonical(&col(ty), v.as_bytes()).is_err(), "{ty} {v}");
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! wire::packets: the few packets myveil writes itself (OK, ERR, EOF, auth switch) and the
+//! header fields the relay reads from backend packets (status flags of OK/EOF).
+//! Everything else is relayed as the backend sent it.
+
+use mysql_common::constants::StatusFlags;
+
+pub const OK_HEADER: u8 = 0x00;
+pub const EOF_HEADER: u8 = 0xFE;
+pub const ERR_HEADER: u8 = 0xFF;
+pub const LOCAL_INFILE_HEADER: u8 = 0xFB;
+pub const AUTH_MORE_DATA_HEADER: u8 = 0x01;
+pub const AUTH_SWITCH_HEADER: u8 = 0xFE;
+
+// MySQL error codes, with MySQL's names.
+pub const ER_CON_COUNT_ERROR: u16 = 1040;
+pub const ER_HANDSHAKE_ERROR: u16 = 1043;
+pub const ER_ACCESS_DENIED_ERROR: u16 = 1045;
+pub const ER_UNKNOWN_COM_ERROR: u16 = 1047;
+pub const ER_NET_PACKET_TOO_LARGE: u16 = 1153;
+pub const ER_UNKNOWN_ERROR: u16 = 1105;
+pub const ER_NOT_SUPPORTED_YET: u16 = 1235;
+pub const ER_SERVER_SHUTDOWN: u16 = 1053;
+pub const ER_SECURE_TRANSPORT_REQUIRED: u16 = 3159;
+pub const ER_NET_READ_ERROR: u16 = 1158;
+pub const ER_COLUMNACCESS_DENIED_ERROR: u16 = 1143;
+
+/// An error myveil answers with itself: code, SQLSTATE and a message without values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorReply {
+    pub code: u16,
+    pub state: [u8; 5],
+    pub message: String,
+}
+
+impl ErrorReply {
+    pub fn new(code: u16, state: &[u8; 5], message: impl Into<String>) -> Self {
+        Self {
+            code,
+            state: *state,
+            message: message.into(),
+        }
+    }
+
+    pub fn to_payload(&self) -> Vec<u8> {
+        let mut p = Vec::with_capacity(9 + self.message.len());
+        p.push(ERR_HEADER);
+        p.extend_from_slice(&self.code.to_le_bytes());
+        p.push(b'#');
+        p.extend_from_slice(&self.state);
+        p.extend_from_slice(self.message.as_bytes());
+        p
+    }
+}
+
+/// An OK packet payload (CLIENT_PROTOCOL_41, no session tracking).
+pub fn ok_payload(
+    affected_rows: u64,
+    last_insert_id: u64,
+    status: StatusFlags,
+    warnings: u16,
+) -> Vec<u8> {
+    let mut p = Vec::with_capacity(16);
+    p.push(OK_HEADER);
+    put_lenenc_int(&mut p, affected_rows);
+    put_lenenc_int(&mut p, last_insert_id);
+    p.extend_from_slice(&status.bits().to_le_bytes());
+    p.extend_from_slice(&warnings.to_le_bytes());
+    p
+}
+
+/// An auth switch request: plugin name and the data (salt) for it.
+pub fn auth_switch_payload(plugin: &str, data: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(2 + plugin.len() + data.len() + 1);
+    p.push(AUTH_SWITCH_HEADER);
+    p.extend_from_slice(plugin.as_bytes());
+    p.push(0);
+    p.extend_from_slice(data);
+    p.push(0);
+    p
+}
+
+pub fn auth_more_data_payload(data: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(1 + data.len());
+    p.push(AUTH_MORE_DATA_HEADER);
+    p.extend_from_slice(data);
+    p
+}
+
+pub fn put_lenenc_int(buf: &mut Vec<u8>, v: u64) {
+    match v {
+        0..=250 => buf.push(v as u8),
+        251..=0xFFFF => {
+            buf.push(0xFC);
+            buf.extend_from_slice(&(v as u16).to_le_bytes());
+        }
+        0x1_0000..=0xFF_FFFF => {
+            buf.push(0xFD);
+            buf.extend_from_slice(&(v as u32).to_le_bytes()[..3]);
+        }
+        _ => {
+            buf.push(0xFE);
+            buf.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+}
+
+/// Reads a length-encoded integer; returns the value and the bytes it took.
+pub fn lenenc_int(buf: &[u8]) -> Option<(u64, usize)> {
+    let first = *buf.first()?;
+    let len = match first {
+        0..=0xFA => return Some((u64::from(first), 1)),
+        0xFC => 2,
+        0xFD => 3,
+        0xFE => 8,
+        _ => return None,
+    };
+    let bytes = buf.get(1..1 + len)?;
+    let mut out = [0u8; 8];
+    out[..len].copy_from_slice(bytes);
+    Some((u64::from_le_bytes(out), 1 + len))
+}
+
+/// Status flags of an OK packet (header 0x00, or 0xFE used as OK after rows).
+pub fn ok_status(payload: &[u8]) -> Option<StatusFlags> {
+    let rest = payload.get(1..)?;
+    let (_, a) = lenenc_int(rest)?;
+    let (_, b) = lenenc_int(rest.get(a..)?)?;
+    let s = rest.get(a + b..a + b + 2)?;
+    Some(StatusFlags::from_bits_retain(u16::from_le_bytes([
+        s[0], s[1],
+    ])))
+}
+
+/// Status flags of a classic EOF packet (0xFE, warnings u16, status u16).
+pub fn eof_status(payload: &[u8]) -> Option<StatusFlags> {
+    let s = payload.get(3..5)?;
+    Some(StatusFlags::from_bits_retain(u16::from_le_bytes([
+        s[0], s[1],
+    ])))
+}
+
+/// Error code of an ERR packet.
+pub fn err_code(payload: &[u8]) -> Option<u16> {
+    let c = payload.get(1..3)?;
+    Some(u16::from_le_bytes([c[0], c[1]]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lenenc_round_trips_at_every_width() {
+        for v in [
+            0u64,
+            250,
+            251,
+            0xFFFF,
+            0x1_0000,
+            0xFF_FFFF,
+            0x100_0000,
+            u64::MAX,
+        ] {
+            let mut b = Vec::new();
+            put_lenenc_int(&mut b, v);
+            assert_eq!(lenenc_int(&b), Some((v, b.len())), "value {v}");
+        }
+        assert_eq!(lenenc_int(&[0xFC, 1]), None, "truncated");
+        assert_eq!(lenenc_int(&[0xFF]), None, "0xFF is not an integer");
+        assert_eq!(lenenc_int(&[]), None);
+    }
+
+    #[test]
+    fn ok_status_reads_flags_after_two_lenenc_fields() {
+        let status =
+            StatusFlags::SERVER_STATUS_AUTOCOMMIT | StatusFlags::SERVER_MORE_RESULTS_EXISTS;
+        let p = ok_payload(300, 70_000, status, 2);
+        assert_eq!(ok_status(&p), Some(status));
+        assert_eq!(ok_status(&p[..4]), None);
+    }
+
+    #[test]
+    fn err_payload_has_code_state_and_message() {
+        let p = ErrorReply::new(ER_ACCESS_DENIED_ERROR, b"28000", "Access denied").to_payload();
+        assert_eq!(p[0], ERR_HEADER);
+        assert_eq!(err_code(&p), Some(1045));
+        assert_eq!(&p[3..9], b"#28000");
+        assert_eq!(&p[9..], b"Access denied");
+    }
+}

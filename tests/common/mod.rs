@@ -1,0 +1,290 @@
+//! Test harness: starts myveil in-process on port 0 in front of the local MariaDB, with its
+//! own users file, and creates (and drops) per-test databases.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder};
+use myveil::auth::UserStore;
+use myveil::config::Config;
+use myveil::frontend::{self, Shared};
+use tokio::sync::watch;
+
+pub const BACKEND_HOST: &str = "127.0.0.1";
+pub const BACKEND_PORT: u16 = 3306;
+pub const APP_USER: &str = "app";
+pub const APP_PASSWORD: &str = "app-password-1";
+pub const OTHER_USER: &str = "reporter";
+pub const OTHER_PASSWORD: &str = "reporter-password-1";
+
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    pub dir: tempfile::TempDir,
+}
+
+/// Extra TOML appended to the test configuration (e.g. a [tls] table or listen overrides).
+#[derive(Default)]
+pub struct Setup {
+    pub listen: &'static str,
+    pub extra: String,
+    /// Replaces the default [backend] table (root on the local MariaDB).
+    pub backend: Option<String>,
+}
+
+impl Proxy {
+    pub async fn start() -> Proxy {
+        Self::start_with(Setup::default()).await
+    }
+
+    pub async fn start_with(setup: Setup) -> Proxy {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut users = UserStore::load(&dir.path().join("users.toml")).expect("empty users");
+        users
+            .add(APP_USER, "app", APP_PASSWORD.as_bytes(), 4)
+            .expect("add app");
+        users
+            .add(OTHER_USER, "reporting", OTHER_PASSWORD.as_bytes(), 4)
+            .expect("add reporter");
+        users
+            .save(&dir.path().join("users.toml"))
+            .expect("save users");
+        let toml = format!(
+            r#"
+            [listen]
+            address = "127.0.0.1:0"
+            {listen}
+            {backend}
+            [roles.app]
+            backend_account = "main"
+            [roles.reporting]
+            backend_account = "main"
+            [users]
+            file = "users.toml"
+            bcrypt_cost = 4
+            {extra}
+            "#,
+            listen = setup.listen,
+            extra = setup.extra,
+            backend = setup.backend.unwrap_or_else(|| format!(
+                "[backend]\naddress = \"{BACKEND_HOST}:{BACKEND_PORT}\"\n[backend.accounts.main]\nuser = \"root\""
+            )),
+        );
+        let config = Config::from_toml(
+            &toml,
+            &[],
+            &dir.path().join("myveil.toml"),
+            dir.path().to_owned(),
+        )
+        .expect("valid test config");
+        let listener = frontend::bind(&config).await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shared = Arc::new(Shared::new(config).expect("shared"));
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(frontend::serve(listener, shared.clone(), stop_rx));
+        Proxy {
+            addr,
+            shared,
+            stop,
+            task: Some(task),
+            dir,
+        }
+    }
+
+    pub fn opts(&self, user: &str, password: &str) -> OptsBuilder {
+        OptsBuilder::default()
+            .ip_or_hostname(self.addr.ip().to_string())
+            .tcp_port(self.addr.port())
+            .user(Some(user))
+            .pass(Some(password))
+            .prefer_socket(false)
+    }
+
+    pub fn app_opts(&self) -> OptsBuilder {
+        self.opts(APP_USER, APP_PASSWORD)
+    }
+
+    pub async fn app(&self, db: Option<&str>) -> Conn {
+        Conn::new(self.app_opts().db_name(db))
+            .await
+            .expect("connect through myveil")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Asks the proxy to stop (as SIGTERM does) without waiting.
+    pub fn signal_stop(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Waits for the accept loop and the drain to finish.
+    pub async fn join(mut self) {
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+pub fn direct_opts() -> OptsBuilder {
+    OptsBuilder::default()
+        .ip_or_hostname(BACKEND_HOST)
+        .tcp_port(BACKEND_PORT)
+        .user(Some("root"))
+        .prefer_socket(false)
+}
+
+pub async fn direct(db: Option<&str>) -> Conn {
+    Conn::new(direct_opts().db_name(db))
+        .await
+        .expect("connect to MariaDB directly")
+}
+
+/// A database made for one test and dropped after it (only ever ones this harness created).
+pub struct TestDb {
+    pub name: String,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl TestDb {
+    pub async fn create(label: &str) -> TestDb {
+        let name = format!(
+            "myveil_t_{label}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut c = direct(None).await;
+        c.query_drop(format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+            .await
+            .expect("create test database");
+        c.disconnect().await.ok();
+        TestDb { name }
+    }
+
+    pub async fn drop_now(self) {
+        let mut c = direct(None).await;
+        c.query_drop(format!("DROP DATABASE IF EXISTS `{}`", self.name))
+            .await
+            .ok();
+        c.disconnect().await.ok();
+    }
+}
+
+/// Raises the server's max_allowed_packet (global, affects new connections) so tests can
+/// move values over 16 MiB. Never lowers it.
+pub async fn ensure_max_allowed_packet(bytes: u64) {
+    let mut c = direct(None).await;
+    let current: u64 = c
+        .query_first("SELECT @@global.max_allowed_packet")
+        .await
+        .expect("query")
+        .unwrap_or(0);
+    if current < bytes {
+        c.query_drop(format!("SET GLOBAL max_allowed_packet = {bytes}"))
+            .await
+            .expect("raise max_allowed_packet");
+    }
+    c.disconnect().await.ok();
+}
+
+pub fn opts_of(b: OptsBuilder) -> Opts {
+    Opts::from(b)
+}
+
+/// A hand-driven protocol client for what drivers do not send: cursors, malformed packets.
+pub mod raw {
+    use myveil::wire::auth::{Plugin, scramble};
+    use myveil::wire::handshake::parse_backend_greeting;
+    use myveil::wire::{PacketConn, Stream};
+    use std::net::SocketAddr;
+
+    pub const CLIENT_CAPS: u32 = 0x0000_0001 // LONG_PASSWORD
+        | 0x0000_0004 // LONG_FLAG
+        | 0x0000_0200 // PROTOCOL_41
+        | 0x0000_2000 // TRANSACTIONS
+        | 0x0000_8000 // SECURE_CONNECTION
+        | 0x0002_0000 // MULTI_RESULTS
+        | 0x0008_0000; // PLUGIN_AUTH
+
+    pub async fn connect_tcp(addr: SocketAddr) -> PacketConn {
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("tcp connect");
+        PacketConn::new(Stream::Plain(tcp))
+    }
+
+    /// Logs in with mysql_native_password; returns the connection and the greeted id.
+    pub async fn login(
+        addr: SocketAddr,
+        user: &str,
+        password: &str,
+        db: Option<&str>,
+    ) -> (PacketConn, u32) {
+        let mut c = connect_tcp(addr).await;
+        let greeting = c.read_packet(1 << 16).await.expect("greeting");
+        let g = parse_backend_greeting(&greeting.payload).expect("parse greeting");
+        let mut caps = CLIENT_CAPS;
+        if db.is_some() {
+            caps |= 0x0000_0008;
+        }
+        let mut p = Vec::new();
+        p.extend_from_slice(&caps.to_le_bytes());
+        p.extend_from_slice(&(1u32 << 24).to_le_bytes());
+        p.push(45);
+        p.extend_from_slice(&[0; 23]);
+        p.extend_from_slice(user.as_bytes());
+        p.push(0);
+        let auth = scramble(Plugin::Native, &g.salt, password.as_bytes());
+        p.push(auth.len() as u8);
+        p.extend_from_slice(&auth);
+        if let Some(db) = db {
+            p.extend_from_slice(db.as_bytes());
+            p.push(0);
+        }
+        p.extend_from_slice(b"mysql_native_password\0");
+        c.write_packet(1, &p).await.expect("send response");
+        let ok = c.read_packet(1 << 16).await.expect("auth reply");
+        assert_eq!(
+            ok.payload[0],
+            0x00,
+            "login failed: {:?}",
+            String::from_utf8_lossy(&ok.payload)
+        );
+        (c, g.connection_id)
+    }
+
+    /// Sends one command (sequence id 0).
+    pub async fn send(c: &mut PacketConn, payload: &[u8]) {
+        c.write_packet(0, payload).await.expect("send command");
+    }
+
+    pub async fn read(c: &mut PacketConn) -> Vec<u8> {
+        c.read_packet(1 << 26)
+            .await
+            .expect("read packet")
+            .payload
+            .to_vec()
+    }
+}
+
+/// Sends myveil's logs to the test output (RUST_LOG picks the level).
+pub fn trace() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}

@@ -1,0 +1,133 @@
+//! Lifecycle: graceful drain on shutdown (idle sessions close, a transaction may finish),
+//! idle timeout, and a short sysbench run in both prepared-statement modes.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Proxy, Setup, TestDb};
+use mysql_async::prelude::*;
+
+#[tokio::test]
+async fn shutdown_drains_idle_sessions_and_lets_transactions_finish() {
+    let proxy = Proxy::start().await;
+    let db = TestDb::create("drain").await;
+    let mut idle = proxy.app(Some(&db.name)).await;
+    let mut busy = proxy.app(Some(&db.name)).await;
+    busy.query_drop("CREATE TABLE t (id INT PRIMARY KEY)")
+        .await
+        .expect("create");
+    busy.query_drop("BEGIN").await.expect("begin");
+    busy.query_drop("INSERT INTO t VALUES (1)")
+        .await
+        .expect("insert");
+    let addr = proxy.addr;
+    proxy.signal_stop();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no new connections while draining"
+    );
+    assert!(
+        idle.query_drop("SELECT 1").await.is_err(),
+        "idle session closed"
+    );
+    busy.query_drop("INSERT INTO t VALUES (2)")
+        .await
+        .expect("transaction goes on");
+    busy.query_drop("COMMIT").await.expect("commit");
+    tokio::time::timeout(Duration::from_secs(5), proxy.join())
+        .await
+        .expect("drain finishes");
+    assert!(
+        busy.query_drop("SELECT 1").await.is_err(),
+        "closed after its transaction"
+    );
+
+    let n: i64 = common::direct(Some(&db.name))
+        .await
+        .query_first("SELECT COUNT(*) FROM t")
+        .await
+        .expect("q")
+        .expect("row");
+    assert_eq!(n, 2, "the committed transaction is complete");
+    db.drop_now().await;
+}
+
+#[tokio::test]
+async fn idle_sessions_time_out() {
+    let proxy = Proxy::start_with(Setup {
+        listen: "idle_timeout_secs = 1",
+        ..Default::default()
+    })
+    .await;
+    let mut c = proxy.app(None).await;
+    c.query_drop("SELECT 1").await.expect("works");
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    assert!(
+        c.query_drop("SELECT 1").await.is_err(),
+        "closed after the idle timeout"
+    );
+}
+
+fn sysbench(port: u16, db: &str, args: &[&str]) -> String {
+    let out = Command::new("sysbench")
+        .args([
+            "oltp_read_write",
+            "--mysql-host=127.0.0.1",
+            &format!("--mysql-port={port}"),
+        ])
+        .arg(format!("--mysql-user={}", common::APP_USER))
+        .arg(format!("--mysql-password={}", common::APP_PASSWORD))
+        .arg(format!("--mysql-db={db}"))
+        .args(["--tables=2", "--table-size=2000", "--threads=4"])
+        .args(args)
+        .output()
+        .expect("sysbench runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "sysbench {args:?} failed:\n{text}");
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sysbench_oltp_read_write_in_both_ps_modes() {
+    if Command::new("sysbench").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "sysbench must be installed in CI"
+        );
+        eprintln!("sysbench not installed: skipping (apt-get install sysbench)");
+        return;
+    }
+    let proxy = Proxy::start().await;
+    let db = TestDb::create("sysbench").await;
+    let port = proxy.addr.port();
+    let name = db.name.clone();
+    tokio::task::spawn_blocking(move || {
+        sysbench(port, &name, &["prepare"]);
+        for mode in ["auto", "disable"] {
+            let out = sysbench(
+                port,
+                &name,
+                &["--time=4", &format!("--db-ps-mode={mode}"), "run"],
+            );
+            let transactions: u64 = out
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("transactions:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .expect("transactions line");
+            assert!(transactions > 0, "ps mode {mode}: no transactions\n{out}");
+            assert!(!out.contains("FATAL"), "ps mode {mode}:\n{out}");
+        }
+    })
+    .await
+    .expect("sysbench thread");
+    db.drop_now().await;
+}

@@ -1,0 +1,823 @@
+//! Column protection end to end with mysql_async against MariaDB: every write path stores
+//! ciphertext (checked directly), each role reads what the policy says, search works through
+//! the blind index, and refusals arrive as MySQL errors.
+
+mod common;
+
+use common::{Proxy, Setup, TestDb};
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Row};
+use myveil::crypto::keyring::{Keyring, Purpose};
+
+const CANARY: &str = "canary-7a1f@example.com";
+
+const POLICY: &str = r#"
+[[column]]
+table = "people"
+column = "email"
+type = "varchar(100)"
+blind_index = "email_bidx"
+normalize = "trim-lowercase"
+roles = { app = "plaintext", reporting = { mask = "email" } }
+
+[[column]]
+table = "people"
+column = "ssn"
+type = "char(11)"
+storage = "base64"
+roles = { app = "plaintext" }
+
+[[column]]
+table = "people"
+column = "born"
+type = "date"
+roles = { app = "plaintext", reporting = { mask = "year" } }
+
+[[column]]
+table = "people"
+column = "salary"
+type = "int"
+roles = { app = "plaintext", reporting = "ciphertext" }
+"#;
+
+struct Env {
+    proxy: Proxy,
+    db: TestDb,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup(label: &str) -> Env {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy_dir = dir.path().join("policy");
+    std::fs::create_dir_all(&policy_dir).expect("mkdir");
+    std::fs::write(policy_dir.join("people.toml"), POLICY).expect("policy");
+    let keys = dir.path().join("keys");
+    Keyring::generate(
+        &keys,
+        &[
+            (Purpose::Column, "*"),
+            (Purpose::BlindIndex, "*"),
+            (Purpose::Mask, "*"),
+            (Purpose::Column, "people.email"),
+        ],
+    )
+    .expect("keys");
+    let proxy = Proxy::start_with(Setup {
+        extra: format!(
+            "[protection]\npolicy_dir = \"{}\"\nkeys_dir = \"{}\"\n",
+            policy_dir.display(),
+            keys.display()
+        ),
+        ..Default::default()
+    })
+    .await;
+    let db = TestDb::create(label).await;
+    let mut c = common::direct(Some(&db.name)).await;
+    c.query_drop(
+        "CREATE TABLE people (id INT PRIMARY KEY, name VARCHAR(50), email VARBINARY(255), email_bidx BINARY(32),
+         ssn VARCHAR(255), born VARBINARY(100), salary VARBINARY(100), UNIQUE KEY (email_bidx))",
+    )
+    .await
+    .expect("create");
+    c.disconnect().await.ok();
+    Env {
+        proxy,
+        db,
+        _dir: dir,
+    }
+}
+
+async fn app(env: &Env) -> Conn {
+    env.proxy.app(Some(&env.db.name)).await
+}
+
+async fn reporter(env: &Env) -> Conn {
+    Conn::new(
+        env.proxy
+            .opts(common::OTHER_USER, common::OTHER_PASSWORD)
+            .db_name(Some(&env.db.name)),
+    )
+    .await
+    .expect("reporter connects")
+}
+
+async fn server_error(r: Result<(), mysql_async::Error>) -> (u16, String) {
+    match r {
+        Err(mysql_async::Error::Server(e)) => (e.code, e.message),
+        other => panic!("expected a server error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn writes_store_ciphertext_and_roles_read_their_view() {
+    let env = setup("prot").await;
+    let mut c = app(&env).await;
+    c.query_drop(format!(
+        "INSERT INTO people (id, name, email, ssn, born, salary) VALUES (1, 'Ann', '{CANARY}', '123-45-6789', '1990-05-01', 5000), (2, 'Bob', NULL, NULL, NULL, NULL)"
+    ))
+    .await
+    .expect("insert");
+    c.query_drop("INSERT INTO people (id, name, email) VALUES (3, 'Cy', 'cy@example.com') ON DUPLICATE KEY UPDATE email = VALUES(email)")
+        .await
+        .expect("upsert insert");
+    c.query_drop("INSERT INTO people (id, name, email) VALUES (3, 'Cy', 'cy2@example.com') ON DUPLICATE KEY UPDATE email = VALUES(email)")
+        .await
+        .expect("upsert update");
+    c.query_drop("UPDATE people SET salary = 6000 WHERE id = 1")
+        .await
+        .expect("update");
+
+    // At rest: envelopes only; the canary is nowhere.
+    let mut d = common::direct(Some(&env.db.name)).await;
+    let rows: Vec<Row> = d
+        .query("SELECT email, email_bidx, ssn, born, salary FROM people ORDER BY id")
+        .await
+        .expect("direct");
+    let dump = format!("{rows:?}");
+    assert!(
+        !dump.contains(CANARY) && !dump.contains("123-45-6789") && !dump.contains("1990-05-01"),
+        "plaintext at rest: {dump}"
+    );
+    let email: Vec<u8> = d
+        .query_first("SELECT email FROM people WHERE id = 1")
+        .await
+        .expect("q")
+        .expect("row");
+    assert_eq!(&email[..2], b"MV", "envelope magic");
+    let ssn: String = d
+        .query_first("SELECT ssn FROM people WHERE id = 1")
+        .await
+        .expect("q")
+        .expect("row");
+    assert!(
+        ssn.starts_with("TV"),
+        "base64 envelope in a text column: {ssn}"
+    );
+    let nulls: (Option<Vec<u8>>, Option<Vec<u8>>) = d
+        .query_first("SELECT email, email_bidx FROM people WHERE id = 2")
+        .await
+        .expect("q")
+        .expect("row");
+    assert_eq!(nulls, (None, None), "NULL stays NULL");
+    d.disconnect().await.ok();
+
+    // The app role reads plaintext, in both protocols, with the plaintext type.
+    let text: (String, String, String, i32) = c
+        .query_first("SELECT email, ssn, born, salary FROM people WHERE id = 1")
+        .await
+        .expect("q")
+        .expect("row");
+    assert_eq!(
+        text,
+        (
+            CANARY.to_owned(),
+            "123-45-6789".to_owned(),
+            "1990-05-01".to_owned(),
+            6000
+        )
+    );
+    let binary: (String, Option<String>, i32) = c
+        .exec_first("SELECT email, ssn, salary FROM people WHERE id = ?", (1,))
+        .await
+        .expect("q")
+        .expect("row");
+    assert_eq!(
+        binary,
+        (CANARY.to_owned(), Some("123-45-6789".to_owned()), 6000)
+    );
+    let born: mysql_async::Value = c
+        .exec_first("SELECT born FROM people WHERE id = ?", (1,))
+        .await
+        .expect("q")
+        .expect("row");
+    assert_eq!(born, mysql_async::Value::Date(1990, 5, 1, 0, 0, 0, 0));
+    let upserted: String = c
+        .query_first("SELECT email FROM people WHERE id = 3")
+        .await
+        .expect("q")
+        .expect("row");
+    assert_eq!(upserted, "cy2@example.com");
+    let all: Vec<Row> = c
+        .query("SELECT * FROM people ORDER BY id")
+        .await
+        .expect("select *");
+    assert_eq!(all.len(), 3);
+
+    // Search through the blind index (normalized: case and spaces do not matter).
+    let found: Vec<i32> = c
+        .query(format!(
+            "SELECT id FROM people WHERE email = ' {} '",
+            CANARY.to_uppercase()
+        ))
+        .await
+        .expect("search");
+    assert_eq!(found, vec![1]);
+    let found: Vec<i32> = c.query(format!("SELECT id FROM people WHERE email IN ('nobody@x.io', '{CANARY}', 'cy2@example.com') ORDER BY id")).await.expect("in");
+    assert_eq!(found, vec![1, 3]);
+    c.query_drop("DELETE FROM people WHERE email = 'cy2@example.com'")
+        .await
+        .expect("delete");
+    assert_eq!(c.affected_rows(), 1);
+
+    // Another role: masked email, year-only date, ciphertext salary.
+    let mut r = reporter(&env).await;
+    let view: (String, String, Vec<u8>) = r
+        .query_first("SELECT email, born, salary FROM people WHERE id = 1")
+        .await
+        .expect("q")
+        .expect("row");
+    assert_eq!(
+        (view.0.as_str(), view.1.as_str()),
+        ("c***@example.com", "1990-01-01")
+    );
+    assert_eq!(&view.2[..2], b"MV");
+    let (code, message) = server_error(r.query_drop("SELECT ssn FROM people").await).await;
+    assert_eq!(code, 1143, "{message}");
+    assert!(message.contains("people.ssn"), "{message}");
+    let (code, _) = server_error(r.query_drop("SELECT * FROM people").await).await;
+    assert_eq!(code, 1143, "SELECT * includes a denied column");
+    let (code, message) = server_error(
+        r.query_drop(format!("SELECT id FROM people WHERE email = '{CANARY}'"))
+            .await,
+    )
+    .await;
+    assert_eq!(code, 1235, "masked roles may not search: {message}");
+    let still: i64 = r
+        .query_first("SELECT 1")
+        .await
+        .expect("session usable")
+        .expect("row");
+    assert_eq!(still, 1);
+    r.disconnect().await.ok();
+    c.disconnect().await.ok();
+    env.db.drop_now().await;
+}
+
+#[tokio::test]
+async fn unsupported_statements_are_refused_before_the_database() {
+    let env = setup("refuse").await;
+    let mut c = app(&env).await;
+    for (sql, code, needle) in [
+        (
+            "SELECT id FROM people WHERE email LIKE 'a%'",
+            1235,
+            "people.email",
+        ),
+        ("SELECT UPPER(email) FROM people", 1235, "functions"),
+        ("SELECT id FROM people ORDER BY born", 1235, "people.born"),
+        ("SELECT id FROM people WHERE ssn = '1'", 1235, "blind index"),
+        (
+            "INSERT INTO people (id, email) SELECT id, name FROM people",
+            1235,
+            "INSERT … SELECT",
+        ),
+        ("UPDATE people SET email = name", 1235, "literal"),
+        (
+            "SELECT /*! email, */ id FROM people",
+            1235,
+            "executable comments",
+        ),
+        (
+            "PREPARE s FROM 'SELECT id FROM people ORDER BY email'",
+            1235,
+            "people.email",
+        ),
+        (
+            "INSERT INTO people (id, email, email_bidx) VALUES (9, 'a', 'b')",
+            1235,
+            "blind-index",
+        ),
+        (
+            "SELECT 1; SELECT LOWER(email) FROM people",
+            1235,
+            "functions",
+        ),
+    ] {
+        let (got, message) = server_error(c.query_drop(sql).await).await;
+        assert_eq!(got, code, "{sql}: {message}");
+        assert!(message.contains(needle), "{sql}: {message}");
+    }
+    let prepared = c.prep("SELECT UPPER(email) FROM people WHERE id = ?").await;
+    assert!(
+        matches!(prepared, Err(mysql_async::Error::Server(ref e)) if e.code == 1235),
+        "{prepared:?}"
+    );
+    let n: i64 = common::direct(Some(&env.db.name))
+        .await
+        .query_first("SELECT COUNT(*) FROM people")
+        .await
+        .expect("q")
+        .expect("row");
+    assert_eq!(n, 0, "nothing reached the table");
+    env.db.drop_now().await;
+}
+
+#[tokio::test]
+async fn a_tampered_cell_is_an_error_naming_the_column() {
+    let env = setup("tamper").await;
+    let mut c = app(&env).await;
+    c.query_drop(
+        "INSERT INTO people (id, email, salary) VALUES (1, 'a@x.io', 1), (2, 'b@x.io', 2)",
+    )
+    .await
+    .expect("insert");
+    let mut d = common::direct(Some(&env.db.name)).await;
+    // Move a ciphertext into another column, and flip a byte of another.
+    d.query_drop("UPDATE people SET salary = email WHERE id = 1")
+        .await
+        .expect("move");
+    d.query_drop(
+        "UPDATE people SET email = CONCAT(LEFT(email, 30), 'X', SUBSTRING(email, 32)) WHERE id = 2",
+    )
+    .await
+    .expect("flip");
+    let (code, message) =
+        server_error(c.query_drop("SELECT salary FROM people WHERE id = 1").await).await;
+    assert_eq!(code, 1105);
+    assert!(message.contains("people.salary"), "{message}");
+    let (_, message) = server_error(
+        c.query_drop("SELECT email FROM people ORDER BY id")
+            .await
+            .map(drop),
+    )
+    .await;
+    assert!(message.contains("people.email"), "{message}");
+    let ok: String = c
+        .query_first("SELECT email FROM people WHERE id = 1")
+        .await
+        .expect("session goes on")
+        .expect("row");
+    assert_eq!(ok, "a@x.io");
+    env.db.drop_now().await;
+}
+
+#[tokio::test]
+async fn prepared_statements_seal_parameters_and_search() {
+    let env = setup("prep").await;
+    let mut c = app(&env).await;
+    let insert = c
+        .prep("INSERT INTO people (id, name, email, ssn, born, salary) VALUES (?, ?, ?, ?, ?, ?)")
+        .await
+        .expect("prepare insert");
+    assert_eq!(
+        insert.num_params(),
+        6,
+        "the client sees its own parameter count"
+    );
+    for (id, email, salary) in [
+        (1, "ann@example.com", 10),
+        (2, "BOB@example.com", 20),
+        (3, "cy@example.com", 30),
+    ] {
+        c.exec_drop(
+            &insert,
+            (
+                id,
+                format!("n{id}"),
+                email,
+                "123-45-6789",
+                "1999-12-31",
+                salary,
+            ),
+        )
+        .await
+        .expect("execute insert");
+    }
+    c.exec_drop(
+        &insert,
+        (
+            4,
+            "nulls",
+            None::<String>,
+            None::<String>,
+            None::<String>,
+            None::<i32>,
+        ),
+    )
+    .await
+    .expect("insert NULLs");
+    let mut d = common::direct(Some(&env.db.name)).await;
+    let at_rest: Vec<Row> = d
+        .query("SELECT email, ssn, born, salary FROM people")
+        .await
+        .expect("direct");
+    let dump = format!("{at_rest:?}");
+    assert!(
+        !dump.contains("ann@example.com") && !dump.contains("1999-12-31"),
+        "{dump}"
+    );
+    d.disconnect().await.ok();
+
+    let search = c
+        .prep("SELECT id, email, salary FROM people WHERE email = ?")
+        .await
+        .expect("prepare search");
+    assert_eq!(search.num_params(), 1);
+    let found: Vec<(i32, String, i32)> =
+        c.exec(&search, ("bob@EXAMPLE.com",)).await.expect("search");
+    assert_eq!(found, vec![(2, "BOB@example.com".to_owned(), 20)]);
+    let none: Vec<(i32, String, i32)> = c
+        .exec(&search, ("nobody@example.com",))
+        .await
+        .expect("search");
+    assert!(none.is_empty());
+    let update = c
+        .prep("UPDATE people SET salary = ?, email = ? WHERE id = ?")
+        .await
+        .expect("prepare update");
+    c.exec_drop(&update, (99, "ann2@example.com", 1))
+        .await
+        .expect("update");
+    let found: Vec<(i32, String, i32)> = c
+        .exec(&search, ("ann2@example.com",))
+        .await
+        .expect("search");
+    assert_eq!(found, vec![(1, "ann2@example.com".to_owned(), 99)]);
+    // A value longer than the declared type is refused, not truncated.
+    let big = "x".repeat(150);
+    let too_long = c.exec_drop(&update, (1, big.as_str(), 2)).await;
+    assert!(
+        matches!(too_long, Err(mysql_async::Error::Server(ref e)) if e.code == 1235),
+        "value longer than varchar(100)? {too_long:?}"
+    );
+    let in_list = c
+        .prep("SELECT id FROM people WHERE email IN (?, ?) ORDER BY id")
+        .await
+        .expect("prepare in");
+    let ids: Vec<i32> = c
+        .exec(&in_list, ("cy@example.com", "ann2@example.com"))
+        .await
+        .expect("in");
+    assert_eq!(ids, vec![1, 3]);
+    c.disconnect().await.ok();
+    env.db.drop_now().await;
+}
+
+/// Turns the general log on (to a table) for the test and restores it after.
+struct GeneralLog {
+    was_on: String,
+    output: String,
+    /// Only entries from this test run count.
+    since: String,
+}
+
+impl GeneralLog {
+    async fn on() -> Self {
+        let mut d = common::direct(None).await;
+        let (was_on, output): (String, String) = d
+            .query_first("SELECT @@global.general_log, @@global.log_output")
+            .await
+            .expect("q")
+            .expect("row");
+        d.query_drop("SET GLOBAL log_output = 'TABLE,FILE'")
+            .await
+            .expect("log_output");
+        d.query_drop("SET GLOBAL general_log = 1")
+            .await
+            .expect("general_log");
+        let since: String = d
+            .query_first("SELECT CAST(NOW(6) AS CHAR)")
+            .await
+            .expect("q")
+            .expect("row");
+        d.disconnect().await.ok();
+        Self {
+            was_on,
+            output,
+            since,
+        }
+    }
+
+    async fn contains(&self, needle: &str) -> bool {
+        let mut d = common::direct(None).await;
+        // The needle goes in hex so this query's own log entry does not contain it.
+        let n: i64 = d
+            .query_first(format!(
+                "SELECT COUNT(*) FROM mysql.general_log WHERE event_time >= '{}' AND LOCATE(UNHEX('{}'), argument) > 0",
+                self.since,
+                hex::encode(needle)
+            ))
+            .await
+            .expect("q")
+            .expect("row");
+        d.disconnect().await.ok();
+        n > 0
+    }
+
+    async fn restore(self) {
+        let mut d = common::direct(None).await;
+        d.query_drop(format!(
+            "SET GLOBAL general_log = {}",
+            if self.was_on == "1" || self.was_on == "ON" {
+                1
+            } else {
+                0
+            }
+        ))
+        .await
+        .ok();
+        d.exec_drop("SET GLOBAL log_output = ?", (self.output,))
+            .await
+            .ok();
+        d.disconnect().await.ok();
+    }
+}
+
+#[tokio::test]
+async fn a_canary_never_reaches_the_server_log_and_the_cli_works() {
+    let env = setup("canary").await;
+    let log = GeneralLog::on().await;
+    let canary = "zq-canary-5e1d@example.com";
+    let mut c = app(&env).await;
+    c.query_drop(format!(
+        "INSERT INTO people (id, email, ssn) VALUES (1, '{canary}', '999-99-9999')"
+    ))
+    .await
+    .expect("literal");
+    c.exec_drop(
+        "INSERT INTO people (id, email) VALUES (?, ?)",
+        (2, format!("{canary}-param")),
+    )
+    .await
+    .expect("param");
+    c.query_drop(format!(
+        "UPDATE people SET email = '{canary}-upd' WHERE email = '{canary}'"
+    ))
+    .await
+    .expect("update");
+    let ids: Vec<i32> = c
+        .exec(
+            "SELECT id FROM people WHERE email = ?",
+            (format!("{canary}-param"),),
+        )
+        .await
+        .expect("search");
+    assert_eq!(ids, vec![2]);
+    c.disconnect().await.ok();
+
+    // The mariadb CLI through myveil: a write, a read, a refusal.
+    let port = env.proxy.addr.port();
+    let db = env.db.name.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("mariadb")
+            .args(["-h127.0.0.1", &format!("-P{port}"), &format!("-u{}", common::APP_USER), &format!("-p{}", common::APP_PASSWORD), "--force", &db])
+            .args(["-e", "INSERT INTO people (id, email) VALUES (3, 'cli@example.com'); SELECT id, email FROM people WHERE email = 'cli@example.com'; SELECT id FROM people WHERE email LIKE 'c%'"])
+            .output()
+            .expect("mariadb client")
+    })
+    .await
+    .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("3\tcli@example.com"), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("ERROR 1235") && stderr.contains("people.email"),
+        "{stderr}"
+    );
+
+    let leaked = log.contains("canary-5e1d").await
+        || log.contains("999-99-9999").await
+        || log.contains("cli@example.com").await;
+    let saw_traffic = log.contains("email_bidx").await;
+    log.restore().await;
+    assert!(
+        saw_traffic,
+        "the general log recorded the rewritten statements"
+    );
+    assert!(!leaked, "a plaintext value reached the MariaDB general log");
+    env.db.drop_now().await;
+}
+
+#[tokio::test]
+async fn live_schema_gives_column_order_and_is_checked() {
+    use myveil::backend::schema;
+    let env = setup("schema").await;
+    let mut d = common::direct(Some(&env.db.name)).await;
+    d.query_drop("CREATE TABLE people_v2 (id INT PRIMARY KEY, email VARBINARY(40), email_bidx INT, ssn VARCHAR(255))").await.expect("create");
+    let db = env.db.name.clone();
+    let policy_text = format!(
+        "[[column]]\ndatabase = \"{db}\"\ntable = \"people_v2\"\ncolumn = \"email\"\ntype = \"varchar(100)\"\nblind_index = \"email_bidx\"\n\
+         [[column]]\ndatabase = \"{db}\"\ntable = \"people_v2\"\ncolumn = \"ssn\"\ntype = \"char(11)\"\nstorage = \"base64\"\n\
+         [[column]]\ndatabase = \"{db}\"\ntable = \"people_v2\"\ncolumn = \"phone\"\ntype = \"varchar(20)\"\n"
+    );
+    let mut policy = myveil::policy::Policy::default();
+    policy.add_toml(&policy_text, "check").expect("policy");
+    let snapshot = schema::load(&mut d, &policy).await.expect("load");
+    let problems = schema::check(&snapshot, &policy);
+    let text = problems.join("\n");
+    assert!(text.contains("people_v2.email: holds 40"), "{text}");
+    assert!(
+        text.contains("people_v2.email_bidx: a blind index needs BINARY(32)"),
+        "{text}"
+    );
+    assert!(text.contains("people_v2.phone: column not found"), "{text}");
+    assert!(!text.contains(".ssn"), "ssn fits: {text}");
+    assert_eq!(problems.len(), 3, "{text}");
+
+    // With the schema known, an INSERT without a column list works: the blind index is given
+    // as NULL or DEFAULT and filled by myveil.
+    d.disconnect().await.ok();
+    env.proxy.shared.refresh_schema().await.expect("refresh");
+    let mut c = app(&env).await;
+    c.query_drop("INSERT INTO people VALUES (1, 'n', 'a@x.io', DEFAULT, '123-45-6789', NULL, 7)")
+        .await
+        .expect("no column list");
+    let found: (i32, String, i32) = c
+        .query_first("SELECT id, ssn, salary FROM people WHERE email = 'a@x.io'")
+        .await
+        .expect("q")
+        .expect("row");
+    assert_eq!(found, (1, "123-45-6789".to_owned(), 7));
+    let (code, message) = server_error(
+        c.query_drop("INSERT INTO people VALUES (2, 'n', 'b@x.io', X'00', NULL, NULL, NULL)")
+            .await,
+    )
+    .await;
+    assert_eq!(code, 1235);
+    assert!(message.contains("NULL or DEFAULT"), "{message}");
+    env.db.drop_now().await;
+}
+
+#[tokio::test]
+async fn sql_level_prepare_and_execute() {
+    let env = setup("sqlprep").await;
+    let mut c = app(&env).await;
+    c.query_drop(
+        "PREPARE ins FROM 'INSERT INTO people (id, name, email, salary) VALUES (?, ?, ?, ?)'",
+    )
+    .await
+    .expect("prepare");
+    c.query_drop("SET @who = 'Ann'").await.expect("set");
+    c.query_drop("EXECUTE ins USING 1, @who, 'ann@example.com', 100")
+        .await
+        .expect("execute");
+    c.query_drop("EXECUTE ins USING 2, 'Bob', 'bob@example.com', NULL")
+        .await
+        .expect("execute again");
+    let (code, message) = server_error(
+        c.query_drop("SET @e = 'x@example.com'")
+            .await
+            .and(c.query_drop("EXECUTE ins USING 3, 'Cy', @e, 1").await),
+    )
+    .await;
+    assert_eq!(
+        code, 1235,
+        "a variable cannot feed an encrypted column: {message}"
+    );
+    c.query_drop("DEALLOCATE PREPARE ins")
+        .await
+        .expect("deallocate");
+
+    c.query_drop("PREPARE find FROM 'SELECT name, email, salary FROM people WHERE email = ?'")
+        .await
+        .expect("prepare search");
+    let row: (String, String, i32) = c
+        .query_first("EXECUTE find USING 'ann@example.com'")
+        .await
+        .expect("execute")
+        .expect("row");
+    assert_eq!(row, ("Ann".to_owned(), "ann@example.com".to_owned(), 100));
+    let (code, _) = server_error(c.query_drop("PREPARE dyn FROM @sql").await).await;
+    assert_eq!(code, 1235, "PREPARE from a variable cannot be analyzed");
+    let (code, message) = server_error(
+        c.query_drop("PREPARE bad FROM 'SELECT UPPER(email) FROM people'")
+            .await,
+    )
+    .await;
+    assert_eq!(code, 1235, "{message}");
+
+    let at_rest: Vec<u8> = common::direct(Some(&env.db.name))
+        .await
+        .query_first("SELECT email FROM people WHERE id = 1")
+        .await
+        .expect("q")
+        .expect("row");
+    assert_eq!(&at_rest[..2], b"MV");
+    env.db.drop_now().await;
+}
+
+#[tokio::test]
+async fn policy_reload_validates_first_and_keeps_the_old_policy() {
+    let env = setup("reload").await;
+    let policy_dir = env._dir.path().join("policy");
+    let columns = || env.proxy.shared.protection.load().policy.columns().len();
+    assert_eq!(columns(), 4);
+    std::fs::write(
+        policy_dir.join("broken.toml"),
+        "[[column]]\ntable = \"x\"\ncolumn = \"y\"\ntype = \"float\"\n",
+    )
+    .expect("write");
+    assert!(
+        env.proxy.shared.reload_policy().is_err(),
+        "an invalid policy is refused"
+    );
+    assert_eq!(columns(), 4, "the old policy stays");
+    common::direct(Some(&env.db.name))
+        .await
+        .query_drop("ALTER TABLE people MODIFY name VARCHAR(255)")
+        .await
+        .expect("widen");
+    std::fs::write(
+        policy_dir.join("broken.toml"),
+        "[[column]]\ntable = \"people\"\ncolumn = \"name\"\ntype = \"varchar(20)\"\nstorage = \"base64\"\nroles = { app = \"plaintext\" }\n",
+    )
+    .expect("write");
+    assert_eq!(env.proxy.shared.reload_policy().expect("valid policy"), 5);
+    // The new column is protected from the next statement on.
+    let mut c = app(&env).await;
+    c.query_drop("INSERT INTO people (id, name) VALUES (1, 'Zed')")
+        .await
+        .expect("insert");
+    let at_rest: String = common::direct(Some(&env.db.name))
+        .await
+        .query_first("SELECT name FROM people WHERE id = 1")
+        .await
+        .expect("q")
+        .expect("row");
+    assert!(at_rest.starts_with("TV"), "base64 envelope: {at_rest}");
+    let name: String = c
+        .query_first("SELECT name FROM people WHERE id = 1")
+        .await
+        .expect("q")
+        .expect("row");
+    assert_eq!(name, "Zed");
+    env.db.drop_now().await;
+}
+
+#[tokio::test]
+async fn row_bound_cells_open_only_in_their_row() {
+    let env = setup("rowkey").await;
+    std::fs::write(
+        env._dir.path().join("policy/accounts.toml"),
+        "[[column]]\ntable = \"accounts\"\ncolumn = \"iban\"\ntype = \"varchar(34)\"\nrow_key = \"id\"\nroles = { app = \"plaintext\" }\n",
+    )
+    .expect("policy");
+    env.proxy.shared.reload_policy().expect("reload");
+    let mut d = common::direct(Some(&env.db.name)).await;
+    d.query_drop(
+        "CREATE TABLE accounts (id BIGINT PRIMARY KEY, owner VARCHAR(20), iban VARBINARY(255))",
+    )
+    .await
+    .expect("create");
+    let mut c = app(&env).await;
+    c.query_drop(
+        "INSERT INTO accounts (id, owner, iban) VALUES (1, 'ann', 'DE89370400440532013000')",
+    )
+    .await
+    .expect("literal");
+    c.exec_drop(
+        "INSERT INTO accounts (id, owner, iban) VALUES (?, ?, ?)",
+        (2, "bob", "FR1420041010050500013M02606"),
+    )
+    .await
+    .expect("prepared");
+    c.query_drop("UPDATE accounts SET iban = 'GB29NWBK60161331926819' WHERE id = 1")
+        .await
+        .expect("update");
+    let text: Vec<(i64, String)> = c
+        .query("SELECT id, iban FROM accounts ORDER BY id")
+        .await
+        .expect("text");
+    assert_eq!(
+        text,
+        vec![
+            (1, "GB29NWBK60161331926819".to_owned()),
+            (2, "FR1420041010050500013M02606".to_owned())
+        ]
+    );
+    let binary: Vec<(String, i64)> = c
+        .exec(
+            "SELECT iban, id FROM accounts WHERE id > ? ORDER BY id",
+            (0,),
+        )
+        .await
+        .expect("binary");
+    assert_eq!(binary[1], ("FR1420041010050500013M02606".to_owned(), 2));
+    let (code, message) = server_error(c.query_drop("SELECT iban FROM accounts").await).await;
+    assert_eq!(code, 1105);
+    assert!(message.contains("row key"), "{message}");
+    let (code, _) = server_error(
+        c.query_drop("UPDATE accounts SET iban = 'x' WHERE owner = 'ann'")
+            .await,
+    )
+    .await;
+    assert_eq!(code, 1235);
+
+    // A ciphertext copied to another row does not open there.
+    d.query_drop("UPDATE accounts SET iban = (SELECT iban FROM (SELECT iban FROM accounts WHERE id = 1) t) WHERE id = 2").await.expect("copy");
+    d.disconnect().await.ok();
+    let (code, message) = server_error(
+        c.query_drop("SELECT id, iban FROM accounts WHERE id = 2")
+            .await,
+    )
+    .await;
+    assert_eq!(code, 1105);
+    assert!(message.contains("accounts.iban"), "{message}");
+    let one: (i64, String) = c
+        .query_first("SELECT id, iban FROM accounts WHERE id = 1")
+        .await
+        .expect("q")
+        .expect("row");
+    assert_eq!(one.1, "GB29NWBK60161331926819");
+    env.db.drop_now().await;
+}

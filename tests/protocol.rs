@@ -1,0 +1,345 @@
+//! Commands drivers rarely send, checked byte for byte against MariaDB itself with a
+//! hand-driven client: cursors (COM_STMT_FETCH), COM_FIELD_LIST, COM_STATISTICS,
+//! COM_SET_OPTION, COM_RESET_CONNECTION, COM_PROCESS_KILL, pipelining; and hostile input.
+
+mod common;
+
+use std::time::Duration;
+
+use common::raw::{login, read, send};
+use common::{Proxy, Setup, TestDb};
+use myveil::wire::PacketConn;
+
+const COM_INIT_DB: u8 = 0x02;
+const COM_QUERY: u8 = 0x03;
+const COM_FIELD_LIST: u8 = 0x04;
+const COM_STATISTICS: u8 = 0x09;
+const COM_PROCESS_KILL: u8 = 0x0C;
+const COM_PING: u8 = 0x0E;
+const COM_STMT_PREPARE: u8 = 0x16;
+const COM_STMT_EXECUTE: u8 = 0x17;
+const COM_STMT_CLOSE: u8 = 0x19;
+const COM_STMT_RESET: u8 = 0x1A;
+const COM_SET_OPTION: u8 = 0x1B;
+const COM_STMT_FETCH: u8 = 0x1C;
+const COM_RESET_CONNECTION: u8 = 0x1F;
+
+fn cmd(code: u8, body: &[u8]) -> Vec<u8> {
+    let mut p = vec![code];
+    p.extend_from_slice(body);
+    p
+}
+
+fn is_eof(p: &[u8]) -> bool {
+    p.first() == Some(&0xFE) && p.len() < 9
+}
+
+/// Reads packets up to and including the next EOF or ERR.
+async fn until_eof(c: &mut PacketConn) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let p = read(c).await;
+        let end = is_eof(&p) || p.first() == Some(&0xFF);
+        out.push(p);
+        if end {
+            return out;
+        }
+    }
+}
+
+/// Runs the cursor scenario and returns every packet received, for comparison.
+async fn cursor_session(c: &mut PacketConn, db: &str) -> Vec<Vec<u8>> {
+    let mut seen = Vec::new();
+    send(c, &cmd(COM_INIT_DB, db.as_bytes())).await;
+    seen.push(read(c).await);
+    send(
+        c,
+        &cmd(
+            COM_QUERY,
+            b"CREATE TABLE IF NOT EXISTS t (id INT PRIMARY KEY, v VARCHAR(20))",
+        ),
+    )
+    .await;
+    seen.push(read(c).await);
+    send(
+        c,
+        &cmd(
+            COM_QUERY,
+            b"INSERT IGNORE INTO t SELECT seq, CONCAT('row ', seq) FROM seq_1_to_10",
+        ),
+    )
+    .await;
+    seen.push(read(c).await);
+
+    send(
+        c,
+        &cmd(
+            COM_STMT_PREPARE,
+            b"SELECT id, v FROM t WHERE id > ? ORDER BY id",
+        ),
+    )
+    .await;
+    let ok = read(c).await;
+    assert_eq!(ok[0], 0x00, "prepare: {:?}", String::from_utf8_lossy(&ok));
+    let stmt_id = [ok[1], ok[2], ok[3], ok[4]];
+    seen.push(ok[5..].to_vec());
+    seen.extend(until_eof(c).await); // 1 parameter definition
+    seen.extend(until_eof(c).await); // 2 column definitions
+
+    // Execute with a read-only cursor: metadata only, rows come with COM_STMT_FETCH.
+    let mut exec = cmd(COM_STMT_EXECUTE, &stmt_id);
+    exec.push(0x01); // CURSOR_TYPE_READ_ONLY
+    exec.extend_from_slice(&1u32.to_le_bytes());
+    exec.push(0); // null bitmap for one parameter
+    exec.push(1); // new params bound
+    exec.extend_from_slice(&[0x03, 0x00]); // MYSQL_TYPE_LONG
+    exec.extend_from_slice(&3i32.to_le_bytes());
+    send(c, &exec).await;
+    let header = read(c).await;
+    assert_eq!(header, vec![2], "two columns");
+    seen.push(header);
+    let meta = until_eof(c).await;
+    let eof = meta.last().expect("eof");
+    assert_ne!(
+        u16::from_le_bytes([eof[3], eof[4]]) & 0x0040,
+        0,
+        "SERVER_STATUS_CURSOR_EXISTS"
+    );
+    seen.extend(meta);
+
+    let mut fetch = cmd(COM_STMT_FETCH, &stmt_id);
+    fetch.extend_from_slice(&4u32.to_le_bytes());
+    send(c, &fetch).await;
+    let batch = until_eof(c).await;
+    assert_eq!(batch.len(), 5, "4 rows and EOF");
+    seen.extend(batch);
+    send(c, &fetch).await;
+    let rest = until_eof(c).await;
+    assert_eq!(rest.len(), 4, "3 rows and EOF");
+    seen.extend(rest);
+    send(c, &fetch).await;
+    let last = until_eof(c).await;
+    seen.extend(last);
+
+    send(c, &cmd(COM_STMT_RESET, &stmt_id)).await;
+    seen.push(read(c).await);
+    send(c, &cmd(COM_STMT_CLOSE, &stmt_id)).await; // no response
+    send(c, &cmd(COM_FIELD_LIST, b"t\0")).await;
+    seen.extend(until_eof(c).await);
+    send(c, &cmd(COM_SET_OPTION, &1u16.to_le_bytes())).await; // multi statements off
+    seen.push(read(c).await);
+    send(c, &cmd(COM_QUERY, b"SELECT 1; SELECT 2")).await;
+    let refused = read(c).await;
+    assert_eq!(refused[0], 0xFF, "multi statements are off");
+    seen.push(refused);
+    send(c, &cmd(COM_SET_OPTION, &0u16.to_le_bytes())).await;
+    seen.push(read(c).await);
+    send(c, &cmd(COM_QUERY, b"SET @v = 5")).await;
+    seen.push(read(c).await);
+    send(c, &cmd(COM_RESET_CONNECTION, b"")).await;
+    seen.push(read(c).await);
+    send(c, &cmd(COM_QUERY, b"SELECT @v IS NULL")).await;
+    let mut after_reset = vec![read(c).await];
+    after_reset.extend(until_eof(c).await);
+    after_reset.extend(until_eof(c).await);
+    assert_eq!(
+        after_reset[after_reset.len() - 2],
+        b"\x011",
+        "reset cleared @v"
+    );
+    seen.extend(after_reset);
+    send(c, &cmd(COM_PING, b"")).await;
+    seen.push(read(c).await);
+    send(c, &cmd(COM_STATISTICS, b"")).await;
+    let stats = read(c).await;
+    assert!(
+        stats.starts_with(b"Uptime: "),
+        "{:?}",
+        String::from_utf8_lossy(&stats)
+    );
+    seen
+}
+
+#[tokio::test]
+async fn cursors_field_list_and_session_commands_match_mariadb_byte_for_byte() {
+    let proxy = Proxy::start().await;
+    let db_direct = TestDb::create("rawd").await;
+    let db_proxy = TestDb::create("rawp").await;
+    let backend = "127.0.0.1:3306".parse().expect("addr");
+    let (mut direct, _) = login(backend, "root", "", None).await;
+    let (mut via, _) = login(proxy.addr, common::APP_USER, common::APP_PASSWORD, None).await;
+    let a = cursor_session(&mut direct, &db_direct.name).await;
+    let b = cursor_session(&mut via, &db_proxy.name).await;
+    // Column definitions carry the schema name (same length on both sides) and an error
+    // names the statement id, which is per connection; everything else must be identical.
+    let normalize = |packets: Vec<Vec<u8>>, db: &str, stmt: &str| -> Vec<String> {
+        packets
+            .into_iter()
+            .map(|p| {
+                String::from_utf8_lossy(&p)
+                    .replace(db, "DB")
+                    .replace(stmt, "statement (N)")
+            })
+            .collect()
+    };
+    let stmt_of = |packets: &[Vec<u8>]| -> String {
+        packets
+            .iter()
+            .find_map(|p| {
+                let s = String::from_utf8_lossy(p);
+                let at = s.find("statement (")?;
+                let end = s[at..].find(')')?;
+                Some(s[at..at + end + 1].to_owned())
+            })
+            .expect("the fetch after the last row names the statement")
+    };
+    let (stmt_a, stmt_b) = (stmt_of(&a), stmt_of(&b));
+    assert_eq!(
+        normalize(b, &db_proxy.name, &stmt_b),
+        normalize(a, &db_direct.name, &stmt_a)
+    );
+    db_direct.drop_now().await;
+    db_proxy.drop_now().await;
+}
+
+#[tokio::test]
+async fn pipelined_commands_and_process_kill() {
+    let proxy = Proxy::start().await;
+    let (mut a, _) = login(proxy.addr, common::APP_USER, common::APP_PASSWORD, None).await;
+    let (mut b, b_id) = login(proxy.addr, common::APP_USER, common::APP_PASSWORD, None).await;
+    // Two pings in one write: both answered, in order.
+    let mut two = Vec::new();
+    for _ in 0..2 {
+        two.extend_from_slice(&[1, 0, 0, 0, COM_PING]);
+    }
+    a.write_raw(&two).await.expect("write");
+    a.flush().await.expect("flush");
+    assert_eq!(read(&mut a).await[0], 0x00);
+    assert_eq!(read(&mut a).await[0], 0x00);
+    send(&mut a, &cmd(COM_PROCESS_KILL, &b_id.to_le_bytes())).await;
+    assert_eq!(read(&mut a).await[0], 0x00, "kill accepted");
+    send(&mut b, &cmd(COM_PING, b"")).await;
+    // The killed session gets the backend's error or a closed connection, never a hang.
+    let r = tokio::time::timeout(Duration::from_secs(5), b.read_packet(1 << 16))
+        .await
+        .expect("no hang");
+    if let Ok(p) = r {
+        assert_eq!(p.payload[0], 0xFF);
+    }
+}
+
+#[tokio::test]
+async fn hostile_input_gets_errors_not_panics() {
+    let proxy = Proxy::start_with(Setup {
+        listen: "handshake_timeout_secs = 1\nmax_packet_bytes = 1048576",
+        ..Default::default()
+    })
+    .await;
+
+    // Garbage instead of a handshake response: Bad handshake, then closed.
+    let mut c = common::raw::connect_tcp(proxy.addr).await;
+    read(&mut c).await;
+    c.write_packet(1, &[0xFF; 40]).await.expect("write");
+    let r = c.read_packet(1 << 16).await;
+    assert!(r.is_err() || r.as_ref().is_ok_and(|p| p.payload[0] == 0xFF));
+
+    // A header announcing a huge packet during the handshake: refused, not allocated.
+    let mut c = common::raw::connect_tcp(proxy.addr).await;
+    read(&mut c).await;
+    c.write_raw(&[0xFF, 0xFF, 0xFF, 1, 0, 0])
+        .await
+        .expect("write");
+    c.flush().await.expect("flush");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(3), c.read_packet(1 << 16))
+            .await
+            .expect("closed in time")
+            .is_err()
+    );
+
+    // Silence after the greeting: closed by the handshake timeout.
+    let mut c = common::raw::connect_tcp(proxy.addr).await;
+    read(&mut c).await;
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), c.read_packet(1 << 16))
+            .await
+            .expect("closed in time")
+            .is_err()
+    );
+
+    // Truncated header then EOF.
+    let mut c = common::raw::connect_tcp(proxy.addr).await;
+    read(&mut c).await;
+    c.write_raw(&[5, 0]).await.expect("write");
+    c.shutdown().await;
+
+    // After login: empty and unknown commands get 1047 and the session goes on.
+    let (mut s, _) = login(proxy.addr, common::APP_USER, common::APP_PASSWORD, None).await;
+    send(&mut s, &[]).await;
+    let e = read(&mut s).await;
+    assert_eq!((e[0], u16::from_le_bytes([e[1], e[2]])), (0xFF, 1047));
+    send(&mut s, &[0x1D]).await; // COM_DAEMON
+    let e = read(&mut s).await;
+    assert_eq!((e[0], u16::from_le_bytes([e[1], e[2]])), (0xFF, 1047));
+    send(&mut s, &cmd(COM_PING, b"")).await;
+    assert_eq!(read(&mut s).await[0], 0x00);
+    // A command over max_packet_bytes: 1153, then the session ends.
+    let big = vec![b'x'; 2 << 20];
+    send(&mut s, &cmd(COM_QUERY, &big)).await;
+    let e = read(&mut s).await;
+    assert_eq!((e[0], u16::from_le_bytes([e[1], e[2]])), (0xFF, 1153));
+
+    // The proxy still serves.
+    let (mut ok, _) = login(proxy.addr, common::APP_USER, common::APP_PASSWORD, None).await;
+    send(&mut ok, &cmd(COM_PING, b"")).await;
+    assert_eq!(read(&mut ok).await[0], 0x00);
+}
+
+#[tokio::test]
+async fn send_long_data_feeds_a_parameter_in_pieces() {
+    let proxy = Proxy::start().await;
+    let (mut c, _) = login(proxy.addr, common::APP_USER, common::APP_PASSWORD, None).await;
+    send(
+        &mut c,
+        &cmd(COM_STMT_PREPARE, b"SELECT CONCAT(LENGTH(?), ':', MD5(?))"),
+    )
+    .await;
+    let ok = read(&mut c).await;
+    assert_eq!(ok[0], 0x00);
+    let stmt_id = [ok[1], ok[2], ok[3], ok[4]];
+    until_eof(&mut c).await; // parameters
+    until_eof(&mut c).await; // columns
+    let piece = vec![b'z'; 300_000];
+    for param in 0u16..2 {
+        for _ in 0..4 {
+            // COM_STMT_SEND_LONG_DATA has no response.
+            let mut p = vec![0x18];
+            p.extend_from_slice(&stmt_id);
+            p.extend_from_slice(&param.to_le_bytes());
+            p.extend_from_slice(&piece);
+            send(&mut c, &p).await;
+        }
+    }
+    let mut exec = cmd(COM_STMT_EXECUTE, &stmt_id);
+    exec.push(0);
+    exec.extend_from_slice(&1u32.to_le_bytes());
+    exec.push(0); // null bitmap
+    exec.push(1); // types follow
+    exec.extend_from_slice(&[0xFC, 0x00, 0xFC, 0x00]); // two BLOBs, values sent as long data
+    send(&mut c, &exec).await;
+    assert_eq!(read(&mut c).await, vec![1]);
+    until_eof(&mut c).await;
+    let row = read(&mut c).await;
+    // Binary row: header, null bitmap, one length-prefixed string.
+    let text = String::from_utf8_lossy(&row[3..]).into_owned();
+    let expected: String = {
+        use mysql_async::prelude::Queryable;
+        let mut d = common::direct(None).await;
+        d.query_first("SELECT CONCAT(LENGTH(REPEAT('z', 1200000)), ':', MD5(REPEAT('z', 1200000)))")
+            .await
+            .expect("q")
+            .expect("row")
+    };
+    assert_eq!(text, expected);
+    assert!(is_eof(&read(&mut c).await));
+}
