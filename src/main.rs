@@ -74,6 +74,12 @@ enum AdminCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Enroll a TOTP second factor (prints the secret and otpauth URI once), or remove it.
+    Totp {
+        name: String,
+        #[arg(long)]
+        disable: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -150,16 +156,18 @@ fn serve(config: Config) -> Result<()> {
             let _ = stop_tx.send(true);
         });
         if let Some(admin) = &shared.config.admin {
-            let state = admin_state(&shared, admin)?;
-            let listener = tokio::net::TcpListener::bind(admin.address).await.with_context(|| format!("admin port {}", admin.address))?;
-            tracing::info!(address = %listener.local_addr()?, "admin port listening");
-            let mut stop = stop_rx.clone();
-            let app = myveil::admin::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+            let state = Arc::new(myveil::admin::AdminState::new(
+                shared.clone(),
+                &myveil::limits::LimitClock::default(),
+            )?);
+            let listener = tokio::net::TcpListener::bind(admin.address)
+                .await
+                .with_context(|| format!("admin port {}", admin.address))?;
+            let https = admin.tls_cert.is_some();
+            tracing::info!(address = %listener.local_addr()?, https, "admin port listening");
+            let stop = stop_rx.clone();
             tokio::spawn(async move {
-                let shutdown = async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                };
-                if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+                if let Err(e) = myveil::admin::serve(state, listener, stop).await {
                     tracing::error!(error = %e, "admin port failed");
                 }
             });
@@ -168,34 +176,6 @@ fn serve(config: Config) -> Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
-}
-
-/// The admin port's state: administrators, and tokens signed with the keyring's JWT key.
-fn admin_state(
-    shared: &Shared,
-    admin: &myveil::config::Admin,
-) -> Result<Arc<myveil::admin::AdminState>> {
-    use myveil::crypto::keyring::Purpose;
-    let keyring = shared
-        .keyring
-        .as_deref()
-        .context("the admin port needs keys ([protection] keys_dir)")?;
-    let (_, key) = keyring
-        .primary(Purpose::Jwt, "*")
-        .context("no JWT key in the keyring; run `myveil keygen`")?;
-    let admins = myveil::admin::users::AdminStore::load(&shared.config.resolve(&admin.users_file))?;
-    let tokens = myveil::admin::token::Tokens::new(
-        key.bytes(),
-        &admin.issuer,
-        &admin.audience,
-        admin.token_ttl_secs,
-    );
-    Ok(Arc::new(myveil::admin::AdminState::new(
-        admins,
-        tokens,
-        admin.logins_per_minute_ip,
-        admin.logins_per_minute_user,
-    )))
 }
 
 fn check(config: Config) -> Result<()> {
@@ -328,6 +308,22 @@ fn admin(config: Config, command: AdminCommand) -> Result<()> {
             store.set_password(&name, password.as_bytes(), cost)?;
             store.save(&path)?;
             writeln!(out, "password changed for admin {name}")?;
+        }
+        AdminCommand::Totp { name, disable } => {
+            if disable {
+                store.disable_totp(&name)?;
+                store.save(&path)?;
+                writeln!(out, "second factor removed for admin {name}")?;
+            } else {
+                let secret = store.enroll_totp(&name)?;
+                store.save(&path)?;
+                writeln!(out, "secret: {secret}")?;
+                writeln!(
+                    out,
+                    "uri: {}",
+                    myveil::admin::totp::uri(&admin.issuer, &name, &secret)
+                )?;
+            }
         }
     }
     Ok(())

@@ -1,103 +1,214 @@
-//! admin: the HTTP admin port (axum) beside the MySQL listener — admin login (bcrypt) → JWT
-//! with a role, logout (revocation), per-IP and per-user login rate limits, health.
+//! admin: the HTTP admin port (axum) beside the MySQL listener — admin login (bcrypt, optional
+//! TOTP) → JWT with a role, logout (revocation shared through the backend), SQL tokens, proxy
+//! users, policy, status, metrics, the encrypt/decrypt service and the OpenAPI document.
 //! The router is built by `router(state)` so tests call it without a socket.
+//!
+//! Roles: `admin` may do everything; `operator` manages SQL tokens, reloads the policy and
+//! uses the crypto service; `auditor` reads. Every route and the roles it allows are listed
+//! in [`ROUTES`], which the OpenAPI document and the tests are checked against.
 
+mod api;
+pub mod tls;
 pub mod token;
+pub mod totp;
 pub mod users;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::num::NonZeroU32;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use serde::Deserialize;
 use serde_json::json;
-use zeroize::Zeroizing;
 
+use crate::frontend::Shared;
+use crate::limits::{Keyed, LimitClock};
+use crate::telemetry::metrics::{Limited, METRICS};
 use token::{Claims, Tokens, now_secs};
 use users::{AdminRole, AdminStore};
 
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the admin port needs keys: set [protection] keys_dir and run `myveil keygen`")]
+    NoKeys,
+    #[error("no JWT key in the keyring; run `myveil keygen`")]
+    NoJwtKey,
+    #[error("the configuration has no [admin] section")]
+    NotConfigured,
+    #[error(transparent)]
+    Admins(#[from] users::Error),
+}
+
+use AdminRole::{Admin, Auditor, Operator};
+
+/// Every route: method, path (OpenAPI form), roles allowed (empty: no token needed).
+pub const ROUTES: &[(&str, &str, &[AdminRole])] = &[
+    ("GET", "/health", &[]),
+    ("GET", "/ready", &[]),
+    ("GET", "/metrics", &[]),
+    ("GET", "/openapi.json", &[]),
+    ("POST", "/v1/login", &[]),
+    ("POST", "/v1/logout", &[Admin, Operator, Auditor]),
+    ("GET", "/v1/whoami", &[Admin, Operator, Auditor]),
+    ("GET", "/v1/status", &[Admin, Operator, Auditor]),
+    ("GET", "/v1/admins", &[Admin, Auditor]),
+    ("POST", "/v1/admins", &[Admin]),
+    ("DELETE", "/v1/admins/{name}", &[Admin]),
+    ("PUT", "/v1/admins/{name}/password", &[Admin]),
+    ("POST", "/v1/admins/{name}/totp", &[Admin]),
+    ("DELETE", "/v1/admins/{name}/totp", &[Admin]),
+    ("GET", "/v1/tokens", &[Admin, Operator, Auditor]),
+    ("POST", "/v1/tokens", &[Admin, Operator]),
+    ("DELETE", "/v1/tokens/{id}", &[Admin, Operator]),
+    ("GET", "/v1/users", &[Admin, Operator, Auditor]),
+    ("POST", "/v1/users", &[Admin]),
+    ("DELETE", "/v1/users/{name}", &[Admin]),
+    ("GET", "/v1/policy", &[Admin, Operator, Auditor]),
+    ("POST", "/v1/policy/reload", &[Admin, Operator]),
+    ("POST", "/v1/crypto/encrypt", &[Admin, Operator]),
+    ("POST", "/v1/crypto/decrypt", &[Admin, Operator]),
+];
+
+/// The roles allowed on a route, from [`ROUTES`].
+fn allowed(method: &str, path: &str) -> &'static [AdminRole] {
+    ROUTES
+        .iter()
+        .find(|(m, p, _)| *m == method && *p == path)
+        .map_or(&[], |(_, _, r)| r)
+}
+
+/// The client's address, as the login limits key it (HTTP or HTTPS listener).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for Peer
+{
+    fn connect_info(s: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Peer(*s.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tls::TlsListener>>
+    for Peer
+{
+    fn connect_info(s: axum::serve::IncomingStream<'_, tls::TlsListener>) -> Self {
+        Peer(*s.remote_addr())
+    }
+}
+
 /// Shared state of the admin port.
 pub struct AdminState {
+    pub shared: Arc<Shared>,
     pub admins: ArcSwap<AdminStore>,
+    admins_path: PathBuf,
+    /// Serializes read-modify-write of the admins and users files.
+    files: tokio::sync::Mutex<()>,
     pub tokens: Tokens,
-    /// Revoked token ids and when they expire anyway (then they are dropped).
+    /// Logouts seen by this instance (the shared store has them too, when configured).
     revoked: Mutex<HashMap<String, u64>>,
-    login_by_ip: DefaultKeyedRateLimiter<IpAddr>,
-    login_by_user: DefaultKeyedRateLimiter<String>,
+    /// Last TOTP step used per admin: a code works once.
+    totp_used: Mutex<HashMap<String, u64>>,
+    login_by_ip: Keyed<IpAddr>,
+    login_by_user: Keyed<String>,
+    api_by_token: Keyed<String>,
+    started: std::time::Instant,
 }
 
 impl AdminState {
-    pub fn new(
-        admins: AdminStore,
-        tokens: Tokens,
-        logins_per_minute_ip: u32,
-        logins_per_minute_user: u32,
-    ) -> Self {
-        let quota =
-            |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN));
-        Self {
+    /// State for `shared`'s `[admin]` section: administrators from their file, tokens signed
+    /// with the keyring's JWT key, limits on `clock`.
+    pub fn new(shared: Arc<Shared>, clock: &LimitClock) -> Result<Self, Error> {
+        use crate::crypto::keyring::Purpose;
+        let admin = shared.config.admin.as_ref().ok_or(Error::NotConfigured)?;
+        let keyring = shared.keyring.as_deref().ok_or(Error::NoKeys)?;
+        let (_, key) = keyring.primary(Purpose::Jwt, "*").ok_or(Error::NoJwtKey)?;
+        let tokens = Tokens::new(
+            key.bytes(),
+            &admin.issuer,
+            &admin.audience,
+            admin.token_ttl_secs,
+        );
+        let admins_path = shared.config.resolve(&admin.users_file);
+        let admins = AdminStore::load(&admins_path)?;
+        Ok(Self {
             admins: ArcSwap::from_pointee(admins),
+            admins_path,
+            files: tokio::sync::Mutex::new(()),
             tokens,
             revoked: Mutex::new(HashMap::new()),
-            login_by_ip: RateLimiter::keyed(quota(logins_per_minute_ip)),
-            login_by_user: RateLimiter::keyed(quota(logins_per_minute_user)),
-        }
+            totp_used: Mutex::new(HashMap::new()),
+            login_by_ip: Keyed::new(admin.logins_per_minute_ip, clock),
+            login_by_user: Keyed::new(admin.logins_per_minute_user, clock),
+            api_by_token: Keyed::new(admin.api_requests_per_minute, clock),
+            started: std::time::Instant::now(),
+            shared,
+        })
     }
 
-    fn is_revoked(&self, jti: &str) -> bool {
-        self.revoked
-            .lock()
-            .map(|r| r.contains_key(jti))
-            .unwrap_or(true)
-    }
-
-    fn revoke(&self, claims: &Claims) {
-        if let Ok(mut r) = self.revoked.lock() {
-            let now = now_secs();
-            r.retain(|_, exp| *exp + 60 > now);
-            r.insert(claims.jti.clone(), claims.exp);
-        }
+    fn config(&self) -> &crate::config::Admin {
+        // `new` refused a configuration without [admin].
+        static DEFAULT: std::sync::LazyLock<crate::config::Admin> =
+            std::sync::LazyLock::new(crate::config::Admin::default);
+        self.shared.config.admin.as_ref().unwrap_or(&DEFAULT)
     }
 
     /// Drops rate-limit state for keys not seen lately (bounded memory).
     pub fn housekeeping(&self) {
-        self.login_by_ip.retain_recent();
-        self.login_by_user.retain_recent();
+        self.login_by_ip.housekeeping();
+        self.login_by_user.housekeeping();
+        self.api_by_token.housekeeping();
+        if let Ok(mut r) = self.revoked.lock() {
+            let now = now_secs();
+            r.retain(|_, exp| *exp + 60 > now);
+        }
     }
 }
 
 /// Errors as the caller sees them: short reasons for 4xx, nothing for 5xx.
+#[derive(Debug)]
 pub enum ApiError {
     Unauthorized,
     Forbidden,
+    NotFound,
     TooManyRequests,
-    BadRequest(&'static str),
+    BadRequest(String),
+    Conflict(&'static str),
+    /// The revocation store cannot be reached: fail closed.
+    Unavailable,
     Internal,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, reason) = match self {
-            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "invalid credentials"),
-            ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden for this role"),
-            ApiError::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "too many requests"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "invalid credentials".into()),
+            ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden for this role".into()),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "not found".into()),
+            ApiError::TooManyRequests => {
+                (StatusCode::TOO_MANY_REQUESTS, "too many requests".into())
+            }
             ApiError::BadRequest(r) => (StatusCode::BAD_REQUEST, r),
-            ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+            ApiError::Conflict(r) => (StatusCode::CONFLICT, r.to_owned()),
+            ApiError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily unavailable".into(),
+            ),
+            ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal error".into()),
         };
         (status, Json(json!({ "error": reason }))).into_response()
     }
 }
 
-/// An authenticated administrator (from `Authorization: Bearer …`).
+/// An authenticated administrator (from `Authorization: Bearer …`) whose role is allowed on
+/// the route being called (per [`ROUTES`]), within the per-token request rate.
 pub struct Authenticated(pub Claims);
 
 impl FromRequestParts<Arc<AdminState>> for Authenticated {
@@ -107,364 +218,134 @@ impl FromRequestParts<Arc<AdminState>> for Authenticated {
         parts: &mut Parts,
         state: &Arc<AdminState>,
     ) -> Result<Self, ApiError> {
-        let header = parts
+        let token = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or(ApiError::Unauthorized)?;
-        let token = header
-            .strip_prefix("Bearer ")
+            .and_then(|h| h.strip_prefix("Bearer "))
             .ok_or(ApiError::Unauthorized)?;
         let claims = state.tokens.verify(token).ok_or(ApiError::Unauthorized)?;
-        if state.is_revoked(&claims.jti)
-            || state.admins.load().admins().all(|a| a.name != claims.sub)
-        {
+        // The admin must still exist with the role the token names.
+        let current = state.admins.load().get(&claims.sub).map(|a| a.role);
+        if current != Some(claims.role) {
             return Err(ApiError::Unauthorized);
+        }
+        let revoked_here = state
+            .revoked
+            .lock()
+            .map(|r| r.contains_key(&claims.jti))
+            .unwrap_or(true);
+        if revoked_here {
+            return Err(ApiError::Unauthorized);
+        }
+        if let Some(store) = &state.shared.tokens {
+            // Security: when the shared store cannot say, the token is refused (fail closed).
+            match store.is_jwt_revoked(&claims.jti).await {
+                Ok(false) => {}
+                Ok(true) => return Err(ApiError::Unauthorized),
+                Err(e) => {
+                    tracing::warn!(error = %e, "revocation store unavailable");
+                    return Err(ApiError::Unavailable);
+                }
+            }
+        }
+        if !state.api_by_token.allow(&claims.jti) {
+            METRICS.rate_limited(Limited::AdminApi);
+            return Err(ApiError::TooManyRequests);
+        }
+        let path = parts
+            .extensions
+            .get::<axum::extract::MatchedPath>()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default();
+        if !allowed(parts.method.as_str(), &path).contains(&claims.role) {
+            return Err(ApiError::Forbidden);
         }
         Ok(Authenticated(claims))
     }
 }
 
-impl Authenticated {
-    /// Refuses unless the role is one of `allowed`.
-    pub fn require(&self, allowed: &[AdminRole]) -> Result<(), ApiError> {
-        if allowed.contains(&self.0.role) {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden)
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Login {
-    user: String,
-    password: String,
-}
-
-async fn login(
-    State(state): State<Arc<AdminState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Json(body): Json<Login>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    // Security: both limits are checked before any bcrypt work.
-    if state.login_by_ip.check_key(&peer.ip()).is_err()
-        || state.login_by_user.check_key(&body.user).is_err()
-    {
-        tracing::info!(ip = %peer.ip(), "admin login rate-limited");
-        return Err(ApiError::TooManyRequests);
-    }
-    let password = Zeroizing::new(body.password.into_bytes());
-    if password.len() > users::MAX_PASSWORD_BYTES {
-        return Err(ApiError::BadRequest("password longer than 72 bytes"));
-    }
-    let admins = state.admins.load_full();
-    let user = body.user.clone();
-    let found = tokio::task::spawn_blocking(move || admins.verify(&user, &password).cloned())
-        .await
-        .map_err(|_| ApiError::Internal)?;
-    let Some(admin) = found else {
-        tracing::info!(user = ?body.user, "admin login failed");
-        return Err(ApiError::Unauthorized);
-    };
-    let (token, claims) = state.tokens.issue(&admin.name, admin.role).map_err(|e| {
-        tracing::error!(error = %e, "cannot sign a token");
-        ApiError::Internal
-    })?;
-    tracing::info!(user = %admin.name, role = admin.role.name(), "admin logged in");
-    Ok(Json(
-        json!({ "token": token, "role": admin.role.name(), "expires_at": claims.exp }),
-    ))
-}
-
-async fn logout(State(state): State<Arc<AdminState>>, who: Authenticated) -> StatusCode {
-    state.revoke(&who.0);
-    StatusCode::NO_CONTENT
-}
-
-async fn whoami(who: Authenticated) -> Json<serde_json::Value> {
-    Json(json!({ "user": who.0.sub, "role": who.0.role.name(), "expires_at": who.0.exp }))
-}
-
-async fn health() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+async fn count_requests(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    METRICS.admin_request();
+    next.run(req).await
 }
 
 /// The admin router.
 pub fn router(state: Arc<AdminState>) -> Router {
     Router::new()
-        .route("/health", get(health))
-        .route("/v1/login", post(login))
-        .route("/v1/logout", post(logout))
-        .route("/v1/whoami", get(whoami))
+        .route("/health", get(api::health))
+        .route("/ready", get(api::ready))
+        .route("/metrics", get(api::metrics))
+        .route("/openapi.json", get(api::openapi))
+        .route("/v1/login", post(api::login))
+        .route("/v1/logout", post(api::logout))
+        .route("/v1/whoami", get(api::whoami))
+        .route("/v1/status", get(api::status))
+        .route("/v1/admins", get(api::list_admins).post(api::add_admin))
+        .route("/v1/admins/{name}", delete(api::remove_admin))
+        .route("/v1/admins/{name}/password", put(api::admin_password))
+        .route(
+            "/v1/admins/{name}/totp",
+            post(api::enroll_totp).delete(api::disable_totp),
+        )
+        .route("/v1/tokens", get(api::list_tokens).post(api::issue_token))
+        .route("/v1/tokens/{id}", delete(api::revoke_token))
+        .route("/v1/users", get(api::list_users).post(api::add_user))
+        .route("/v1/users/{name}", delete(api::remove_user))
+        .route("/v1/policy", get(api::policy))
+        .route("/v1/policy/reload", post(api::reload_policy))
+        .route("/v1/crypto/encrypt", post(api::encrypt))
+        .route("/v1/crypto/decrypt", post(api::decrypt))
+        .layer(axum::middleware::from_fn(count_requests))
         .with_state(state)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::body::Body;
-    use axum::http::Request;
-    use http_body_util::BodyExt;
-    use jsonwebtoken::Algorithm;
-    use tower::ServiceExt;
-
-    const KEY: [u8; 32] = [5; 32];
-    const PASSWORD: &str = "correct horse battery";
-
-    fn state(ip_quota: u32, user_quota: u32) -> Arc<AdminState> {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut admins = AdminStore::load(&dir.path().join("admins.toml")).expect("empty");
-        admins
-            .add(
-                "root",
-                AdminRole::Admin,
-                PASSWORD.as_bytes(),
-                users::MIN_BCRYPT_COST,
+/// Serves the router on `listener` (HTTP, or HTTPS when `[admin]` names a certificate)
+/// until `stop` turns true.
+pub async fn serve(
+    state: Arc<AdminState>,
+    listener: tokio::net::TcpListener,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let tls = match (&state.config().tls_cert, &state.config().tls_key) {
+        (Some(cert), Some(key)) => Some(
+            crate::wire::tls::acceptor(
+                &state.shared.config.resolve(cert),
+                &state.shared.config.resolve(key),
             )
-            .expect("add");
-        admins
-            .add(
-                "ops",
-                AdminRole::Operator,
-                PASSWORD.as_bytes(),
-                users::MIN_BCRYPT_COST,
-            )
-            .expect("add");
-        Arc::new(AdminState::new(
-            admins,
-            Tokens::new(&KEY, "myveil", "myveil-admin", 900),
-            ip_quota,
-            user_quota,
-        ))
-    }
-
-    async fn call(
-        state: &Arc<AdminState>,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<serde_json::Value>,
-        ip: [u8; 4],
-    ) -> (StatusCode, serde_json::Value) {
-        let mut req = Request::builder().method(method).uri(path);
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
+            .map_err(|e| std::io::Error::other(e.to_string()))?,
+        ),
+        _ => None,
+    };
+    let housekeeping = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+            loop {
+                tick.tick().await;
+                state.housekeeping();
+            }
+        })
+    };
+    let app = router(state).into_make_service_with_connect_info::<Peer>();
+    let shutdown = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let served = match tls {
+        Some(acceptor) => {
+            axum::serve(tls::TlsListener::new(listener, acceptor), app)
+                .with_graceful_shutdown(shutdown)
+                .await
         }
-        let mut req = match body {
-            Some(b) => req
-                .header("content-type", "application/json")
-                .body(Body::from(b.to_string())),
-            None => req.body(Body::empty()),
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
         }
-        .expect("request");
-        req.extensions_mut()
-            .insert(ConnectInfo(SocketAddr::from((ip, 4000))));
-        let resp = router(state.clone()).oneshot(req).await.expect("response");
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
-        )
-    }
-
-    async fn login_as(
-        state: &Arc<AdminState>,
-        user: &str,
-        password: &str,
-        ip: [u8; 4],
-    ) -> (StatusCode, serde_json::Value) {
-        call(
-            state,
-            "POST",
-            "/v1/login",
-            None,
-            Some(json!({ "user": user, "password": password })),
-            ip,
-        )
-        .await
-    }
-
-    #[tokio::test]
-    async fn login_whoami_logout() {
-        let s = state(100, 100);
-        let (status, body) = login_as(&s, "ops", PASSWORD, [10, 0, 0, 1]).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        let token = body["token"].as_str().expect("token").to_owned();
-        let (status, me) = call(&s, "GET", "/v1/whoami", Some(&token), None, [10, 0, 0, 1]).await;
-        assert_eq!(
-            (status, me["role"].as_str()),
-            (StatusCode::OK, Some("operator"))
-        );
-        let (status, _) = call(&s, "POST", "/v1/logout", Some(&token), None, [10, 0, 0, 1]).await;
-        assert_eq!(status, StatusCode::NO_CONTENT);
-        let (status, _) = call(&s, "GET", "/v1/whoami", Some(&token), None, [10, 0, 0, 1]).await;
-        assert_eq!(
-            status,
-            StatusCode::UNAUTHORIZED,
-            "a revoked token stops working at once"
-        );
-        let (status, _) = call(&s, "GET", "/health", None, None, [10, 0, 0, 1]).await;
-        assert_eq!(status, StatusCode::OK);
-    }
-
-    #[tokio::test]
-    async fn unknown_user_and_wrong_password_look_the_same() {
-        let s = state(100, 100);
-        let wrong = login_as(&s, "root", "not the password!", [10, 0, 0, 2]).await;
-        let unknown = login_as(&s, "nobody", "not the password!", [10, 0, 0, 2]).await;
-        assert_eq!(wrong, unknown);
-        assert_eq!(wrong.0, StatusCode::UNAUTHORIZED);
-        let long = login_as(&s, "root", &"x".repeat(73), [10, 0, 0, 2]).await;
-        assert_eq!(
-            long.0,
-            StatusCode::BAD_REQUEST,
-            "over 72 bytes is refused, not truncated"
-        );
-    }
-
-    #[tokio::test]
-    async fn logins_are_limited_per_ip_and_per_user() {
-        let s = state(3, 2);
-        for i in 0..3 {
-            let (status, _) =
-                login_as(&s, &format!("guess{i}"), "wrong password", [10, 0, 0, 3]).await;
-            assert_eq!(status, StatusCode::UNAUTHORIZED);
-        }
-        let (status, _) = login_as(&s, "guess9", "wrong password", [10, 0, 0, 3]).await;
-        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "per IP");
-        for ip in [[10, 0, 1, 1], [10, 0, 1, 2]] {
-            let (status, _) = login_as(&s, "root", "wrong password", ip).await;
-            assert_eq!(status, StatusCode::UNAUTHORIZED);
-        }
-        let (status, _) = login_as(&s, "root", PASSWORD, [10, 0, 1, 3]).await;
-        assert_eq!(
-            status,
-            StatusCode::TOO_MANY_REQUESTS,
-            "per user, from any IP"
-        );
-    }
-
-    #[tokio::test]
-    async fn bad_tokens_are_rejected() {
-        let s = state(100, 100);
-        let (_, body) = login_as(&s, "root", PASSWORD, [10, 0, 0, 4]).await;
-        let good = body["token"].as_str().expect("token").to_owned();
-        let (_, claims) = s.tokens.issue("root", AdminRole::Admin).expect("issue");
-        let now = now_secs();
-        let other_key = Tokens::new(&[6; 32], "myveil", "myveil-admin", 900);
-        let mut tampered = good.clone();
-        let last = tampered
-            .pop()
-            .map_or('A', |c| if c == 'A' { 'B' } else { 'A' });
-        tampered.push(last);
-        let none = {
-            use base64::Engine;
-            let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-            format!(
-                "{}.{}.",
-                e.encode(r#"{"alg":"none","typ":"JWT"}"#),
-                e.encode(serde_json::to_vec(&claims).expect("json"))
-            )
-        };
-        let cases = [
-            ("tampered", tampered),
-            (
-                "expired",
-                s.tokens.sign(
-                    &Claims {
-                        exp: now - 3600,
-                        iat: now - 7200,
-                        nbf: now - 7200,
-                        ..claims.clone()
-                    },
-                    Algorithm::HS256,
-                ),
-            ),
-            (
-                "not yet valid",
-                s.tokens.sign(
-                    &Claims {
-                        nbf: now + 3600,
-                        ..claims.clone()
-                    },
-                    Algorithm::HS256,
-                ),
-            ),
-            (
-                "wrong audience",
-                s.tokens.sign(
-                    &Claims {
-                        aud: "other".into(),
-                        ..claims.clone()
-                    },
-                    Algorithm::HS256,
-                ),
-            ),
-            (
-                "wrong issuer",
-                s.tokens.sign(
-                    &Claims {
-                        iss: "other".into(),
-                        ..claims.clone()
-                    },
-                    Algorithm::HS256,
-                ),
-            ),
-            ("wrong algorithm", s.tokens.sign(&claims, Algorithm::HS384)),
-            ("alg none", none),
-            ("other key", other_key.sign(&claims, Algorithm::HS256)),
-            (
-                "unknown admin",
-                s.tokens.sign(
-                    &Claims {
-                        sub: "ghost".into(),
-                        ..claims.clone()
-                    },
-                    Algorithm::HS256,
-                ),
-            ),
-            ("garbage", "not.a.token".into()),
-        ];
-        for (what, token) in cases {
-            let (status, _) =
-                call(&s, "GET", "/v1/whoami", Some(&token), None, [10, 0, 0, 4]).await;
-            assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}");
-        }
-        let (status, _) = call(&s, "GET", "/v1/whoami", None, None, [10, 0, 0, 4]).await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED, "no token");
-        let (status, _) = call(&s, "GET", "/v1/whoami", Some(&good), None, [10, 0, 0, 4]).await;
-        assert_eq!(status, StatusCode::OK);
-    }
-
-    #[test]
-    fn admin_store_rules() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("admins.toml");
-        let mut a = AdminStore::load(&path).expect("empty");
-        assert!(matches!(
-            a.add("x", AdminRole::Auditor, PASSWORD.as_bytes(), 4),
-            Err(users::Error::WeakCost)
-        ));
-        assert!(matches!(
-            a.add("x", AdminRole::Auditor, &[b'a'; 73], 12),
-            Err(users::Error::BadPassword)
-        ));
-        a.add("x", AdminRole::Auditor, PASSWORD.as_bytes(), 12)
-            .expect("add");
-        a.save(&path).expect("save");
-        let b = AdminStore::load(&path).expect("load");
-        assert_eq!(
-            b.verify("x", PASSWORD.as_bytes()).map(|a| a.role),
-            Some(AdminRole::Auditor)
-        );
-        assert!(b.verify("x", b"wrong password!").is_none());
-        assert!(
-            !std::fs::read_to_string(&path)
-                .expect("read")
-                .contains(PASSWORD)
-        );
-    }
+    };
+    housekeeping.abort();
+    served
 }
+
+#[cfg(test)]
+mod tests;

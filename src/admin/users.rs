@@ -70,6 +70,15 @@ pub struct Admin {
     pub name: String,
     pub role: AdminRole,
     bcrypt: String,
+    /// TOTP secret (base32) when the admin enrolled a second factor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    totp: Option<String>,
+}
+
+impl Admin {
+    pub fn totp_secret(&self) -> Option<&str> {
+        self.totp.as_deref()
+    }
 }
 
 impl std::fmt::Debug for Admin {
@@ -176,10 +185,12 @@ impl AdminStore {
         if cost < MIN_BCRYPT_COST {
             return Err(Error::WeakCost);
         }
+        let totp = self.admins.get(name).and_then(|a| a.totp.clone());
         let admin = Admin {
             name: name.to_owned(),
             role,
             bcrypt: bcrypt::hash(password, cost)?,
+            totp,
         };
         self.admins.insert(name.to_owned(), admin);
         Ok(())
@@ -190,6 +201,30 @@ impl AdminStore {
             .remove(name)
             .map(drop)
             .ok_or_else(|| Error::NotFound(name.to_owned()))
+    }
+
+    /// Enrolls (or re-enrolls) a TOTP second factor; returns the new secret.
+    pub fn enroll_totp(&mut self, name: &str) -> Result<String, Error> {
+        let admin = self
+            .admins
+            .get_mut(name)
+            .ok_or_else(|| Error::NotFound(name.to_owned()))?;
+        let secret = super::totp::new_secret();
+        admin.totp = Some(secret.clone());
+        Ok(secret)
+    }
+
+    /// Removes an admin's second factor.
+    pub fn disable_totp(&mut self, name: &str) -> Result<(), Error> {
+        self.admins
+            .get_mut(name)
+            .ok_or_else(|| Error::NotFound(name.to_owned()))?
+            .totp = None;
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Admin> {
+        self.admins.get(name)
     }
 
     /// Checks a password (blocking: bcrypt). Unknown names are checked against the decoy.

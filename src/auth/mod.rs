@@ -74,6 +74,8 @@ struct UsersFile {
 pub struct User {
     pub name: String,
     pub role: String,
+    /// Set when the user logged in with a SQL token (its id hash), not from the users file.
+    pub token: Option<[u8; 32]>,
     bcrypt: String,
     native: [u8; 20],
     sha2: [u8; 32],
@@ -97,10 +99,24 @@ impl User {
         Ok(Self {
             name: name.to_owned(),
             role: role.to_owned(),
+            token: None,
             bcrypt: bcrypt::hash(password, cost)?,
             native: native_verifier(password),
             sha2: sha2_verifier(password),
         })
+    }
+
+    /// A session user from a SQL token: it has no password of its own.
+    pub fn for_token(name: &str, role: &str, id_hash: [u8; 32]) -> Self {
+        Self {
+            name: name.to_owned(),
+            role: role.to_owned(),
+            token: Some(id_hash),
+            bcrypt: String::new(),
+            // Random verifiers: no challenge-response proof can match them.
+            native: crate::wire::auth::new_salt(),
+            sha2: rand::random(),
+        }
     }
 
     fn from_record(r: UserRecord) -> std::result::Result<Self, String> {
@@ -116,6 +132,7 @@ impl User {
         let mut user = Self {
             name: r.name,
             role: r.role,
+            token: None,
             bcrypt: r.bcrypt,
             native: [0; 20],
             sha2: [0; 32],
@@ -215,6 +232,11 @@ impl UserStore {
         self.users.values()
     }
 
+    /// Whether a login name belongs to the users file.
+    pub fn contains(&self, name: &[u8]) -> bool {
+        std::str::from_utf8(name).is_ok_and(|n| self.users.contains_key(n))
+    }
+
     pub fn get(&self, name: &str) -> Option<&User> {
         self.users.get(name)
     }
@@ -292,6 +314,7 @@ fn decoy() -> User {
         let mut u = User::new("decoy", "", pw.as_bytes(), 12).unwrap_or_else(|_| User {
             name: String::new(),
             role: String::new(),
+            token: None,
             bcrypt: String::new(),
             native: [0; 20],
             sha2: [0; 32],

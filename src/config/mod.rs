@@ -65,6 +65,10 @@ pub struct Listen {
     pub auth_plugin: String,
     /// Lets mysql_clear_password work without TLS for clients on a loopback address.
     pub allow_cleartext_on_loopback: bool,
+    /// Failed logins per minute from one client address (IPv6: one /64) before it is blocked.
+    pub auth_failures_per_minute_ip: u32,
+    /// Failed logins per minute for one user name, from anywhere, before it is blocked.
+    pub auth_failures_per_minute_user: u32,
 }
 
 impl Default for Listen {
@@ -78,6 +82,8 @@ impl Default for Listen {
             max_packet_bytes: 64 << 20,
             auth_plugin: Plugin::Native.name().to_owned(),
             allow_cleartext_on_loopback: false,
+            auth_failures_per_minute_ip: 30,
+            auth_failures_per_minute_user: 10,
         }
     }
 }
@@ -204,6 +210,18 @@ pub struct Admin {
     pub audience: String,
     pub logins_per_minute_ip: u32,
     pub logins_per_minute_user: u32,
+    /// Requests per minute one admin token may make (logins are limited separately).
+    pub api_requests_per_minute: u32,
+    /// Schema on the backend holding SQL tokens and revocations, shared by every instance.
+    pub store_schema: String,
+    /// How long a token lookup is trusted before the store is asked again: the bound on how
+    /// long another instance may still accept a token after it was revoked.
+    pub cache_ttl_secs: u64,
+    /// Longest lifetime an operator may give a SQL token.
+    pub sql_token_max_ttl_secs: u64,
+    /// Serve HTTPS with this certificate chain and key (PEM); plain HTTP when absent.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Admin {
@@ -216,6 +234,12 @@ impl Default for Admin {
             audience: "myveil-admin".to_owned(),
             logins_per_minute_ip: 10,
             logins_per_minute_user: 5,
+            api_requests_per_minute: 600,
+            store_schema: "myveil".to_owned(),
+            cache_ttl_secs: 5,
+            sql_token_max_ttl_secs: 90 * 24 * 3600,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

@@ -5,6 +5,7 @@ use super::blind::{Normalize, blind_index};
 use super::envelope::{self, CellContext};
 use super::keyring::{Keyring, Purpose};
 use super::{Error, Result};
+use crate::telemetry::metrics::METRICS;
 
 /// Where a cell belongs, as the policy names it.
 #[derive(Debug, Clone, Copy)]
@@ -42,14 +43,22 @@ pub fn seal(keyring: &Keyring, cell: &Cell<'_>, plaintext: &[u8]) -> Result<Vec<
             scope,
         })?;
     keyring.note_use(id)?;
-    envelope::seal(key.bytes(), id, &cell.context(), plaintext)
+    let sealed = envelope::seal(key.bytes(), id, &cell.context(), plaintext)?;
+    METRICS.encrypted();
+    Ok(sealed)
 }
 
 /// Opens with the key the envelope names.
 pub fn open(keyring: &Keyring, cell: &Cell<'_>, envelope: &[u8]) -> Result<Vec<u8>> {
-    let id = envelope::key_id(envelope)?;
-    let key = keyring.key(id).ok_or(Error::UnknownKey { key_id: id })?;
-    envelope::open(key.bytes(), &cell.context(), envelope)
+    let opened = envelope::key_id(envelope).and_then(|id| {
+        let key = keyring.key(id).ok_or(Error::UnknownKey { key_id: id })?;
+        envelope::open(key.bytes(), &cell.context(), envelope)
+    });
+    match &opened {
+        Ok(_) => METRICS.decrypted(),
+        Err(_) => METRICS.decrypt_failed(),
+    }
+    opened
 }
 
 /// The blind index under the primary blind-index key (for writes).

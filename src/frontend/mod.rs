@@ -7,7 +7,7 @@ mod session;
 pub mod transform;
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -20,7 +20,9 @@ use crate::auth::{User, UserStore};
 use crate::backend::{Pool, PoolConfig};
 use crate::config::{Config, Password};
 use crate::crypto::keyring::{Keyring, Purpose};
+use crate::limits::{Failures, LimitClock};
 use crate::policy::Policy;
+use crate::tokens::TokenStore;
 use crate::wire::packets::{ER_CON_COUNT_ERROR, ErrorReply};
 use crate::wire::{PacketConn, Stream};
 
@@ -38,6 +40,8 @@ pub enum Error {
     Users(#[from] crate::auth::Error),
     #[error("tls: {0}")]
     Tls(#[from] crate::wire::Error),
+    #[error(transparent)]
+    Tokens(#[from] crate::tokens::Error),
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: SocketAddr,
@@ -56,6 +60,8 @@ pub struct Protection {
     pub policy: Policy,
     /// Lower-case table, column and blind-index names of protected columns.
     pub watched: HashSet<String>,
+    /// A short digest of the policy's content, to tell versions apart (status, reloads).
+    pub version: String,
 }
 
 impl Protection {
@@ -68,7 +74,14 @@ impl Protection {
                 watched.insert(b.to_ascii_lowercase());
             }
         }
-        Self { policy, watched }
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(format!("{:?}", policy.columns()).as_bytes());
+        let version = hex::encode(&digest[..8]);
+        Self {
+            policy,
+            watched,
+            version,
+        }
     }
 
     pub fn is_active(&self) -> bool {
@@ -116,6 +129,11 @@ pub struct Shared {
     pub schema: ArcSwap<crate::backend::schema::Snapshot>,
     pub pool: Pool,
     pub tls: Option<TlsAcceptor>,
+    /// SQL tokens and revocations (with the admin port only).
+    pub tokens: Option<Arc<TokenStore>>,
+    /// MySQL-port login failures per client address and per user name.
+    pub auth_failures_ip: Failures<IpAddr>,
+    pub auth_failures_user: Failures<String>,
     passwords: BTreeMap<String, Password>,
 }
 
@@ -174,7 +192,25 @@ impl Shared {
             idle_timeout: config.backend.pool_idle_timeout(),
             tls: backend_tls,
         });
+        let tokens = match (&config.admin, &keyring) {
+            (Some(admin), Some(keyring)) => {
+                let (_, key) = keyring.primary(Purpose::Jwt, "*").ok_or_else(|| {
+                    Error::Protection("no JWT key in the keyring; run `myveil keygen`".into())
+                })?;
+                Some(Arc::new(TokenStore::new(
+                    control_opts(&config, &passwords)?,
+                    &admin.store_schema,
+                    key.bytes(),
+                    std::time::Duration::from_secs(admin.cache_ttl_secs),
+                )?))
+            }
+            _ => None,
+        };
+        let clock = LimitClock::default();
         Ok(Self {
+            tokens,
+            auth_failures_ip: Failures::new(config.listen.auth_failures_per_minute_ip, &clock),
+            auth_failures_user: Failures::new(config.listen.auth_failures_per_minute_user, &clock),
             users: ArcSwap::from_pointee(users),
             protection: ArcSwap::from_pointee(Protection::new(policy)),
             keyring,
@@ -208,31 +244,7 @@ impl Shared {
 
     /// Options for a control-plane connection (schema reads), as the first backend account.
     pub fn control_opts(&self) -> Result<mysql_async::Opts, Error> {
-        let (name, account) = self
-            .config
-            .backend
-            .accounts
-            .iter()
-            .next()
-            .ok_or_else(|| Error::Protection("no backend account".into()))?;
-        let password = self
-            .passwords
-            .get(name)
-            .map(|p| String::from_utf8_lossy(p.expose()).into_owned())
-            .unwrap_or_default();
-        let (host, port) = self
-            .config
-            .backend
-            .address
-            .rsplit_once(':')
-            .unwrap_or((self.config.backend.address.as_str(), "3306"));
-        Ok(mysql_async::OptsBuilder::default()
-            .ip_or_hostname(host.trim_matches(['[', ']']).to_owned())
-            .tcp_port(port.parse().unwrap_or(3306))
-            .user(Some(account.user.clone()))
-            .pass(Some(password))
-            .prefer_socket(false)
-            .into())
+        control_opts(&self.config, &self.passwords)
     }
 
     /// Persists the per-key seal counts (logged, not fatal, on failure).
@@ -270,6 +282,35 @@ impl Shared {
     }
 }
 
+/// Options for a control-plane connection as the first backend account.
+fn control_opts(
+    config: &Config,
+    passwords: &BTreeMap<String, Password>,
+) -> Result<mysql_async::Opts, Error> {
+    let (name, account) = config
+        .backend
+        .accounts
+        .iter()
+        .next()
+        .ok_or_else(|| Error::Protection("no backend account".into()))?;
+    let password = passwords
+        .get(name)
+        .map(|p| String::from_utf8_lossy(p.expose()).into_owned())
+        .unwrap_or_default();
+    let (host, port) = config
+        .backend
+        .address
+        .rsplit_once(':')
+        .unwrap_or((config.backend.address.as_str(), "3306"));
+    Ok(mysql_async::OptsBuilder::default()
+        .ip_or_hostname(host.trim_matches(['[', ']']).to_owned())
+        .tcp_port(port.parse().unwrap_or(3306))
+        .user(Some(account.user.clone()))
+        .pass(Some(password))
+        .prefer_socket(false)
+        .into())
+}
+
 /// Binds the configured address.
 pub async fn bind(config: &Config) -> Result<TcpListener, Error> {
     let address = config.listen.address;
@@ -302,11 +343,40 @@ pub async fn serve(
             }
         })
     };
+    let token_sync = shared.tokens.clone().map(|tokens| {
+        let every = std::time::Duration::from_secs(
+            shared
+                .config
+                .admin
+                .as_ref()
+                .map_or(5, |a| a.cache_ttl_secs)
+                .max(1),
+        );
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = tokens.ready().await {
+                tracing::warn!(error = %e, "token store not ready");
+            }
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+                }
+                if let Err(e) = tokens.sync().await {
+                    tracing::warn!(error = %e, "token store sync failed");
+                }
+            }
+        })
+    });
     let mut sessions = JoinSet::new();
     let mut reap = tokio::time::interval(POOL_REAP_INTERVAL);
     loop {
         tokio::select! {
-            _ = reap.tick() => shared.pool.reap(),
+            _ = reap.tick() => {
+                shared.pool.reap();
+                shared.auth_failures_ip.housekeeping();
+                shared.auth_failures_user.housekeeping();
+            }
             _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
             Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
             accepted = listener.accept() => {
@@ -343,6 +413,9 @@ pub async fn serve(
     }
     drop(listener);
     refresher.abort();
+    if let Some(t) = token_sync {
+        t.abort();
+    }
     let open = sessions.len();
     tracing::info!(open, "draining sessions");
     let drained = tokio::time::timeout(shared.config.listen.drain_timeout(), async {

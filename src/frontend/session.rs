@@ -19,6 +19,7 @@ use super::relay::{End, Expect, Failed, Response, forward_packet};
 use crate::auth::{Proof, User};
 use crate::backend::{self, BackendConn, Identity, Lease};
 use crate::sql::rewrite::ParamUse;
+use crate::telemetry::metrics::{Kind, Limited, METRICS};
 use crate::wire::auth::{Plugin, SALT_LEN, new_salt};
 use crate::wire::handshake::{
     ClientHello, ClientResponse, Greeting, SUPPORTED_CAPABILITIES, parse_client_hello,
@@ -77,6 +78,7 @@ pub async fn run(
 ) {
     let span = tracing::info_span!("conn", %peer, id = tracing::field::Empty, user = tracing::field::Empty);
     async move {
+        let _open = METRICS.connection_opened();
         let timeout = shared.config.listen.handshake_timeout();
         let session = match tokio::time::timeout(timeout, handshake(&shared, tcp, peer)).await {
             Ok(Ok(Some(s))) => s,
@@ -115,6 +117,25 @@ struct Session {
     protected_statements: HashMap<u32, Prepared>,
     /// SQL-level prepared statements on protected data (`PREPARE name FROM …`), by name.
     sql_prepared: HashMap<String, Vec<ParamUse>>,
+    /// Turns true when the SQL token this session logged in with is revoked with
+    /// `kill_sessions`.
+    revoked: Option<watch::Receiver<bool>>,
+}
+
+fn revocation_watch(shared: &Shared, user: &User) -> Option<watch::Receiver<bool>> {
+    Some(shared.tokens.as_ref()?.subscribe(&user.token?))
+}
+
+/// Resolves when the token's sessions must end; never for file users.
+async fn token_revoked(rx: &mut Option<watch::Receiver<bool>>) {
+    match rx {
+        Some(rx) => {
+            if rx.wait_for(|killed| *killed).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
+    }
 }
 
 /// What the protection layer decided for a statement.
@@ -236,7 +257,7 @@ async fn handshake(
         return Ok(None);
     }
 
-    let (user, seq) = authenticate(
+    let (outcome, seq) = login(
         shared,
         &mut client,
         seq,
@@ -248,6 +269,15 @@ async fn handshake(
     )
     .await
     .map_err(Error::Client)?;
+    let user = match outcome {
+        Login::User(u) => Some(u),
+        Login::Denied => None,
+        Login::Blocked(reply) => {
+            send_error(&mut client, seq, &reply).await;
+            give_back(shared, lease);
+            return Ok(None);
+        }
+    };
     let Some(user) = user else {
         tracing::info!(user = ?String::from_utf8_lossy(&response.user), "authentication failed");
         send_error(
@@ -318,7 +348,6 @@ async fn handshake(
             .is_some_and(|s| s.contains(StatusFlags::SERVER_STATUS_IN_TRANS)),
         backend,
         peer,
-        user,
         salt,
         collation: u16::from(collation),
         attributes,
@@ -326,6 +355,8 @@ async fn handshake(
         database: database_name.map(|d| String::from_utf8_lossy(&d).into_owned()),
         protected_statements: HashMap::new(),
         sql_prepared: HashMap::new(),
+        revoked: revocation_watch(shared, &user),
+        user,
     }))
 }
 
@@ -358,15 +389,26 @@ async fn authenticate(
         None => Some(Plugin::Native),
         Some(p) => Plugin::from_name(p),
     };
+    let users = shared.users.load_full();
+    // A SQL token is checked as a password, so a name outside the users file is asked for
+    // clear text — only where clear text may travel (TLS, or loopback when allowed). As
+    // with MySQL's per-account plugins, the switch shows that the name is not a file user.
+    let token_login = shared.tokens.is_some() && !users.contains(name) && clear_allowed;
+    let switch_to = if token_login {
+        Plugin::Clear
+    } else {
+        shared.config.listen.plugin()
+    };
     let mut salt = salt.to_vec();
     let plugin = match requested {
         Some(Plugin::Clear) if !clear_allowed => None,
+        Some(p) if token_login && p != Plugin::Clear => None,
         other => other,
     };
     let plugin = match plugin {
         Some(p) => p,
         None => {
-            let p = shared.config.listen.plugin();
+            let p = switch_to;
             salt = new_salt().to_vec();
             client
                 .write_packet(seq, &auth_switch_payload(p.name(), &salt))
@@ -377,7 +419,6 @@ async fn authenticate(
             p
         }
     };
-    let users = shared.users.load_full();
     let user = match plugin {
         Plugin::Native => users
             .verify(
@@ -408,20 +449,110 @@ async fn authenticate(
                     .await?;
                 let answer = client.read_packet(AUTH_PACKET_LIMIT).await?;
                 seq = answer.seq.wrapping_add(1);
-                users
-                    .verify_clear(name.to_vec(), clear_password(&answer.payload))
-                    .await
+                check_clear(shared, users, name, clear_password(&answer.payload)).await
             } else {
                 None
             }
         }
-        Plugin::Clear => {
-            users
-                .verify_clear(name.to_vec(), clear_password(&response))
-                .await
-        }
+        Plugin::Clear => check_clear(shared, users, name, clear_password(&response)).await,
     };
     Ok((user, seq))
+}
+
+/// Checks a clear-text password: bcrypt for users of the users file, the token store for
+/// any other name (when SQL tokens are on).
+async fn check_clear(
+    shared: &Shared,
+    users: Arc<crate::auth::UserStore>,
+    name: &[u8],
+    password: Zeroizing<Vec<u8>>,
+) -> Option<User> {
+    match &shared.tokens {
+        Some(tokens) if !users.contains(name) => match tokens.authenticate(&password, name).await {
+            Ok(Some(grant)) => {
+                METRICS.token_login();
+                Some(User::for_token(
+                    &grant.info.user,
+                    &grant.info.role,
+                    grant.id_hash,
+                ))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "token store unavailable: token login refused");
+                None
+            }
+        },
+        _ => users.verify_clear(name.to_vec(), password).await,
+    }
+}
+
+/// What a login attempt came to.
+enum Login {
+    User(User),
+    Denied,
+    /// Too many failures from this address or for this name.
+    Blocked(ErrorReply),
+}
+
+/// Runs `authenticate` behind the MySQL-port failure limits (checked before any password
+/// work) and counts the outcome.
+#[allow(clippy::too_many_arguments)]
+async fn login(
+    shared: &Arc<Shared>,
+    client: &mut PacketConn,
+    seq: u8,
+    salt: &[u8; SALT_LEN],
+    name: &[u8],
+    plugin: Option<&[u8]>,
+    response: Vec<u8>,
+    peer: &SocketAddr,
+) -> wire::Result<(Login, u8)> {
+    let ip = crate::limits::ip_key(peer.ip());
+    let user_key = String::from_utf8_lossy(name).into_owned();
+    // Security: a blocked address or name is answered before any password check, so brute
+    // force costs the attacker a round trip and us nothing.
+    if shared.auth_failures_ip.is_blocked(&ip) {
+        METRICS.rate_limited(Limited::MysqlAuth);
+        tracing::info!("login refused: too many failures from this address");
+        let reply = ErrorReply::new(
+            packets::ER_HOST_IS_BLOCKED,
+            b"HY000",
+            format!(
+                "Host '{}' is blocked because of many connection errors; retry in {} s",
+                peer.ip(),
+                shared.auth_failures_ip.blocked_for(&ip).as_secs().max(1)
+            ),
+        );
+        return Ok((Login::Blocked(reply), seq));
+    }
+    if shared.auth_failures_user.is_blocked(&user_key) {
+        METRICS.rate_limited(Limited::MysqlAuth);
+        tracing::info!(user = ?user_key, "login refused: too many failures for this user");
+        let reply = ErrorReply::new(
+            packets::ER_USER_LIMIT_REACHED,
+            b"42000",
+            format!(
+                "User '{user_key}' has exceeded the 'failed logins' resource; retry in {} s",
+                shared
+                    .auth_failures_user
+                    .blocked_for(&user_key)
+                    .as_secs()
+                    .max(1)
+            ),
+        );
+        return Ok((Login::Blocked(reply), seq));
+    }
+    let (user, seq) = authenticate(shared, client, seq, salt, name, plugin, response, peer).await?;
+    match user {
+        Some(u) => Ok((Login::User(u), seq)),
+        None => {
+            METRICS.auth_failed();
+            shared.auth_failures_ip.failed(&ip);
+            shared.auth_failures_user.failed(&user_key);
+            Ok((Login::Denied, seq))
+        }
+    }
 }
 
 fn clear_password(bytes: &[u8]) -> Zeroizing<Vec<u8>> {
@@ -472,6 +603,10 @@ impl Session {
                         tracing::debug!("idle timeout");
                         return Close::Dirty;
                     }
+                    _ = token_revoked(&mut self.revoked) => {
+                        tracing::info!("token revoked: session ended");
+                        return Close::Dirty;
+                    }
                     _ = async { let _ = shutdown.wait_for(|stop| *stop).await; }, if !draining => return Close::Dirty,
                 }
             }
@@ -501,10 +636,18 @@ impl Session {
                 }
                 Err(_) => return Close::Dirty,
             };
-            match self
+            let started = std::time::Instant::now();
+            let kind = match packet.payload.first() {
+                Some(&COM_QUERY) => Kind::Query,
+                Some(&COM_STMT_PREPARE) => Kind::Prepare,
+                Some(&COM_STMT_EXECUTE) => Kind::Execute,
+                _ => Kind::Other,
+            };
+            let result = self
                 .dispatch(packet.first_seq, packet.seq, packet.payload)
-                .await
-            {
+                .await;
+            METRICS.statement(kind, started.elapsed());
+            match result {
                 Ok(None) => {}
                 Ok(Some(close)) => return close,
                 Err(e) => {
@@ -602,6 +745,7 @@ impl Session {
             match self.guard(command, &payload[1..]) {
                 Guard::Pass => {}
                 Guard::Refuse(reply) => {
+                    METRICS.refused();
                     tracing::info!(code = reply.code, "statement refused");
                     self.client
                         .write_packet(seq.wrapping_add(1), &reply.to_payload())
@@ -668,6 +812,7 @@ impl Session {
                 ) {
                     Ok(rebuilt) => rewritten = Some(rebuilt),
                     Err(r) => {
+                        METRICS.refused();
                         tracing::info!(target = %r.target, "execute on protected data refused");
                         let code = if r.denied {
                             packets::ER_COLUMNACCESS_DENIED_ERROR
@@ -1135,7 +1280,7 @@ impl Session {
             return Ok(Some(Close::Dirty));
         };
         let shared = self.shared.clone();
-        let (user, seq) = authenticate(
+        let (outcome, seq) = login(
             &shared,
             &mut self.client,
             seq.wrapping_add(1),
@@ -1147,6 +1292,14 @@ impl Session {
         )
         .await
         .map_err(Error::Client)?;
+        let user = match outcome {
+            Login::User(u) => Some(u),
+            Login::Denied => None,
+            Login::Blocked(reply) => {
+                send_error(&mut self.client, seq, &reply).await;
+                return Ok(Some(Close::Dirty));
+            }
+        };
         let Some(user) = user else {
             tracing::info!(user = ?String::from_utf8_lossy(request.user), "change user: authentication failed");
             send_error(
@@ -1185,6 +1338,7 @@ impl Session {
                     .map_err(Error::Client)?;
                 self.in_transaction = false;
                 tracing::Span::current().record("user", user.name.as_str());
+                self.revoked = revocation_watch(&shared, &user);
                 self.user = user;
                 tracing::debug!(role = %self.user.role, "changed user");
                 Ok(None)

@@ -198,6 +198,11 @@ impl Protected {
         format!("{}.{}", self.table, self.column)
     }
 
+    /// The roles the policy names for this column and what each gets.
+    pub fn roles(&self) -> impl Iterator<Item = (&str, &Access)> {
+        self.roles.iter().map(|(r, a)| (r.as_str(), a))
+    }
+
     /// What `role` gets; roles the policy does not name get deny.
     pub fn decide(&self, role: &str) -> Access {
         self.roles.get(role).cloned().unwrap_or(Access::Deny)

@@ -1,6 +1,8 @@
 //! telemetry: tracing setup. Logs carry connection spans, statement fingerprints, names,
 //! codes and timings — never SQL literals, row values, passwords or keys.
 
+pub mod metrics;
+
 use tracing_subscriber::EnvFilter;
 
 /// Libraries whose debug output quotes SQL text or values: silenced whatever the level.
