@@ -42,13 +42,14 @@ fn myveil(config: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String) {
     (out.status.success(), text)
 }
 
-fn write_config(dir: &Path) -> std::path::PathBuf {
+fn write_config(dir: &Path, store_schema: &str) -> std::path::PathBuf {
     let config = dir.join("myveil.toml");
     std::fs::write(
         &config,
         r#"
 [listen]
 address = "127.0.0.1:0"
+allow_cleartext_on_loopback = true
 [backend]
 address = "127.0.0.1:3306"
 [backend.accounts.main]
@@ -65,9 +66,11 @@ generate_missing_keys = true
 [admin]
 address = "127.0.0.1:0"
 users_file = "admins.toml"
+store_schema = "STORE"
 [log]
 level = "trace"
-"#,
+"#
+        .replace("STORE", store_schema),
     )
     .expect("write config");
     std::fs::create_dir_all(dir.join("policy")).expect("policy dir");
@@ -82,7 +85,7 @@ level = "trace"
 #[test]
 fn user_commands_manage_the_users_file() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(dir.path());
+    let config = write_config(dir.path(), "myveil_unused");
     let (ok, out) = myveil(
         &config,
         &["user", "add", "alice", "--role", "app", "--password-stdin"],
@@ -174,7 +177,9 @@ fn user_commands_manage_the_users_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_logs_no_values_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(dir.path());
+    let db = TestDb::create("canary").await;
+    // The token store lives in the test's own database.
+    let config = write_config(dir.path(), &db.name);
     let (ok, out) = myveil(
         &config,
         &["user", "add", "app", "--role", "app", "--password-stdin"],
@@ -271,7 +276,6 @@ async fn serve_logs_no_values_and_stops_on_sigterm() {
     assert!(denied.starts_with("HTTP/1.1 401"), "{denied}");
     let (host, port) = addr.rsplit_once(':').expect("host:port");
 
-    let db = TestDb::create("canary").await;
     let opts = mysql_async::OptsBuilder::default()
         .ip_or_hostname(host)
         .tcp_port(port.parse().expect("port"))
@@ -328,6 +332,38 @@ async fn serve_logs_no_values_and_stops_on_sigterm() {
     assert!(refused.is_err());
     c.disconnect().await.ok();
 
+    // A SQL token: issued over HTTP, used as a MySQL password; neither token reaches the log.
+    let issued = http(
+        &admin_addr,
+        "POST",
+        "/v1/tokens",
+        Some(&token),
+        r#"{"user":"tok-app","role":"app","ttl_secs":600}"#,
+    )
+    .await;
+    assert!(issued.starts_with("HTTP/1.1 201"), "{issued}");
+    let sql_token = issued
+        .split("\"token\":\"")
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .expect("sql token")
+        .to_owned();
+    let mut t = mysql_async::Conn::new(
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname(host)
+            .tcp_port(port.parse().expect("port"))
+            .user(Some("tok-app"))
+            .pass(Some(sql_token.clone()))
+            .enable_cleartext_plugin(true)
+            .prefer_socket(false),
+    )
+    .await
+    .expect("token login");
+    t.query_drop("SELECT 1").await.expect("query");
+    t.disconnect().await.ok();
+    let metrics = http(&admin_addr, "GET", "/metrics", None, "").await;
+    assert!(metrics.contains("myveil_token_logins_total 1"), "{metrics}");
+
     Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
@@ -346,9 +382,11 @@ async fn serve_logs_no_values_and_stops_on_sigterm() {
     );
     assert!(!log.contains(CANARY), "a value reached the log:\n{log}");
     assert!(
-        !log.contains("app-password-1"),
+        !log.contains("app-password-1") && !log.contains("admin-password-1"),
         "a password reached the log"
     );
+    assert!(!log.contains(&sql_token), "a SQL token reached the log");
+    assert!(!log.contains(&token), "an admin token reached the log");
     db.drop_now().await;
 }
 

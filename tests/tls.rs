@@ -281,3 +281,73 @@ async fn tls_toward_the_backend() {
         .expect("refused");
     assert!(err.to_string().contains("chmod 600"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_port_serves_https_when_configured() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let certs = certs();
+    let store = common::TestDb::create("https").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("policy")).expect("policy");
+    let proxy = Proxy::start_with(Setup {
+        extra: format!(
+            "[protection]\npolicy_dir = \"{d}/policy\"\nkeys_dir = \"{d}/keys\"\ngenerate_missing_keys = true\n\
+             [admin]\nusers_file = \"{d}/admins.toml\"\nstore_schema = \"{s}\"\ntls_cert = \"{c}\"\ntls_key = \"{k}\"\n",
+            d = dir.path().display(),
+            s = store.name,
+            c = certs.cert.display(),
+            k = certs.key.display()
+        ),
+        ..Setup::default()
+    })
+    .await;
+    let state = std::sync::Arc::new(
+        myveil::admin::AdminState::new(
+            proxy.shared.clone(),
+            &myveil::limits::LimitClock::default(),
+        )
+        .expect("admin state"),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(myveil::admin::serve(state, listener, stop_rx));
+
+    let connector = myveil::wire::tls::connector(&certs.cert).expect("connector");
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    tls.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("send");
+    let mut reply = String::new();
+    tls.read_to_string(&mut reply).await.ok();
+    assert!(
+        reply.starts_with("HTTP/1.1 200") && reply.contains(r#"{"status":"ok"}"#),
+        "{reply}"
+    );
+
+    // Plain HTTP to the HTTPS port gets no HTTP answer.
+    let mut plain = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    plain
+        .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("send");
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        plain.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
+
+    let _ = stop.send(true);
+    let _ = server.await;
+    if let Some(t) = &proxy.shared.tokens {
+        t.close().await;
+    }
+    drop(proxy);
+    store.drop_now().await;
+}
