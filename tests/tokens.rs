@@ -167,6 +167,30 @@ async fn sql_tokens_log_in_and_revocation_is_shared_by_instances() {
         );
     }
 
+    // And PyMySQL (it answers the switch to mysql_clear_password by itself).
+    let pymysql = Command::new("python3")
+        .args(["-c", "import pymysql"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if pymysql {
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import pymysql, sys\n\
+                 c = pymysql.connect(host='127.0.0.1', port=int(sys.argv[1]), user='billing', password=sys.argv[2])\n\
+                 cur = c.cursor(); cur.execute('SELECT 6 * 7'); print('pymysql', cur.fetchone()[0])",
+                &b.addr.port().to_string(),
+                &token,
+            ])
+            .output()
+            .expect("python3");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("pymysql 42"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     // Revoke on A, ending live sessions: A ends its own at once, B when it next syncs.
     let (status, _) = api(
         &admin,
