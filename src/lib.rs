@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod auth;
 pub mod backend;
+pub mod backup;
 pub mod config;
 pub mod crypto;
 pub mod frontend;
