@@ -53,6 +53,7 @@ EOF
 "$BIN" -c "$WORK/myveil.toml" keygen >/dev/null
 
 # run NAME OUTPUT_FILE COMMAND... : times the command, appends "name seconds rss_kib bytes".
+# OUTPUT_FILE may be a glob; it is expanded after the command ran.
 RESULTS=()
 run() {
   local name=$1 file=$2; shift 2
@@ -61,7 +62,8 @@ run() {
   wall=$(sed -n 's/.*Elapsed (wall clock) time (h:mm:ss or m:ss): //p' "$WORK/time.txt")
   rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$WORK/time.txt")
   secs=$(awk -F: '{ if (NF == 3) print $1 * 3600 + $2 * 60 + $3; else print $1 * 60 + $2 }' <<<"$wall")
-  bytes=$(stat -c %s "$file")
+  # shellcheck disable=SC2086 # the glob is meant to expand here
+  bytes=$(stat -c %s $file)
   RESULTS+=("$name $secs $rss $bytes")
   echo "$name: ${secs}s, peak RSS $((rss / 1024)) MiB, file $((bytes / 1048576)) MiB" >&2
 }
@@ -69,10 +71,8 @@ run() {
 run "mariadb-dump" "$WORK/dump.sql" \
   mariadb-dump -h127.0.0.1 -P3306 -uroot --single-transaction --routines --triggers \
   --result-file="$WORK/dump.sql" "$DB"
-run "myveil-backup-create" "$WORK/myveil.toml" "$BIN" -c "$WORK/myveil.toml" backup create
+run "myveil-backup-create" "$WORK/backups/*.mvbk" "$BIN" -c "$WORK/myveil.toml" backup create
 FILE=$(ls "$WORK"/backups/*.mvbk)
-# The row for create should report the backup's size, not the config's.
-RESULTS[-1]="$(cut -d' ' -f1-3 <<<"${RESULTS[-1]}") $(stat -c %s "$FILE")"
 "${MYSQL[@]}" -e "CREATE DATABASE ${DB}_dump_r"
 run "mariadb-restore" "$WORK/dump.sql" sh -c "mariadb -h127.0.0.1 -P3306 -uroot ${DB}_dump_r < '$WORK/dump.sql'"
 run "myveil-backup-restore" "$FILE" "$BIN" -c "$WORK/myveil.toml" backup restore "$FILE" \

@@ -500,11 +500,13 @@ impl ProgressLine {
         if !self.tty {
             return;
         }
+        if p.phase == Phase::Finish {
+            self.done();
+            return;
+        }
         let now = std::time::Instant::now();
         if let Ok(mut last) = self.last.lock() {
-            if p.phase != Phase::Finish
-                && last.is_some_and(|t| now.duration_since(t).as_millis() < 100)
-            {
+            if last.is_some_and(|t| now.duration_since(t).as_millis() < 100) {
                 return;
             }
             *last = Some(now);
@@ -514,7 +516,7 @@ impl ProgressLine {
             Phase::Dump => "dumping",
             Phase::Verify => "verifying",
             Phase::Restore => "restoring",
-            Phase::Finish => "done",
+            Phase::Finish => "",
         };
         let pct = p
             .total_bytes

@@ -364,6 +364,46 @@ mod tests {
         assert_eq!(list(dir.path(), None).expect("list").len(), 2);
     }
 
+    /// An admin-port job spawns these futures on tokio: they must be Send.
+    #[test]
+    fn create_and_restore_futures_are_send() {
+        fn send<T: Send>(_: T) {}
+        let opts = || {
+            mysql_async::Opts::from(mysql_async::OptsBuilder::default().ip_or_hostname("127.0.0.1"))
+        };
+        let create_opts = CreateOptions {
+            opts: opts(),
+            databases: Vec::new(),
+            dir: PathBuf::new(),
+            public_key: PathBuf::new(),
+            signing_key: PathBuf::new(),
+            source_host: String::new(),
+            policy: None,
+            retention: 0,
+        };
+        send(create(&create_opts, &no_progress));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let signing = dir.path().join("s.key");
+        std::fs::write(&signing, hex::encode([1u8; 32])).expect("write");
+        let restore_opts = RestoreOptions {
+            opts: opts(),
+            file: PathBuf::new(),
+            verify_key: VerifyKey::load(&verify_path(&signing)).expect("key"),
+            private_key: PathBuf::new(),
+            into: String::new(),
+            database: None,
+            force: false,
+        };
+        send(restore(&restore_opts, &no_progress));
+    }
+
+    fn verify_path(signing: &Path) -> PathBuf {
+        let public = keys::verify_key_path(signing);
+        let key = ed25519_dalek::SigningKey::from_bytes(&[1u8; 32]);
+        std::fs::write(&public, hex::encode(key.verifying_key().as_bytes())).expect("write");
+        public
+    }
+
     #[test]
     fn quoting() {
         assert_eq!(quote("a`b"), "`a``b`");
