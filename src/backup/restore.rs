@@ -250,18 +250,20 @@ impl Loader<'_> {
                 });
             }
             Record::Row(values) => {
+                let row_bytes: usize = values.iter().flatten().map(Vec::len).sum();
+                let pending = self.table.as_ref().map_or(0, |b| b.bytes);
+                // A big row goes in the next INSERT rather than pushing this one past the
+                // server's packet limit.
+                if pending > 0 && pending + row_bytes > self.max_batch_bytes {
+                    self.flush().await?;
+                }
                 let Some(b) = &mut self.table else {
                     return Err(Error::Integrity("dump stream: row outside a table".into()));
                 };
                 for v in values {
-                    match v {
-                        None => b.params.push(Value::NULL),
-                        Some(bytes) => {
-                            b.bytes += bytes.len();
-                            b.params.push(Value::Bytes(bytes));
-                        }
-                    }
+                    b.params.push(v.map_or(Value::NULL, Value::Bytes));
                 }
+                b.bytes += row_bytes;
                 b.rows += 1;
                 b.total_rows += 1;
                 if b.rows >= b.rows_per_batch() || b.bytes >= self.max_batch_bytes {
