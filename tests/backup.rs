@@ -639,3 +639,55 @@ retention = 5
     drop_database(&target).await;
     db.drop_now().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_of_several_databases_restores_the_one_chosen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let k = keys(dir.path(), "k");
+    let one = TestDb::create("backup_multi_a").await;
+    let two = TestDb::create("backup_multi_b").await;
+    for (db, rows) in [(&one.name, 1), (&two.name, 2)] {
+        let mut c = direct(Some(db)).await;
+        c.query_drop("CREATE TABLE t (id INT PRIMARY KEY)")
+            .await
+            .expect("create");
+        for id in 0..rows {
+            c.exec_drop("INSERT INTO t VALUES (?)", (id,))
+                .await
+                .expect("insert");
+        }
+        c.disconnect().await.ok();
+    }
+    let mut opts = create_options(&one.name, &dir.path().join("out"), &k);
+    opts.databases.push(two.name.clone());
+    let created = backup::create(&opts, &no_progress).await.expect("create");
+    assert_eq!(created.manifest.databases.len(), 2);
+
+    // An existing, empty target is fine; the backup's database must be named.
+    let target = target_name("multi");
+    let mut c = direct(None).await;
+    c.query_drop(format!("CREATE DATABASE {}", q(&target)))
+        .await
+        .expect("create target");
+    c.disconnect().await.ok();
+    let mut restore = restore_options(&created.path, &k, &target);
+    let err = backup::restore(&restore, &no_progress)
+        .await
+        .expect_err("which database?");
+    assert!(err.to_string().contains("--database"), "{err}");
+    restore.database = Some(two.name.clone());
+    let r = backup::restore(&restore, &no_progress)
+        .await
+        .expect("restore");
+    assert_eq!(r.tables[0].rows, 2);
+    let mut c = direct(Some(&target)).await;
+    let n: Option<i64> = c
+        .query_first("SELECT COUNT(*) FROM t")
+        .await
+        .expect("count");
+    assert_eq!(n, Some(2));
+    c.disconnect().await.ok();
+    drop_database(&target).await;
+    one.drop_now().await;
+    two.drop_now().await;
+}
