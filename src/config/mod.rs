@@ -506,6 +506,25 @@ mod tests {
     }
 
     #[test]
+    fn backup_section_defaults_and_validation() {
+        let c = load(MINIMAL, &[]).expect("no [backup] is fine");
+        assert_eq!(c.backup.dir, PathBuf::from("backups"));
+        assert_eq!(c.backup.retention, 0);
+        assert_eq!(
+            c.resolve(&c.backup.public_key),
+            PathBuf::from("/etc/myveil/keys/backup_rsa_public.pem")
+        );
+        let with = format!("{MINIMAL}\n[backup]\ndatabases = [\"shop\"]\nretention = 3\n");
+        let c = load(&with, &[("MYVEIL_BACKUP__DIR", "/var/backups/myveil")]).expect("valid");
+        assert_eq!(c.backup.databases, vec!["shop".to_owned()]);
+        assert_eq!(c.backup.dir, PathBuf::from("/var/backups/myveil"));
+        let bad = format!("{MINIMAL}\n[backup]\naccount = \"nobody\"\n");
+        assert!(matches!(load(&bad, &[]), Err(Error::Invalid(_))));
+        let typo = format!("{MINIMAL}\n[backup]\nretension = 3\n");
+        assert!(matches!(load(&typo, &[]), Err(Error::Parse { .. })));
+    }
+
+    #[test]
     fn unknown_fields_and_dangling_roles_are_refused() {
         let typo = MINIMAL.replace("[users]", "[users]\nfiel = 1");
         assert!(matches!(load(&typo, &[]), Err(Error::Parse { .. })));
