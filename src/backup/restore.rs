@@ -179,7 +179,6 @@ struct Deferred {
 struct Loader<'a> {
     conn: &'a mut Conn,
     source: &'a str,
-    temp: &'a str,
     selected: bool,
     table: Option<Batch>,
     tables: Vec<TableEntry>,
@@ -340,7 +339,7 @@ impl Loader<'_> {
             .map_err(Error::db(format!("loading rows of {name}")))?;
         (self.progress)(&Progress {
             phase: Phase::Restore,
-            database: self.temp,
+            database: self.source,
             table: &name,
             rows: total_rows,
             bytes: self.read.load(Ordering::Relaxed),
@@ -577,7 +576,6 @@ async fn restore_into(
     let mut loader = Loader {
         conn,
         source,
-        temp,
         selected: false,
         table: None,
         tables: Vec::new(),
