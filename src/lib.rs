@@ -10,11 +10,14 @@
 //!                             forwarded as raw bytes (wire::PacketConn)
 //! ```
 //! `wire` holds the packet codec, handshake packets, auth plugin arithmetic and TLS;
-//! `config` the validated configuration; `sql` the statement fingerprint used in logs.
+//! `config` the validated configuration; `sql` the statement fingerprint used in logs;
+//! `backup` the encrypted, signed dumps and the offline restore (control plane, beside the
+//! data path).
 
 pub mod admin;
 pub mod auth;
 pub mod backend;
+pub mod backup;
 pub mod config;
 pub mod crypto;
 pub mod frontend;

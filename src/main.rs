@@ -1,4 +1,4 @@
-//! myveil command line: serve, check, and user management.
+//! myveil command line: serve, check, keygen, user and admin management, backups.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -40,8 +40,14 @@ enum Command {
     /// Validate the configuration, users, credentials and TLS files, and log in to the backend
     /// with every account.
     Check,
-    /// Create the master key and a keyring for the policy's protected columns (keys_dir).
+    /// Create the master key and a keyring for the policy's protected columns (keys_dir), and
+    /// the backup keys ([backup] public_key, signing_key); existing backup keys are kept.
     Keygen,
+    /// Encrypted, signed backups of the configured databases.
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
     /// Manage administrators of the admin port ([admin] users_file).
     Admin {
         #[command(subcommand)]
@@ -83,6 +89,52 @@ enum AdminCommand {
 }
 
 #[derive(Subcommand)]
+enum BackupCommand {
+    /// Dump the configured databases ([backup] databases) into a new backup file.
+    Create {
+        /// Directory to write to (default: [backup] dir).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Database to dump instead of the configured ones (repeatable).
+        #[arg(long = "database")]
+        databases: Vec<String>,
+    },
+    /// Check a backup's signature, digests and chunks; with the private key, decrypt it too.
+    Verify {
+        file: PathBuf,
+        #[arg(long)]
+        private_key: Option<PathBuf>,
+        /// Ed25519 verifying key to trust (default: [backup] verify_key, or signing_key.pub).
+        #[arg(long)]
+        verify_key: Option<PathBuf>,
+    },
+    /// Restore a backup into a database (offline; needs the RSA private key).
+    Restore {
+        file: PathBuf,
+        #[arg(long)]
+        private_key: PathBuf,
+        /// Target database; created when missing, refused when not empty unless --force.
+        #[arg(long)]
+        into: String,
+        /// Which database of the backup (needed when it holds several).
+        #[arg(long)]
+        database: Option<String>,
+        /// Replace the target's tables, views, routines and triggers that the backup holds.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        verify_key: Option<PathBuf>,
+    },
+    /// List the backups in [backup] dir with their manifests.
+    List {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long)]
+        verify_key: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum UserCommand {
     /// Add a user with a role; the password is prompted for, or read from stdin.
     Add {
@@ -113,6 +165,7 @@ fn main() -> Result<()> {
         Command::Serve => serve(config),
         Command::Check => check(config),
         Command::Keygen => keygen(config),
+        Command::Backup { command } => backup(config, command),
         Command::User { command } => user(config, command),
         Command::Admin { command } => admin(config, command),
     }
@@ -238,10 +291,32 @@ fn check(config: Config) -> Result<()> {
 }
 
 fn keygen(config: Config) -> Result<()> {
+    use myveil::backup::keys::Generated;
     use myveil::crypto::keyring::{Keyring, Purpose};
 
+    let public = config.resolve(&config.backup.public_key);
+    let signing = config.resolve(&config.backup.signing_key);
+    let generated = myveil::backup::keys::generate(&public, &signing)?;
+    {
+        let mut out = std::io::stdout().lock();
+        for g in &generated {
+            match g {
+                Generated::Written(p) => writeln!(out, "wrote backup key {} (0600)", p.display())?,
+                Generated::Kept(p) => writeln!(out, "kept backup key {}", p.display())?,
+            }
+        }
+        if generated.iter().any(|g| {
+            matches!(g, Generated::Written(p) if p == &myveil::backup::keys::private_key_path(&public))
+        }) {
+            writeln!(
+                out,
+                "move {} off the proxy host: it is only needed to restore (keys/README.md)",
+                myveil::backup::keys::private_key_path(&public).display()
+            )?;
+        }
+    }
     let Some(protection) = &config.protection else {
-        bail!("the configuration has no [protection] section (policy_dir, keys_dir)");
+        return Ok(());
     };
     let policy = myveil::policy::Policy::load_dir(&config.resolve(&protection.policy_dir))?;
     let keys = policy.required_keys();
@@ -385,6 +460,259 @@ fn user(config: Config, command: UserCommand) -> Result<()> {
             store.save(&path)?;
             writeln!(out, "password changed for {name}")?;
         }
+    }
+    Ok(())
+}
+
+/// Paths of the verifying key: the flag, else [backup] verify_key, else signing_key.pub.
+fn verify_key(config: &Config, flag: Option<PathBuf>) -> Result<myveil::backup::VerifyKey> {
+    let path = flag
+        .or_else(|| config.backup.verify_key.clone())
+        .map(|p| config.resolve(&p))
+        .unwrap_or_else(|| {
+            myveil::backup::keys::verify_key_path(&config.resolve(&config.backup.signing_key))
+        });
+    myveil::backup::VerifyKey::load(&path).context("loading the backup verifying key")
+}
+
+/// A terminal progress line on stderr, redrawn at most ten times a second; silent when
+/// stderr is not a terminal.
+struct ProgressLine {
+    tty: bool,
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl ProgressLine {
+    fn new() -> Self {
+        use std::io::IsTerminal;
+        Self {
+            tty: std::io::stderr().is_terminal(),
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn show(&self, p: &myveil::backup::Progress<'_>) {
+        use myveil::backup::Phase;
+        if !self.tty {
+            return;
+        }
+        if p.phase == Phase::Finish {
+            self.done();
+            return;
+        }
+        let now = std::time::Instant::now();
+        if let Ok(mut last) = self.last.lock() {
+            if last.is_some_and(|t| now.duration_since(t).as_millis() < 100) {
+                return;
+            }
+            *last = Some(now);
+        }
+        let mib = p.bytes as f64 / (1 << 20) as f64;
+        let what = match p.phase {
+            Phase::Dump => "dumping",
+            Phase::Verify => "verifying",
+            Phase::Restore => "restoring",
+            Phase::Finish => "",
+        };
+        let pct = p
+            .total_bytes
+            .filter(|t| *t > 0)
+            .map(|t| format!(" {:>3}%", p.bytes.saturating_mul(100) / t))
+            .unwrap_or_default();
+        let table = if p.table.is_empty() {
+            String::new()
+        } else {
+            format!(" {}.{} {} rows", p.database, p.table, p.rows)
+        };
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[K{what}{pct} {mib:.1} MiB{table}");
+        let _ = err.flush();
+    }
+
+    fn done(&self) {
+        if self.tty {
+            let _ = write!(std::io::stderr().lock(), "\r\x1b[K");
+        }
+    }
+}
+
+fn backup(config: Config, command: BackupCommand) -> Result<()> {
+    let line = ProgressLine::new();
+    let show = |p: &myveil::backup::Progress<'_>| line.show(p);
+    let result = backup_command(&config, command, &show);
+    line.done();
+    result
+}
+
+fn backup_command(
+    config: &Config,
+    command: BackupCommand,
+    show: myveil::backup::ProgressFn<'_>,
+) -> Result<()> {
+    use myveil::backup;
+    match command {
+        BackupCommand::Create { out, databases } => {
+            let policy = match &config.protection {
+                Some(p) => Some(myveil::policy::Policy::load_dir(
+                    &config.resolve(&p.policy_dir),
+                )?),
+                None => None,
+            };
+            let opts = backup::CreateOptions {
+                opts: backup::connect_opts(config)?,
+                databases: if databases.is_empty() {
+                    config.backup.databases.clone()
+                } else {
+                    databases
+                },
+                dir: out.unwrap_or_else(|| config.resolve(&config.backup.dir)),
+                public_key: config.resolve(&config.backup.public_key),
+                signing_key: config.resolve(&config.backup.signing_key),
+                source_host: config.backend.address.clone(),
+                policy,
+                retention: config.backup.retention,
+            };
+            let created = runtime()?.block_on(backup::create(&opts, show))?;
+            let mut o = std::io::stdout().lock();
+            writeln!(
+                o,
+                "wrote {} ({} bytes)",
+                created.path.display(),
+                created.bytes
+            )?;
+            writeln!(o, "  sha256 {}", created.file_sha256)?;
+            print_manifest(&mut o, &created.manifest)?;
+            for r in &created.removed {
+                writeln!(o, "removed {} (retention)", r.display())?;
+            }
+        }
+        BackupCommand::Verify {
+            file,
+            private_key,
+            verify_key: vk,
+        } => {
+            let trusted = verify_key(config, vk)?;
+            let key = private_key
+                .map(|p| backup::UnwrapKey::load(&p))
+                .transpose()?;
+            let v = backup::verify(&file, &trusted, key.as_ref(), show)?;
+            let mut o = std::io::stdout().lock();
+            writeln!(
+                o,
+                "{}: OK (signature by {}, digests, {} chunks{})",
+                file.display(),
+                trusted.id,
+                v.manifest.chunks,
+                if v.decrypted {
+                    ", decrypted and plaintext digest checked"
+                } else {
+                    "; pass --private-key to decrypt too"
+                }
+            )?;
+            print_manifest(&mut o, &v.manifest)?;
+        }
+        BackupCommand::Restore {
+            file,
+            private_key,
+            into,
+            database,
+            force,
+            verify_key: vk,
+        } => {
+            let opts = backup::RestoreOptions {
+                opts: backup::connect_opts(config)?,
+                file,
+                verify_key: verify_key(config, vk)?,
+                private_key,
+                into,
+                database,
+                force,
+            };
+            let r = runtime()?.block_on(backup::restore(&opts, show))?;
+            let mut o = std::io::stdout().lock();
+            writeln!(
+                o,
+                "restored {} into {}: {} tables, {} rows, {} views, {} routines, {} triggers",
+                r.source,
+                r.database,
+                r.tables.len(),
+                r.tables.iter().map(|t| t.rows).sum::<u64>(),
+                r.views,
+                r.routines,
+                r.triggers
+            )?;
+            if r.key_ids.is_empty() {
+                writeln!(o, "no protected cells: no myveil keys needed")?;
+            } else {
+                writeln!(
+                    o,
+                    "the myveil serving {} needs key ids: {}",
+                    r.database,
+                    r.key_ids
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )?;
+            }
+        }
+        BackupCommand::List {
+            dir,
+            verify_key: vk,
+        } => {
+            let trusted = verify_key(config, vk).ok();
+            let dir = dir.unwrap_or_else(|| config.resolve(&config.backup.dir));
+            let items = backup::list(&dir, trusted.as_ref())?;
+            let mut o = std::io::stdout().lock();
+            if items.is_empty() {
+                writeln!(o, "no backups in {}", dir.display())?;
+            }
+            for item in items {
+                let sig = match item.signature_ok {
+                    Some(true) => "signature ok",
+                    Some(false) => "SIGNATURE BAD",
+                    None => "signature not checked",
+                };
+                writeln!(o, "{} ({} bytes, {sig})", item.path.display(), item.bytes)?;
+                match (&item.manifest, &item.error) {
+                    (Some(m), _) => print_manifest(&mut o, m)?,
+                    (None, Some(e)) => writeln!(o, "  unreadable: {e}")?,
+                    (None, None) => {}
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_manifest(o: &mut impl Write, m: &myveil::backup::Manifest) -> Result<()> {
+    writeln!(
+        o,
+        "  backup {} created {} from {} ({})",
+        m.backup_id, m.created_at, m.source_host, m.server_version
+    )?;
+    for d in &m.databases {
+        writeln!(
+            o,
+            "  database {}: {} tables, {} rows, {} views, {} routines, {} triggers",
+            d.name,
+            d.tables.len(),
+            d.tables.iter().map(|t| t.rows).sum::<u64>(),
+            d.views.len(),
+            d.routines.len(),
+            d.triggers.len()
+        )?;
+    }
+    if !m.key_ids.is_empty() {
+        writeln!(
+            o,
+            "  key ids in protected columns: {}",
+            m.key_ids
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
     }
     Ok(())
 }

@@ -44,6 +44,9 @@ pub struct Config {
     pub protection: Option<Protection>,
     /// The HTTP admin port. Absent: not started.
     pub admin: Option<Admin>,
+    /// Encrypted backups (`myveil backup …`).
+    #[serde(default)]
+    pub backup: Backup,
     #[serde(default)]
     pub log: Log,
     /// Directory relative paths in this file are resolved against.
@@ -245,6 +248,40 @@ impl Default for Admin {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Backup {
+    /// Databases `myveil backup create` dumps.
+    pub databases: Vec<String>,
+    /// Where backups are written and listed.
+    pub dir: PathBuf,
+    /// Keep the newest N backups in `dir` after each new one; 0 keeps all.
+    pub retention: usize,
+    /// RSA public key (≥ 3072-bit, PEM) that wraps each backup's data key. Its private key
+    /// belongs off the proxy host.
+    pub public_key: PathBuf,
+    /// Ed25519 signing key (0600); its verifying key is written beside it as `.pub`.
+    pub signing_key: PathBuf,
+    /// Verifying key `verify` and `restore` trust; defaults to the `.pub` of signing_key.
+    pub verify_key: Option<PathBuf>,
+    /// Backend account used for dumps and restores; defaults to the first account.
+    pub account: Option<String>,
+}
+
+impl Default for Backup {
+    fn default() -> Self {
+        Self {
+            databases: Vec::new(),
+            dir: PathBuf::from("backups"),
+            retention: 0,
+            public_key: PathBuf::from("keys/backup_rsa_public.pem"),
+            signing_key: PathBuf::from("keys/backup_signing.key"),
+            verify_key: None,
+            account: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Users {
     pub file: PathBuf,
@@ -359,6 +396,13 @@ impl Config {
             .is_some_and(|a| a.token_ttl_secs == 0 || a.token_ttl_secs > 86_400)
         {
             return invalid("admin.token_ttl_secs must be between 1 and 86400".into());
+        }
+        if let Some(account) = &self.backup.account {
+            if !self.backend.accounts.contains_key(account) {
+                return invalid(format!(
+                    "backup.account names {account:?}, which is not under [backend.accounts]"
+                ));
+            }
         }
         if !(4..=31).contains(&self.users.bcrypt_cost) {
             return invalid("users.bcrypt_cost must be between 4 and 31".into());
@@ -483,6 +527,25 @@ mod tests {
         assert_eq!(c.listen.address.port(), 4000);
         assert_eq!(c.listen.max_connections, 7);
         assert_eq!(c.backend.accounts["main"].user, "app_rw");
+    }
+
+    #[test]
+    fn backup_section_defaults_and_validation() {
+        let c = load(MINIMAL, &[]).expect("no [backup] is fine");
+        assert_eq!(c.backup.dir, PathBuf::from("backups"));
+        assert_eq!(c.backup.retention, 0);
+        assert_eq!(
+            c.resolve(&c.backup.public_key),
+            PathBuf::from("/etc/myveil/keys/backup_rsa_public.pem")
+        );
+        let with = format!("{MINIMAL}\n[backup]\ndatabases = [\"shop\"]\nretention = 3\n");
+        let c = load(&with, &[("MYVEIL_BACKUP__DIR", "/var/backups/myveil")]).expect("valid");
+        assert_eq!(c.backup.databases, vec!["shop".to_owned()]);
+        assert_eq!(c.backup.dir, PathBuf::from("/var/backups/myveil"));
+        let bad = format!("{MINIMAL}\n[backup]\naccount = \"nobody\"\n");
+        assert!(matches!(load(&bad, &[]), Err(Error::Invalid(_))));
+        let typo = format!("{MINIMAL}\n[backup]\nretension = 3\n");
+        assert!(matches!(load(&typo, &[]), Err(Error::Parse { .. })));
     }
 
     #[test]
