@@ -322,6 +322,15 @@ fn keygen(config: Config) -> Result<()> {
     let keys = policy.required_keys();
     let wanted: Vec<(Purpose, &str)> = keys.iter().map(|(p, s)| (*p, s.as_str())).collect();
     let dir = config.resolve(&protection.keys_dir);
+    if dir.join(myveil::crypto::keyring::MASTER_KEY_FILE).exists() {
+        // Keys are never overwritten: rotating or adding keys is a keyring operation.
+        writeln!(
+            std::io::stdout().lock(),
+            "kept the column keyring in {} (it already exists; keygen never overwrites keys)",
+            dir.display()
+        )?;
+        return Ok(());
+    }
     let ring = Keyring::generate(&dir, &wanted)?;
     let mut out = std::io::stdout().lock();
     writeln!(

@@ -157,10 +157,17 @@ fn user_commands_manage_the_users_file() {
     assert!(ok && out.contains("root\toperator"), "{out}");
     let (ok, out) = myveil(&config, &["keygen"], None);
     assert!(ok && out.contains("keys"), "{out}");
+    let keyring = std::fs::read(dir.path().join("keys/keyring.toml")).expect("keyring");
+    let master = std::fs::read(dir.path().join("keys/master.key")).expect("master key");
     let (ok, out) = myveil(&config, &["keygen"], None);
-    assert!(
-        !ok && out.contains("already exists"),
-        "keygen never overwrites keys: {out}"
+    assert!(ok && out.contains("kept the column keyring"), "{out}");
+    assert_eq!(
+        (
+            std::fs::read(dir.path().join("keys/keyring.toml")).expect("keyring"),
+            std::fs::read(dir.path().join("keys/master.key")).expect("master key")
+        ),
+        (keyring, master),
+        "keygen never overwrites keys"
     );
     let (ok, out) = myveil(&config, &["check"], None);
     // Another test may have a `secrets` table on the shared server: either way check reports it.

@@ -1,6 +1,7 @@
 //! admin: the HTTP admin port (axum) beside the MySQL listener — admin login (bcrypt, optional
 //! TOTP) → JWT with a role, logout (revocation shared through the backend), SQL tokens, proxy
-//! users, policy, status, metrics, the encrypt/decrypt service and the OpenAPI document.
+//! users, policy, status, metrics, the encrypt/decrypt service, backup jobs and the OpenAPI
+//! document.
 //! The router is built by `router(state)` so tests call it without a socket.
 //!
 //! Roles: `admin` may do everything; `operator` manages SQL tokens, reloads the policy and
@@ -8,6 +9,7 @@
 //! in [`ROUTES`], which the OpenAPI document and the tests are checked against.
 
 mod api;
+mod backups;
 pub mod tls;
 pub mod token;
 pub mod totp;
@@ -73,6 +75,10 @@ pub const ROUTES: &[(&str, &str, &[AdminRole])] = &[
     ("POST", "/v1/policy/reload", &[Admin, Operator]),
     ("POST", "/v1/crypto/encrypt", &[Admin, Operator]),
     ("POST", "/v1/crypto/decrypt", &[Admin, Operator]),
+    ("GET", "/v1/backups", &[Admin, Operator, Auditor]),
+    ("POST", "/v1/backups", &[Admin, Operator]),
+    ("GET", "/v1/backups/jobs/{id}", &[Admin, Operator, Auditor]),
+    ("POST", "/v1/backups/{name}/verify", &[Admin, Operator]),
 ];
 
 /// The roles allowed on a route, from [`ROUTES`].
@@ -120,6 +126,7 @@ pub struct AdminState {
     login_by_user: Keyed<String>,
     api_by_token: Keyed<String>,
     started: std::time::Instant,
+    backups: backups::Jobs,
 }
 
 impl AdminState {
@@ -149,6 +156,7 @@ impl AdminState {
             login_by_user: Keyed::new(admin.logins_per_minute_user, clock),
             api_by_token: Keyed::new(admin.api_requests_per_minute, clock),
             started: std::time::Instant::now(),
+            backups: backups::Jobs::default(),
             shared,
         })
     }
@@ -296,6 +304,9 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/policy/reload", post(api::reload_policy))
         .route("/v1/crypto/encrypt", post(api::encrypt))
         .route("/v1/crypto/decrypt", post(api::decrypt))
+        .route("/v1/backups", get(backups::list).post(backups::start))
+        .route("/v1/backups/jobs/{id}", get(backups::job))
+        .route("/v1/backups/{name}/verify", post(backups::verify))
         .layer(axum::middleware::from_fn(count_requests))
         .with_state(state)
 }

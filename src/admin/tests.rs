@@ -888,3 +888,104 @@ fn admin_store_rules() {
             .contains(PASSWORD)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_jobs_list_and_verify() {
+    let f = Fixture::new((100, 100, 1000));
+    let store = f.state.shared.tokens.clone().expect("store");
+    store.ready().await.expect("store schema");
+    let keys = f.dir.path().join("keys");
+    crate::backup::keys::generate(
+        &keys.join("backup_rsa_public.pem"),
+        &keys.join("backup_signing.key"),
+    )
+    .expect("backup keys");
+    let ops = f.token("ops", AdminRole::Operator);
+    let (s, body) = f
+        .call("POST", "/v1/backups", Some(&ops), Some(json!({})))
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::BAD_REQUEST,
+        "no databases configured: {body}"
+    );
+    let (s, started) = f
+        .call(
+            "POST",
+            "/v1/backups",
+            Some(&ops),
+            Some(json!({ "databases": [f.schema.clone()] })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{started}");
+    let id = started["id"].as_str().expect("job id").to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let job = loop {
+        let (s, job) = f
+            .call("GET", &format!("/v1/backups/jobs/{id}"), Some(&ops), None)
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        if job["state"] != "running" || std::time::Instant::now() > deadline {
+            break job;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(job["state"], "done", "{job}");
+    let name = job["file"].as_str().expect("file").to_owned();
+    assert_eq!(job["started_by"], "ops");
+
+    let audit = f.token("audit", AdminRole::Auditor);
+    let (s, list) = f.call("GET", "/v1/backups", Some(&audit), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list["backups"][0]["name"], name.as_str());
+    assert_eq!(list["backups"][0]["signature_ok"], true);
+    assert_eq!(list["backups"][0]["databases"][0], f.schema.as_str());
+
+    let (s, checked) = f
+        .call(
+            "POST",
+            &format!("/v1/backups/{name}/verify"),
+            Some(&ops),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, checked["ok"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{checked}"
+    );
+    let path = f.dir.path().join("backups").join(&name);
+    let mut bytes = std::fs::read(&path).expect("read backup");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&path, bytes).expect("tamper");
+    let (s, checked) = f
+        .call(
+            "POST",
+            &format!("/v1/backups/{name}/verify"),
+            Some(&ops),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, checked["ok"].as_bool()),
+        (StatusCode::OK, Some(false)),
+        "{checked}"
+    );
+    assert!(
+        checked["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("rejected")),
+        "{checked}"
+    );
+    let (s, _) = f
+        .call(
+            "POST",
+            "/v1/backups/..%2Fmyveil.toml/verify",
+            Some(&ops),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "only listed files");
+    f.drop_schema().await;
+}
