@@ -821,3 +821,114 @@ async fn row_bound_cells_open_only_in_their_row() {
     assert_eq!(one.1, "GB29NWBK60161331926819");
     env.db.drop_now().await;
 }
+
+/// Reads packets up to and including the next EOF or ERR.
+async fn until_eof(c: &mut myveil::wire::PacketConn) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let p = common::raw::read(c).await;
+        let head = p.as_slice().first().copied();
+        let end = (head == Some(0xFE) && p.len() < 9) || head == Some(0xFF);
+        out.push(p);
+        if end {
+            return out;
+        }
+    }
+}
+
+#[tokio::test]
+async fn cursors_over_protected_columns_fetch_plaintext_per_role() {
+    let env = setup("cursor").await;
+    let mut c = app(&env).await;
+    for i in 1..=5 {
+        c.exec_drop(
+            "INSERT INTO people (id, name, email, salary) VALUES (?, ?, ?, ?)",
+            (
+                i,
+                format!("n{i}"),
+                format!("person{i}@example.com"),
+                1000 * i,
+            ),
+        )
+        .await
+        .expect("insert");
+    }
+    c.disconnect().await.ok();
+
+    for (user, password, want_email, want_salary_plain) in [
+        (
+            common::APP_USER,
+            common::APP_PASSWORD,
+            "person2@example.com",
+            true,
+        ),
+        (
+            common::OTHER_USER,
+            common::OTHER_PASSWORD,
+            "p***@example.com",
+            false,
+        ),
+    ] {
+        let (mut raw, _) =
+            common::raw::login(env.proxy.addr, user, password, Some(&env.db.name)).await;
+        let mut prepare = vec![0x16];
+        prepare.extend_from_slice(b"SELECT id, email, salary FROM people WHERE id > ? ORDER BY id");
+        common::raw::send(&mut raw, &prepare).await;
+        let ok = common::raw::read(&mut raw).await;
+        assert_eq!(ok[0], 0x00, "prepare: {:?}", String::from_utf8_lossy(&ok));
+        let stmt = [ok[1], ok[2], ok[3], ok[4]];
+        until_eof(&mut raw).await; // parameter
+        let defs = until_eof(&mut raw).await; // 3 columns
+        assert_eq!(defs.len(), 4);
+
+        let mut exec = vec![0x17];
+        exec.extend_from_slice(&stmt);
+        exec.push(0x01); // CURSOR_TYPE_READ_ONLY
+        exec.extend_from_slice(&1u32.to_le_bytes());
+        exec.extend_from_slice(&[0, 1, 0x03, 0x00]);
+        exec.extend_from_slice(&1i32.to_le_bytes());
+        common::raw::send(&mut raw, &exec).await;
+        assert_eq!(common::raw::read(&mut raw).await, vec![3], "three columns");
+        let meta = until_eof(&mut raw).await;
+        let eof = meta.last().expect("eof");
+        assert_ne!(
+            u16::from_le_bytes([eof[3], eof[4]]) & 0x0040,
+            0,
+            "the cursor is open"
+        );
+        // The email column is described as the plaintext VARCHAR, not VARBINARY.
+        let email_def = &meta[1];
+        assert!(
+            email_def.windows(5).any(|w| w == b"email"),
+            "column 2 is email"
+        );
+
+        let mut fetch = vec![0x1C];
+        fetch.extend_from_slice(&stmt);
+        fetch.extend_from_slice(&2u32.to_le_bytes());
+        common::raw::send(&mut raw, &fetch).await;
+        let batch = until_eof(&mut raw).await;
+        assert_eq!(batch.len(), 3, "two rows and EOF: {batch:?}");
+        let row = String::from_utf8_lossy(&batch[0]).into_owned();
+        assert!(row.contains(want_email), "{user}: {row:?}");
+        let salary_plain = batch[0].windows(4).any(|w| w == 2000i32.to_le_bytes());
+        assert_eq!(salary_plain, want_salary_plain, "{user}: salary {row:?}");
+        common::raw::send(&mut raw, &fetch).await;
+        let more = until_eof(&mut raw).await;
+        assert_eq!(more.len(), 3, "rows 4 and 5 and EOF");
+        assert!(
+            String::from_utf8_lossy(&more[1]).contains(if want_salary_plain {
+                "person5@example.com"
+            } else {
+                "p***@example.com"
+            })
+        );
+        common::raw::send(&mut raw, &fetch).await;
+        let last = until_eof(&mut raw).await;
+        assert_eq!(last.len(), 1, "only EOF: the cursor is exhausted");
+        // The session goes on normally.
+        common::raw::send(&mut raw, &[0x0E]).await; // COM_PING
+        assert_eq!(common::raw::read(&mut raw).await[0], 0x00);
+    }
+    env.db.drop_now().await;
+}

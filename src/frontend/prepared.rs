@@ -164,8 +164,8 @@ impl Prepared {
         }
         let long_plain = std::mem::take(&mut self.long_plain);
         let m = self.uses.len();
+        // The flags byte (cursor type) is kept: cursor rows are transformed on fetch.
         let mut out = head.to_vec();
-        out[5] = 0; // no cursor
         if m == 0 {
             return Ok(out);
         }

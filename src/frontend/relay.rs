@@ -29,6 +29,12 @@ pub struct Transform<'a> {
     pub binary: bool,
     /// Largest row read whole.
     pub row_limit: usize,
+    /// COM_STMT_FETCH: the column definitions (as the backend sent them) of the cursor the
+    /// rows come from.
+    pub fetch_defs: Option<&'a [Vec<u8>]>,
+    /// Keep the backend's column definitions in `Response::captured_defs` (an execute that
+    /// may open a cursor).
+    pub capture: bool,
 }
 
 /// The error packet a transform failure becomes.
@@ -119,6 +125,8 @@ pub struct Response {
     stream_left: usize,
     /// Sequence id the next packet to the client would carry.
     next_seq: u8,
+    /// Column definitions of the last result set, when `Transform::capture` asked for them.
+    pub captured_defs: Option<Vec<Vec<u8>>>,
 }
 
 impl Response {
@@ -136,6 +144,7 @@ impl Response {
             continuation: false,
             stream_left: 0,
             next_seq: 1,
+            captured_defs: None,
         }
     }
 
@@ -243,6 +252,15 @@ impl Response {
         let mut shift: u8 = 0;
         let mut held: Vec<Packet> = Vec::new();
         let mut plan: Option<(ResultPlan<'_>, Vec<u8>)> = None;
+        if let Some(defs) = t.fetch_defs {
+            // Rows of an open cursor: the plan comes from the definitions its execute sent.
+            let mut defs = defs.to_vec();
+            let original = transform::original_types(&defs).unwrap_or_default();
+            match transform::plan(&mut defs, t.policy, t.role) {
+                Ok(p) => plan = p.map(|p| (p, original)),
+                Err(f) => return self.fail(backend, client, 1, &f).await,
+            }
+        }
         loop {
             let pkt = backend
                 .read_packet(t.row_limit)
@@ -261,6 +279,9 @@ impl Response {
                 }
                 let mut defs: Vec<Vec<u8>> = held[1..].iter().map(|p| p.payload.to_vec()).collect();
                 let original = transform::original_types(&defs).unwrap_or_default();
+                if t.capture {
+                    self.captured_defs = Some(defs.clone());
+                }
                 match transform::plan(&mut defs, t.policy, t.role) {
                     Err(f) => {
                         return self

@@ -120,6 +120,8 @@ struct Session {
     /// Turns true when the SQL token this session logged in with is revoked with
     /// `kill_sessions`.
     revoked: Option<watch::Receiver<bool>>,
+    /// Open cursors of protected statements: the column definitions their rows follow.
+    cursors: HashMap<u32, Vec<Vec<u8>>>,
 }
 
 fn revocation_watch(shared: &Shared, user: &User) -> Option<watch::Receiver<bool>> {
@@ -136,6 +138,15 @@ async fn token_revoked(rx: &mut Option<watch::Receiver<bool>>) {
         }
         None => std::future::pending::<()>().await,
     }
+}
+
+/// How a command relates to a cursor over protected columns.
+enum Cursor {
+    No,
+    /// An execute asking for a cursor: keep the result's column definitions.
+    Open,
+    /// A fetch from a cursor opened with these column definitions.
+    Fetch(Vec<Vec<u8>>),
 }
 
 /// What the protection layer decided for a statement.
@@ -356,6 +367,7 @@ async fn handshake(
         protected_statements: HashMap::new(),
         sql_prepared: HashMap::new(),
         revoked: revocation_watch(shared, &user),
+        cursors: HashMap::new(),
         user,
     }))
 }
@@ -692,6 +704,7 @@ impl Session {
                     && let Some(id) = id
                 {
                     self.protected_statements.remove(&id);
+                    self.cursors.remove(&id);
                 }
                 if command == COM_STMT_SEND_LONG_DATA
                     && let Some(prepared) = id.and_then(|id| self.protected_statements.get_mut(&id))
@@ -782,18 +795,6 @@ impl Session {
             COM_STMT_EXECUTE
                 if statement.is_some_and(|id| self.protected_statements.contains_key(&id)) =>
             {
-                if payload.get(5).is_some_and(|flags| *flags != 0) {
-                    let reply = ErrorReply::new(
-                        packets::ER_NOT_SUPPORTED_YET,
-                        b"42000",
-                        "myveil: cursors over protected columns are not supported yet",
-                    );
-                    self.client
-                        .write_packet(seq.wrapping_add(1), &reply.to_payload())
-                        .await
-                        .map_err(Error::Client)?;
-                    return Ok(None);
-                }
                 let protection = self.shared.protection.load_full();
                 let Some(keyring) = self.shared.keyring.clone() else {
                     return Err(Error::Client(wire::Error::Malformed(
@@ -836,7 +837,11 @@ impl Session {
                     prepared.reset();
                 }
             }
-            COM_RESET_CONNECTION => self.protected_statements.clear(),
+            COM_RESET_CONNECTION => {
+                self.protected_statements.clear();
+                self.sql_prepared.clear();
+                self.cursors.clear();
+            }
             _ => {}
         }
         let pending_database = match command {
@@ -849,10 +854,48 @@ impl Session {
             .write_packet(first_seq, rewritten.as_deref().unwrap_or(&payload))
             .await
             .map_err(backend_io)?;
-        let transform = protected && matches!(command, COM_QUERY | COM_STMT_EXECUTE);
-        let (close, ok) = self
-            .relay(expect, transform, command == COM_STMT_EXECUTE)
+        // Cursors of protected statements: an execute with a cursor flag keeps the result's
+        // column definitions; its fetches are transformed with them.
+        let cursor = match command {
+            COM_STMT_EXECUTE if protected => {
+                if let Some(id) = statement {
+                    self.cursors.remove(&id);
+                }
+                if payload.get(5).is_some_and(|flags| *flags != 0) {
+                    Cursor::Open
+                } else {
+                    Cursor::No
+                }
+            }
+            COM_STMT_FETCH => match statement.and_then(|id| self.cursors.get(&id)) {
+                Some(defs) => {
+                    protected = true;
+                    Cursor::Fetch(defs.clone())
+                }
+                None => Cursor::No,
+            },
+            COM_STMT_RESET => {
+                if let Some(id) = statement {
+                    self.cursors.remove(&id);
+                }
+                Cursor::No
+            }
+            _ => Cursor::No,
+        };
+        let transform =
+            protected && matches!(command, COM_QUERY | COM_STMT_EXECUTE | COM_STMT_FETCH);
+        let opening = matches!(cursor, Cursor::Open);
+        let (close, ok, captured) = self
+            .relay(
+                expect,
+                transform,
+                matches!(command, COM_STMT_EXECUTE | COM_STMT_FETCH),
+                cursor,
+            )
             .await?;
+        if opening && let (Some(id), Some(defs)) = (statement, captured) {
+            self.cursors.insert(id, defs);
+        }
         if ok && let Some(db) = pending_database {
             self.database = Some(db);
         }
@@ -1180,8 +1223,13 @@ impl Session {
         expect: Expect,
         transform: bool,
         binary: bool,
-    ) -> Result<(Option<Close>, bool), Error> {
+        cursor: Cursor,
+    ) -> Result<(Option<Close>, bool, Option<Vec<Vec<u8>>>), Error> {
         let mut response = Response::new(expect);
+        let fetch_defs = match &cursor {
+            Cursor::Fetch(defs) => Some(defs.as_slice()),
+            _ => None,
+        };
         // Only a protected response needs the policy and the keys (kept off the hot path).
         let protected =
             transform.then(|| (self.shared.protection.load_full(), self.shared.clone()));
@@ -1199,6 +1247,8 @@ impl Session {
                     cells: &cells,
                     binary,
                     row_limit: shared.config.listen.max_packet_bytes,
+                    fetch_defs,
+                    capture: matches!(cursor, Cursor::Open),
                 };
                 response
                     .relay_transformed(&mut self.backend.conn, &mut self.client, &t)
@@ -1211,7 +1261,7 @@ impl Session {
             let end = match relayed {
                 Ok(end) => end,
                 Err(Failed::Backend(e)) => {
-                    return Ok((Some(self.backend_lost(e, &response).await), false));
+                    return Ok((Some(self.backend_lost(e, &response).await), false, None));
                 }
                 Err(Failed::Client(e)) => return Err(Error::Client(e)),
             };
@@ -1220,7 +1270,11 @@ impl Session {
                     if let Some(s) = status {
                         self.in_transaction = s.contains(StatusFlags::SERVER_STATUS_IN_TRANS);
                     }
-                    return Ok((None, status.is_some()));
+                    // Only a result that left a cursor open is worth remembering.
+                    let cursor_open = status
+                        .is_some_and(|s| s.contains(StatusFlags::SERVER_STATUS_CURSOR_EXISTS));
+                    let captured = response.captured_defs.take().filter(|_| cursor_open);
+                    return Ok((None, status.is_some(), captured));
                 }
                 End::LocalInfile => loop {
                     // The client streams the file; an empty packet ends it.
@@ -1337,6 +1391,10 @@ impl Session {
                     .await
                     .map_err(Error::Client)?;
                 self.in_transaction = false;
+                // The backend forgot every prepared statement (and may reuse their ids).
+                self.protected_statements.clear();
+                self.sql_prepared.clear();
+                self.cursors.clear();
                 tracing::Span::current().record("user", user.name.as_str());
                 self.revoked = revocation_watch(&shared, &user);
                 self.user = user;
