@@ -263,6 +263,21 @@ fn check(config: Config) -> Result<()> {
             .await
             .context("reading information_schema")?;
         let _ = conn.disconnect().await;
+        {
+            let mut err = std::io::stderr().lock();
+            for d in &snapshot.dependents {
+                let on = d
+                    .on_table
+                    .as_deref()
+                    .map(|t| format!(" (fires on {t}; statements on {t} are refused)"))
+                    .unwrap_or_else(|| " (statements naming it are refused)".to_owned());
+                writeln!(
+                    err,
+                    "warning: {} {}.{} reaches protected table {}{on}",
+                    d.kind, d.database, d.name, d.reads
+                )?;
+            }
+        }
         Ok(myveil::backend::schema::check(
             &snapshot,
             &protection.policy,

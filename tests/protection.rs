@@ -932,3 +932,105 @@ async fn cursors_over_protected_columns_fetch_plaintext_per_role() {
     }
     env.db.drop_now().await;
 }
+
+#[tokio::test]
+async fn prepared_state_is_forgotten_on_change_user_and_reset() {
+    let env = setup("chuser").await;
+    let mut c = app(&env).await;
+    // A protected prepared statement, then the backend forgets all statements.
+    c.exec_drop(
+        "INSERT INTO people (id, email) VALUES (?, ?)",
+        (1, "first@example.com"),
+    )
+    .await
+    .expect("protected insert");
+    c.change_user(
+        mysql_async::ChangeUserOpts::default()
+            .with_user(Some(common::APP_USER.to_owned()))
+            .with_pass(Some(common::APP_PASSWORD.to_owned()))
+            .with_db_name(Some(env.db.name.clone())),
+    )
+    .await
+    .expect("change user");
+    // New statements, whatever ids the backend gives them, are handled as what they are.
+    let n: Option<i64> = c.exec_first("SELECT ? + 1", (41,)).await.expect("plain");
+    assert_eq!(n, Some(42));
+    let name: Option<String> = c
+        .exec_first("SELECT CONCAT(?, '!')", ("hi",))
+        .await
+        .expect("plain text parameter");
+    assert_eq!(name.as_deref(), Some("hi!"));
+    c.exec_drop(
+        "INSERT INTO people (id, email) VALUES (?, ?)",
+        (2, "second@example.com"),
+    )
+    .await
+    .expect("protected insert after change user");
+    c.reset().await.expect("reset connection");
+    let n: Option<i64> = c.exec_first("SELECT ? * 2", (21,)).await.expect("plain");
+    assert_eq!(n, Some(42));
+    let emails: Vec<String> = c
+        .query("SELECT email FROM people ORDER BY id")
+        .await
+        .expect("read");
+    assert_eq!(emails, ["first@example.com", "second@example.com"]);
+    c.disconnect().await.ok();
+    env.db.drop_now().await;
+}
+
+#[tokio::test]
+async fn views_routines_and_triggers_over_protected_tables_are_refused() {
+    let env = setup("deps").await;
+    let mut d = common::direct(Some(&env.db.name)).await;
+    for ddl in [
+        "CREATE TABLE staging (id INT PRIMARY KEY, e VARCHAR(100))",
+        "CREATE VIEW people_v AS SELECT id, email FROM people",
+        "CREATE VIEW people_vv AS SELECT * FROM people_v",
+        "CREATE VIEW unrelated_v AS SELECT 1 AS one",
+        "CREATE PROCEDURE add_person(i INT, e VARCHAR(100)) INSERT INTO people (id, email) VALUES (i, e)",
+        "CREATE TRIGGER staging_copy AFTER INSERT ON staging FOR EACH ROW INSERT INTO people (id, email) VALUES (NEW.id, NEW.e)",
+    ] {
+        d.query_drop(ddl).await.expect("ddl");
+    }
+    env.proxy
+        .shared
+        .refresh_schema()
+        .await
+        .expect("schema refresh");
+    let mut c = app(&env).await;
+    for (sql, names) in [
+        (
+            "INSERT INTO people_v (id, email) VALUES (9, 'leak@example.com')",
+            "people_v",
+        ),
+        ("SELECT * FROM people_vv", "people_vv"),
+        ("CALL add_person(9, 'leak@example.com')", "add_person"),
+        (
+            "INSERT INTO staging VALUES (9, 'leak@example.com')",
+            "staging_copy",
+        ),
+    ] {
+        let (code, message) = server_error(c.query_drop(sql).await).await;
+        assert_eq!(code, 1235, "{sql}: {message}");
+        assert!(
+            message.contains(names) && message.contains("people"),
+            "{sql}: {message}"
+        );
+    }
+    let one: Option<i32> = c
+        .query_first("SELECT one FROM unrelated_v")
+        .await
+        .expect("unrelated view");
+    assert_eq!(one, Some(1));
+    c.query_drop("DROP VIEW people_vv")
+        .await
+        .expect("DROP is allowed");
+    let stored: Option<i64> = d
+        .query_first("SELECT COUNT(*) FROM people")
+        .await
+        .expect("count");
+    assert_eq!(stored, Some(0), "nothing reached the protected table");
+    c.disconnect().await.ok();
+    d.disconnect().await.ok();
+    env.db.drop_now().await;
+}

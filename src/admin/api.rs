@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use super::users::{self, AdminRole, AdminStore, MIN_BCRYPT_COST};
-use super::{AdminState, ApiError, Authenticated, Peer, totp};
+use super::{AdminState, ApiError, Authenticated, Body, Peer, totp};
 use crate::policy::{Access, Protected};
 use crate::telemetry::metrics::{Limited, METRICS};
 
@@ -77,7 +77,7 @@ pub struct Login {
 pub async fn login(
     State(state): State<Arc<AdminState>>,
     ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
-    Json(body): Json<Login>,
+    Body(body): Body<Login>,
 ) -> Reply {
     // Security: both limits are checked before any bcrypt work.
     if !state.login_by_ip.allow(&crate::limits::ip_key(peer.ip()))
@@ -231,7 +231,7 @@ pub struct NewAdmin {
 pub async fn add_admin(
     State(state): State<Arc<AdminState>>,
     who: Authenticated,
-    Json(body): Json<NewAdmin>,
+    Body(body): Body<NewAdmin>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let role = AdminRole::parse(&body.role)
         .ok_or_else(|| ApiError::BadRequest("role must be admin, operator or auditor".into()))?;
@@ -272,7 +272,7 @@ pub async fn admin_password(
     State(state): State<Arc<AdminState>>,
     who: Authenticated,
     Path(name): Path<String>,
-    Json(body): Json<NewPassword>,
+    Body(body): Body<NewPassword>,
 ) -> Result<StatusCode, ApiError> {
     let password = Zeroizing::new(body.password.into_bytes());
     let target = name.clone();
@@ -366,7 +366,7 @@ pub struct NewToken {
 pub async fn issue_token(
     State(state): State<Arc<AdminState>>,
     who: Authenticated,
-    Json(body): Json<NewToken>,
+    Body(body): Body<NewToken>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let store = token_store(&state)?;
     if !state.shared.config.roles.contains_key(&body.role) {
@@ -478,7 +478,7 @@ pub struct NewUser {
 pub async fn add_user(
     State(state): State<Arc<AdminState>>,
     who: Authenticated,
-    Json(body): Json<NewUser>,
+    Body(body): Body<NewUser>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     if !state.shared.config.roles.contains_key(&body.role) {
         return Err(ApiError::BadRequest(format!(
@@ -612,7 +612,7 @@ fn row_key_for(column: &Protected, req: &CryptoRequest) -> Result<Option<Vec<u8>
 pub async fn encrypt(
     State(state): State<Arc<AdminState>>,
     who: Authenticated,
-    Json(req): Json<CryptoRequest>,
+    Body(req): Body<CryptoRequest>,
 ) -> Reply {
     let keyring = state.shared.keyring.clone().ok_or(ApiError::Internal)?;
     let column = find_column(&state, &req)?;
@@ -650,7 +650,7 @@ pub async fn encrypt(
 pub async fn decrypt(
     State(state): State<Arc<AdminState>>,
     who: Authenticated,
-    Json(req): Json<CryptoRequest>,
+    Body(req): Body<CryptoRequest>,
 ) -> Reply {
     // Security: plaintext without a proxy role's view is for admins only; operators must
     // name a role and get exactly what that role gets through SQL.

@@ -273,6 +273,38 @@ impl FromRequestParts<Arc<AdminState>> for Authenticated {
     }
 }
 
+/// A JSON request body. Malformed bodies get a short 400 that never echoes what was sent
+/// (serde's messages can quote values, and a value may be a password).
+pub struct Body<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for Body<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        use axum::extract::rejection::JsonRejection;
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(r) => Err(ApiError::BadRequest(
+                match r {
+                    JsonRejection::MissingJsonContentType(_) => {
+                        "expected Content-Type: application/json"
+                    }
+                    JsonRejection::JsonSyntaxError(_) => "the body is not valid JSON",
+                    JsonRejection::JsonDataError(_) => {
+                        "the body does not match this request's schema (see /openapi.json)"
+                    }
+                    _ => "cannot read the body",
+                }
+                .into(),
+            )),
+        }
+    }
+}
+
 async fn count_requests(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     METRICS.admin_request();
     next.run(req).await

@@ -989,3 +989,36 @@ async fn backup_jobs_list_and_verify() {
     assert_eq!(s, StatusCode::NOT_FOUND, "only listed files");
     f.drop_schema().await;
 }
+
+#[tokio::test]
+async fn malformed_bodies_get_a_short_json_400_that_echoes_nothing() {
+    let f = Fixture::new((100, 100, 1000));
+    for body in [
+        json!({ "user": "root", "password": 1234567890123_u64 }),
+        json!({ "user": "root", "password": "hunter2-secret", "extra": "hunter2-secret" }),
+        json!(["hunter2-secret"]),
+    ] {
+        let (s, reply) = f.call("POST", "/v1/login", None, Some(body)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{reply}");
+        let text = reply.to_string();
+        assert!(reply["error"].is_string(), "{text}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("1234567890123"),
+            "{text}"
+        );
+    }
+    let mut req = Request::builder()
+        .method("POST")
+        .uri("/v1/login")
+        .header("content-type", "application/json")
+        .body(Body::from("{not json"))
+        .expect("request");
+    req.extensions_mut()
+        .insert(ConnectInfo(Peer(SocketAddr::from(([10, 0, 9, 9], 1)))));
+    let resp = router(f.state.clone())
+        .oneshot(req)
+        .await
+        .expect("response");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    f.drop_schema().await;
+}

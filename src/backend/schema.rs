@@ -2,7 +2,7 @@
 //! INSERT without a column list) and column types (for `myveil check`). Read through
 //! mysql_async on a control-plane connection, never on a client's session.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use mysql_async::prelude::Queryable;
 
@@ -19,10 +19,141 @@ pub struct ColumnInfo {
     pub max_length: Option<u64>,
 }
 
-/// Columns of the tables the policy names, in ordinal order, by (database, table).
+/// A view, routine or trigger whose body names a protected table: statements through it
+/// would reach protected columns where myveil cannot see them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dependent {
+    /// "view", "procedure", "function" or "trigger".
+    pub kind: String,
+    pub database: String,
+    pub name: String,
+    /// The protected table (or dependent object) its body names.
+    pub reads: String,
+    /// For a trigger: the table it fires on (statements on it are refused too).
+    pub on_table: Option<String>,
+}
+
+/// Columns of the tables the policy names, in ordinal order, by (database, table), and the
+/// objects that reach protected tables indirectly.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     tables: HashMap<(String, String), Vec<ColumnInfo>>,
+    pub dependents: Vec<Dependent>,
+    /// Lower-case names of dependents (and tables with such triggers) for the quick scan.
+    pub dependent_names: HashSet<String>,
+}
+
+impl Snapshot {
+    /// The dependent a statement names, if any.
+    pub fn dependent_named(&self, sql: &[u8]) -> Option<&Dependent> {
+        if self.dependent_names.is_empty() {
+            return None;
+        }
+        // Only pay for a word-by-word look when some name occurs at all.
+        if !crate::sql::lex::scan(sql, &self.dependent_names).names_watched {
+            return None;
+        }
+        self.dependents.iter().find(|d| {
+            let one: HashSet<String> = [d
+                .on_table
+                .as_deref()
+                .unwrap_or(&d.name)
+                .to_ascii_lowercase()]
+            .into();
+            crate::sql::lex::scan(sql, &one).names_watched
+        })
+    }
+}
+
+const SYSTEM_SCHEMAS: &str = "('mysql', 'sys', 'information_schema', 'performance_schema')";
+
+/// Finds views, routines and triggers whose bodies name a protected table, or (for views and
+/// routines) another such object, until nothing new is found.
+async fn load_dependents(
+    conn: &mut mysql_async::Conn,
+    tables: &[String],
+) -> Result<Vec<Dependent>, mysql_async::Error> {
+    let views: Vec<(String, String, Option<String>)> = conn
+        .query(format!(
+            "SELECT TABLE_SCHEMA, TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS \
+             WHERE TABLE_SCHEMA NOT IN {SYSTEM_SCHEMAS}"
+        ))
+        .await?;
+    let routines: Vec<(String, String, String, Option<String>)> = conn
+        .query(format!(
+            "SELECT ROUTINE_SCHEMA, ROUTINE_NAME, ROUTINE_TYPE, ROUTINE_DEFINITION FROM information_schema.ROUTINES \
+             WHERE ROUTINE_SCHEMA NOT IN {SYSTEM_SCHEMAS}"
+        ))
+        .await?;
+    let triggers: Vec<(String, String, String, Option<String>)> = conn
+        .query(format!(
+            "SELECT TRIGGER_SCHEMA, TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_STATEMENT FROM information_schema.TRIGGERS \
+             WHERE TRIGGER_SCHEMA NOT IN {SYSTEM_SCHEMAS}"
+        ))
+        .await?;
+    let mut bodies: Vec<(String, String, String, Option<String>, String)> = Vec::new();
+    for (db, name, def) in views {
+        bodies.push(("view".into(), db, name, None, def.unwrap_or_default()));
+    }
+    for (db, name, kind, def) in routines {
+        bodies.push((
+            kind.to_ascii_lowercase(),
+            db,
+            name,
+            None,
+            def.unwrap_or_default(),
+        ));
+    }
+    for (db, name, table, def) in triggers {
+        bodies.push((
+            "trigger".into(),
+            db,
+            name,
+            Some(table),
+            def.unwrap_or_default(),
+        ));
+    }
+    let mut reached: HashSet<String> = tables.iter().map(|t| t.to_ascii_lowercase()).collect();
+    let mut found: Vec<Dependent> = Vec::new();
+    loop {
+        let before = found.len();
+        for (kind, db, name, on_table, body) in &bodies {
+            if found
+                .iter()
+                .any(|d| &d.kind == kind && &d.database == db && &d.name == name)
+            {
+                continue;
+            }
+            let Some(reads) = reached
+                .iter()
+                .find(|t| {
+                    let one: HashSet<String> = [(*t).clone()].into();
+                    crate::sql::lex::scan(body.as_bytes(), &one).names_watched
+                })
+                .cloned()
+            else {
+                continue;
+            };
+            found.push(Dependent {
+                kind: kind.clone(),
+                database: db.clone(),
+                name: name.clone(),
+                reads,
+                on_table: on_table.clone(),
+            });
+        }
+        if found.len() == before {
+            break;
+        }
+        for d in &found[before..] {
+            // A trigger is reached through its table, which stays as it is; views and
+            // routines can themselves be named by other bodies.
+            if d.on_table.is_none() {
+                reached.insert(d.name.to_ascii_lowercase());
+            }
+        }
+    }
+    Ok(found)
 }
 
 impl Schema for Snapshot {
@@ -52,9 +183,20 @@ pub async fn load(
                 "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH FROM information_schema.COLUMNS \
                  WHERE TABLE_NAME IN ({marks}) ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION"
             ),
-            names,
+            names.clone(),
         )
         .await?;
+    snapshot.dependents = load_dependents(conn, &names).await?;
+    snapshot.dependent_names = snapshot
+        .dependents
+        .iter()
+        .map(|d| {
+            d.on_table
+                .as_deref()
+                .unwrap_or(&d.name)
+                .to_ascii_lowercase()
+        })
+        .collect();
     for (db, table, name, data_type, max_length) in rows {
         snapshot
             .tables

@@ -1001,6 +1001,25 @@ impl Session {
                 return not_supported("myveil: this PREPARE cannot be analyzed; send PREPARE name FROM '…' on its own".into());
             }
         }
+        let schema = self.shared.schema.load();
+        // Security: views, routines and triggers that reach protected tables hide them from
+        // the analysis (a write through a view would store plaintext): statements naming
+        // them are refused, except DROP and SHOW.
+        if let Some(d) = schema.dependent_named(text)
+            && !first_keyword_is(text, &["drop", "show"])
+        {
+            tracing::info!(kind = %d.kind, "statement through an object over protected data refused");
+            return not_supported(match &d.on_table {
+                Some(t) => format!(
+                    "myveil: table {t} has trigger {}.{} that reaches protected table {}; statements on {t} cannot be protected",
+                    d.database, d.name, d.reads
+                ),
+                None => format!(
+                    "myveil: {} {}.{} reaches protected table {} where myveil cannot see it; use the table itself",
+                    d.kind, d.database, d.name, d.reads
+                ),
+            });
+        }
         if !scan.names_watched {
             return Guard::Pass;
         }
@@ -1010,7 +1029,6 @@ impl Session {
         let Ok(sql) = std::str::from_utf8(text) else {
             return not_supported("myveil: statements on protected data must be UTF-8".into());
         };
-        let schema = self.shared.schema.load();
         let analyzer = crate::sql::analyze::Analyzer {
             policy: &protection.policy,
             database: self.database.as_deref(),
@@ -1408,6 +1426,18 @@ impl Session {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Whether the statement's first word is one of `words` (lower-case).
+fn first_keyword_is(text: &[u8], words: &[&str]) -> bool {
+    let t = String::from_utf8_lossy(text);
+    let first = t
+        .trim_start()
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    words.contains(&first.as_str())
 }
 
 /// The database a lone `USE db` statement switches to.
