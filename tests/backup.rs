@@ -691,3 +691,114 @@ async fn a_backup_of_several_databases_restores_the_one_chosen() {
     one.drop_now().await;
     two.drop_now().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_whose_connection_dies_cleans_up_and_leaves_the_target_alone() {
+    const USER: &str = "myveil_t_killed_restore";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let k = keys(dir.path(), "k");
+    let db = TestDb::create("backup_kill").await;
+    let mut c = direct(Some(&db.name)).await;
+    // The restore runs as its own account, so only its connection is killed (other tests
+    // restore at the same time as root).
+    c.query_drop(format!(
+        "CREATE USER IF NOT EXISTS '{USER}'@'%'; GRANT ALL ON *.* TO '{USER}'@'%'"
+    ))
+    .await
+    .expect("test account");
+    c.query_drop("CREATE TABLE big (id INT PRIMARY KEY, b LONGBLOB)")
+        .await
+        .expect("create");
+    let blob = vec![0x5Au8; 1 << 20];
+    for i in 0..24 {
+        c.exec_drop("INSERT INTO big VALUES (?, ?)", (i, blob.clone()))
+            .await
+            .expect("insert");
+    }
+    let created = backup::create(&create_options(&db.name, dir.path(), &k), &no_progress)
+        .await
+        .expect("backup");
+
+    // Killed from another connection as soon as it works in its temporary database; a
+    // restore that wins the race is retried.
+    let mut killed_temp = None;
+    for attempt in 0..5 {
+        let target = target_name("killed");
+        let mut opts = restore_options(&created.path, &k, &target);
+        opts.opts = opts_of(direct_opts().user(Some(USER)));
+        let restore = tokio::spawn(async move { backup::restore(&opts, &no_progress).await });
+        let mut victim: Option<(u64, String)> = None;
+        while victim.is_none() && !restore.is_finished() {
+            victim = c
+                .exec_first(
+                    "SELECT ID, COALESCE(IF(DB LIKE 'myveil\\_restore\\_%', DB, NULL), \
+                     REGEXP_SUBSTR(INFO, 'myveil_restore_[0-9a-f]+')) FROM information_schema.PROCESSLIST \
+                     WHERE USER = ? AND (DB LIKE 'myveil\\_restore\\_%' OR INFO LIKE '%myveil\\_restore\\_%')",
+                    (USER,),
+                )
+                .await
+                .expect("processlist");
+        }
+        if let Some((id, _)) = &victim {
+            let _ = c.query_drop(format!("KILL CONNECTION {id}")).await;
+        }
+        let result = restore.await.expect("join");
+        match (victim, result) {
+            (Some((_, temp)), Err(e)) => {
+                assert!(
+                    !database_exists(&target).await,
+                    "the target was not created: {e}"
+                );
+                killed_temp = Some(temp);
+                break;
+            }
+            (_, r) => {
+                assert!(r.is_ok() || attempt < 4, "{r:?}");
+                drop_database(&target).await;
+            }
+        }
+    }
+    c.query_drop(format!("DROP USER IF EXISTS '{USER}'@'%'"))
+        .await
+        .expect("drop test account");
+    c.disconnect().await.ok();
+    let temp = killed_temp.expect("a restore was killed mid-way");
+    assert!(
+        !database_exists(&temp).await,
+        "the temporary database {temp} was dropped on a fresh connection"
+    );
+    db.drop_now().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_that_call_stored_functions_restore() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let k = keys(dir.path(), "k");
+    let db = TestDb::create("backup_fn").await;
+    let mut c = direct(Some(&db.name)).await;
+    for sql in [
+        "CREATE TABLE n (x INT)",
+        "INSERT INTO n VALUES (1), (2)",
+        "CREATE FUNCTION twice(v INT) RETURNS INT DETERMINISTIC RETURN v * 2",
+        "CREATE VIEW doubled AS SELECT twice(x) AS y FROM n",
+    ] {
+        c.query_drop(sql).await.expect("setup");
+    }
+    c.disconnect().await.ok();
+    let created = backup::create(&create_options(&db.name, dir.path(), &k), &no_progress)
+        .await
+        .expect("backup");
+    let target = target_name("fn");
+    backup::restore(&restore_options(&created.path, &k, &target), &no_progress)
+        .await
+        .expect("restore: routines before the views that call them");
+    let mut r = direct(Some(&target)).await;
+    let ys: Vec<i32> = r
+        .query("SELECT y FROM doubled ORDER BY y")
+        .await
+        .expect("view");
+    assert_eq!(ys, [2, 4]);
+    r.disconnect().await.ok();
+    drop_database(&target).await;
+    db.drop_now().await;
+}

@@ -68,6 +68,24 @@ fn update(jobs: &Arc<AdminState>, id: &str, f: impl FnOnce(&mut JobStatus)) {
     }
 }
 
+/// Clears the running job when dropped; a job still marked running then failed.
+struct Running(Arc<AdminState>, String);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        update(&self.0, &self.1, |s| {
+            if s.state == "running" {
+                s.state = "failed";
+                s.error = Some("the backup job stopped unexpectedly".into());
+                s.finished_at = Some(crate::tokens::now_secs());
+            }
+        });
+        if let Ok(mut r) = self.0.backups.running.lock() {
+            *r = None;
+        }
+    }
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct StartBackup {
@@ -162,6 +180,8 @@ pub async fn start(
     let job_state = state.clone();
     let job_id = id.clone();
     tokio::spawn(async move {
+        // However the job ends (even by a panic), the next backup may start.
+        let _running = Running(job_state.clone(), job_id.clone());
         let progress_state = job_state.clone();
         let progress_id = job_id.clone();
         let progress = move |p: &backup::Progress<'_>| {
@@ -203,9 +223,6 @@ pub async fn start(
             }
             Err(e) => tracing::error!(job = %job_id, error = %e, "backup failed"),
         }
-        if let Ok(mut r) = job_state.backups.running.lock() {
-            *r = None;
-        }
     });
     Ok((
         StatusCode::ACCEPTED,
@@ -244,13 +261,14 @@ pub async fn list(
                 .path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned());
-            let m = l.manifest.as_ref();
+            // Manifest fields are shown only when the signature vouches for them.
+            let m = l.manifest.as_ref().filter(|_| l.signature_ok == Some(true));
             json!({
                 "name": name,
                 "bytes": l.bytes,
                 "created_at": m.map(|m| m.created_at.clone()),
                 "databases": m.map(|m| m.databases.iter().map(|d| d.name.clone()).collect::<Vec<_>>()),
-                "rows": m.map(|m| m.databases.iter().flat_map(|d| d.tables.iter()).map(|t| t.rows).sum::<u64>()),
+                "rows": m.map(|m| m.databases.iter().flat_map(|d| d.tables.iter()).fold(0u64, |n, t| n.saturating_add(t.rows))),
                 "key_ids": m.map(|m| m.key_ids.clone()),
                 "signature_ok": l.signature_ok,
                 "error": l.error,
@@ -267,18 +285,16 @@ pub async fn verify(
 ) -> Result<Json<Value>, ApiError> {
     // Security: only a file the listing would show; no path from the request reaches open().
     let dir = dir(&state);
-    let listed = {
+    let path = {
         let dir = dir.clone();
-        tokio::task::spawn_blocking(move || backup::list(&dir, None))
+        tokio::task::spawn_blocking(move || backup::backup_files(&dir))
             .await
             .map_err(|_| ApiError::Internal)?
             .map_err(|_| ApiError::Internal)?
-    };
-    let path = listed
-        .into_iter()
-        .map(|l| l.path)
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy() == name))
-        .ok_or(ApiError::NotFound)?;
+    }
+    .into_iter()
+    .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy() == name))
+    .ok_or(ApiError::NotFound)?;
     let trusted = verify_key(&state)?;
     let checked = tokio::task::spawn_blocking(move || {
         backup::verify(&path, &trusted, None, &backup::no_progress)

@@ -47,6 +47,8 @@ pub struct Created {
     pub removed: Vec<PathBuf>,
 }
 
+const WRITER_STOPPED: &str = "the backup writer stopped";
+
 /// Removes the temporary file unless disarmed.
 struct TempFile(Option<PathBuf>);
 
@@ -137,9 +139,12 @@ pub async fn create(opts: &CreateOptions, progress: ProgressFn<'_>) -> Result<Cr
     let joined = writer_task
         .await
         .map_err(|e| Error::Io(format!("writer thread: {e}")))?;
-    // A dump error usually closed the channel and made the writer fail too: report the dump's.
-    let (databases, server_version) = dumped?;
-    let (writer, body) = joined?;
+    // A dump error usually closed the channel and made the writer fail too: report the
+    // dump's — unless the dump only stopped because the writer failed (a full disk).
+    let ((databases, server_version), (writer, body)) = match (dumped, joined) {
+        (Err(Error::Io(m)), Err(e)) if m == WRITER_STOPPED => return Err(e),
+        (d, j) => (d?, j?),
+    };
 
     let manifest = Manifest {
         format: format::FORMAT_VERSION,
@@ -188,7 +193,7 @@ pub async fn create(opts: &CreateOptions, progress: ProgressFn<'_>) -> Result<Cr
         bytes,
         total_bytes: Some(bytes),
     });
-    let removed = super::apply_retention(&opts.dir, opts.retention)?;
+    let removed = super::apply_retention_keeping(&opts.dir, opts.retention, Some(&path))?;
     Ok(Created {
         path,
         manifest,
@@ -235,7 +240,7 @@ impl Dumper<'_> {
         self.tx
             .send(full)
             .await
-            .map_err(|_| Error::Io("the backup writer stopped".into()))
+            .map_err(|_| Error::Io(WRITER_STOPPED.into()))
     }
 
     async fn maybe_flush(&mut self) -> Result<()> {
@@ -264,6 +269,9 @@ impl Dumper<'_> {
     ) -> Result<(Vec<DatabaseEntry>, String)> {
         for setup in [
             "SET NAMES utf8mb4",
+            // SHOW CREATE output must use backticks whatever the server's sql_mode
+            // (ANSI_QUOTES or ORACLE would quote with "…" and break the restore).
+            "SET SESSION sql_mode = ''",
             "SET SESSION time_zone = '+00:00'",
             "SET SESSION net_write_timeout = 3600",
             "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
@@ -528,7 +536,7 @@ impl Dumper<'_> {
                 self.tx
                     .send(full)
                     .await
-                    .map_err(|_| Error::Io("the backup writer stopped".into()))?;
+                    .map_err(|_| Error::Io(WRITER_STOPPED.into()))?;
             }
             if rows % PROGRESS_ROWS == 0 {
                 report(rows, self.plain_bytes + self.buf.len() as u64);

@@ -342,6 +342,13 @@ impl<W: Write> FileWriter<W> {
         manifest: &[u8],
         signature: &[u8; SIGNATURE_BYTES],
     ) -> Result<(W, [u8; 32]), Error> {
+        // Never write a file no reader would accept.
+        if manifest.len() > MAX_MANIFEST_BYTES {
+            return Err(Error::Format(format!(
+                "the manifest is {} bytes, over the {MAX_MANIFEST_BYTES}-byte limit",
+                manifest.len()
+            )));
+        }
         self.out.put(manifest).map_err(Error::write)?;
         self.out
             .put(&(manifest.len() as u32).to_be_bytes())

@@ -247,7 +247,8 @@ fn is_backup_name(path: &Path) -> bool {
         .is_some_and(|n| n.starts_with(NAME_PREFIX) && n.ends_with(&format!(".{EXTENSION}")))
 }
 
-fn backup_files(dir: &Path) -> Result<Vec<PathBuf>> {
+/// Backup files in `dir` (by name), oldest first. Blocking.
+pub fn backup_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -296,10 +297,26 @@ pub fn list(dir: &Path, trusted: Option<&VerifyKey>) -> Result<Vec<Listed>> {
 /// Deletes the oldest backups in `dir` beyond the newest `keep` (0 keeps all). Only files
 /// named like myveil backups are considered. Returns what was removed.
 pub fn apply_retention(dir: &Path, keep: usize) -> Result<Vec<PathBuf>> {
+    apply_retention_keeping(dir, keep, None)
+}
+
+/// Retention that never removes `newest` (the backup just written), even when a clock that
+/// went back gave it an older-looking name.
+pub fn apply_retention_keeping(
+    dir: &Path,
+    keep: usize,
+    newest: Option<&Path>,
+) -> Result<Vec<PathBuf>> {
     if keep == 0 {
         return Ok(Vec::new());
     }
-    let files = backup_files(dir)?;
+    let mut files = backup_files(dir)?;
+    if let Some(n) = newest
+        && let Some(at) = files.iter().position(|f| f == n)
+    {
+        let n = files.remove(at);
+        files.push(n);
+    }
     let excess = files.len().saturating_sub(keep);
     let mut removed = Vec::new();
     for path in files.into_iter().take(excess) {
@@ -362,6 +379,14 @@ mod tests {
         assert!(removed[0].ends_with("myveil-20250101T000000Z-a.mvbk"));
         assert!(dir.path().join("notes.txt").exists());
         assert_eq!(list(dir.path(), None).expect("list").len(), 2);
+        // A clock that went back named the new backup as if it were the oldest: kept anyway.
+        let just_written = dir.path().join("myveil-20240101T000000Z-z.mvbk");
+        std::fs::write(&just_written, b"x").expect("write");
+        let removed =
+            apply_retention_keeping(dir.path(), 2, Some(&just_written)).expect("retention");
+        assert!(just_written.exists(), "the backup just written survives");
+        assert_eq!(removed.len(), 1);
+        assert!(removed[0].ends_with("myveil-20250102T000000Z-b.mvbk"));
     }
 
     /// An admin-port job spawns these futures on tokio: they must be Send.

@@ -420,18 +420,44 @@ pub async fn restore(opts: &RestoreOptions, progress: ProgressFn<'_>) -> Result<
         progress,
     )
     .await;
-    // Only databases this restore created under its random names are dropped.
-    let _ = conn
-        .query_drop(format!("DROP DATABASE IF EXISTS {}", quote(&temp)))
-        .await;
-    let _ = conn
-        .query_drop(format!(
-            "DROP DATABASE IF EXISTS {}",
-            quote(&old_name(&temp))
-        ))
-        .await;
-    let _ = conn.disconnect().await;
-    let (tables, deferred) = result?;
+    // Only databases this restore created under its random names are dropped. After a
+    // failure, tables --force already moved aside are kept, not dropped.
+    let old = old_name(&temp);
+    let mut conn = conn;
+    let kept_old = if result.is_err() {
+        let moved: Option<u64> = conn
+            .exec_first(
+                "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?",
+                (old.as_str(),),
+            )
+            .await
+            .ok()
+            .flatten();
+        moved.is_some_and(|n| n > 0)
+    } else {
+        false
+    };
+    let mut created = vec![temp.clone()];
+    if !kept_old {
+        created.push(old.clone());
+    }
+    let leftover = drop_created(conn, &opts.opts, &created).await;
+    let result = match result {
+        Err(e) if kept_old => Err(Error::Invalid(format!(
+            "{e}; the target's replaced tables are kept in database {old}"
+        ))),
+        r => r,
+    };
+    let (tables, deferred) = match (result, leftover) {
+        // A failed drop after a success leaves an empty database behind, nothing more.
+        (Ok(r), _) => r,
+        (Err(e), None) => return Err(e),
+        (Err(e), Some(left)) => {
+            return Err(Error::Invalid(format!(
+                "{e}; the temporary database {left} could not be dropped (the target is untouched): drop it by hand"
+            )));
+        }
+    };
     Ok(Restored {
         source,
         database: target,
@@ -446,6 +472,44 @@ pub async fn restore(opts: &RestoreOptions, progress: ProgressFn<'_>) -> Result<
         manifest: env.manifest,
     })
 }
+
+/// Drops the databases this restore created. When the restore's own session is gone (a
+/// backend that died or a killed connection), a fresh one is tried. Returns a name that
+/// could not be dropped.
+async fn drop_created(
+    mut conn: Conn,
+    opts: &mysql_async::Opts,
+    names: &[String],
+) -> Option<String> {
+    let statements: Vec<String> = names
+        .iter()
+        .map(|n| format!("DROP DATABASE IF EXISTS {}", quote(n)))
+        .collect();
+    let mut failed = false;
+    for s in &statements {
+        if conn.query_drop(s).await.is_err() {
+            failed = true;
+            break;
+        }
+    }
+    let _ = conn.disconnect().await;
+    if !failed {
+        return None;
+    }
+    let Ok(mut fresh) = Conn::new(opts.clone()).await else {
+        return names.first().cloned();
+    };
+    let mut left = None;
+    for (s, n) in statements.iter().zip(names) {
+        if fresh.query_drop(s).await.is_err() && left.is_none() {
+            left = Some(n.clone());
+        }
+    }
+    let _ = fresh.disconnect().await;
+    left
+}
+
+const READER_STOPPED: &str = "the restore stopped";
 
 fn old_name(temp: &str) -> String {
     format!("{temp}_old")
@@ -566,7 +630,7 @@ async fn restore_into(
             Some(&chunks),
             &mut |plain| {
                 tx.blocking_send(plain)
-                    .map_err(|_| Error::Io("the restore stopped".into()))
+                    .map_err(|_| Error::Io(READER_STOPPED.into()))
             },
             &mut |bytes| read_in_thread.store(env.body_start + bytes, Ordering::Relaxed),
         )
@@ -599,9 +663,15 @@ async fn restore_into(
     let read_result = reader_task
         .await
         .map_err(|e| Error::Io(format!("reader thread: {e}")))?;
-    // A broken file stops the reader first: its error is the one that explains.
-    read_result?;
-    loaded?;
+    // A broken file stops the reader first: its error is the one that explains. A reader
+    // that only stopped because the loader gave up reports nothing new: the loader's does.
+    match (read_result, loaded) {
+        (Err(Error::Io(m)), Err(e)) if m == READER_STOPPED => return Err(e),
+        (r, l) => {
+            r?;
+            l?;
+        }
+    }
     check.finish()?;
 
     let Loader {
@@ -710,6 +780,15 @@ async fn restore_into(
 /// Creates views (in passes, since a view may use another), routines and triggers in the
 /// current database, each trigger and routine under the sql_mode it was created with.
 async fn create_deferred(conn: &mut Conn, deferred: &[Deferred]) -> Result<()> {
+    // Routines first: views may call stored functions (routine bodies are not checked
+    // against other objects when created), triggers last.
+    create_with_mode(
+        conn,
+        deferred
+            .iter()
+            .filter(|d| d.kind == "PROCEDURE" || d.kind == "FUNCTION"),
+    )
+    .await?;
     let mut views: Vec<&Deferred> = deferred.iter().filter(|d| d.kind == "VIEW").collect();
     while !views.is_empty() {
         let mut left = Vec::new();
@@ -730,7 +809,15 @@ async fn create_deferred(conn: &mut Conn, deferred: &[Deferred]) -> Result<()> {
         }
         views = left;
     }
-    for d in deferred.iter().filter(|d| d.kind != "VIEW") {
+    create_with_mode(conn, deferred.iter().filter(|d| d.kind == "TRIGGER")).await
+}
+
+/// Creates routines or triggers, each under the sql_mode it was defined with.
+async fn create_with_mode<'a>(
+    conn: &mut Conn,
+    objects: impl Iterator<Item = &'a Deferred>,
+) -> Result<()> {
+    for d in objects {
         if let Some(mode) = &d.sql_mode {
             conn.exec_drop("SET SESSION sql_mode = ?", (mode.as_str(),))
                 .await
