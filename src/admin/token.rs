@@ -31,12 +31,7 @@ pub struct Tokens {
     ttl_secs: u64,
 }
 
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use crate::tokens::now_secs;
 
 impl Tokens {
     pub fn new(key: &[u8; 32], issuer: &str, audience: &str, ttl_secs: u64) -> Self {

@@ -153,13 +153,17 @@ impl User {
     }
 }
 
-fn check_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
+/// Whether a login name is 1-80 characters from A-Z a-z 0-9 _ . - @ (users and SQL tokens).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= MAX_USER_NAME_LEN
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-@".contains(&b));
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-@".contains(&b))
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if valid_name(name) {
         Ok(())
     } else {
         Err(Error::BadName(name.to_owned()))

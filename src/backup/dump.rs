@@ -528,15 +528,7 @@ impl Dumper<'_> {
             rows += 1;
             if self.buf.len() >= format::CHUNK_BYTES {
                 // The buffer is handed over; the result set stays open (flat memory).
-                let full = std::mem::replace(
-                    &mut self.buf,
-                    Vec::with_capacity(format::CHUNK_BYTES + (64 << 10)),
-                );
-                self.plain_bytes += full.len() as u64;
-                self.tx
-                    .send(full)
-                    .await
-                    .map_err(|_| Error::Io(WRITER_STOPPED.into()))?;
+                self.flush().await?;
             }
             if rows % PROGRESS_ROWS == 0 {
                 report(rows, self.plain_bytes + self.buf.len() as u64);

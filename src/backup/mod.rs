@@ -120,20 +120,7 @@ pub fn connect_opts(config: &crate::config::Config) -> Result<mysql_async::Opts>
     let password = config
         .account_password(name)
         .map_err(|e| Error::Invalid(e.to_string()))?;
-    let (host, port) = config
-        .backend
-        .address
-        .rsplit_once(':')
-        .unwrap_or((config.backend.address.as_str(), "3306"));
-    Ok(mysql_async::OptsBuilder::default()
-        .ip_or_hostname(host.trim_matches(['[', ']']).to_owned())
-        .tcp_port(port.parse().unwrap_or(3306))
-        .user(Some(account.user.clone()))
-        .pass(Some(
-            String::from_utf8_lossy(password.expose()).into_owned(),
-        ))
-        .prefer_socket(false)
-        .into())
+    Ok(config.backend_opts(account, &password))
 }
 
 /// File name suffix of backups.

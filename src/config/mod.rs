@@ -169,6 +169,7 @@ pub struct Account {
 }
 
 /// A backend password, zeroized on drop; its Debug never shows it.
+#[derive(Default)]
 pub struct Password(Zeroizing<Vec<u8>>);
 
 impl Password {
@@ -344,6 +345,25 @@ impl Config {
         config.base_dir = base_dir;
         config.validate()?;
         Ok(config)
+    }
+
+    /// mysql_async options for a control-plane connection (schema reads, token store,
+    /// backups) to the backend as `account`.
+    pub fn backend_opts(&self, account: &Account, password: &Password) -> mysql_async::Opts {
+        let (host, port) = self
+            .backend
+            .address
+            .rsplit_once(':')
+            .unwrap_or((self.backend.address.as_str(), "3306"));
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname(host.trim_matches(['[', ']']).to_owned())
+            .tcp_port(port.parse().unwrap_or(3306))
+            .user(Some(account.user.clone()))
+            .pass(Some(
+                String::from_utf8_lossy(password.expose()).into_owned(),
+            ))
+            .prefer_socket(false)
+            .into()
     }
 
     pub fn resolve(&self, p: &Path) -> PathBuf {

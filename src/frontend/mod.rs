@@ -293,22 +293,8 @@ fn control_opts(
         .iter()
         .next()
         .ok_or_else(|| Error::Protection("no backend account".into()))?;
-    let password = passwords
-        .get(name)
-        .map(|p| String::from_utf8_lossy(p.expose()).into_owned())
-        .unwrap_or_default();
-    let (host, port) = config
-        .backend
-        .address
-        .rsplit_once(':')
-        .unwrap_or((config.backend.address.as_str(), "3306"));
-    Ok(mysql_async::OptsBuilder::default()
-        .ip_or_hostname(host.trim_matches(['[', ']']).to_owned())
-        .tcp_port(port.parse().unwrap_or(3306))
-        .user(Some(account.user.clone()))
-        .pass(Some(password))
-        .prefer_socket(false)
-        .into())
+    let empty = Password::default();
+    Ok(config.backend_opts(account, passwords.get(name).unwrap_or(&empty)))
 }
 
 /// Binds the configured address.

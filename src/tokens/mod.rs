@@ -145,11 +145,7 @@ pub fn now_secs() -> u64 {
 
 /// Checks a user or role name before it goes into a token.
 fn check_name(s: &str) -> Result<()> {
-    let ok = !s.is_empty()
-        && s.len() <= 80
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-@".contains(&b));
-    if ok {
+    if crate::auth::valid_name(s) {
         Ok(())
     } else {
         Err(Error::Invalid(
