@@ -184,6 +184,28 @@ fn serve(config: Config) -> Result<()> {
         let shared = Arc::new(Shared::new(config)?);
         tracing::info!(address = %listener.local_addr()?, backend = %shared.config.backend.address, "myveil listening");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let admin_state = match &shared.config.admin {
+            Some(admin) => {
+                let state = Arc::new(myveil::admin::AdminState::new(
+                    shared.clone(),
+                    &myveil::limits::LimitClock::default(),
+                )?);
+                let listener = tokio::net::TcpListener::bind(admin.address)
+                    .await
+                    .with_context(|| format!("admin port {}", admin.address))?;
+                let https = admin.tls_cert.is_some();
+                tracing::info!(address = %listener.local_addr()?, https, "admin port listening");
+                let stop = stop_rx.clone();
+                let served = state.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = myveil::admin::serve(served, listener, stop).await {
+                        tracing::error!(error = %e, "admin port failed");
+                    }
+                });
+                Some(state)
+            }
+            None => None,
+        };
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
@@ -202,29 +224,20 @@ fn serve(config: Config) -> Result<()> {
                             Ok(n) => tracing::info!(columns = n, "policy reloaded"),
                             Err(e) => tracing::error!(error = %e, "policy reload failed; keeping the old policy"),
                         }
+                        if let Some(state) = admin_state.clone() {
+                            // bcrypt runs in the load (the decoy hash): off the async workers.
+                            match tokio::task::spawn_blocking(move || state.reload_admins()).await {
+                                Ok(Ok(n)) => tracing::info!(admins = n, "admins reloaded"),
+                                Ok(Err(e)) => tracing::error!(error = %e, "admins reload failed; keeping the old admins"),
+                                Err(e) => tracing::error!(error = %e, "admins reload failed"),
+                            }
+                        }
                     }
                 }
             }
             tracing::info!("shutting down");
             let _ = stop_tx.send(true);
         });
-        if let Some(admin) = &shared.config.admin {
-            let state = Arc::new(myveil::admin::AdminState::new(
-                shared.clone(),
-                &myveil::limits::LimitClock::default(),
-            )?);
-            let listener = tokio::net::TcpListener::bind(admin.address)
-                .await
-                .with_context(|| format!("admin port {}", admin.address))?;
-            let https = admin.tls_cert.is_some();
-            tracing::info!(address = %listener.local_addr()?, https, "admin port listening");
-            let stop = stop_rx.clone();
-            tokio::spawn(async move {
-                if let Err(e) = myveil::admin::serve(state, listener, stop).await {
-                    tracing::error!(error = %e, "admin port failed");
-                }
-            });
-        }
         frontend::serve(listener, shared, stop_rx).await;
         tracing::info!("stopped");
         Ok(())
@@ -273,7 +286,7 @@ fn check(config: Config) -> Result<()> {
                     .unwrap_or_else(|| " (statements naming it are refused)".to_owned());
                 writeln!(
                     err,
-                    "warning: {} {}.{} reaches protected table {}{on}",
+                    "warning: {} {}.{} reaches protected data through {}{on}",
                     d.kind, d.database, d.name, d.reads
                 )?;
             }

@@ -185,8 +185,9 @@ fn user_commands_manage_the_users_file() {
 async fn serve_logs_no_values_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = TestDb::create("canary").await;
-    // The token store lives in the test's own database.
-    let config = write_config(dir.path(), &db.name);
+    // The token store lives in a database of the test's own (not reachable through myveil).
+    let store = TestDb::create("store").await;
+    let config = write_config(dir.path(), &store.name);
     let (ok, out) = myveil(
         &config,
         &["user", "add", "app", "--role", "app", "--password-stdin"],
@@ -395,6 +396,7 @@ async fn serve_logs_no_values_and_stops_on_sigterm() {
     assert!(!log.contains(&sql_token), "a SQL token reached the log");
     assert!(!log.contains(&token), "an admin token reached the log");
     db.drop_now().await;
+    store.drop_now().await;
 }
 
 /// One HTTP/1.1 request over a fresh connection; returns the whole response as text.

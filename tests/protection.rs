@@ -292,6 +292,11 @@ async fn unsupported_statements_are_refused_before_the_database() {
             1235,
             "functions",
         ),
+        (
+            "EXECUTE IMMEDIATE 'INSERT INTO people (id, email) VALUES (9, ''plain@example.com'')'",
+            1235,
+            "EXECUTE IMMEDIATE",
+        ),
     ] {
         let (got, message) = server_error(c.query_drop(sql).await).await;
         assert_eq!(got, code, "{sql}: {message}");
@@ -989,6 +994,7 @@ async fn views_routines_and_triggers_over_protected_tables_are_refused() {
         "CREATE VIEW unrelated_v AS SELECT 1 AS one",
         "CREATE PROCEDURE add_person(i INT, e VARCHAR(100)) INSERT INTO people (id, email) VALUES (i, e)",
         "CREATE TRIGGER staging_copy AFTER INSERT ON staging FOR EACH ROW INSERT INTO people (id, email) VALUES (NEW.id, NEW.e)",
+        "CREATE VIEW staging_v AS SELECT id, e FROM staging",
     ] {
         d.query_drop(ddl).await.expect("ddl");
     }
@@ -1009,11 +1015,23 @@ async fn views_routines_and_triggers_over_protected_tables_are_refused() {
             "INSERT INTO staging VALUES (9, 'leak@example.com')",
             "staging_copy",
         ),
+        (
+            "INSERT INTO staging_v VALUES (9, 'leak@example.com')",
+            "staging_v",
+        ),
+        (
+            "PREPARE s FROM 'INSERT INTO people_v (id, email) VALUES (9, ''leak@example.com'')'",
+            "people_v",
+        ),
+        (
+            "SHOW TABLES; INSERT INTO people_v (id, email) VALUES (9, 'leak@example.com')",
+            "people_v",
+        ),
     ] {
         let (code, message) = server_error(c.query_drop(sql).await).await;
         assert_eq!(code, 1235, "{sql}: {message}");
         assert!(
-            message.contains(names) && message.contains("people"),
+            message.contains(names) && message.contains("protected data through"),
             "{sql}: {message}"
         );
     }
@@ -1022,9 +1040,11 @@ async fn views_routines_and_triggers_over_protected_tables_are_refused() {
         .await
         .expect("unrelated view");
     assert_eq!(one, Some(1));
-    c.query_drop("DROP VIEW people_vv")
-        .await
-        .expect("DROP is allowed");
+    let (code, _) = server_error(c.query_drop("DROP VIEW people_vv").await).await;
+    assert_eq!(
+        code, 1235,
+        "DDL on such objects goes to the database directly"
+    );
     let stored: Option<i64> = d
         .query_first("SELECT COUNT(*) FROM people")
         .await
@@ -1032,5 +1052,79 @@ async fn views_routines_and_triggers_over_protected_tables_are_refused() {
     assert_eq!(stored, Some(0), "nothing reached the protected table");
     c.disconnect().await.ok();
     d.disconnect().await.ok();
+    env.db.drop_now().await;
+}
+
+#[tokio::test]
+async fn statement_id_minus_one_means_the_last_prepared_statement() {
+    let env = setup("lastid").await;
+    let (mut raw, _) = common::raw::login(
+        env.proxy.addr,
+        common::APP_USER,
+        common::APP_PASSWORD,
+        Some(&env.db.name),
+    )
+    .await;
+    let prepare = |sql: &str| {
+        let mut p = vec![0x16];
+        p.extend_from_slice(sql.as_bytes());
+        p
+    };
+    // MariaDB's execute-direct: PREPARE, then EXECUTE with id 0xFFFFFFFF.
+    let execute_last = |id: i32, email: &str| {
+        let mut e = vec![0x17];
+        e.extend_from_slice(&u32::MAX.to_le_bytes());
+        e.push(0);
+        e.extend_from_slice(&1u32.to_le_bytes());
+        e.push(0); // null bitmap, 2 params
+        e.push(1);
+        e.extend_from_slice(&[0x03, 0x00, 0xFD, 0x00]); // LONG, VAR_STRING
+        e.extend_from_slice(&id.to_le_bytes());
+        e.push(email.len() as u8);
+        e.extend_from_slice(email.as_bytes());
+        e
+    };
+    common::raw::send(
+        &mut raw,
+        &prepare("INSERT INTO people (id, email) VALUES (?, ?)"),
+    )
+    .await;
+    let ok = common::raw::read(&mut raw).await;
+    assert_eq!(ok[0], 0x00, "{:?}", String::from_utf8_lossy(&ok));
+    until_eof(&mut raw).await; // two parameter definitions
+    common::raw::send(&mut raw, &execute_last(1, "direct@example.com")).await;
+    let done = common::raw::read(&mut raw).await;
+    assert_eq!(done[0], 0x00, "{:?}", String::from_utf8_lossy(&done));
+
+    // A prepare that fails leaves -1 unknown while a protected statement is open: refused.
+    common::raw::send(
+        &mut raw,
+        &prepare("INSERT INTO no_such_table VALUES (?, ?)"),
+    )
+    .await;
+    assert_eq!(common::raw::read(&mut raw).await[0], 0xFF);
+    common::raw::send(&mut raw, &execute_last(2, "ambiguous@example.com")).await;
+    let refused = common::raw::read(&mut raw).await;
+    assert_eq!(refused[0], 0xFF);
+    assert_eq!(u16::from_le_bytes([refused[1], refused[2]]), 1235);
+
+    let mut d = common::direct(Some(&env.db.name)).await;
+    let stored: Vec<(i32, Vec<u8>)> = d
+        .query("SELECT id, email FROM people ORDER BY id")
+        .await
+        .expect("read directly");
+    assert_eq!(stored.len(), 1, "only the first execute ran");
+    assert!(
+        !String::from_utf8_lossy(&stored[0].1).contains("direct@example.com"),
+        "stored as ciphertext"
+    );
+    d.disconnect().await.ok();
+    let mut c = app(&env).await;
+    let email: Option<String> = c
+        .query_first("SELECT email FROM people WHERE id = 1")
+        .await
+        .expect("read through myveil");
+    assert_eq!(email.as_deref(), Some("direct@example.com"));
+    c.disconnect().await.ok();
     env.db.drop_now().await;
 }

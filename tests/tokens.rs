@@ -113,11 +113,8 @@ async fn sql_tokens_log_in_and_revocation_is_shared_by_instances() {
     let token = issued["token"].as_str().expect("token").to_owned();
     let id = issued["id"].as_str().expect("id").to_owned();
 
-    let token_opts = |p: &Proxy, password: &str| {
-        p.opts("billing", password)
-            .enable_cleartext_plugin(true)
-            .db_name(Some(store.name.clone()))
-    };
+    let token_opts =
+        |p: &Proxy, password: &str| p.opts("billing", password).enable_cleartext_plugin(true);
     let mut on_a = mysql_async::Conn::new(token_opts(&a, &token))
         .await
         .expect("token login through instance A");
@@ -191,7 +188,35 @@ async fn sql_tokens_log_in_and_revocation_is_shared_by_instances() {
         );
     }
 
-    // Revoke on A, ending live sessions: A ends its own at once, B when it next syncs.
+    // The token store's schema is not reachable through the proxy.
+    for sql in [
+        format!("SELECT * FROM `{}`.sql_tokens", store.name),
+        format!("DELETE FROM {}.revoked_jwt", store.name),
+        format!("USE {}", store.name),
+    ] {
+        let e = on_a.query_drop(&sql).await.expect_err("store schema");
+        assert_eq!(error_code(&e), Some(1044), "{sql}: {e}");
+    }
+    let e = mysql_async::Conn::new(
+        a.opts(APP_USER, APP_PASSWORD)
+            .db_name(Some(store.name.clone())),
+    )
+    .await
+    .expect_err("connecting into the store schema");
+    assert_eq!(error_code(&e), Some(1044), "{e}");
+
+    // Revoke on A without ending sessions: new logins stop, live sessions go on.
+    let (status, _) = api(&admin, "DELETE", &format!("/v1/tokens/{id}"), &ops, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let e = mysql_async::Conn::new(token_opts(&b, &token))
+        .await
+        .expect_err("revoked token on B");
+    assert_eq!(error_code(&e), Some(1045), "{e}");
+    on_b.query_drop("SELECT 1")
+        .await
+        .expect("B's session goes on");
+
+    // Revoked again, now ending live sessions: A ends its own at once, B when it syncs.
     let (status, _) = api(
         &admin,
         "DELETE",

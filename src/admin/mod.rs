@@ -168,6 +168,14 @@ impl AdminState {
         self.shared.config.admin.as_ref().unwrap_or(&DEFAULT)
     }
 
+    /// Re-reads the admins file (SIGHUP, after `myveil admin …`); the old admins stay on error.
+    pub fn reload_admins(&self) -> Result<usize, Error> {
+        let store = AdminStore::load(&self.admins_path)?;
+        let n = store.admins().count();
+        self.admins.store(std::sync::Arc::new(store));
+        Ok(n)
+    }
+
     /// Drops rate-limit state for keys not seen lately (bounded memory).
     pub fn housekeeping(&self) {
         self.login_by_ip.housekeeping();
@@ -233,11 +241,14 @@ impl FromRequestParts<Arc<AdminState>> for Authenticated {
             .and_then(|h| h.strip_prefix("Bearer "))
             .ok_or(ApiError::Unauthorized)?;
         let claims = state.tokens.verify(token).ok_or(ApiError::Unauthorized)?;
-        // The admin must still exist with the role the token names.
-        let current = state.admins.load().get(&claims.sub).map(|a| a.role);
-        if current != Some(claims.role) {
+        // The admin must still exist with the role the token names, and the token must be
+        // newer than its last password change (or re-creation).
+        let admins = state.admins.load();
+        let current = admins.get(&claims.sub);
+        if current.is_none_or(|a| a.role != claims.role || claims.iat < a.not_before) {
             return Err(ApiError::Unauthorized);
         }
+        drop(admins);
         let revoked_here = state
             .revoked
             .lock()

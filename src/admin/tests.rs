@@ -474,6 +474,29 @@ async fn admins_users_policy_status_and_metrics() {
     );
     let (s, _) = f.call("DELETE", "/v1/admins/root", Some(&root), None).await;
     assert_eq!(s, StatusCode::CONFLICT, "an admin cannot remove itself");
+    // A password change ends the tokens issued before it.
+    let ops_before = f.token("ops", AdminRole::Operator);
+    std::thread::sleep(Duration::from_millis(1100));
+    let (s, _) = f
+        .call(
+            "PUT",
+            "/v1/admins/ops/password",
+            Some(&root),
+            Some(json!({ "password": "a brand new password" })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(
+        f.call("GET", "/v1/whoami", Some(&ops_before), None).await.0,
+        StatusCode::UNAUTHORIZED,
+        "tokens from before the password change are refused"
+    );
+    assert_eq!(
+        login_as(&f.state, "ops", "a brand new password", [10, 0, 3, 2])
+            .await
+            .0,
+        StatusCode::OK
+    );
     let newbie = f.token("newbie", AdminRole::Auditor);
     let (s, _) = f
         .call("DELETE", "/v1/admins/newbie", Some(&root), None)

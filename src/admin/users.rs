@@ -73,6 +73,10 @@ pub struct Admin {
     /// TOTP secret (base32) when the admin enrolled a second factor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     totp: Option<String>,
+    /// Tokens issued before this time (unix seconds) are refused: set when the admin is
+    /// added or its password changes.
+    #[serde(default)]
+    pub not_before: u64,
 }
 
 impl Admin {
@@ -122,7 +126,15 @@ impl AdminStore {
                 return Err(err("an admin appears twice".into()));
             }
         }
-        let decoy = bcrypt::hash(hex::encode(crate::wire::auth::new_salt()), MIN_BCRYPT_COST)?;
+        // The decoy costs what the dearest stored hash costs, so unknown names take as long
+        // as real ones.
+        let cost = admins
+            .values()
+            .filter_map(|a| a.bcrypt.get(4..6).and_then(|c| c.parse::<u32>().ok()))
+            .max()
+            .unwrap_or(MIN_BCRYPT_COST)
+            .clamp(MIN_BCRYPT_COST, 31);
+        let decoy = bcrypt::hash(hex::encode(crate::wire::auth::new_salt()), cost)?;
         Ok(Self { admins, decoy })
     }
 
@@ -191,6 +203,7 @@ impl AdminStore {
             role,
             bcrypt: bcrypt::hash(password, cost)?,
             totp,
+            not_before: crate::tokens::now_secs(),
         };
         self.admins.insert(name.to_owned(), admin);
         Ok(())

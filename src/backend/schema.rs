@@ -91,27 +91,18 @@ async fn load_dependents(
              WHERE TRIGGER_SCHEMA NOT IN {SYSTEM_SCHEMAS}"
         ))
         .await?;
-    let mut bodies: Vec<(String, String, String, Option<String>, String)> = Vec::new();
+    // A definition the control account may not read (NULL) counts as reaching protected
+    // data: fail closed.
+    type Body = (String, String, String, Option<String>, Option<String>);
+    let mut bodies: Vec<Body> = Vec::new();
     for (db, name, def) in views {
-        bodies.push(("view".into(), db, name, None, def.unwrap_or_default()));
+        bodies.push(("view".into(), db, name, None, def));
     }
     for (db, name, kind, def) in routines {
-        bodies.push((
-            kind.to_ascii_lowercase(),
-            db,
-            name,
-            None,
-            def.unwrap_or_default(),
-        ));
+        bodies.push((kind.to_ascii_lowercase(), db, name, None, def));
     }
     for (db, name, table, def) in triggers {
-        bodies.push((
-            "trigger".into(),
-            db,
-            name,
-            Some(table),
-            def.unwrap_or_default(),
-        ));
+        bodies.push(("trigger".into(), db, name, Some(table), def));
     }
     let mut reached: HashSet<String> = tables.iter().map(|t| t.to_ascii_lowercase()).collect();
     let mut found: Vec<Dependent> = Vec::new();
@@ -124,15 +115,18 @@ async fn load_dependents(
             {
                 continue;
             }
-            let Some(reads) = reached
-                .iter()
-                .find(|t| {
-                    let one: HashSet<String> = [(*t).clone()].into();
-                    crate::sql::lex::scan(body.as_bytes(), &one).names_watched
-                })
-                .cloned()
-            else {
-                continue;
+            let reads = match body {
+                None => "(its definition is not visible to the control account)".to_owned(),
+                // One pass over the body first; which name matched only when one did.
+                Some(b) if crate::sql::lex::scan(b.as_bytes(), &reached).names_watched => reached
+                    .iter()
+                    .find(|t| {
+                        let one: HashSet<String> = [(*t).clone()].into();
+                        crate::sql::lex::scan(b.as_bytes(), &one).names_watched
+                    })
+                    .cloned()
+                    .unwrap_or_default(),
+                Some(_) => continue,
             };
             found.push(Dependent {
                 kind: kind.clone(),
@@ -146,11 +140,14 @@ async fn load_dependents(
             break;
         }
         for d in &found[before..] {
-            // A trigger is reached through its table, which stays as it is; views and
-            // routines can themselves be named by other bodies.
-            if d.on_table.is_none() {
-                reached.insert(d.name.to_ascii_lowercase());
-            }
+            // Views and routines can be named by other bodies; a trigger is reached through
+            // the table it fires on (a view writing into that table reaches it too).
+            reached.insert(
+                d.on_table
+                    .as_deref()
+                    .unwrap_or(&d.name)
+                    .to_ascii_lowercase(),
+            );
         }
     }
     Ok(found)

@@ -122,7 +122,22 @@ struct Session {
     revoked: Option<watch::Receiver<bool>>,
     /// Open cursors of protected statements: the column definitions their rows follow.
     cursors: HashMap<u32, Vec<Vec<u8>>>,
+    /// What the backend's "last prepared statement" (MariaDB's statement id -1) is.
+    last_prepared: LastPrepared,
 }
+
+/// The statement MariaDB's id 0xFFFFFFFF stands for, as far as myveil knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LastPrepared {
+    None,
+    Protected(u32),
+    Plain,
+    /// The last prepare failed: what -1 means is not known here.
+    Failed,
+}
+
+/// MariaDB: "the statement prepared last" (used by execute-direct and bulk clients).
+const LAST_STATEMENT: u32 = u32::MAX;
 
 fn revocation_watch(shared: &Shared, user: &User) -> Option<watch::Receiver<bool>> {
     Some(shared.tokens.as_ref()?.subscribe(&user.token?))
@@ -310,6 +325,23 @@ async fn handshake(
         ..
     } = response;
     let database_name = database.clone();
+    if let (Some(store), Some(db)) = (&shared.tokens, &database)
+        && db.eq_ignore_ascii_case(store.schema().as_bytes())
+    {
+        // Security: the token store's schema is not reachable through the proxy.
+        let reply = ErrorReply::new(
+            packets::ER_DBACCESS_DENIED_ERROR,
+            b"42000",
+            format!(
+                "Access denied for user '{}' to database '{}'",
+                user.name,
+                store.schema()
+            ),
+        );
+        send_error(&mut client, seq, &reply).await;
+        give_back(shared, lease);
+        return Ok(None);
+    }
     let bound = {
         let Some((account, password)) = shared.account_for(&user) else {
             tracing::warn!(role = %user.role, "user's role has no backend account in the configuration");
@@ -368,6 +400,7 @@ async fn handshake(
         sql_prepared: HashMap::new(),
         revoked: revocation_watch(shared, &user),
         cursors: HashMap::new(),
+        last_prepared: LastPrepared::None,
         user,
     }))
 }
@@ -592,6 +625,11 @@ impl Session {
         let idle_timer = tokio::time::sleep(idle);
         tokio::pin!(idle_timer);
         loop {
+            // Pipelined commands never wait idle: a revoked token is checked between them.
+            if self.revoked.as_ref().is_some_and(|r| *r.borrow()) {
+                tracing::info!("token revoked: session ended");
+                return Close::Dirty;
+            }
             self.client.shrink_buffers();
             if self.client.rbuf.is_empty() {
                 let draining = self.in_transaction;
@@ -697,9 +735,20 @@ impl Session {
             COM_STMT_FETCH => Expect::Fetch,
             COM_FIELD_LIST => Expect::FieldList,
             COM_STMT_SEND_LONG_DATA | COM_STMT_CLOSE => {
-                let id = payload
+                let raw = payload
                     .get(1..5)
                     .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                let id = match raw.map(|id| self.statement_key(id)) {
+                    Some(Ok(id)) => Some(id),
+                    None => None,
+                    Some(Err(())) if command == COM_STMT_SEND_LONG_DATA => {
+                        // Security: data for a statement that may be protected is not
+                        // forwarded; its execute is refused the same way.
+                        tracing::info!("long data for an ambiguous statement id dropped");
+                        return Ok(None);
+                    }
+                    Some(Err(())) => raw,
+                };
                 if command == COM_STMT_CLOSE
                     && let Some(id) = id
                 {
@@ -734,6 +783,14 @@ impl Session {
                 // Multi-statement mode is part of the pool key: this connection no longer fits it.
                 self.reusable = false;
                 Expect::Single
+            }
+            COM_INIT_DB if self.is_store_schema(&payload[1..]) => {
+                let reply = self.store_denied();
+                self.client
+                    .write_packet(seq.wrapping_add(1), &reply.to_payload())
+                    .await
+                    .map_err(Error::Client)?;
+                return Ok(None);
             }
             COM_INIT_DB | COM_PING | COM_STATISTICS | COM_PROCESS_KILL | COM_DEBUG
             | COM_STMT_RESET | COM_RESET_CONNECTION => Expect::Single,
@@ -788,9 +845,26 @@ impl Session {
                 }
             }
         }
-        let statement = payload
+        let raw_statement = payload
             .get(1..5)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .filter(|_| matches!(command, COM_STMT_EXECUTE | COM_STMT_FETCH | COM_STMT_RESET));
+        let statement = match raw_statement.map(|id| self.statement_key(id)) {
+            Some(Ok(id)) => Some(id),
+            Some(Err(())) if command != COM_STMT_RESET => {
+                let reply = ErrorReply::new(
+                    packets::ER_NOT_SUPPORTED_YET,
+                    b"42000",
+                    "myveil: statement id -1 (the last prepared statement) is ambiguous after a failed prepare while protected statements are open; execute by id",
+                );
+                self.client
+                    .write_packet(seq.wrapping_add(1), &reply.to_payload())
+                    .await
+                    .map_err(Error::Client)?;
+                return Ok(None);
+            }
+            _ => raw_statement,
+        };
         match command {
             COM_STMT_EXECUTE
                 if statement.is_some_and(|id| self.protected_statements.contains_key(&id)) =>
@@ -841,6 +915,7 @@ impl Session {
                 self.protected_statements.clear();
                 self.sql_prepared.clear();
                 self.cursors.clear();
+                self.last_prepared = LastPrepared::None;
             }
             _ => {}
         }
@@ -885,6 +960,7 @@ impl Session {
         let transform =
             protected && matches!(command, COM_QUERY | COM_STMT_EXECUTE | COM_STMT_FETCH);
         let opening = matches!(cursor, Cursor::Open);
+        let plain_prepare = command == COM_STMT_PREPARE;
         let (close, ok, captured) = self
             .relay(
                 expect,
@@ -896,10 +972,53 @@ impl Session {
         if opening && let (Some(id), Some(defs)) = (statement, captured) {
             self.cursors.insert(id, defs);
         }
+        if plain_prepare {
+            self.last_prepared = if ok {
+                LastPrepared::Plain
+            } else {
+                LastPrepared::Failed
+            };
+        }
         if ok && let Some(db) = pending_database {
             self.database = Some(db);
         }
         Ok(close)
+    }
+
+    /// Whether `name` is the token store's schema (COM_INIT_DB, the handshake's database).
+    fn is_store_schema(&self, name: &[u8]) -> bool {
+        self.shared
+            .tokens
+            .as_ref()
+            .is_some_and(|t| name.eq_ignore_ascii_case(t.schema().as_bytes()))
+    }
+
+    fn store_denied(&self) -> ErrorReply {
+        let schema = self.shared.tokens.as_ref().map_or("", |t| t.schema());
+        ErrorReply::new(
+            packets::ER_DBACCESS_DENIED_ERROR,
+            b"42000",
+            format!(
+                "Access denied for user '{}' to database '{schema}'",
+                self.user.name
+            ),
+        )
+    }
+
+    /// The id to look protected state up by. MariaDB's -1 becomes the protected statement
+    /// prepared last; Err when it may name a protected statement myveil cannot tell.
+    fn statement_key(&self, id: u32) -> Result<u32, ()> {
+        if id != LAST_STATEMENT {
+            return Ok(id);
+        }
+        match self.last_prepared {
+            LastPrepared::Protected(p) => Ok(p),
+            LastPrepared::Plain => Ok(id),
+            LastPrepared::None | LastPrepared::Failed if self.protected_statements.is_empty() => {
+                Ok(id)
+            }
+            LastPrepared::None | LastPrepared::Failed => Err(()),
+        }
     }
 
     /// Relays a prepare response for a rewritten statement: the client is told its own
@@ -918,6 +1037,7 @@ impl Session {
         };
         let mut seq = first.first_seq;
         if first.payload.first() != Some(&packets::OK_HEADER) || first.payload.len() < 12 {
+            self.last_prepared = LastPrepared::Failed;
             self.client
                 .write_packet(seq, &first.payload)
                 .await
@@ -974,11 +1094,20 @@ impl Session {
         }
         self.client.flush().await.map_err(Error::Client)?;
         self.protected_statements.insert(id, prepared);
+        self.last_prepared = LastPrepared::Protected(id);
         Ok(None)
     }
 
     /// Decides whether a statement touches protected data and what to do with it.
     fn guard(&mut self, command: u8, text: &[u8]) -> Guard {
+        // Security: the token store's schema is myveil's own; clients never reach it through
+        // the proxy (an UPDATE there could undo a revocation).
+        if let Some(store) = &self.shared.tokens
+            && names_schema(text, store.schema())
+        {
+            tracing::info!("statement on the token store's schema refused");
+            return Guard::Refuse(self.store_denied());
+        }
         let protection = self.shared.protection.load();
         if !protection.is_active() {
             return Guard::Pass;
@@ -991,6 +1120,19 @@ impl Session {
             ))
         };
         let scan = crate::sql::lex::scan(text, &protection.watched);
+        let schema = self.shared.schema.load();
+        // Security: EXECUTE IMMEDIATE runs SQL from a string myveil does not analyze: refused
+        // when the text names protected data (or an object over it) anywhere.
+        if command == COM_QUERY
+            && scan.execute
+            && first_words_are(text, &["execute", "immediate"])
+            && (crate::sql::lex::mentions_anywhere(text, &protection.watched)
+                || crate::sql::lex::mentions_anywhere(text, &schema.dependent_names))
+        {
+            return not_supported(
+                "myveil: EXECUTE IMMEDIATE on protected data cannot be analyzed; use PREPARE name FROM '…' and EXECUTE".into(),
+            );
+        }
         if command == COM_QUERY && (scan.prepare || scan.execute) {
             if let Some(guard) = self.sql_level_prepare(text, &protection) {
                 return guard;
@@ -1001,21 +1143,18 @@ impl Session {
                 return not_supported("myveil: this PREPARE cannot be analyzed; send PREPARE name FROM '…' on its own".into());
             }
         }
-        let schema = self.shared.schema.load();
         // Security: views, routines and triggers that reach protected tables hide them from
         // the analysis (a write through a view would store plaintext): statements naming
-        // them are refused, except DROP and SHOW.
-        if let Some(d) = schema.dependent_named(text)
-            && !first_keyword_is(text, &["drop", "show"])
-        {
+        // them are refused (DDL on them goes to the database directly).
+        if let Some(d) = schema.dependent_named(text) {
             tracing::info!(kind = %d.kind, "statement through an object over protected data refused");
             return not_supported(match &d.on_table {
                 Some(t) => format!(
-                    "myveil: table {t} has trigger {}.{} that reaches protected table {}; statements on {t} cannot be protected",
+                    "myveil: table {t} has trigger {}.{} that reaches protected data through {}; statements on {t} cannot be protected",
                     d.database, d.name, d.reads
                 ),
                 None => format!(
-                    "myveil: {} {}.{} reaches protected table {} where myveil cannot see it; use the table itself",
+                    "myveil: {} {}.{} reaches protected data through {} where myveil cannot see it; use the protected table itself",
                     d.kind, d.database, d.name, d.reads
                 ),
             });
@@ -1101,6 +1240,12 @@ impl Session {
             } => {
                 self.sql_prepared.remove(&name);
                 let schema = self.shared.schema.load();
+                if let Some(d) = schema.dependent_named(inner.as_bytes()) {
+                    return Some(not_supported(format!(
+                        "myveil: {} {}.{} reaches protected data through {} where myveil cannot see it; use the protected table itself",
+                        d.kind, d.database, d.name, d.reads
+                    )));
+                }
                 let analyzer = crate::sql::analyze::Analyzer {
                     policy: &protection.policy,
                     database: self.database.as_deref(),
@@ -1413,6 +1558,7 @@ impl Session {
                 self.protected_statements.clear();
                 self.sql_prepared.clear();
                 self.cursors.clear();
+                self.last_prepared = LastPrepared::None;
                 tracing::Span::current().record("user", user.name.as_str());
                 self.revoked = revocation_watch(&shared, &user);
                 self.user = user;
@@ -1428,16 +1574,27 @@ impl Session {
     }
 }
 
-/// Whether the statement's first word is one of `words` (lower-case).
-fn first_keyword_is(text: &[u8], words: &[&str]) -> bool {
-    let t = String::from_utf8_lossy(text);
-    let first = t
-        .trim_start()
+/// Whether `text` names the identifier `schema` (a quick byte search, then a word scan).
+fn names_schema(text: &[u8], schema: &str) -> bool {
+    let needle = schema.as_bytes();
+    if needle.is_empty()
+        || !text
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+    {
+        return false;
+    }
+    let one: std::collections::HashSet<String> = [schema.to_ascii_lowercase()].into();
+    crate::sql::lex::scan(text, &one).names_watched
+}
+
+/// Whether the statement starts with `words` (lower-case), ignoring case and spacing.
+fn first_words_are(text: &[u8], words: &[&str]) -> bool {
+    let t = String::from_utf8_lossy(text).to_ascii_lowercase();
+    let mut found = t
         .split(|c: char| !c.is_ascii_alphabetic())
-        .next()
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    words.contains(&first.as_str())
+        .filter(|w| !w.is_empty());
+    words.iter().all(|w| found.next() == Some(*w))
 }
 
 /// The database a lone `USE db` statement switches to.

@@ -174,6 +174,9 @@ pub struct TokenStore {
     /// Admin JWT ids (hashed) and whether they are revoked, as last read.
     jwts: Mutex<HashMap<[u8; 32], (Instant, bool)>>,
     sessions: Mutex<HashMap<[u8; 32], watch::Sender<bool>>>,
+    /// Tokens this instance revoked lately: a lookup that raced the revocation cannot bring
+    /// the old row back into the cache.
+    revoked_here: Mutex<HashMap<[u8; 32], Instant>>,
     /// Revocation time already scanned for session kills.
     kill_scan_from: Mutex<u64>,
 }
@@ -209,6 +212,7 @@ impl TokenStore {
             tokens: Mutex::new(HashMap::new()),
             jwts: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
+            revoked_here: Mutex::new(HashMap::new()),
             kill_scan_from: Mutex::new(now_secs()),
         })
     }
@@ -226,8 +230,8 @@ impl TokenStore {
                        meta VARBINARY(1024) NOT NULL,
                        expires_at BIGINT NOT NULL,
                        revoked_at BIGINT NULL,
-                       kill_sessions TINYINT NOT NULL DEFAULT 0,
-                       KEY (revoked_at)
+                       kill_at BIGINT NULL,
+                       KEY (kill_at)
                      ) ENGINE=InnoDB;
                      CREATE TABLE IF NOT EXISTS `{s}`.revoked_jwt (
                        jti_hash BINARY(32) PRIMARY KEY,
@@ -239,6 +243,11 @@ impl TokenStore {
             })
             .await?;
         Ok(self.pool.get_conn().await?)
+    }
+
+    /// The schema on the backend the store lives in.
+    pub fn schema(&self) -> &str {
+        &self.schema
     }
 
     /// Creates the schema and tables if missing; a cheap check afterwards.
@@ -366,10 +375,10 @@ impl TokenStore {
         c.exec_drop(
             format!(
                 "UPDATE `{}`.sql_tokens SET revoked_at = COALESCE(revoked_at, ?), \
-                 kill_sessions = kill_sessions OR ? WHERE id_hash = ?",
+                 kill_at = IF(?, ?, kill_at) WHERE id_hash = ?",
                 self.schema
             ),
-            (now_secs(), kill_sessions, &id_hash[..]),
+            (now_secs(), kill_sessions, now_secs(), &id_hash[..]),
         )
         .await?;
         let found = c.affected_rows() > 0
@@ -382,6 +391,11 @@ impl TokenStore {
             )
             .await?
             .is_some();
+        if let Ok(mut r) = self.revoked_here.lock() {
+            let keep = self.cache_ttl.max(Duration::from_secs(60));
+            r.retain(|_, at| at.elapsed() < keep);
+            r.insert(id_hash, Instant::now());
+        }
         if let Ok(mut t) = self.tokens.lock() {
             t.remove(&id_hash);
         }
@@ -441,6 +455,14 @@ impl TokenStore {
         let Some(row) = row else {
             return Ok(None);
         };
+        if self
+            .revoked_here
+            .lock()
+            .map(|r| r.contains_key(&id_hash))
+            .unwrap_or(true)
+        {
+            return Ok(None);
+        }
         let expected = Keys::mac(&self.keys.verify, &[&parsed.id, &parsed.secret[..]]);
         // Security: constant-time comparison of the verifier; the user name must match the
         // one the token was issued for, and revoked or expired tokens never log in.
@@ -491,11 +513,11 @@ impl TokenStore {
         let killed: Vec<Vec<u8>> = c
             .exec(
                 format!(
-                    "SELECT id_hash FROM `{}`.sql_tokens WHERE kill_sessions = 1 AND revoked_at >= ?",
+                    "SELECT id_hash FROM `{}`.sql_tokens WHERE kill_at >= ?",
                     self.schema
                 ),
                 // Overlap a little: clocks of instances differ.
-                (since.saturating_sub(60),),
+                (since.saturating_sub(60 + self.cache_ttl.as_secs()),),
             )
             .await?;
         for h in killed {

@@ -24,6 +24,7 @@ pub const ER_SECURE_TRANSPORT_REQUIRED: u16 = 3159;
 pub const ER_NET_READ_ERROR: u16 = 1158;
 pub const ER_COLUMNACCESS_DENIED_ERROR: u16 = 1143;
 pub const ER_HOST_IS_BLOCKED: u16 = 1129;
+pub const ER_DBACCESS_DENIED_ERROR: u16 = 1044;
 pub const ER_USER_LIMIT_REACHED: u16 = 1226;
 
 /// An error myveil answers with itself: code, SQLSTATE and a message without values.
