@@ -124,6 +124,66 @@ struct Session {
     cursors: HashMap<u32, Vec<Vec<u8>>>,
     /// What the backend's "last prepared statement" (MariaDB's statement id -1) is.
     last_prepared: LastPrepared,
+    /// Shapes of reads on protected data that need no rewrite (see `guard`).
+    read_shapes: ReadShapes,
+}
+
+/// Statements longer than this are not remembered (their fingerprint could be cut short).
+const READ_SHAPE_MAX_LEN: usize = 480;
+/// At most this many shapes per session; past it the set starts over.
+const READ_SHAPES_CAP: usize = 256;
+
+/// Read shapes known to need no rewrite (and whether their results are transformed), valid
+/// for one policy, schema snapshot and database. The role is the session's, and the set is
+/// emptied when the user changes.
+#[derive(Default)]
+struct ReadShapes {
+    under: Option<(
+        Arc<super::Protection>,
+        Arc<crate::backend::schema::Snapshot>,
+        Option<String>,
+    )>,
+    shapes: HashMap<String, bool>,
+}
+
+type ShapeContext = (
+    Arc<super::Protection>,
+    Arc<crate::backend::schema::Snapshot>,
+);
+
+impl ReadShapes {
+    fn same(&self, (p, s): &ShapeContext, database: Option<&str>) -> bool {
+        self.under.as_ref().is_some_and(|(up, us, ud)| {
+            Arc::ptr_eq(up, p) && Arc::ptr_eq(us, s) && ud.as_deref() == database
+        })
+    }
+
+    /// Some(transform) for a known shape.
+    fn known(&self, shape: &str, context: &ShapeContext, database: Option<&str>) -> Option<bool> {
+        if !self.same(context, database) {
+            return None;
+        }
+        self.shapes.get(shape).copied()
+    }
+
+    fn remember(
+        &mut self,
+        shape: String,
+        transform: bool,
+        context: ShapeContext,
+        database: Option<&str>,
+    ) {
+        if !self.same(&context, database) || self.shapes.len() >= READ_SHAPES_CAP {
+            self.shapes.clear();
+            self.under = Some((context.0, context.1, database.map(str::to_owned)));
+        }
+        self.shapes.insert(shape, transform);
+    }
+
+    fn clear(&mut self) {
+        self.under = None;
+        self.shapes.clear();
+    }
 }
 
 /// The statement MariaDB's id 0xFFFFFFFF stands for, as far as myveil knows.
@@ -401,6 +461,7 @@ async fn handshake(
         revoked: revocation_watch(shared, &user),
         cursors: HashMap::new(),
         last_prepared: LastPrepared::None,
+        read_shapes: ReadShapes::default(),
         user,
     }))
 }
@@ -1168,6 +1229,26 @@ impl Session {
         let Ok(sql) = std::str::from_utf8(text) else {
             return not_supported("myveil: statements on protected data must be UTF-8".into());
         };
+        // Reads whose analysis needed no edit (only their results are transformed, by the
+        // column metadata the database sends) are remembered by shape, so a repeated query
+        // skips the parser. Only SELECTs short enough for a whole fingerprint, and only for
+        // the policy, schema snapshot, database and role they were analyzed under.
+        let shape = (command == COM_QUERY
+            && text.len() < READ_SHAPE_MAX_LEN
+            && first_words_are(text, &["select"]))
+        .then(|| crate::sql::fingerprint(text));
+        let current = (self.shared.protection.load_full(), schema.clone());
+        if let Some(shape) = &shape
+            && let Some(transform) =
+                self.read_shapes
+                    .known(shape, &current, self.database.as_deref())
+        {
+            return if transform {
+                Guard::Protected(None)
+            } else {
+                Guard::Pass
+            };
+        }
         let analyzer = crate::sql::analyze::Analyzer {
             policy: &protection.policy,
             database: self.database.as_deref(),
@@ -1187,13 +1268,23 @@ impl Session {
             }
         };
         match analyzer.analyze(sql) {
-            crate::sql::analyze::Plan::Forward => Guard::Pass,
+            crate::sql::analyze::Plan::Forward => {
+                if let Some(shape) = shape {
+                    self.read_shapes
+                        .remember(shape, false, current, self.database.as_deref());
+                }
+                Guard::Pass
+            }
             crate::sql::analyze::Plan::Refuse(r) => refusal(r),
             crate::sql::analyze::Plan::Rewrite {
                 edits,
                 placeholders,
             } => {
                 if command == COM_QUERY && edits.is_empty() {
+                    if let Some(shape) = shape {
+                        self.read_shapes
+                            .remember(shape, true, current, self.database.as_deref());
+                    }
                     return Guard::Protected(None);
                 }
                 let Some(keyring) = self.shared.keyring.as_deref() else {
@@ -1559,6 +1650,7 @@ impl Session {
                 self.sql_prepared.clear();
                 self.cursors.clear();
                 self.last_prepared = LastPrepared::None;
+                self.read_shapes.clear();
                 tracing::Span::current().record("user", user.name.as_str());
                 self.revoked = revocation_watch(&shared, &user);
                 self.user = user;
