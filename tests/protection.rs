@@ -1128,3 +1128,55 @@ async fn statement_id_minus_one_means_the_last_prepared_statement() {
     c.disconnect().await.ok();
     env.db.drop_now().await;
 }
+
+#[tokio::test]
+async fn remembered_read_shapes_follow_a_policy_reload() {
+    let env = setup("shapes").await;
+    let mut d = common::direct(Some(&env.db.name)).await;
+    d.query_drop("CREATE TABLE other (id INT PRIMARY KEY, email VARBINARY(255))")
+        .await
+        .expect("create");
+    let mut c = app(&env).await;
+    // `email` is a watched name, but other.email is not protected yet: passed through, and
+    // the shape is remembered.
+    c.query_drop("INSERT INTO other VALUES (1, 'plain@example.com')")
+        .await
+        .expect("plain insert");
+    for _ in 0..2 {
+        let v: Option<String> = c
+            .query_first("SELECT email FROM other WHERE id = 1")
+            .await
+            .expect("read");
+        assert_eq!(v.as_deref(), Some("plain@example.com"));
+    }
+    // Now other.email is protected: the same shape must be analyzed again and opened.
+    std::fs::write(
+        env._dir.path().join("policy/other.toml"),
+        "[[column]]\ntable = \"other\"\ncolumn = \"email\"\ntype = \"varchar(100)\"\nroles = { app = \"plaintext\" }\n",
+    )
+    .expect("policy");
+    env.proxy.shared.reload_policy().expect("reload");
+    c.query_drop("UPDATE other SET email = 'sealed@example.com' WHERE id = 1")
+        .await
+        .expect("sealed update");
+    let stored: Option<Vec<u8>> = d
+        .query_first("SELECT email FROM other WHERE id = 1")
+        .await
+        .expect("direct");
+    assert!(
+        !String::from_utf8_lossy(&stored.expect("row")).contains("sealed@example.com"),
+        "ciphertext at rest"
+    );
+    let v: Option<String> = c
+        .query_first("SELECT email FROM other WHERE id = 1")
+        .await
+        .expect("read");
+    assert_eq!(
+        v.as_deref(),
+        Some("sealed@example.com"),
+        "opened, not passed through"
+    );
+    c.disconnect().await.ok();
+    d.disconnect().await.ok();
+    env.db.drop_now().await;
+}
