@@ -379,6 +379,14 @@ async fn serve_logs_no_values_and_stops_on_sigterm() {
         .expect("kill");
     let status = child.wait().expect("exits");
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+    // The seals of this short run are counted in usage.toml at shutdown (key budgets).
+    let usage = std::fs::read_to_string(dir.path().join("keys/usage.toml")).expect("usage.toml");
+    let sealed: i64 = usage
+        .lines()
+        .filter_map(|l| l.split('=').nth(1))
+        .filter_map(|n| n.trim().parse::<i64>().ok())
+        .sum();
+    assert!(sealed >= 2, "two values were sealed: {usage}");
     let log = reader.join().expect("log reader");
     assert!(
         log.contains("statement=INSERT INTO t VALUES (?)"),

@@ -103,17 +103,35 @@ pub async fn login(
     // Security: with a second factor enrolled, a missing or wrong code is answered exactly
     // like a wrong password, and each code works once.
     if let Some(secret) = admin.totp_secret() {
-        let mut used = state.totp_used.lock().map_err(|_| ApiError::Internal)?;
-        let last = used.get(&admin.name).copied();
-        let step = body
-            .totp
-            .as_deref()
-            .and_then(|code| totp::verify(secret, code, super::now_secs(), last));
-        let Some(step) = step else {
+        let step = {
+            let mut used = state.totp_used.lock().map_err(|_| ApiError::Internal)?;
+            let last = used.get(&admin.name).copied();
+            let step = body
+                .totp
+                .as_deref()
+                .and_then(|code| totp::verify(secret, code, super::now_secs(), last));
+            if let Some(step) = step {
+                used.insert(admin.name.clone(), step);
+            }
+            step
+        };
+        // A code works once across every instance sharing the store, too.
+        let fresh =
+            match (step, &state.shared.tokens) {
+                (None, _) => false,
+                (Some(_), None) => true,
+                (Some(step), Some(store)) => store
+                    .claim_totp_step(&admin.name, step)
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "cannot record a TOTP step in the token store");
+                        ApiError::Unavailable
+                    })?,
+            };
+        if !fresh {
             tracing::info!(user = %admin.name, "admin login failed: second factor");
             return Err(ApiError::Unauthorized);
-        };
-        used.insert(admin.name.clone(), step);
+        }
     }
     let (token, claims) = state.tokens.issue(&admin.name, admin.role).map_err(|e| {
         tracing::error!(error = %e, "cannot sign a token");

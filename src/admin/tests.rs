@@ -435,6 +435,22 @@ async fn totp_is_required_once_enrolled() {
     };
     assert_eq!(login(wrong_code).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(login(code.clone()).await.0, StatusCode::OK);
+    let again = f.restart();
+    let (status, _) = call(
+        &again.state,
+        "POST",
+        "/v1/login",
+        None,
+        Some(json!({ "user": "ops", "password": PASSWORD, "totp": code.clone() })),
+        [10, 0, 2, 9],
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "used once on any instance"
+    );
+    drop(again);
     assert_eq!(
         login(code).await.0,
         StatusCode::UNAUTHORIZED,

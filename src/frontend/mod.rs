@@ -313,19 +313,32 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let limit = Arc::new(Semaphore::new(shared.config.listen.max_connections));
+    // Security: the first schema read (column order, views and routines over protected
+    // tables) happens before any client is accepted, so no statement is analyzed against an
+    // empty snapshot while the backend is reachable.
+    match tokio::time::timeout(
+        shared.config.backend.connect_timeout(),
+        shared.refresh_schema(),
+    )
+    .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not read the schema of protected tables"),
+        Err(_) => tracing::warn!("reading the schema of protected tables timed out"),
+    }
     let refresher = {
         let shared = shared.clone();
         let mut stop = shutdown.clone();
         tokio::spawn(async move {
             loop {
-                if let Err(e) = shared.refresh_schema().await {
-                    tracing::warn!(error = %e, "could not read the schema of protected tables");
-                }
-                shared.save_key_usage();
                 tokio::select! {
                     _ = tokio::time::sleep(SCHEMA_REFRESH_INTERVAL) => {}
                     _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
                 }
+                if let Err(e) = shared.refresh_schema().await {
+                    tracing::warn!(error = %e, "could not read the schema of protected tables");
+                }
+                shared.save_key_usage();
             }
         })
     };
@@ -415,4 +428,6 @@ pub async fn serve(
         );
         sessions.shutdown().await;
     }
+    // Seal counts since the last periodic save must survive the restart (key budgets).
+    shared.save_key_usage();
 }

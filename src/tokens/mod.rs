@@ -236,6 +236,11 @@ impl TokenStore {
                      CREATE TABLE IF NOT EXISTS `{s}`.revoked_jwt (
                        jti_hash BINARY(32) PRIMARY KEY,
                        expires_at BIGINT NOT NULL
+                     ) ENGINE=InnoDB;
+                     CREATE TABLE IF NOT EXISTS `{s}`.totp_used (
+                       admin_hash BINARY(32) NOT NULL,
+                       step BIGINT NOT NULL,
+                       PRIMARY KEY (admin_hash, step)
                      ) ENGINE=InnoDB"
                 ))
                 .await?;
@@ -536,11 +541,32 @@ impl TokenStore {
             (now.saturating_sub(3600),),
         )
         .await?;
+        // Steps older than the drift window can never be presented again.
+        c.exec_drop(
+            format!("DELETE FROM `{}`.totp_used WHERE step < ?", self.schema),
+            ((now / 30).saturating_sub(10),),
+        )
+        .await?;
         Ok(())
     }
 
     fn jti_hash(&self, jti: &str) -> [u8; 32] {
         Keys::mac(&self.keys.id, &[b"jwt:", jti.as_bytes()])
+    }
+
+    /// Claims a TOTP time step for an admin; false when any instance already used it.
+    pub async fn claim_totp_step(&self, admin: &str, step: u64) -> Result<bool> {
+        let h = Keys::mac(&self.keys.id, &[b"totp:", admin.as_bytes()]);
+        let mut c = self.conn().await?;
+        c.exec_drop(
+            format!(
+                "INSERT IGNORE INTO `{}`.totp_used (admin_hash, step) VALUES (?, ?)",
+                self.schema
+            ),
+            (&h[..], step),
+        )
+        .await?;
+        Ok(c.affected_rows() == 1)
     }
 
     /// Records an admin-port token as revoked until it would have expired anyway.
