@@ -121,6 +121,9 @@ async fn sql_tokens_log_in_and_revocation_is_shared_by_instances() {
     let mut on_b = mysql_async::Conn::new(token_opts(&b, &token))
         .await
         .expect("token login through instance B");
+    let busy = mysql_async::Conn::new(token_opts(&a, &token))
+        .await
+        .expect("a second session through A");
     let n: Option<u32> = on_a.query_first("SELECT 41 + 1").await.expect("query");
     assert_eq!(n, Some(42));
     let n: Option<u32> = on_b.query_first("SELECT 42").await.expect("query");
@@ -216,7 +219,15 @@ async fn sql_tokens_log_in_and_revocation_is_shared_by_instances() {
         .await
         .expect("B's session goes on");
 
-    // Revoked again, now ending live sessions: A ends its own at once, B when it syncs.
+    // Revoked again, now ending live sessions: A ends its own at once — even one in the
+    // middle of a long query — and B when it syncs.
+    let long = tokio::spawn(async move {
+        let mut busy = busy;
+        let started = Instant::now();
+        let r = busy.query_drop("SELECT SLEEP(20)").await;
+        (r, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let (status, _) = api(
         &admin,
         "DELETE",
@@ -226,6 +237,11 @@ async fn sql_tokens_log_in_and_revocation_is_shared_by_instances() {
     )
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
+    let (r, took) = long.await.expect("join");
+    assert!(
+        r.is_err() && took < Duration::from_secs(10),
+        "the long query was cut off: {r:?} after {took:?}"
+    );
     assert!(
         ended_within(&mut on_a, Duration::from_secs(5)).await,
         "the session on A ended"

@@ -203,6 +203,21 @@ fn revocation_watch(shared: &Shared, user: &User) -> Option<watch::Receiver<bool
     Some(shared.tokens.as_ref()?.subscribe(&user.token?))
 }
 
+/// Runs `work` unless the session's token is revoked first (None then). File users have no
+/// receiver and pay nothing.
+async fn unless_revoked<T>(
+    work: impl std::future::Future<Output = T>,
+    revoked: &mut Option<watch::Receiver<bool>>,
+) -> Option<T> {
+    if revoked.is_none() {
+        return Some(work.await);
+    }
+    tokio::select! {
+        r = work => Some(r),
+        _ = token_revoked(revoked) => None,
+    }
+}
+
 /// Resolves when the token's sessions must end; never for file users.
 async fn token_revoked(rx: &mut Option<watch::Receiver<bool>>) {
     match rx {
@@ -1504,13 +1519,23 @@ impl Session {
                     fetch_defs,
                     capture: matches!(cursor, Cursor::Open),
                 };
-                response
-                    .relay_transformed(&mut self.backend.conn, &mut self.client, &t)
-                    .await
+                unless_revoked(
+                    response.relay_transformed(&mut self.backend.conn, &mut self.client, &t),
+                    &mut self.revoked,
+                )
+                .await
             } else {
-                response
-                    .relay(&mut self.backend.conn, &mut self.client)
-                    .await
+                unless_revoked(
+                    response.relay(&mut self.backend.conn, &mut self.client),
+                    &mut self.revoked,
+                )
+                .await
+            };
+            let Some(relayed) = relayed else {
+                // The session's token was revoked with kill_sessions during a long command:
+                // the backend connection is closed with it (never pooled mid-response).
+                tracing::info!("token revoked: session ended during a command");
+                return Ok((Some(Close::Dirty), false, None));
             };
             let end = match relayed {
                 Ok(end) => end,
