@@ -27,7 +27,7 @@ pub async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready when the backend answers and, with SQL tokens on, the token store too.
+/// Ready when the backend and the token store answer.
 pub async fn ready(State(state): State<Arc<AdminState>>) -> Response {
     let backend = tokio::time::timeout(
         Duration::from_secs(2),
@@ -35,12 +35,9 @@ pub async fn ready(State(state): State<Arc<AdminState>>) -> Response {
     )
     .await
     .is_ok_and(|c| c.is_ok());
-    let store = match &state.shared.tokens {
-        Some(t) => tokio::time::timeout(Duration::from_secs(2), t.ready())
-            .await
-            .is_ok_and(|r| r.is_ok()),
-        None => true,
-    };
+    let store = tokio::time::timeout(Duration::from_secs(2), state.store.ready())
+        .await
+        .is_ok_and(|r| r.is_ok());
     let status = if backend && store {
         StatusCode::OK
     } else {
@@ -116,18 +113,17 @@ pub async fn login(
             step
         };
         // A code works once across every instance sharing the store, too.
-        let fresh =
-            match (step, &state.shared.tokens) {
-                (None, _) => false,
-                (Some(_), None) => true,
-                (Some(step), Some(store)) => store
-                    .claim_totp_step(&admin.name, step)
-                    .await
-                    .map_err(|e| {
-                        tracing::error!(error = %e, "cannot record a TOTP step in the token store");
-                        ApiError::Unavailable
-                    })?,
-            };
+        let fresh = match step {
+            None => false,
+            Some(step) => state
+                .store
+                .claim_totp_step(&admin.name, step)
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "cannot record a TOTP step in the token store");
+                    ApiError::Unavailable
+                })?,
+        };
         if !fresh {
             tracing::info!(user = %admin.name, "admin login failed: second factor");
             return Err(ApiError::Unauthorized);
@@ -147,15 +143,14 @@ pub async fn logout(
     State(state): State<Arc<AdminState>>,
     who: Authenticated,
 ) -> Result<StatusCode, ApiError> {
-    if let Ok(mut r) = state.revoked.lock() {
-        r.insert(who.0.jti.clone(), who.0.exp);
-    }
-    if let Some(store) = &state.shared.tokens {
-        store.revoke_jwt(&who.0.jti, who.0.exp).await.map_err(|e| {
+    state
+        .store
+        .revoke_jwt(&who.0.jti, who.0.exp)
+        .await
+        .map_err(|e| {
             tracing::error!(error = %e, "cannot record a logout in the token store");
             ApiError::Unavailable
         })?;
-    }
     tracing::info!(user = %who.0.sub, "admin logged out");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -191,7 +186,6 @@ pub async fn status(State(state): State<Arc<AdminState>>, _who: Authenticated) -
         "backend": state.shared.config.backend.address,
         "policy": { "version": protection.version, "columns": protection.policy.columns().len() },
         "keys": keys,
-        "sql_tokens": state.shared.tokens.is_some(),
     }))
 }
 
@@ -313,7 +307,7 @@ pub async fn enroll_totp(
         used.remove(&name);
     }
     tracing::info!(by = %who.0.sub, admin = %name, "TOTP enrolled");
-    let uri = totp::uri(&state.config().issuer, &name, &secret);
+    let uri = totp::uri(&state.config.issuer, &name, &secret);
     Ok(Json(json!({ "secret": secret, "otpauth_uri": uri })))
 }
 
@@ -330,14 +324,6 @@ pub async fn disable_totp(
 
 // ---- SQL tokens ----------------------------------------------------------------------
 
-fn token_store(state: &AdminState) -> Result<&crate::tokens::TokenStore, ApiError> {
-    state
-        .shared
-        .tokens
-        .as_deref()
-        .ok_or_else(|| ApiError::BadRequest("SQL tokens are not configured".into()))
-}
-
 fn store_error(e: crate::tokens::Error) -> ApiError {
     match e {
         crate::tokens::Error::Invalid(r) => ApiError::BadRequest(r.into()),
@@ -349,7 +335,7 @@ fn store_error(e: crate::tokens::Error) -> ApiError {
 }
 
 pub async fn list_tokens(State(state): State<Arc<AdminState>>, _who: Authenticated) -> Reply {
-    let list = token_store(&state)?.list().await.map_err(store_error)?;
+    let list = state.store.list().await.map_err(store_error)?;
     let now = crate::tokens::now_secs();
     let list: Vec<Value> = list
         .into_iter()
@@ -386,7 +372,7 @@ pub async fn issue_token(
     who: Authenticated,
     Body(body): Body<NewToken>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let store = token_store(&state)?;
+    let store = &state.store;
     if !state.shared.config.roles.contains_key(&body.role) {
         return Err(ApiError::BadRequest(format!(
             "role {:?} is not defined in the configuration",
@@ -398,7 +384,7 @@ pub async fn issue_token(
             "that name belongs to a user of the users file",
         ));
     }
-    let max = state.config().sql_token_max_ttl_secs;
+    let max = state.config.sql_token_max_ttl_secs;
     let ttl = body.ttl_secs.unwrap_or(max.min(86_400));
     if ttl == 0 || ttl > max {
         return Err(ApiError::BadRequest(format!("ttl_secs must be 1 to {max}")));
@@ -432,7 +418,8 @@ pub async fn revoke_token(
     Path(id): Path<String>,
     Query(q): Query<RevokeQuery>,
 ) -> Result<StatusCode, ApiError> {
-    let found = token_store(&state)?
+    let found = state
+        .store
         .revoke(&id, q.kill_sessions)
         .await
         .map_err(store_error)?;

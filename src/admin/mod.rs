@@ -118,8 +118,10 @@ pub struct AdminState {
     /// Serializes read-modify-write of the admins and users files.
     files: tokio::sync::Mutex<()>,
     pub tokens: Tokens,
-    /// Logouts seen by this instance (the shared store has them too, when configured).
-    revoked: Mutex<HashMap<String, u64>>,
+    /// SQL tokens and revocations (admin logouts too), shared with the MySQL port.
+    store: Arc<crate::tokens::TokenStore>,
+    /// The `[admin]` section this state was built from.
+    config: crate::config::Admin,
     /// Last TOTP step used per admin: a code works once.
     totp_used: Mutex<HashMap<String, u64>>,
     login_by_ip: Keyed<IpAddr>,
@@ -145,12 +147,16 @@ impl AdminState {
         );
         let admins_path = shared.config.resolve(&admin.users_file);
         let admins = AdminStore::load(&admins_path)?;
+        // Shared::new opens the store whenever [admin] and keys are both present.
+        let store = shared.tokens.clone().ok_or(Error::NoKeys)?;
+        let config = admin.clone();
         Ok(Self {
             admins: ArcSwap::from_pointee(admins),
             admins_path,
             files: tokio::sync::Mutex::new(()),
             tokens,
-            revoked: Mutex::new(HashMap::new()),
+            store,
+            config,
             totp_used: Mutex::new(HashMap::new()),
             login_by_ip: Keyed::new(admin.logins_per_minute_ip, clock),
             login_by_user: Keyed::new(admin.logins_per_minute_user, clock),
@@ -159,13 +165,6 @@ impl AdminState {
             backups: backups::Jobs::default(),
             shared,
         })
-    }
-
-    fn config(&self) -> &crate::config::Admin {
-        // `new` refused a configuration without [admin].
-        static DEFAULT: std::sync::LazyLock<crate::config::Admin> =
-            std::sync::LazyLock::new(crate::config::Admin::default);
-        self.shared.config.admin.as_ref().unwrap_or(&DEFAULT)
     }
 
     /// Re-reads the admins file (SIGHUP, after `myveil admin …`); the old admins stay on error.
@@ -181,10 +180,6 @@ impl AdminState {
         self.login_by_ip.housekeeping();
         self.login_by_user.housekeeping();
         self.api_by_token.housekeeping();
-        if let Ok(mut r) = self.revoked.lock() {
-            let now = now_secs();
-            r.retain(|_, exp| *exp + 60 > now);
-        }
     }
 }
 
@@ -249,23 +244,14 @@ impl FromRequestParts<Arc<AdminState>> for Authenticated {
             return Err(ApiError::Unauthorized);
         }
         drop(admins);
-        let revoked_here = state
-            .revoked
-            .lock()
-            .map(|r| r.contains_key(&claims.jti))
-            .unwrap_or(true);
-        if revoked_here {
-            return Err(ApiError::Unauthorized);
-        }
-        if let Some(store) = &state.shared.tokens {
-            // Security: when the shared store cannot say, the token is refused (fail closed).
-            match store.is_jwt_revoked(&claims.jti).await {
-                Ok(false) => {}
-                Ok(true) => return Err(ApiError::Unauthorized),
-                Err(e) => {
-                    tracing::warn!(error = %e, "revocation store unavailable");
-                    return Err(ApiError::Unavailable);
-                }
+        // Security: when the shared store cannot say, the token is refused (fail closed).
+        // A logout on this instance is known at once (the store caches it before writing).
+        match state.store.is_jwt_revoked(&claims.jti).await {
+            Ok(false) => {}
+            Ok(true) => return Err(ApiError::Unauthorized),
+            Err(e) => {
+                tracing::warn!(error = %e, "revocation store unavailable");
+                return Err(ApiError::Unavailable);
             }
         }
         if !state.api_by_token.allow(&claims.jti) {
@@ -361,7 +347,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let tls = match (&state.config().tls_cert, &state.config().tls_key) {
+    let tls = match (&state.config.tls_cert, &state.config.tls_key) {
         (Some(cert), Some(key)) => Some(
             crate::wire::tls::acceptor(
                 &state.shared.config.resolve(cert),

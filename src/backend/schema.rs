@@ -43,6 +43,22 @@ pub struct Snapshot {
     pub dependent_names: HashSet<String>,
 }
 
+impl Dependent {
+    /// The error text for a statement that names this object.
+    pub fn refusal(&self) -> String {
+        match &self.on_table {
+            Some(t) => format!(
+                "myveil: table {t} has trigger {}.{} that reaches protected data through {}; statements on {t} cannot be protected",
+                self.database, self.name, self.reads
+            ),
+            None => format!(
+                "myveil: {} {}.{} reaches protected data through {} where myveil cannot see it; use the protected table itself",
+                self.kind, self.database, self.name, self.reads
+            ),
+        }
+    }
+}
+
 impl Snapshot {
     /// The dependent a statement names, if any.
     pub fn dependent_named(&self, sql: &[u8]) -> Option<&Dependent> {

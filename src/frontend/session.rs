@@ -1224,16 +1224,7 @@ impl Session {
         // them are refused (DDL on them goes to the database directly).
         if let Some(d) = schema.dependent_named(text) {
             tracing::info!(kind = %d.kind, "statement through an object over protected data refused");
-            return not_supported(match &d.on_table {
-                Some(t) => format!(
-                    "myveil: table {t} has trigger {}.{} that reaches protected data through {}; statements on {t} cannot be protected",
-                    d.database, d.name, d.reads
-                ),
-                None => format!(
-                    "myveil: {} {}.{} reaches protected data through {} where myveil cannot see it; use the protected table itself",
-                    d.kind, d.database, d.name, d.reads
-                ),
-            });
+            return not_supported(d.refusal());
         }
         if !scan.names_watched {
             return Guard::Pass;
@@ -1251,12 +1242,14 @@ impl Session {
         let shape = (command == COM_QUERY
             && text.len() < READ_SHAPE_MAX_LEN
             && first_words_are(text, &["select"]))
-        .then(|| crate::sql::fingerprint(text));
-        let current = (self.shared.protection.load_full(), schema.clone());
-        if let Some(shape) = &shape
+        .then(|| {
+            let context = (self.shared.protection.load_full(), Arc::clone(&schema));
+            (crate::sql::fingerprint(text), context)
+        });
+        if let Some((shape, context)) = &shape
             && let Some(transform) =
                 self.read_shapes
-                    .known(shape, &current, self.database.as_deref())
+                    .known(shape, context, self.database.as_deref())
         {
             return if transform {
                 Guard::Protected(None)
@@ -1284,9 +1277,9 @@ impl Session {
         };
         match analyzer.analyze(sql) {
             crate::sql::analyze::Plan::Forward => {
-                if let Some(shape) = shape {
+                if let Some((shape, context)) = shape {
                     self.read_shapes
-                        .remember(shape, false, current, self.database.as_deref());
+                        .remember(shape, false, context, self.database.as_deref());
                 }
                 Guard::Pass
             }
@@ -1296,9 +1289,9 @@ impl Session {
                 placeholders,
             } => {
                 if command == COM_QUERY && edits.is_empty() {
-                    if let Some(shape) = shape {
+                    if let Some((shape, context)) = shape {
                         self.read_shapes
-                            .remember(shape, true, current, self.database.as_deref());
+                            .remember(shape, true, context, self.database.as_deref());
                     }
                     return Guard::Protected(None);
                 }
@@ -1347,10 +1340,7 @@ impl Session {
                 self.sql_prepared.remove(&name);
                 let schema = self.shared.schema.load();
                 if let Some(d) = schema.dependent_named(inner.as_bytes()) {
-                    return Some(not_supported(format!(
-                        "myveil: {} {}.{} reaches protected data through {} where myveil cannot see it; use the protected table itself",
-                        d.kind, d.database, d.name, d.reads
-                    )));
+                    return Some(not_supported(d.refusal()));
                 }
                 let analyzer = crate::sql::analyze::Analyzer {
                     policy: &protection.policy,
@@ -1706,12 +1696,16 @@ fn names_schema(text: &[u8], schema: &str) -> bool {
 }
 
 /// Whether the statement starts with `words` (lower-case), ignoring case and spacing.
+/// Looks at the leading words only; nothing is copied.
 fn first_words_are(text: &[u8], words: &[&str]) -> bool {
-    let t = String::from_utf8_lossy(text).to_ascii_lowercase();
-    let mut found = t
-        .split(|c: char| !c.is_ascii_alphabetic())
+    let mut found = text
+        .split(|c| !c.is_ascii_alphabetic())
         .filter(|w| !w.is_empty());
-    words.iter().all(|w| found.next() == Some(*w))
+    words.iter().all(|w| {
+        found
+            .next()
+            .is_some_and(|f| f.eq_ignore_ascii_case(w.as_bytes()))
+    })
 }
 
 /// The database a lone `USE db` statement switches to.
