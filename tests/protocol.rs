@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::raw::{login, read, send};
 use common::{Proxy, Setup, TestDb};
+use mysql_async::prelude::Queryable;
 use myveil::wire::PacketConn;
 
 const COM_INIT_DB: u8 = 0x02;
@@ -342,4 +343,105 @@ async fn send_long_data_feeds_a_parameter_in_pieces() {
     };
     assert_eq!(text, expected);
     assert!(is_eof(&read(&mut c).await));
+}
+
+const CLIENT_MULTI_STATEMENTS: u32 = 0x0001_0000;
+const CLIENT_SESSION_TRACK: u32 = 0x0080_0000;
+
+/// Statements that change session state, and every response packet they get.
+async fn state_changes(c: &mut PacketConn, db: &str) -> Vec<Vec<u8>> {
+    let mut seen = Vec::new();
+    let steps: Vec<Vec<u8>> = vec![
+        cmd(COM_QUERY, b"SET sql_mode='ANSI_QUOTES'"),
+        cmd(COM_QUERY, b"SET NAMES latin1"),
+        cmd(COM_INIT_DB, db.as_bytes()),
+        cmd(COM_QUERY, b"USE information_schema"),
+        cmd(COM_QUERY, format!("USE `{db}`").as_bytes()),
+        cmd(
+            COM_QUERY,
+            b"SET sql_mode=''; SELECT 1; SET time_zone='+01:00'",
+        ),
+        cmd(COM_QUERY, b"CREATE TABLE st (a INT PRIMARY KEY)"),
+        cmd(COM_QUERY, b"INSERT INTO st VALUES (1), (2)"),
+        cmd(COM_QUERY, b"UPDATE st SET a = a WHERE a < 3"),
+        cmd(COM_QUERY, b"SET autocommit = 0"),
+        cmd(
+            COM_QUERY,
+            b"SET autocommit = 1, character_set_results = NULL",
+        ),
+        cmd(COM_RESET_CONNECTION, b""),
+        cmd(COM_QUERY, b"SET time_zone = '+02:00'"),
+        cmd(
+            COM_QUERY,
+            b"SELECT @@time_zone, @@sql_mode = @@global.sql_mode",
+        ),
+    ];
+    for step in steps {
+        send(c, &step).await;
+        loop {
+            let p = read(c).await;
+            let done = match p.first() {
+                Some(0x00) | Some(0xFF) => {
+                    // An OK ends the response unless more results follow.
+                    p[0] == 0xFF || p.len() < 5 || !ok_has_more(&p)
+                }
+                Some(0xFE) if p.len() < 9 => p.get(3).is_some_and(|f| f & 0x08 == 0),
+                _ => false,
+            };
+            seen.push(p);
+            if done {
+                break;
+            }
+        }
+    }
+    seen
+}
+
+fn ok_has_more(p: &[u8]) -> bool {
+    // affected rows and insert id are single bytes in these statements.
+    p.get(3).is_some_and(|f| f & 0x08 != 0)
+}
+
+#[tokio::test]
+async fn session_tracking_reaches_the_client_exactly_as_it_asked() {
+    let proxy = Proxy::start().await;
+    let db = TestDb::create("track").await;
+    let direct_addr: std::net::SocketAddr = "127.0.0.1:3306".parse().expect("addr");
+    for caps in [
+        CLIENT_MULTI_STATEMENTS,
+        CLIENT_MULTI_STATEMENTS | CLIENT_SESSION_TRACK,
+    ] {
+        // Twice through myveil: on a fresh and on a pooled backend connection.
+        for round in 0..2 {
+            let (mut d, _, d_ok) =
+                common::raw::login_with(direct_addr, "root", "", Some(&db.name), caps).await;
+            let (mut p, _, p_ok) = common::raw::login_with(
+                proxy.addr,
+                common::APP_USER,
+                common::APP_PASSWORD,
+                Some(&db.name),
+                caps,
+            )
+            .await;
+            assert_eq!(p_ok, d_ok, "login OK, caps {caps:#x}, round {round}");
+            let want = state_changes(&mut d, &db.name).await;
+            let mut direct = common::direct(Some(&db.name)).await;
+            direct.query_drop("DROP TABLE st").await.expect("drop");
+            let got = state_changes(&mut p, &db.name).await;
+            assert_eq!(got.len(), want.len(), "caps {caps:#x}");
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(
+                    g,
+                    w,
+                    "packet {i}, caps {caps:#x}, round {round}: {:?} vs {:?}",
+                    String::from_utf8_lossy(g),
+                    String::from_utf8_lossy(w)
+                );
+            }
+            direct.query_drop("DROP TABLE st").await.expect("drop");
+            direct.disconnect().await.ok();
+            send(&mut p, &[0x01]).await;
+        }
+    }
+    db.drop_now().await;
 }

@@ -10,6 +10,7 @@
 
 mod pool;
 pub mod schema;
+pub mod state;
 
 use std::time::Duration;
 
@@ -29,6 +30,7 @@ pub use pool::{Lease, Pool, PoolConfig};
 /// Largest packet accepted from the backend during connect and auth.
 const AUTH_PACKET_LIMIT: usize = 64 * 1024;
 const COM_CHANGE_USER: u8 = 0x11;
+const COM_QUERY: u8 = 0x03;
 /// Max packet size announced to the backend (the backend's max_allowed_packet still rules).
 const CLIENT_MAX_PACKET: u32 = 1 << 30;
 
@@ -54,6 +56,10 @@ pub enum Error {
     FullAuthNeedsTls,
     #[error("backend does not offer TLS but backend.tls_ca is set")]
     NoTls,
+    #[error(
+        "backend does not report session state (CLIENT_SESSION_TRACK); MariaDB 10.2 or MySQL 5.7 and later are needed"
+    )]
+    NoSessionTracking,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -133,7 +139,10 @@ impl BackendConn {
             | CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
             | CapabilityFlags::CLIENT_CONNECT_ATTRS
             | CapabilityFlags::CLIENT_TRANSACTIONS
-            | CapabilityFlags::CLIENT_LONG_PASSWORD;
+            | CapabilityFlags::CLIENT_LONG_PASSWORD
+            // Security: the session state the guard works with comes from the server's
+            // tracking, whatever the client asked for (state::SessionState).
+            | CapabilityFlags::CLIENT_SESSION_TRACK;
         caps &= self.greeting.capabilities | CapabilityFlags::CLIENT_CONNECT_WITH_DB;
         caps.set(
             CapabilityFlags::CLIENT_CONNECT_WITH_DB,
@@ -209,6 +218,89 @@ impl BackendConn {
         let ok = self.finish_auth(who.password).await?;
         self.account = Some(who.account.to_owned());
         Ok(ok)
+    }
+
+    /// Turns on session tracking (`state::tracking_setup`) and reads the state the server
+    /// reports. Needed after every login, change user and reset, which all drop tracking
+    /// back to the server's defaults.
+    pub(crate) async fn setup_tracking(
+        &mut self,
+        database: Option<&[u8]>,
+        client_defaults: &state::VarSet,
+    ) -> Result<state::SessionState> {
+        let mut st = state::SessionState::starting_in(database);
+        if !self
+            .capabilities
+            .contains(CapabilityFlags::CLIENT_SESSION_TRACK)
+        {
+            return Err(Error::NoSessionTracking);
+        }
+        let mut p = vec![COM_QUERY];
+        p.extend_from_slice(state::tracking_setup(client_defaults).as_bytes());
+        self.conn.write_packet(0, &p).await?;
+        let reply = self.conn.read_packet(AUTH_PACKET_LIMIT).await?;
+        match reply.payload.first() {
+            Some(&OK_HEADER) => {
+                st.apply_setup(&reply.payload)
+                    .map_err(|_| wire::Error::Malformed("session state"))?;
+                if !st.known {
+                    return Err(Error::NoSessionTracking);
+                }
+                Ok(st)
+            }
+            Some(&ERR_HEADER) => Err(refused(&reply.payload)),
+            _ => Err(wire::Error::Malformed("reply to the tracking setup").into()),
+        }
+    }
+
+    /// Runs a statement of myveil's own and returns the first row of its result (text
+    /// protocol; None for NULL cells). The rest of the result is read and dropped.
+    pub(crate) async fn query_row(&mut self, sql: &str) -> Result<Vec<Option<Vec<u8>>>> {
+        let mut p = vec![COM_QUERY];
+        p.extend_from_slice(sql.as_bytes());
+        self.conn.write_packet(0, &p).await?;
+        let first = self.conn.read_packet(AUTH_PACKET_LIMIT).await?;
+        match first.payload.first() {
+            Some(&ERR_HEADER) => return Err(refused(&first.payload)),
+            Some(&OK_HEADER) => return Ok(Vec::new()),
+            _ => {}
+        }
+        let (columns, _) =
+            packets::lenenc_int(&first.payload).ok_or(wire::Error::Malformed("column count"))?;
+        for _ in 0..=columns {
+            self.conn.read_packet(AUTH_PACKET_LIMIT).await?;
+        }
+        let mut row = None;
+        loop {
+            let p = self.conn.read_packet(AUTH_PACKET_LIMIT).await?;
+            match p.payload.first() {
+                Some(&ERR_HEADER) => return Err(refused(&p.payload)),
+                Some(&packets::EOF_HEADER) if p.payload.len() < 9 => break,
+                _ if row.is_none() => {
+                    let mut cells = Vec::new();
+                    let mut rest = &p.payload[..];
+                    while !rest.is_empty() {
+                        if rest[0] == 0xFB {
+                            cells.push(None);
+                            rest = &rest[1..];
+                            continue;
+                        }
+                        let (len, n) =
+                            packets::lenenc_int(rest).ok_or(wire::Error::Malformed("row"))?;
+                        let end = usize::try_from(len)
+                            .ok()
+                            .and_then(|l| n.checked_add(l))
+                            .filter(|&e| e <= rest.len())
+                            .ok_or(wire::Error::Malformed("row"))?;
+                        cells.push(Some(rest[n..end].to_vec()));
+                        rest = &rest[end..];
+                    }
+                    row = Some(cells);
+                }
+                _ => {}
+            }
+        }
+        Ok(row.unwrap_or_default())
     }
 
     /// Follows the backend through auth switches and caching_sha2 exchanges to OK or ERR.

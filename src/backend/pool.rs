@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use mysql_common::constants::CapabilityFlags;
 use tokio_rustls::TlsConnector;
 
+use super::state::{SessionState, VarSet};
 use super::{BackendConn, Error, Identity, Result};
 use crate::wire::handshake::SESSION_CAPABILITIES;
 
@@ -96,10 +97,24 @@ impl Pool {
     }
 
     /// Binds the leased connection to an authenticated client: resets and re-authenticates
-    /// a pooled one, answers the greeting of a fresh one. A pooled connection that does not
-    /// fit the client's capabilities, or has died, is replaced by a new one (the client was
-    /// then greeted with another connection id; logged). Returns the backend's OK payload.
+    /// a pooled one, answers the greeting of a fresh one, then turns session tracking on
+    /// (`client_defaults`: what clients are tracked by default). A pooled connection that
+    /// does not fit the client's capabilities, or has died, is replaced by a new one (the
+    /// client was then greeted with another connection id; logged). Returns the backend's OK
+    /// payload and the session state it reported.
     pub async fn bind(
+        &self,
+        lease: Lease,
+        who: &Identity<'_>,
+        client_caps: CapabilityFlags,
+        client_defaults: &VarSet,
+    ) -> Result<(BackendConn, Vec<u8>, SessionState)> {
+        let (mut conn, ok) = self.authenticate(lease, who, client_caps).await?;
+        let state = conn.setup_tracking(who.database, client_defaults).await?;
+        Ok((conn, ok, state))
+    }
+
+    async fn authenticate(
         &self,
         lease: Lease,
         who: &Identity<'_>,

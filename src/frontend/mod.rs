@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{User, UserStore};
+use crate::backend::state::{TrackingDefaults, VarSet};
 use crate::backend::{Pool, PoolConfig};
 use crate::config::{Config, Password};
 use crate::crypto::keyring::{Keyring, Purpose};
@@ -128,6 +129,8 @@ pub struct Shared {
     /// Columns of protected tables as the database has them (refreshed in the background).
     pub schema: ArcSwap<crate::backend::schema::Snapshot>,
     pub pool: Pool,
+    /// The server's session-tracking defaults: what a client asking for tracking gets.
+    pub tracking_defaults: ArcSwap<TrackingDefaults>,
     pub tls: Option<TlsAcceptor>,
     /// SQL tokens and revocations (with the admin port only).
     pub tokens: Option<Arc<TokenStore>>,
@@ -216,6 +219,7 @@ impl Shared {
             keyring,
             schema: ArcSwap::from_pointee(crate::backend::schema::Snapshot::default()),
             pool,
+            tracking_defaults: ArcSwap::from_pointee(TrackingDefaults::default()),
             tls,
             passwords,
             config,
@@ -273,6 +277,30 @@ impl Shared {
         Ok(())
     }
 
+    /// Reads the server's global session-tracking settings (what clients that ask for
+    /// tracking get by default) and swaps them in.
+    pub async fn refresh_tracking_defaults(&self) -> Result<(), Error> {
+        use mysql_async::prelude::Queryable;
+        let fail = |e: mysql_async::Error| Error::Protection(format!("tracking defaults: {e}"));
+        let mut conn = mysql_async::Conn::new(self.control_opts()?)
+            .await
+            .map_err(fail)?;
+        let row: Option<(String, String)> = conn
+            .query_first(
+                "SELECT @@global.session_track_system_variables, @@global.session_track_schema",
+            )
+            .await
+            .map_err(fail)?;
+        let _ = conn.disconnect().await;
+        if let Some((variables, schema)) = row {
+            self.tracking_defaults.store(Arc::new(TrackingDefaults {
+                variables: VarSet::parse(&variables),
+                schema: schema == "1" || schema.eq_ignore_ascii_case("on"),
+            }));
+        }
+        Ok(())
+    }
+
     /// Re-reads the users file; on error the old users stay.
     pub fn reload_users(&self) -> Result<usize, Error> {
         let users = UserStore::load(&self.config.resolve(&self.config.users.file))?;
@@ -326,6 +354,16 @@ pub async fn serve(
         Ok(Err(e)) => tracing::warn!(error = %e, "could not read the schema of protected tables"),
         Err(_) => tracing::warn!("reading the schema of protected tables timed out"),
     }
+    match tokio::time::timeout(
+        shared.config.backend.connect_timeout(),
+        shared.refresh_tracking_defaults(),
+    )
+    .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not read the session-tracking defaults"),
+        Err(_) => tracing::warn!("reading the session-tracking defaults timed out"),
+    }
     let refresher = {
         let shared = shared.clone();
         let mut stop = shutdown.clone();
@@ -337,6 +375,9 @@ pub async fn serve(
                 }
                 if let Err(e) = shared.refresh_schema().await {
                     tracing::warn!(error = %e, "could not read the schema of protected tables");
+                }
+                if let Err(e) = shared.refresh_tracking_defaults().await {
+                    tracing::warn!(error = %e, "could not read the session-tracking defaults");
                 }
                 shared.save_key_usage();
             }

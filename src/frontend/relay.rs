@@ -10,6 +10,7 @@ use bytes::Buf;
 use mysql_common::constants::StatusFlags;
 
 use super::transform::{self, Cells, Failure, ResultPlan};
+use crate::backend::state::{ClientTracking, SessionState};
 use crate::policy::Policy;
 use crate::wire::packets::ErrorReply;
 use crate::wire::packets::{
@@ -35,6 +36,22 @@ pub struct Transform<'a> {
     /// Keep the backend's column definitions in `Response::captured_defs` (an execute that
     /// may open a cursor).
     pub capture: bool,
+}
+
+/// Where the session state reported in OK packets goes, and what the client sees of it.
+pub struct Tracker<'a> {
+    pub state: &'a mut SessionState,
+    pub client: &'a ClientTracking,
+}
+
+impl Tracker<'_> {
+    /// Takes the state an OK packet reports; returns the payload the client gets instead
+    /// (None: unchanged).
+    fn ok(&mut self, payload: &[u8]) -> Result<Option<Vec<u8>>, Failed> {
+        self.state
+            .track_ok(payload, self.client)
+            .map_err(|_| Failed::Backend(wire::Error::Malformed("session state")))
+    }
 }
 
 /// The error packet a transform failure becomes.
@@ -127,6 +144,8 @@ pub struct Response {
     next_seq: u8,
     /// Column definitions of the last result set, when `Transform::capture` asked for them.
     pub captured_defs: Option<Vec<Vec<u8>>>,
+    /// The packet `step` just classified is an OK that reports session state changes.
+    state_ok: bool,
 }
 
 impl Response {
@@ -145,6 +164,7 @@ impl Response {
             stream_left: 0,
             next_seq: 1,
             captured_defs: None,
+            state_ok: false,
         }
     }
 
@@ -158,6 +178,10 @@ impl Response {
     fn step(&mut self, head: &[u8], len: usize) -> Result<Step, wire::Error> {
         let first = *head.first().unwrap_or(&OK_HEADER);
         let is_eof = first == EOF_HEADER && len < EOF_MAX_LEN;
+        self.state_ok = first == OK_HEADER
+            && matches!(self.phase, Phase::ResultStart | Phase::Single)
+            && ok_status(head)
+                .is_some_and(|s| s.contains(StatusFlags::SERVER_SESSION_STATE_CHANGED));
         // 0xFF never starts a column count, definition or row: it is an ERR wherever it is.
         if first == ERR_HEADER {
             return Ok(Step::End(End::Done(None)));
@@ -248,6 +272,7 @@ impl Response {
         backend: &mut PacketConn,
         client: &mut PacketConn,
         t: &Transform<'_>,
+        tracker: &mut Tracker<'_>,
     ) -> Result<End, Failed> {
         let mut shift: u8 = 0;
         let mut held: Vec<Packet> = Vec::new();
@@ -258,7 +283,7 @@ impl Response {
             let original = transform::original_types(&defs).unwrap_or_default();
             match transform::plan(&mut defs, t.policy, t.role) {
                 Ok(p) => plan = p.map(|p| (p, original)),
-                Err(f) => return self.fail(backend, client, 1, &f).await,
+                Err(f) => return self.fail(backend, client, 1, &f, tracker).await,
             }
         }
         loop {
@@ -285,7 +310,13 @@ impl Response {
                 match transform::plan(&mut defs, t.policy, t.role) {
                     Err(f) => {
                         return self
-                            .fail(backend, client, held[0].first_seq.wrapping_add(shift), &f)
+                            .fail(
+                                backend,
+                                client,
+                                held[0].first_seq.wrapping_add(shift),
+                                &f,
+                                tracker,
+                            )
                             .await;
                     }
                     Ok(p) => {
@@ -312,11 +343,18 @@ impl Response {
                         Ok(row) => Some(row),
                         Err(f) => {
                             return self
-                                .fail(backend, client, pkt.first_seq.wrapping_add(shift), &f)
+                                .fail(
+                                    backend,
+                                    client,
+                                    pkt.first_seq.wrapping_add(shift),
+                                    &f,
+                                    tracker,
+                                )
                                 .await;
                         }
                     }
                 }
+                _ if self.state_ok => tracker.ok(&pkt.payload)?,
                 _ => None,
             };
             emit(
@@ -348,6 +386,7 @@ impl Response {
         client: &mut PacketConn,
         seq: u8,
         f: &Failure,
+        tracker: &mut Tracker<'_>,
     ) -> Result<End, Failed> {
         tracing::info!(failure = ?f, "result refused");
         client.queue_packet(seq, &failure_reply(f).to_payload());
@@ -358,7 +397,15 @@ impl Response {
                 .skip_packet(PEEK_BYTES)
                 .await
                 .map_err(Failed::Backend)?;
-            match self.step(&head, len).map_err(Failed::Backend)? {
+            let step = self.step(&head, len).map_err(Failed::Backend)?;
+            if self.state_ok {
+                // The client does not see these results, but the state they report is real.
+                if head.len() < len {
+                    return Err(Failed::Backend(wire::Error::Malformed("session state")));
+                }
+                tracker.ok(&head)?;
+            }
+            match step {
                 Step::More => {}
                 Step::End(End::LocalInfile) => {
                     // Refuse the file: an empty packet, then the backend answers with an error.
@@ -403,16 +450,21 @@ impl Response {
         }
     }
 
-    /// Relays backend packets to the client until this response ends.
+    /// Relays backend packets to the client until this response ends. OK packets that
+    /// report session state changes are taken out of the stream, read, and rewritten for
+    /// the client; everything else is forwarded as raw bytes.
     pub async fn relay(
         &mut self,
         backend: &mut PacketConn,
         client: &mut PacketConn,
+        tracker: &mut Tracker<'_>,
     ) -> Result<End, Failed> {
         let mut end = None;
         loop {
             let buf = &backend.rbuf;
             let mut pos = 0;
+            // A whole OK packet at `pos` whose state must be read: (payload length, seq).
+            let mut state_ok = None;
             while pos < buf.len() {
                 if self.stream_left > 0 {
                     let take = self.stream_left.min(buf.len() - pos);
@@ -431,6 +483,7 @@ impl Response {
                     break;
                 }
                 let step = if self.continuation {
+                    self.state_ok = false;
                     Step::More
                 } else {
                     self.step(&buf[pos + 4..pos + 4 + peek], len)
@@ -438,15 +491,22 @@ impl Response {
                 };
                 self.continuation = len == MAX_PAYLOAD_LEN;
                 self.next_seq = seq.wrapping_add(1);
+                if let Step::End(e) = step {
+                    end = Some(e);
+                }
+                if self.state_ok && !self.continuation {
+                    if len > peek {
+                        return Err(Failed::Backend(wire::Error::Malformed("session state")));
+                    }
+                    state_ok = Some((len, seq));
+                    break;
+                }
                 let available = buf.len() - pos - 4;
                 if available >= len {
                     pos += 4 + len;
                 } else {
                     pos = buf.len();
                     self.stream_left = len - available;
-                }
-                if let Step::End(e) = step {
-                    end = Some(e);
                 }
             }
             if pos > 0 {
@@ -455,6 +515,22 @@ impl Response {
                     .await
                     .map_err(Failed::Client)?;
                 backend.rbuf.advance(pos);
+            }
+            if let Some((len, seq)) = state_ok {
+                let rewritten = tracker.ok(&backend.rbuf[4..4 + len])?;
+                match rewritten {
+                    Some(p) => {
+                        client.queue_packet(seq, &p);
+                    }
+                    None => {
+                        client
+                            .write_raw(&backend.rbuf[..4 + len])
+                            .await
+                            .map_err(Failed::Client)?;
+                    }
+                }
+                backend.rbuf.advance(4 + len);
+                continue;
             }
             match end {
                 Some(e) if self.stream_left == 0 => {

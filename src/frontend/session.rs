@@ -17,6 +17,7 @@ use super::Shared;
 use super::prepared::Prepared;
 use super::relay::{End, Expect, Failed, Response, forward_packet};
 use crate::auth::{Proof, User};
+use crate::backend::state::{ClientTracking, SessionState};
 use crate::backend::{self, BackendConn, Identity, Lease};
 use crate::sql::rewrite::ParamUse;
 use crate::telemetry::metrics::{Kind, Limited, METRICS};
@@ -111,8 +112,12 @@ struct Session {
     in_transaction: bool,
     /// False once the session changed something a pool key does not capture.
     reusable: bool,
-    /// Current default database, as far as myveil can tell (handshake, COM_INIT_DB, USE).
-    database: Option<String>,
+    /// The backend session's state as its server reports it (database, sql_mode, charset).
+    state: SessionState,
+    /// What the client sees of session tracking.
+    tracking: ClientTracking,
+    /// A statement prepared in this session names a session-tracking variable.
+    tracking_prepared: bool,
     /// Prepared statements on protected data, by statement id.
     protected_statements: HashMap<u32, Prepared>,
     /// SQL-level prepared statements on protected data (`PREPARE name FROM …`), by name.
@@ -399,7 +404,6 @@ async fn handshake(
         attributes,
         ..
     } = response;
-    let database_name = database.clone();
     if let (Some(store), Some(db)) = (&shared.tokens, &database)
         && db.eq_ignore_ascii_case(store.schema().as_bytes())
     {
@@ -437,9 +441,14 @@ async fn handshake(
             collation: u16::from(collation),
             attributes: &attributes,
         };
-        shared.pool.bind(lease, &who, client_caps).await
+        let defaults = shared.tracking_defaults.load();
+        shared
+            .pool
+            .bind(lease, &who, client_caps, &defaults.variables)
+            .await
     };
-    let (backend, ok) = match bound {
+    let tracking = client_tracking(shared, client_caps);
+    let (backend, ok, mut state) = match bound {
         Ok(b) => b,
         Err(backend::Error::Refused { code, payload }) => {
             tracing::info!(code, "backend refused the session");
@@ -457,6 +466,7 @@ async fn handshake(
             return Ok(None);
         }
     };
+    let ok = for_client(&mut state, &ok, &tracking)?;
     client.write_packet(seq, &ok).await.map_err(Error::Client)?;
     tracing::debug!(role = %user.role, tls, "session started");
     Ok(Some(Session {
@@ -470,7 +480,9 @@ async fn handshake(
         collation: u16::from(collation),
         attributes,
         reusable: true,
-        database: database_name.map(|d| String::from_utf8_lossy(&d).into_owned()),
+        state,
+        tracking,
+        tracking_prepared: false,
         protected_statements: HashMap::new(),
         sql_prepared: HashMap::new(),
         revoked: revocation_watch(shared, &user),
@@ -479,6 +491,29 @@ async fn handshake(
         read_shapes: ReadShapes::default(),
         user,
     }))
+}
+
+/// What a client gets of session tracking: nothing unless it asked for it, and then what
+/// the server's defaults give (myveil tracks more for itself).
+fn client_tracking(shared: &Shared, client_caps: CapabilityFlags) -> ClientTracking {
+    if client_caps.contains(CapabilityFlags::CLIENT_SESSION_TRACK) {
+        ClientTracking::On((**shared.tracking_defaults.load()).clone())
+    } else {
+        ClientTracking::Off
+    }
+}
+
+/// A backend OK payload as the client gets it, its state taken into `state`.
+fn for_client(
+    state: &mut SessionState,
+    ok: &[u8],
+    tracking: &ClientTracking,
+) -> Result<Vec<u8>, Error> {
+    match state.track_ok(ok, tracking) {
+        Ok(Some(rewritten)) => Ok(rewritten),
+        Ok(None) => Ok(ok.to_vec()),
+        Err(_) => Err(backend_io(wire::Error::Malformed("session state"))),
+    }
 }
 
 fn give_back(shared: &Shared, lease: Lease) {
@@ -995,11 +1030,6 @@ impl Session {
             }
             _ => {}
         }
-        let pending_database = match command {
-            COM_INIT_DB => Some(String::from_utf8_lossy(&payload[1..]).into_owned()),
-            COM_QUERY => use_database(&payload[1..]),
-            _ => None,
-        };
         self.backend
             .conn
             .write_packet(first_seq, rewritten.as_deref().unwrap_or(&payload))
@@ -1037,14 +1067,19 @@ impl Session {
             protected && matches!(command, COM_QUERY | COM_STMT_EXECUTE | COM_STMT_FETCH);
         let opening = matches!(cursor, Cursor::Open);
         let plain_prepare = command == COM_STMT_PREPARE;
+        let tracking_change = self.may_change_tracking(command, &payload);
         let (close, ok, captured) = self
             .relay(
                 expect,
                 transform,
                 matches!(command, COM_STMT_EXECUTE | COM_STMT_FETCH),
                 cursor,
+                tracking_change,
             )
             .await?;
+        if tracking_change && close.is_none() {
+            self.sync_tracking().await?;
+        }
         if opening && let (Some(id), Some(defs)) = (statement, captured) {
             self.cursors.insert(id, defs);
         }
@@ -1055,10 +1090,79 @@ impl Session {
                 LastPrepared::Failed
             };
         }
-        if ok && let Some(db) = pending_database {
-            self.database = Some(db);
+        if command == COM_RESET_CONNECTION && ok && close.is_none() {
+            // The reset dropped tracking back to the server's defaults (the database stays).
+            let database = self.state.database.clone();
+            self.setup_tracking(database.as_deref().map(str::as_bytes))
+                .await?;
         }
         Ok(close)
+    }
+
+    /// Whether a command may change the session's tracking settings: its text names a
+    /// `session_track_*` variable, or it runs a prepared statement while one whose text did
+    /// exists. (Procedures that change them reach protected data: see backend::schema.)
+    fn may_change_tracking(&mut self, command: u8, payload: &[u8]) -> bool {
+        use crate::backend::state::mentions_tracking;
+        let text = payload.get(1..).unwrap_or_default();
+        match command {
+            COM_QUERY if mentions_tracking(text) => {
+                self.tracking_prepared |= first_words_are(text, &["prepare"]);
+                true
+            }
+            COM_STMT_PREPARE if mentions_tracking(text) => {
+                self.tracking_prepared = true;
+                false
+            }
+            COM_QUERY => {
+                self.tracking_prepared
+                    && text.windows(7).any(|w| w.eq_ignore_ascii_case(b"execute"))
+            }
+            COM_STMT_EXECUTE => self.tracking_prepared,
+            _ => false,
+        }
+    }
+
+    /// Reads the session's tracking settings after a statement that may have changed them:
+    /// they become what the client is given, and myveil's own tracking is set up again on
+    /// top of them (with a fresh report of the state).
+    async fn sync_tracking(&mut self) -> Result<(), Error> {
+        let row = self
+            .backend
+            .query_row(
+                "SELECT @@session.session_track_system_variables, @@session.session_track_schema",
+            )
+            .await?;
+        let text = |i: usize| {
+            row.get(i)
+                .cloned()
+                .flatten()
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                .unwrap_or_default()
+        };
+        let settings = crate::backend::state::TrackingDefaults {
+            variables: crate::backend::state::VarSet::parse(&text(0)),
+            schema: text(1) == "1" || text(1).eq_ignore_ascii_case("on"),
+        };
+        if self.tracking != ClientTracking::Off {
+            self.tracking = ClientTracking::On(settings.clone());
+        }
+        let database = self.state.database.clone();
+        self.state = self
+            .backend
+            .setup_tracking(database.as_deref().map(str::as_bytes), &settings.variables)
+            .await?;
+        Ok(())
+    }
+
+    /// Sets tracking up again after the backend session was reset.
+    async fn setup_tracking(&mut self, database: Option<&[u8]>) -> Result<(), Error> {
+        let defaults = self.shared.tracking_defaults.load();
+        self.state = self
+            .backend
+            .setup_tracking(database, &defaults.variables)
+            .await?;
+        Ok(())
     }
 
     /// Whether `name` is the token store's schema (COM_INIT_DB, the handshake's database).
@@ -1249,7 +1353,7 @@ impl Session {
         if let Some((shape, context)) = &shape
             && let Some(transform) =
                 self.read_shapes
-                    .known(shape, context, self.database.as_deref())
+                    .known(shape, context, self.state.database.as_deref())
         {
             return if transform {
                 Guard::Protected(None)
@@ -1259,7 +1363,7 @@ impl Session {
         }
         let analyzer = crate::sql::analyze::Analyzer {
             policy: &protection.policy,
-            database: self.database.as_deref(),
+            database: self.state.database.as_deref(),
             role: &self.user.role,
             schema: &**schema,
         };
@@ -1278,8 +1382,12 @@ impl Session {
         match analyzer.analyze(sql) {
             crate::sql::analyze::Plan::Forward => {
                 if let Some((shape, context)) = shape {
-                    self.read_shapes
-                        .remember(shape, false, context, self.database.as_deref());
+                    self.read_shapes.remember(
+                        shape,
+                        false,
+                        context,
+                        self.state.database.as_deref(),
+                    );
                 }
                 Guard::Pass
             }
@@ -1290,8 +1398,12 @@ impl Session {
             } => {
                 if command == COM_QUERY && edits.is_empty() {
                     if let Some((shape, context)) = shape {
-                        self.read_shapes
-                            .remember(shape, true, context, self.database.as_deref());
+                        self.read_shapes.remember(
+                            shape,
+                            true,
+                            context,
+                            self.state.database.as_deref(),
+                        );
                     }
                     return Guard::Protected(None);
                 }
@@ -1344,7 +1456,7 @@ impl Session {
                 }
                 let analyzer = crate::sql::analyze::Analyzer {
                     policy: &protection.policy,
-                    database: self.database.as_deref(),
+                    database: self.state.database.as_deref(),
                     role: &self.user.role,
                     schema: &**schema,
                 };
@@ -1477,13 +1589,20 @@ impl Session {
 
     /// Relays the response to the command just sent, including LOCAL INFILE exchanges.
     /// Returns how the session goes on and whether the response ended with OK/EOF.
+    /// `tracking_change`: the command may change the client's tracking settings, so its
+    /// records pass unfiltered and the settings are read again afterwards.
     async fn relay(
         &mut self,
         expect: Expect,
         transform: bool,
         binary: bool,
         cursor: Cursor,
+        tracking_change: bool,
     ) -> Result<(Option<Close>, bool, Option<Vec<Vec<u8>>>), Error> {
+        let view = match (&self.tracking, tracking_change) {
+            (ClientTracking::Off, _) | (_, false) => self.tracking.clone(),
+            (_, true) => ClientTracking::Unfiltered,
+        };
         let mut response = Response::new(expect);
         let fetch_defs = match &cursor {
             Cursor::Fetch(defs) => Some(defs.as_slice()),
@@ -1509,14 +1628,27 @@ impl Session {
                     fetch_defs,
                     capture: matches!(cursor, Cursor::Open),
                 };
+                let mut tracker = super::relay::Tracker {
+                    state: &mut self.state,
+                    client: &view,
+                };
                 unless_revoked(
-                    response.relay_transformed(&mut self.backend.conn, &mut self.client, &t),
+                    response.relay_transformed(
+                        &mut self.backend.conn,
+                        &mut self.client,
+                        &t,
+                        &mut tracker,
+                    ),
                     &mut self.revoked,
                 )
                 .await
             } else {
+                let mut tracker = super::relay::Tracker {
+                    state: &mut self.state,
+                    client: &view,
+                };
                 unless_revoked(
-                    response.relay(&mut self.backend.conn, &mut self.client),
+                    response.relay(&mut self.backend.conn, &mut self.client, &mut tracker),
                     &mut self.revoked,
                 )
                 .await
@@ -1653,8 +1785,24 @@ impl Session {
             collation: self.collation,
             attributes: &self.attributes,
         };
-        match self.backend.change_user(&who).await {
+        let changed = match self.backend.change_user(&who).await {
             Ok(ok) => {
+                let defaults = shared.tracking_defaults.load();
+                match self
+                    .backend
+                    .setup_tracking(request.database, &defaults.variables)
+                    .await
+                {
+                    Ok(state) => Ok((ok, state)),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        match changed {
+            Ok((ok, state)) => {
+                self.state = state;
+                let ok = for_client(&mut self.state, &ok, &self.tracking)?;
                 self.client
                     .write_packet(seq, &ok)
                     .await
@@ -1706,20 +1854,6 @@ fn first_words_are(text: &[u8], words: &[&str]) -> bool {
             .next()
             .is_some_and(|f| f.eq_ignore_ascii_case(w.as_bytes()))
     })
-}
-
-/// The database a lone `USE db` statement switches to.
-fn use_database(text: &[u8]) -> Option<String> {
-    let t = std::str::from_utf8(text)
-        .ok()?
-        .trim()
-        .trim_end_matches(';')
-        .trim();
-    let (kw, rest) = t.split_once(char::is_whitespace)?;
-    if !kw.eq_ignore_ascii_case("use") || rest.contains([';', ' ']) {
-        return None;
-    }
-    Some(rest.trim_matches('`').to_owned())
 }
 
 struct ChangeUser<'a> {

@@ -10,10 +10,12 @@ use mysql_common::proto::MySerialize;
 use super::auth::{Plugin, SALT_LEN};
 use super::{Error, Result};
 
-/// Capabilities myveil can honour toward a client. Left out on purpose: compression, session
-/// tracking, CLIENT_DEPRECATE_EOF, optional metadata, query attributes and MariaDB's extended
-/// capabilities — each changes result framing and none is needed for fidelity (see
-/// docs/adr/0001). CLIENT_SSL is added when TLS is configured.
+/// Capabilities myveil can honour toward a client. Session tracking is offered: myveil
+/// always tracks the backend session for itself and gives a client the records it would
+/// get directly (backend::state). Left out on purpose: compression, CLIENT_DEPRECATE_EOF,
+/// optional metadata, query attributes and MariaDB's extended capabilities — each changes
+/// result framing and none is needed for fidelity (see docs/adr/0001). CLIENT_SSL is added
+/// when TLS is configured.
 pub const SUPPORTED_CAPABILITIES: CapabilityFlags = CapabilityFlags::from_bits_truncate(
     CapabilityFlags::CLIENT_LONG_PASSWORD.bits()
         | CapabilityFlags::CLIENT_FOUND_ROWS.bits()
@@ -35,7 +37,8 @@ pub const SUPPORTED_CAPABILITIES: CapabilityFlags = CapabilityFlags::from_bits_t
         | CapabilityFlags::CLIENT_PLUGIN_AUTH.bits()
         | CapabilityFlags::CLIENT_CONNECT_ATTRS.bits()
         | CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA.bits()
-        | CapabilityFlags::CLIENT_CAN_HANDLE_EXPIRED_PASSWORDS.bits(),
+        | CapabilityFlags::CLIENT_CAN_HANDLE_EXPIRED_PASSWORDS.bits()
+        | CapabilityFlags::CLIENT_SESSION_TRACK.bits(),
 );
 
 /// Client capabilities that change how the backend behaves for the whole connection; a

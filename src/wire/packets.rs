@@ -142,6 +142,120 @@ pub fn eof_status(payload: &[u8]) -> Option<StatusFlags> {
     ])))
 }
 
+/// Kinds of session state change records (CLIENT_SESSION_TRACK), with MySQL's names.
+pub const SESSION_TRACK_SYSTEM_VARIABLES: u8 = 0;
+pub const SESSION_TRACK_SCHEMA: u8 = 1;
+
+/// An OK packet from a connection with CLIENT_SESSION_TRACK: the fixed fields as bytes, the
+/// human-readable info and the session state block (records), when present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrackedOk<'a> {
+    /// Header byte through the warning count.
+    pub fixed: &'a [u8],
+    pub status: StatusFlags,
+    pub info: &'a [u8],
+    /// The session state block without its length prefix (empty when the status does not
+    /// say the state changed).
+    pub state: &'a [u8],
+}
+
+fn lenenc_bytes(buf: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, n) = lenenc_int(buf)?;
+    let end = n.checked_add(usize::try_from(len).ok()?)?;
+    Some((buf.get(n..end)?, &buf[end..]))
+}
+
+/// Reads an OK packet sent to a connection that negotiated CLIENT_SESSION_TRACK. The info
+/// is length-encoded there, and the state block follows it when the status flags carry
+/// SERVER_SESSION_STATE_CHANGED.
+pub fn parse_tracked_ok(payload: &[u8]) -> Option<TrackedOk<'_>> {
+    if payload.first() != Some(&OK_HEADER) {
+        return None;
+    }
+    let rest = &payload[1..];
+    let (_, a) = lenenc_int(rest)?;
+    let (_, b) = lenenc_int(rest.get(a..)?)?;
+    let fixed_len = 1 + a + b + 4;
+    let fixed = payload.get(..fixed_len)?;
+    let status = StatusFlags::from_bits_retain(u16::from_le_bytes([
+        fixed[fixed_len - 4],
+        fixed[fixed_len - 3],
+    ]));
+    let tail = &payload[fixed_len..];
+    if tail.is_empty() {
+        return Some(TrackedOk {
+            fixed,
+            status,
+            info: &[],
+            state: &[],
+        });
+    }
+    let (info, tail) = lenenc_bytes(tail)?;
+    let state = if status.contains(StatusFlags::SERVER_SESSION_STATE_CHANGED) && !tail.is_empty() {
+        lenenc_bytes(tail)?.0
+    } else {
+        &[]
+    };
+    Some(TrackedOk {
+        fixed,
+        status,
+        info,
+        state,
+    })
+}
+
+/// The records of a session state block: (kind, data) pairs; None for a malformed block.
+pub fn state_records(mut state: &[u8]) -> Option<Vec<(u8, &[u8])>> {
+    let mut out = Vec::new();
+    while let Some((&kind, rest)) = state.split_first() {
+        let (data, rest) = lenenc_bytes(rest)?;
+        out.push((kind, data));
+        state = rest;
+    }
+    Some(out)
+}
+
+/// The name and value of a system variable record.
+pub fn variable_record(data: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (name, rest) = lenenc_bytes(data)?;
+    let (value, _) = lenenc_bytes(rest)?;
+    Some((name, value))
+}
+
+/// The schema of a schema record.
+pub fn schema_record(data: &[u8]) -> Option<&[u8]> {
+    Some(lenenc_bytes(data)?.0)
+}
+
+/// Rebuilds an OK packet with only the `kept` state records, as a server sends it: to a
+/// client without CLIENT_SESSION_TRACK (`tracking` false; no records then), or with it.
+/// The state-changed flag is cleared when nothing is left, and the info is written only
+/// when there is some (or when records follow it).
+pub fn rebuild_ok(ok: &TrackedOk<'_>, kept: &[(u8, &[u8])], tracking: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ok.fixed.len() + ok.info.len() + 16);
+    out.extend_from_slice(ok.fixed);
+    let keep = tracking && !kept.is_empty();
+    let mut status = ok.status;
+    status.set(StatusFlags::SERVER_SESSION_STATE_CHANGED, keep);
+    let at = ok.fixed.len() - 4;
+    out[at..at + 2].copy_from_slice(&status.bits().to_le_bytes());
+    if keep || !ok.info.is_empty() {
+        put_lenenc_int(&mut out, ok.info.len() as u64);
+        out.extend_from_slice(ok.info);
+    }
+    if keep {
+        let mut block = Vec::new();
+        for (kind, data) in kept {
+            block.push(*kind);
+            put_lenenc_int(&mut block, data.len() as u64);
+            block.extend_from_slice(data);
+        }
+        put_lenenc_int(&mut out, block.len() as u64);
+        out.extend_from_slice(&block);
+    }
+    out
+}
+
 /// Error code of an ERR packet.
 pub fn err_code(payload: &[u8]) -> Option<u16> {
     let c = payload.get(1..3)?;
@@ -180,6 +294,53 @@ mod tests {
         let p = ok_payload(300, 70_000, status, 2);
         assert_eq!(ok_status(&p), Some(status));
         assert_eq!(ok_status(&p[..4]), None);
+    }
+
+    /// OK packets as MariaDB 10.11 sent them (captured): `SET sql_mode='ANSI_QUOTES'` with
+    /// session tracking, and an UPDATE's OK with its info.
+    const SET_OK: &[u8] =
+        b"\x00\x00\x00\x02\xc0\x00\x00\x00\x17\x00\x15\x08sql_mode\x0bANSI_QUOTES";
+    const UPDATE_OK: &[u8] =
+        b"\x00\x00\x00\x02\x00\x00\x00(Rows matched: 2  Changed: 0  Warnings: 0";
+
+    #[test]
+    fn tracked_ok_packets_are_read_and_rebuilt_as_the_server_sends_them() {
+        let ok = parse_tracked_ok(SET_OK).expect("parse");
+        assert!(
+            ok.status
+                .contains(StatusFlags::SERVER_SESSION_STATE_CHANGED)
+        );
+        assert_eq!(ok.info, b"");
+        let records = state_records(ok.state).expect("records");
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].0, SESSION_TRACK_SYSTEM_VARIABLES);
+        assert_eq!(
+            variable_record(records[0].1),
+            Some((&b"sql_mode"[..], &b"ANSI_QUOTES"[..]))
+        );
+        // Without tracking the server sends no info and clears the flag.
+        assert_eq!(
+            rebuild_ok(&ok, &records, false),
+            b"\x00\x00\x00\x02\x80\x00\x00".to_vec()
+        );
+        assert_eq!(rebuild_ok(&ok, &records, true), SET_OK.to_vec());
+        assert_eq!(
+            rebuild_ok(&ok, &[], true),
+            b"\x00\x00\x00\x02\x80\x00\x00".to_vec()
+        );
+        // An info without a state change looks the same either way.
+        let upd = parse_tracked_ok(UPDATE_OK).expect("parse");
+        assert_eq!(upd.info, b"Rows matched: 2  Changed: 0  Warnings: 0");
+        assert_eq!(rebuild_ok(&upd, &[], false), UPDATE_OK.to_vec());
+        // Truncated packets are refused, never misread.
+        for cut in 1..SET_OK.len() {
+            if let Some(p) = parse_tracked_ok(&SET_OK[..cut]) {
+                assert!(
+                    state_records(p.state).is_none() || p.state.is_empty(),
+                    "cut {cut}"
+                );
+            }
+        }
     }
 
     #[test]

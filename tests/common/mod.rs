@@ -234,10 +234,22 @@ pub mod raw {
         password: &str,
         db: Option<&str>,
     ) -> (PacketConn, u32) {
+        let (c, id, _) = login_with(addr, user, password, db, 0).await;
+        (c, id)
+    }
+
+    /// Logs in with extra capability bits; also returns the server's final OK payload.
+    pub async fn login_with(
+        addr: SocketAddr,
+        user: &str,
+        password: &str,
+        db: Option<&str>,
+        extra_caps: u32,
+    ) -> (PacketConn, u32, Vec<u8>) {
         let mut c = connect_tcp(addr).await;
         let greeting = c.read_packet(1 << 16).await.expect("greeting");
         let g = parse_backend_greeting(&greeting.payload).expect("parse greeting");
-        let mut caps = CLIENT_CAPS;
+        let mut caps = CLIENT_CAPS | extra_caps;
         if db.is_some() {
             caps |= 0x0000_0008;
         }
@@ -264,7 +276,7 @@ pub mod raw {
             "login failed: {:?}",
             String::from_utf8_lossy(&ok.payload)
         );
-        (c, g.connection_id)
+        (c, g.connection_id, ok.payload.to_vec())
     }
 
     /// Sends one command (sequence id 0).

@@ -1,0 +1,399 @@
+//! backend::state: the session state the server reports — current database, sql_mode,
+//! character sets, autocommit — read from the session-tracking records of every OK packet,
+//! and the rewrite of those OK packets into what the client asked to see.
+//!
+//! Security: the guard lexes and resolves statements with this state, so it comes from the
+//! server and never from myveil's reading of statement text. Each backend connection is
+//! set up with `TRACKING_SETUP`, which turns on tracking of the variables below and makes
+//! the server report their current values once.
+
+use std::collections::{BTreeMap, HashSet};
+
+use mysql_common::constants::StatusFlags;
+
+use crate::wire::packets::{
+    self, SESSION_TRACK_SCHEMA, SESSION_TRACK_SYSTEM_VARIABLES, TrackedOk, parse_tracked_ok,
+    rebuild_ok, state_records,
+};
+
+/// Variables myveil needs reported. Tracking also covers the client's own defaults (read
+/// from the server), so records a client would have seen directly are there to pass on.
+pub const TRACKED_VARIABLES: &[&str] = &[
+    "autocommit",
+    "character_set_client",
+    "character_set_connection",
+    "character_set_results",
+    "collation_connection",
+    "sql_mode",
+    "time_zone",
+];
+
+/// Builds the statement that sets tracking up on a backend session: the variables myveil
+/// needs (plus `client_defaults`, what clients get by default), the schema, and a report of
+/// the current values (each variable set to itself, which the tracker reports).
+pub fn tracking_setup(client_defaults: &VarSet) -> String {
+    let mut names: Vec<&str> = TRACKED_VARIABLES.to_vec();
+    let all = match client_defaults {
+        VarSet::All => true,
+        VarSet::Names(extra) => {
+            for n in extra {
+                if !names.contains(&n.as_str()) && is_variable_name(n) {
+                    names.push(n);
+                }
+            }
+            false
+        }
+    };
+    let list = if all { "*".to_owned() } else { names.join(",") };
+    format!(
+        "SET @@session.session_track_system_variables = '{list}', \
+         @@session.session_track_schema = ON, \
+         @@session.sql_mode = @@session.sql_mode, \
+         @@session.character_set_client = @@session.character_set_client, \
+         @@session.character_set_results = @@session.character_set_results, \
+         @@session.collation_connection = @@session.collation_connection, \
+         @@session.autocommit = @@session.autocommit"
+    )
+}
+
+fn is_variable_name(n: &str) -> bool {
+    !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// A set of system variable names (session_track_system_variables).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VarSet {
+    All,
+    Names(HashSet<String>),
+}
+
+impl VarSet {
+    /// Reads a session_track_system_variables value (`*` or a comma list).
+    pub fn parse(list: &str) -> Self {
+        if list.split(',').any(|n| n.trim() == "*") {
+            return VarSet::All;
+        }
+        VarSet::Names(
+            list.split(',')
+                .map(|n| n.trim().to_ascii_lowercase())
+                .filter(|n| !n.is_empty())
+                .collect(),
+        )
+    }
+
+    fn contains(&self, name: &[u8]) -> bool {
+        match self {
+            VarSet::All => true,
+            VarSet::Names(n) => {
+                std::str::from_utf8(name).is_ok_and(|name| n.contains(&name.to_ascii_lowercase()))
+            }
+        }
+    }
+}
+
+/// What the server's tracking gives a client by default (its global settings), which is
+/// what a client asking for CLIENT_SESSION_TRACK would see on a direct connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackingDefaults {
+    pub variables: VarSet,
+    pub schema: bool,
+}
+
+impl Default for TrackingDefaults {
+    /// MariaDB 10.11's defaults.
+    fn default() -> Self {
+        Self {
+            variables: VarSet::parse(
+                "autocommit,character_set_client,character_set_connection,character_set_results,time_zone",
+            ),
+            schema: true,
+        }
+    }
+}
+
+/// What a client sees of session tracking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientTracking {
+    /// The client did not ask for CLIENT_SESSION_TRACK: OK packets carry no state.
+    Off,
+    /// It did: the records its settings (the server's defaults, or what it set) give it.
+    On(TrackingDefaults),
+    /// It did and the statement being answered may change its settings: records pass as
+    /// the server sent them (myveil reads the new settings after the response).
+    Unfiltered,
+}
+
+/// Whether a statement may change session-tracking settings (`session_track_*`): a byte
+/// search, deliberately wider than needed (it also matches inside literals), since a match
+/// only costs a re-read of the settings after the statement.
+pub fn mentions_tracking(text: &[u8]) -> bool {
+    const NEEDLE: &[u8] = b"session_track_";
+    text.windows(NEEDLE.len())
+        .any(|w| w.eq_ignore_ascii_case(NEEDLE))
+}
+
+bitflags::bitflags! {
+    /// The sql_mode flags that change how statements are read.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+    pub struct ModeFlags: u32 {
+        const ANSI_QUOTES = 1;
+        const NO_BACKSLASH_ESCAPES = 2;
+        const IGNORE_SPACE = 4;
+        const PIPES_AS_CONCAT = 8;
+        const HIGH_NOT_PRECEDENCE = 16;
+        /// Oracle compatibility: another grammar (sql_yacc_ora).
+        const ORACLE = 32;
+        const MSSQL = 64;
+        const EMPTY_STRING_IS_NULL = 128;
+    }
+}
+
+/// A session's sql_mode, as the server reports it (combination names already expanded).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SqlMode {
+    pub text: String,
+    pub flags: ModeFlags,
+}
+
+impl SqlMode {
+    pub fn parse(text: &str) -> Self {
+        let mut flags = ModeFlags::empty();
+        for name in text.split(',') {
+            flags |= match name.trim().to_ascii_uppercase().as_str() {
+                "ANSI_QUOTES" => ModeFlags::ANSI_QUOTES,
+                "NO_BACKSLASH_ESCAPES" => ModeFlags::NO_BACKSLASH_ESCAPES,
+                "IGNORE_SPACE" => ModeFlags::IGNORE_SPACE,
+                "PIPES_AS_CONCAT" => ModeFlags::PIPES_AS_CONCAT,
+                "HIGH_NOT_PRECEDENCE" => ModeFlags::HIGH_NOT_PRECEDENCE,
+                "ORACLE" => ModeFlags::ORACLE,
+                "MSSQL" => ModeFlags::MSSQL,
+                "EMPTY_STRING_IS_NULL" => ModeFlags::EMPTY_STRING_IS_NULL,
+                _ => ModeFlags::empty(),
+            };
+        }
+        Self {
+            text: text.to_owned(),
+            flags,
+        }
+    }
+
+    pub fn has(&self, f: ModeFlags) -> bool {
+        self.flags.contains(f)
+    }
+}
+
+/// The state of one backend session as its server reported it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionState {
+    /// The current database (None: no database selected).
+    pub database: Option<String>,
+    pub sql_mode: SqlMode,
+    /// character_set_client: how the server reads statement bytes.
+    pub client_charset: String,
+    /// character_set_results (None: results are not converted).
+    pub results_charset: Option<String>,
+    pub autocommit: bool,
+    /// Every tracked variable's last reported value, by lower-case name.
+    pub variables: BTreeMap<String, String>,
+    /// True once the server reported the variables above (setup ran); false means the
+    /// session's state is not known and nothing that depends on it can be decided.
+    pub known: bool,
+    /// Bumped on every change, so caches keyed on the state can tell.
+    pub generation: u64,
+}
+
+/// A backend OK packet that could not be read: the session cannot be trusted further.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("malformed session state in an OK packet")]
+pub struct Malformed;
+
+impl SessionState {
+    /// A session that starts in `database` (the state is not known until the setup's report).
+    pub fn starting_in(database: Option<&[u8]>) -> Self {
+        Self {
+            database: database.map(|d| String::from_utf8_lossy(d).into_owned()),
+            ..Self::default()
+        }
+    }
+
+    /// Applies the records of one OK packet.
+    fn apply(&mut self, records: &[(u8, &[u8])]) -> Result<(), Malformed> {
+        for (kind, data) in records {
+            match *kind {
+                SESSION_TRACK_SYSTEM_VARIABLES => {
+                    let (name, value) = packets::variable_record(data).ok_or(Malformed)?;
+                    let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+                    let value = String::from_utf8_lossy(value).into_owned();
+                    match name.as_str() {
+                        "sql_mode" => self.sql_mode = SqlMode::parse(&value),
+                        "character_set_client" => {
+                            self.client_charset = value.to_ascii_lowercase();
+                        }
+                        "character_set_results" => {
+                            self.results_charset = match value.to_ascii_lowercase().as_str() {
+                                "" | "null" => None,
+                                v => Some(v.to_owned()),
+                            };
+                        }
+                        "autocommit" => self.autocommit = value.eq_ignore_ascii_case("on"),
+                        _ => {}
+                    }
+                    self.variables.insert(name, value);
+                }
+                SESSION_TRACK_SCHEMA => {
+                    let db = packets::schema_record(data).ok_or(Malformed)?;
+                    self.database =
+                        (!db.is_empty()).then(|| String::from_utf8_lossy(db).into_owned());
+                }
+                _ => {}
+            }
+        }
+        self.generation = self.generation.wrapping_add(1);
+        Ok(())
+    }
+
+    /// Reads the state records of the setup statement's OK packet.
+    pub fn apply_setup(&mut self, ok: &[u8]) -> Result<(), Malformed> {
+        let parsed = parse_tracked_ok(ok).ok_or(Malformed)?;
+        let records = state_records(parsed.state).ok_or(Malformed)?;
+        self.apply(&records)?;
+        self.known = [
+            "sql_mode",
+            "character_set_client",
+            "character_set_results",
+            "autocommit",
+        ]
+        .iter()
+        .all(|v| self.variables.contains_key(*v));
+        Ok(())
+    }
+
+    /// Takes the state changes of a backend OK packet and returns what the client gets in
+    /// its place (None: the packet goes to the client as it is).
+    pub fn track_ok(
+        &mut self,
+        payload: &[u8],
+        client: &ClientTracking,
+    ) -> Result<Option<Vec<u8>>, Malformed> {
+        let Some(ok) = parse_tracked_ok(payload) else {
+            return Err(Malformed);
+        };
+        if !ok
+            .status
+            .contains(StatusFlags::SERVER_SESSION_STATE_CHANGED)
+        {
+            return Ok(None);
+        }
+        let records = state_records(ok.state).ok_or(Malformed)?;
+        self.apply(&records)?;
+        Ok(Some(for_client(&ok, &records, client)))
+    }
+}
+
+/// The OK packet as a client with `client` tracking would get it from the server.
+fn for_client(ok: &TrackedOk<'_>, records: &[(u8, &[u8])], client: &ClientTracking) -> Vec<u8> {
+    let wants = match client {
+        ClientTracking::Off => return rebuild_ok(ok, &[], false),
+        ClientTracking::Unfiltered => return rebuild_ok(ok, records, true),
+        ClientTracking::On(wants) => wants,
+    };
+    let kept: Vec<(u8, &[u8])> = records
+        .iter()
+        .filter(|(kind, data)| match *kind {
+            SESSION_TRACK_SYSTEM_VARIABLES => packets::variable_record(data)
+                .is_some_and(|(name, _)| wants.variables.contains(name)),
+            SESSION_TRACK_SCHEMA => wants.schema,
+            // Other kinds (state change, transaction) follow the server's own settings,
+            // which myveil does not change.
+            _ => true,
+        })
+        .copied()
+        .collect();
+    rebuild_ok(ok, &kept, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `SET sql_mode='ANSI_QUOTES'` then `SET NAMES latin1` and `USE test`, as MariaDB 10.11
+    /// answered them with tracking on (captured).
+    const MODE_OK: &[u8] =
+        b"\x00\x00\x00\x02\xc0\x00\x00\x00\x17\x00\x15\x08sql_mode\x0bANSI_QUOTES";
+    const NAMES_OK: &[u8] = b"\x00\x00\x00\x02\xc0\x00\x00\x00\x40\x00\x20\x18character_set_connection\x06latin1\x00\x1c\x14character_set_client\x06latin1";
+    const USE_OK: &[u8] = b"\x00\x00\x00\x02\xc0\x00\x00\x00\x07\x01\x05\x04test";
+
+    #[test]
+    fn state_follows_what_the_server_reports() {
+        let mut s = SessionState::starting_in(Some(b"shop"));
+        let off = ClientTracking::Off;
+        let out = s.track_ok(MODE_OK, &off).expect("ok").expect("rewritten");
+        assert_eq!(out, b"\x00\x00\x00\x02\x80\x00\x00");
+        assert!(s.sql_mode.has(ModeFlags::ANSI_QUOTES));
+        assert!(!s.sql_mode.has(ModeFlags::NO_BACKSLASH_ESCAPES));
+        s.track_ok(NAMES_OK, &off).expect("ok");
+        assert_eq!(s.client_charset, "latin1");
+        s.track_ok(USE_OK, &off).expect("ok");
+        assert_eq!(s.database.as_deref(), Some("test"));
+        let plain = b"\x00\x01\x00\x02\x00\x00\x00";
+        assert_eq!(s.track_ok(plain, &off), Ok(None));
+        assert!(s.track_ok(&MODE_OK[..MODE_OK.len() - 3], &off).is_err());
+    }
+
+    #[test]
+    fn tracking_clients_get_the_records_their_settings_give() {
+        let mut s = SessionState::default();
+        let on = ClientTracking::On(TrackingDefaults::default());
+        // sql_mode is not in the default list: the record is dropped, the flag cleared.
+        assert_eq!(
+            s.track_ok(MODE_OK, &on).expect("ok").expect("rewritten"),
+            b"\x00\x00\x00\x02\x80\x00\x00"
+        );
+        // character sets are: kept as sent.
+        assert_eq!(
+            s.track_ok(NAMES_OK, &on).expect("ok").expect("rewritten"),
+            NAMES_OK
+        );
+        assert_eq!(
+            s.track_ok(USE_OK, &on).expect("ok").expect("rewritten"),
+            USE_OK
+        );
+        let no_schema = ClientTracking::On(TrackingDefaults {
+            variables: VarSet::All,
+            schema: false,
+        });
+        assert_eq!(
+            s.track_ok(USE_OK, &no_schema)
+                .expect("ok")
+                .expect("rewritten"),
+            b"\x00\x00\x00\x02\x80\x00\x00"
+        );
+        assert_eq!(
+            s.track_ok(MODE_OK, &no_schema)
+                .expect("ok")
+                .expect("rewritten"),
+            MODE_OK
+        );
+    }
+
+    #[test]
+    fn modes_are_read_from_the_expanded_list() {
+        let m = SqlMode::parse("REAL_AS_FLOAT,PIPES_AS_CONCAT,ANSI_QUOTES,IGNORE_SPACE,ANSI");
+        assert!(
+            m.has(ModeFlags::ANSI_QUOTES | ModeFlags::PIPES_AS_CONCAT | ModeFlags::IGNORE_SPACE)
+        );
+        assert!(SqlMode::parse("no_backslash_escapes").has(ModeFlags::NO_BACKSLASH_ESCAPES));
+        assert_eq!(SqlMode::parse("").flags, ModeFlags::empty());
+    }
+
+    #[test]
+    fn setup_lists_the_client_defaults_too() {
+        let d = TrackingDefaults::default();
+        let sql = tracking_setup(&d.variables);
+        assert!(sql.contains("sql_mode,time_zone") || sql.contains("sql_mode"));
+        assert!(sql.contains("character_set_results"));
+        assert!(tracking_setup(&VarSet::All).contains("'*'"));
+        let odd = VarSet::parse("autocommit,bad'name");
+        assert!(!tracking_setup(&odd).contains("bad"));
+    }
+}
