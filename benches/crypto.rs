@@ -1,5 +1,7 @@
 //! Criterion benches for the per-value costs of column protection: seal and open of a
-//! 64-byte value, blind index, and the analysis + rewrite of a typical INSERT and point SELECT.
+//! 64-byte value, blind index, and the guard's whole decision (lex, reach, analysis,
+//! rewrite) for a typical INSERT, a point SELECT, a protected read and a statement that
+//! reaches nothing.
 
 use std::hint::black_box;
 
@@ -7,9 +9,13 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use myveil::crypto::blind::{Normalize, blind_index};
 use myveil::crypto::envelope::{CellContext, open, seal};
 use myveil::crypto::keyring::{Keyring, Purpose};
+use std::collections::HashMap;
+
+use myveil::backend::schema::Snapshot;
+use myveil::backend::state::{SessionState, SqlMode};
+use myveil::guard::{Command, Context, DEFAULT_MAX_ANALYZED_BYTES, Outcome, Reach, decide};
 use myveil::policy::Policy;
-use myveil::sql::analyze::{Analyzer, NoSchema, Plan};
-use myveil::sql::rewrite::{KeyringSealer, render};
+use myveil::sql::rewrite::KeyringSealer;
 
 const POLICY: &str = r#"
 [[column]]
@@ -63,40 +69,63 @@ fn rewrite(c: &mut Criterion) {
     .expect("keys");
     let mut policy = Policy::default();
     policy.add_toml(POLICY, "bench").expect("policy");
-    let analyzer = Analyzer {
-        policy: &policy,
-        database: Some("shop"),
-        role: "app",
-        schema: &NoSchema,
+    let schema = Snapshot::default();
+    let reach = Reach::new(&policy, "bench", &schema);
+    let state = SessionState {
+        database: Some("shop".into()),
+        sql_mode: SqlMode::parse("STRICT_TRANS_TABLES"),
+        client_charset: "utf8mb4".into(),
+        known: true,
+        ..SessionState::default()
     };
     let sealer = KeyringSealer(&keyring);
-    let run = |sql: &str| match analyzer.analyze(sql) {
-        Plan::Rewrite {
-            edits,
-            placeholders,
-        } => render(sql, &edits, &placeholders, &sealer)
-            .map(|r| r.sql.len())
-            .unwrap_or(0),
-        _ => 0,
+    let prepared = HashMap::new();
+    let cx = Context {
+        state: &state,
+        policy: &policy,
+        schema: &schema,
+        reach: &reach,
+        role: "app",
+        server_version: 101_119,
+        store_schema: None,
+        sealer: &sealer,
+        sql_prepared: &prepared,
+        max_analyzed_bytes: DEFAULT_MAX_ANALYZED_BYTES,
+    };
+    let run = |sql: &str| match decide(sql.as_bytes(), Command::Query, &cx).outcome {
+        Outcome::Protect(p) => p.text.map_or(1, |t| t.len()),
+        Outcome::Pass => 0,
+        Outcome::Refuse(r) => panic!("{r}"),
     };
     let insert = "INSERT INTO users (id, name, email, ssn) VALUES (42, 'Ann Lee', 'ann@example.com', '123-45-6789')";
     let select = "SELECT id, name, email FROM users WHERE email = 'ann@example.com'";
     assert!(run(insert) > 0 && run(select) > 0);
-    c.bench_function("rewrite INSERT (2 sealed, 1 blind index)", |b| {
+    c.bench_function("guard: INSERT (2 sealed, 1 blind index)", |b| {
         b.iter(|| run(black_box(insert)))
     });
-    c.bench_function("rewrite point SELECT (blind-index search)", |b| {
+    c.bench_function("guard: point SELECT (blind-index search)", |b| {
         b.iter(|| run(black_box(select)))
     });
     let plain = "SELECT id, name FROM orders WHERE id = 42";
-    let watched = std::collections::HashSet::from([
-        "users".to_owned(),
-        "email".to_owned(),
-        "ssn".to_owned(),
-        "email_bidx".to_owned(),
-    ]);
-    c.bench_function("scan unprotected statement", |b| {
-        b.iter(|| myveil::sql::lex::scan(black_box(plain.as_bytes()), &watched))
+    let other = SessionState {
+        database: Some("other".into()),
+        ..state.clone()
+    };
+    let cx_other = Context {
+        state: &other,
+        ..cx
+    };
+    assert!(
+        decide(plain.as_bytes(), Command::Query, &cx_other)
+            .outcome
+            .is_pass()
+    );
+    c.bench_function("guard: statement that reaches nothing (lex only)", |b| {
+        b.iter(|| decide(black_box(plain.as_bytes()), Command::Query, &cx_other))
+    });
+    let read = "SELECT id, name, email FROM users WHERE id = 42";
+    c.bench_function("guard: protected read (no rewrite)", |b| {
+        b.iter(|| decide(black_box(read.as_bytes()), Command::Query, &cx))
     });
 }
 

@@ -21,6 +21,7 @@ pub mod backup;
 pub mod config;
 pub mod crypto;
 pub mod frontend;
+pub mod guard;
 pub mod limits;
 pub mod policy;
 pub mod secure_file;

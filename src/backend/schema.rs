@@ -1,6 +1,8 @@
-//! backend::schema: what the live database says about protected tables — column order (for
-//! INSERT without a column list) and column types (for `myveil check`). Read through
-//! mysql_async on a control-plane connection, never on a client's session.
+//! backend::schema: what the live database says about the tables around protected data —
+//! the columns of every table in a database that holds a protected table (order, defaults,
+//! types), unique indexes there, view definitions, and the views, routines and triggers
+//! that reach protected data where the proxy cannot see. Read through mysql_async on a
+//! control-plane connection, never on a client's session.
 
 use std::collections::{HashMap, HashSet};
 
@@ -8,39 +10,20 @@ use mysql_async::prelude::Queryable;
 
 use crate::crypto::envelope::OVERHEAD;
 use crate::policy::{PlainType, Policy, Storage};
-use crate::sql::analyze::Schema;
+use crate::sql::analyze::{ColumnMeta, Schema};
 
-/// One column as information_schema describes it.
-#[derive(Debug, Clone)]
-pub struct ColumnInfo {
-    pub name: String,
-    pub data_type: String,
-    /// Maximum length in bytes (binary types) or characters (text types), if bounded.
-    pub max_length: Option<u64>,
-}
-
-/// A view, routine or trigger whose body names a protected table: statements through it
-/// would reach protected columns where myveil cannot see them.
+/// A view, routine or trigger that reaches protected data where myveil cannot see it (its
+/// body names a protected table or builds SQL at run time).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dependent {
     /// "view", "procedure", "function" or "trigger".
     pub kind: String,
     pub database: String,
     pub name: String,
-    /// The protected table (or dependent object) its body names.
+    /// What in its body reaches protected data.
     pub reads: String,
-    /// For a trigger: the table it fires on (statements on it are refused too).
+    /// For a trigger: the table it fires on (writes to it are refused).
     pub on_table: Option<String>,
-}
-
-/// Columns of the tables the policy names, in ordinal order, by (database, table), and the
-/// objects that reach protected tables indirectly.
-#[derive(Debug, Clone, Default)]
-pub struct Snapshot {
-    tables: HashMap<(String, String), Vec<ColumnInfo>>,
-    pub dependents: Vec<Dependent>,
-    /// Lower-case names of dependents (and tables with such triggers) for the quick scan.
-    pub dependent_names: HashSet<String>,
 }
 
 impl Dependent {
@@ -48,7 +31,7 @@ impl Dependent {
     pub fn refusal(&self) -> String {
         match &self.on_table {
             Some(t) => format!(
-                "myveil: table {t} has trigger {}.{} that reaches protected data through {}; statements on {t} cannot be protected",
+                "myveil: table {t} has trigger {}.{} that reaches protected data through {}; writes to {t} cannot be protected",
                 self.database, self.name, self.reads
             ),
             None => format!(
@@ -59,72 +42,179 @@ impl Dependent {
     }
 }
 
+/// The live schema around protected data, by lower-case (database, table).
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    tables: HashMap<(String, String), Vec<ColumnMeta>>,
+    views: HashMap<(String, String), String>,
+    unique: HashSet<(String, String, String)>,
+    pub dependents: Vec<Dependent>,
+}
+
+fn key(db: &str, t: &str) -> (String, String) {
+    (db.to_ascii_lowercase(), t.to_ascii_lowercase())
+}
+
 impl Snapshot {
-    /// The dependent a statement names, if any.
-    pub fn dependent_named(&self, sql: &[u8]) -> Option<&Dependent> {
-        if self.dependent_names.is_empty() {
-            return None;
+    /// Databases that have a table named `table`.
+    pub fn databases_with(&self, table: &str) -> Vec<String> {
+        let t = table.to_ascii_lowercase();
+        let mut v: Vec<String> = self
+            .tables
+            .keys()
+            .filter(|(_, n)| *n == t)
+            .map(|(d, _)| d.clone())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// A snapshot from known parts (tests, and tools that read the schema another way).
+    pub fn from_parts(
+        tables: Vec<((String, String), Vec<ColumnMeta>)>,
+        views: Vec<((String, String), String)>,
+        unique: Vec<(String, String, String)>,
+        dependents: Vec<Dependent>,
+    ) -> Self {
+        Self {
+            tables: tables
+                .into_iter()
+                .map(|((d, t), c)| (key(&d, &t), c))
+                .collect(),
+            views: views
+                .into_iter()
+                .map(|((d, t), v)| (key(&d, &t), v))
+                .collect(),
+            unique: unique
+                .into_iter()
+                .map(|(d, t, c)| {
+                    (
+                        d.to_ascii_lowercase(),
+                        t.to_ascii_lowercase(),
+                        c.to_ascii_lowercase(),
+                    )
+                })
+                .collect(),
+            dependents,
         }
-        // Only pay for a word-by-word look when some name occurs at all.
-        if !crate::sql::lex::scan(sql, &self.dependent_names).names_watched {
-            return None;
-        }
-        self.dependents.iter().find(|d| {
-            let one: HashSet<String> = [d
-                .on_table
-                .as_deref()
-                .unwrap_or(&d.name)
-                .to_ascii_lowercase()]
-            .into();
-            crate::sql::lex::scan(sql, &one).names_watched
-        })
+    }
+}
+
+impl Schema for Snapshot {
+    fn columns(&self, database: &str, table: &str) -> Option<&[ColumnMeta]> {
+        self.tables.get(&key(database, table)).map(Vec::as_slice)
+    }
+
+    fn view(&self, database: &str, name: &str) -> Option<&str> {
+        self.views.get(&key(database, name)).map(String::as_str)
+    }
+
+    fn unique(&self, database: &str, table: &str, column: &str) -> bool {
+        let (d, t) = key(database, table);
+        self.unique.contains(&(d, t, column.to_ascii_lowercase()))
     }
 }
 
 const SYSTEM_SCHEMAS: &str = "('mysql', 'sys', 'information_schema', 'performance_schema')";
 
-/// Finds views, routines and triggers whose bodies name a protected table, or (for views and
-/// routines) another such object, until nothing new is found.
+/// The identifier names a stored body mentions, read with the lexer under its own sql_mode
+/// (and, when that is not known, under every quoting mode), lower-case. None: the body
+/// cannot be read (it then counts as reaching protected data).
+fn body_names(body: &str, sql_mode: Option<&str>) -> Option<HashSet<String>> {
+    use crate::sql::lex::{Kind, Mode, lex};
+    let cs = crate::sql::charset::Charset::named("utf8mb4")?;
+    let modes: Vec<(bool, bool)> = match sql_mode {
+        Some(m) => {
+            let m = crate::backend::state::SqlMode::parse(m);
+            use crate::backend::state::ModeFlags;
+            vec![(
+                m.has(ModeFlags::ANSI_QUOTES),
+                m.has(ModeFlags::NO_BACKSLASH_ESCAPES),
+            )]
+        }
+        None => vec![(false, false), (true, false), (false, true), (true, true)],
+    };
+    let mut names = HashSet::new();
+    for (ansi, nbe) in modes {
+        let mode = Mode {
+            charset: cs,
+            ansi_quotes: ansi,
+            no_backslash_escapes: nbe,
+            mssql: false,
+            server_version: u32::MAX,
+            prepare: true,
+        };
+        let lexed = lex(body.as_bytes(), &mode).ok()?;
+        for t in &lexed.tokens {
+            if matches!(t.kind, Kind::Word | Kind::Quoted | Kind::SysVar) {
+                names.insert(
+                    String::from_utf8_lossy(&t.name(body.as_bytes(), &mode)).to_lowercase(),
+                );
+            }
+        }
+    }
+    Some(names)
+}
+
+/// A row of information_schema.COLUMNS: schema, table, column, type, length, default.
+type ColumnRow = (String, String, String, String, Option<u64>, Option<String>);
+
+type Body = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// Finds views, routines and triggers that reach protected data: bodies that name a
+/// protected table (or another such object), routines that build SQL at run time or set
+/// session tracking, and triggers on a protected table whose body names its protected
+/// columns. Repeated until nothing new is found.
 async fn load_dependents(
     conn: &mut mysql_async::Conn,
+    policy: &Policy,
     tables: &[String],
+    views: &[((String, String), String)],
 ) -> Result<Vec<Dependent>, mysql_async::Error> {
-    let views: Vec<(String, String, Option<String>)> = conn
+    let routines: Vec<(String, String, String, Option<String>, String)> = conn
         .query(format!(
-            "SELECT TABLE_SCHEMA, TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS \
-             WHERE TABLE_SCHEMA NOT IN {SYSTEM_SCHEMAS}"
-        ))
-        .await?;
-    let routines: Vec<(String, String, String, Option<String>)> = conn
-        .query(format!(
-            "SELECT ROUTINE_SCHEMA, ROUTINE_NAME, ROUTINE_TYPE, ROUTINE_DEFINITION FROM information_schema.ROUTINES \
+            "SELECT ROUTINE_SCHEMA, ROUTINE_NAME, ROUTINE_TYPE, ROUTINE_DEFINITION, SQL_MODE FROM information_schema.ROUTINES \
              WHERE ROUTINE_SCHEMA NOT IN {SYSTEM_SCHEMAS}"
         ))
         .await?;
-    let triggers: Vec<(String, String, String, Option<String>)> = conn
+    let triggers: Vec<(String, String, String, Option<String>, String)> = conn
         .query(format!(
-            "SELECT TRIGGER_SCHEMA, TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_STATEMENT FROM information_schema.TRIGGERS \
+            "SELECT TRIGGER_SCHEMA, TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_STATEMENT, SQL_MODE FROM information_schema.TRIGGERS \
              WHERE TRIGGER_SCHEMA NOT IN {SYSTEM_SCHEMAS}"
         ))
         .await?;
     // A definition the control account may not read (NULL) counts as reaching protected
     // data: fail closed.
-    type Body = (String, String, String, Option<String>, Option<String>);
     let mut bodies: Vec<Body> = Vec::new();
-    for (db, name, def) in views {
-        bodies.push(("view".into(), db, name, None, def));
+    for ((db, name), def) in views {
+        bodies.push((
+            "view".into(),
+            db.clone(),
+            name.clone(),
+            None,
+            Some(def.clone()),
+            None,
+        ));
     }
-    for (db, name, kind, def) in routines {
-        bodies.push((kind.to_ascii_lowercase(), db, name, None, def));
+    for (db, name, kind, def, mode) in routines {
+        bodies.push((kind.to_ascii_lowercase(), db, name, None, def, Some(mode)));
     }
-    for (db, name, table, def) in triggers {
-        bodies.push(("trigger".into(), db, name, Some(table), def));
+    for (db, name, table, def, mode) in triggers {
+        bodies.push(("trigger".into(), db, name, Some(table), def, Some(mode)));
     }
     let mut reached: HashSet<String> = tables.iter().map(|t| t.to_ascii_lowercase()).collect();
     let mut found: Vec<Dependent> = Vec::new();
     loop {
         let before = found.len();
-        for (kind, db, name, on_table, body) in &bodies {
+        for (kind, db, name, on_table, body, mode) in &bodies {
             if found
                 .iter()
                 .any(|d| &d.kind == kind && &d.database == db && &d.name == name)
@@ -132,18 +222,30 @@ async fn load_dependents(
                 continue;
             }
             let reads = match body {
-                None => "(its definition is not visible to the control account)".to_owned(),
-                // One pass over the body first; which name matched only when one did.
-                Some(b) if crate::sql::lex::scan(b.as_bytes(), &reached).names_watched => reached
-                    .iter()
-                    .find(|t| {
-                        let one: HashSet<String> = [(*t).clone()].into();
-                        crate::sql::lex::scan(b.as_bytes(), &one).names_watched
-                    })
-                    .cloned()
-                    .unwrap_or_default(),
-                Some(_) => continue,
+                None => Some("(its definition is not visible to the control account)".to_owned()),
+                Some(b) => match body_names(b, mode.as_deref()) {
+                    None => Some("(its definition cannot be read)".to_owned()),
+                    Some(names) => {
+                        let table_hit = names.iter().find(|n| reached.contains(*n)).cloned();
+                        let dynamic = (kind == "procedure" || kind == "function")
+                            && names.iter().any(|n| {
+                                n == "prepare" || n == "execute" || n.starts_with("session_track_")
+                            });
+                        let column_hit = on_table.as_deref().and_then(|t| {
+                            policy
+                                .columns()
+                                .iter()
+                                .filter(|c| c.is_in(db, t))
+                                .find(|c| names.contains(&c.column.to_ascii_lowercase()))
+                                .map(|c| c.scope())
+                        });
+                        table_hit
+                            .or(column_hit)
+                            .or(dynamic.then(|| "SQL built at run time".to_owned()))
+                    }
+                },
             };
+            let Some(reads) = reads else { continue };
             found.push(Dependent {
                 kind: kind.clone(),
                 database: db.clone(),
@@ -169,15 +271,7 @@ async fn load_dependents(
     Ok(found)
 }
 
-impl Schema for Snapshot {
-    fn columns(&self, database: &str, table: &str) -> Option<Vec<String>> {
-        self.tables
-            .get(&(database.to_owned(), table.to_owned()))
-            .map(|cols| cols.iter().map(|c| c.name.clone()).collect())
-    }
-}
-
-/// Reads the columns of every table the policy protects.
+/// Reads the schema around the policy's tables.
 pub async fn load(
     conn: &mut mysql_async::Conn,
     policy: &Policy,
@@ -189,37 +283,88 @@ pub async fn load(
     if names.is_empty() {
         return Ok(snapshot);
     }
+    // Databases that hold a protected table, or that a rule names.
     let marks = vec!["?"; names.len()].join(", ");
-    let rows: Vec<(String, String, String, String, Option<u64>)> = conn
+    let found: Vec<(String, String)> = conn
         .exec(
             format!(
-                "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH FROM information_schema.COLUMNS \
-                 WHERE TABLE_NAME IN ({marks}) ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION"
+                "SELECT DISTINCT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
+                 WHERE TABLE_NAME IN ({marks}) AND TABLE_SCHEMA NOT IN {SYSTEM_SCHEMAS}"
             ),
             names.clone(),
         )
         .await?;
-    snapshot.dependents = load_dependents(conn, &names).await?;
-    snapshot.dependent_names = snapshot
-        .dependents
+    let mut databases: HashSet<String> = policy
+        .columns()
         .iter()
-        .map(|d| {
-            d.on_table
-                .as_deref()
-                .unwrap_or(&d.name)
-                .to_ascii_lowercase()
-        })
+        .filter_map(|c| c.database.clone())
         .collect();
-    for (db, table, name, data_type, max_length) in rows {
-        snapshot
-            .tables
-            .entry((db, table))
-            .or_default()
-            .push(ColumnInfo {
-                name,
-                data_type: data_type.to_ascii_lowercase(),
-                max_length,
-            });
+    for (db, t) in &found {
+        if policy.columns().iter().any(|c| c.is_in(db, t)) {
+            databases.insert(db.clone());
+        }
+    }
+    let databases: Vec<String> = databases.into_iter().collect();
+    if !databases.is_empty() {
+        let marks = vec!["?"; databases.len()].join(", ");
+        let rows: Vec<ColumnRow> = conn
+            .exec(
+                format!(
+                    "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH, COLUMN_DEFAULT \
+                     FROM information_schema.COLUMNS WHERE TABLE_SCHEMA IN ({marks}) \
+                     ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION"
+                ),
+                databases.clone(),
+            )
+            .await?;
+        for (db, table, name, data_type, max_length, default) in rows {
+            snapshot
+                .tables
+                .entry(key(&db, &table))
+                .or_default()
+                .push(ColumnMeta {
+                    name,
+                    // MariaDB shows an explicit NULL default as the text NULL.
+                    null_default: default
+                        .as_deref()
+                        .is_none_or(|d| d.eq_ignore_ascii_case("null")),
+                    data_type: data_type.to_ascii_lowercase(),
+                    max_length,
+                });
+        }
+        let unique: Vec<(String, String, String)> = conn
+            .exec(
+                format!(
+                    "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM information_schema.STATISTICS \
+                     WHERE NON_UNIQUE = 0 AND TABLE_SCHEMA IN ({marks})"
+                ),
+                databases,
+            )
+            .await?;
+        snapshot.unique = unique
+            .into_iter()
+            .map(|(d, t, c)| {
+                (
+                    d.to_ascii_lowercase(),
+                    t.to_ascii_lowercase(),
+                    c.to_ascii_lowercase(),
+                )
+            })
+            .collect();
+    }
+    let views: Vec<(String, String, Option<String>)> = conn
+        .query(format!(
+            "SELECT TABLE_SCHEMA, TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS \
+             WHERE TABLE_SCHEMA NOT IN {SYSTEM_SCHEMAS}"
+        ))
+        .await?;
+    let views: Vec<((String, String), String)> = views
+        .into_iter()
+        .map(|(d, n, def)| ((d, n), def.unwrap_or_default()))
+        .collect();
+    snapshot.dependents = load_dependents(conn, policy, &names, &views).await?;
+    for ((d, n), def) in views {
+        snapshot.views.insert(key(&d, &n), def);
     }
     Ok(snapshot)
 }
@@ -244,12 +389,10 @@ fn plaintext_bytes(t: PlainType) -> u64 {
 pub fn check(snapshot: &Snapshot, policy: &Policy) -> Vec<String> {
     let mut problems = Vec::new();
     for col in policy.columns() {
-        let places: Vec<(&(String, String), &Vec<ColumnInfo>)> = snapshot
+        let places: Vec<(&(String, String), &Vec<ColumnMeta>)> = snapshot
             .tables
             .iter()
-            .filter(|((db, t), _)| {
-                *t == col.table && col.database.as_deref().is_none_or(|d| d == db)
-            })
+            .filter(|((db, t), _)| col.is_in(db, t))
             .collect();
         if places.is_empty() {
             problems.push(format!("{}: table not found in the database", col.scope()));
@@ -302,6 +445,11 @@ pub fn check(snapshot: &Snapshot, policy: &Policy) -> Vec<String> {
                     col.plain_type.name()
                 ));
             }
+            if !info.null_default {
+                problems.push(format!(
+                    "{at}: has a default that is not NULL; a row that leaves the column out would store it as plaintext"
+                ));
+            }
             if let Some(b) = &col.blind_index {
                 match columns.iter().find(|c| c.name.eq_ignore_ascii_case(b)) {
                     None => {
@@ -319,4 +467,32 @@ pub fn check(snapshot: &Snapshot, policy: &Policy) -> Vec<String> {
         }
     }
     problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_read_with_the_lexer() {
+        let n = body_names(
+            "BEGIN SELECT ssn FROM `Users`; /* orders */ SET @x = 'people'; END",
+            Some(""),
+        )
+        .expect("lexes");
+        assert!(n.contains("users") && n.contains("ssn"));
+        assert!(!n.contains("orders") && !n.contains("people"));
+        let ansi =
+            body_names("BEGIN SELECT \"secret\" FROM t; END", Some("ANSI_QUOTES")).expect("lexes");
+        assert!(
+            ansi.contains("secret"),
+            "a quoted identifier under ANSI_QUOTES"
+        );
+        let unknown = body_names("BEGIN SELECT \"secret\" FROM t; END", None).expect("lexes");
+        assert!(
+            unknown.contains("secret"),
+            "every quoting mode when it is not known"
+        );
+        assert!(body_names("BEGIN SELECT 'unterminated; END", Some("")).is_none());
+    }
 }

@@ -201,6 +201,14 @@ pub struct Protection {
     /// keys are created once with `myveil keygen` and backed up.
     #[serde(default)]
     pub generate_missing_keys: bool,
+    /// Longest statement the guard analyzes (bytes); longer statements that can reach
+    /// protected data are refused. Bounds the memory and time one statement can take.
+    #[serde(default = "default_max_analyzed_bytes")]
+    pub max_analyzed_bytes: usize,
+}
+
+fn default_max_analyzed_bytes() -> usize {
+    crate::guard::DEFAULT_MAX_ANALYZED_BYTES
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,9 +1,12 @@
 //! frontend: the MySQL listener — accept loop with a connection limit, one task per client
 //! session, graceful drain on shutdown.
 
+mod error;
+mod handshake;
 mod prepared;
 pub mod relay;
 mod session;
+mod statements;
 pub mod transform;
 
 use std::collections::{BTreeMap, HashSet};
@@ -52,6 +55,96 @@ pub enum Error {
 
 /// How often the columns of protected tables are re-read.
 const SCHEMA_REFRESH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Large statements (analyzed on blocking threads) analyzed at once.
+const ANALYSIS_SLOTS: usize = 2;
+
+/// Everything a guard decision needs, owned, so a large statement can be decided on a
+/// blocking thread.
+pub(crate) struct Decide {
+    pub shared: Arc<Shared>,
+    pub protection: Arc<Protection>,
+    pub state: crate::backend::state::SessionState,
+    pub role: String,
+    pub server_version: u32,
+    pub store: Option<String>,
+    pub sql_prepared: std::collections::HashMap<String, crate::guard::SqlPrepared>,
+}
+
+/// Sealing without keys: every seal fails (a policy without keys never gets this far).
+struct NoKeys;
+
+impl crate::sql::rewrite::Sealer for NoKeys {
+    fn seal(
+        &self,
+        _: &crate::policy::Protected,
+        _: &[u8],
+        _: Option<&[u8]>,
+    ) -> Result<Vec<u8>, crate::crypto::Error> {
+        Err(crate::crypto::Error::Malformed("no keys loaded"))
+    }
+    fn blind(
+        &self,
+        _: &crate::policy::Protected,
+        _: &[u8],
+    ) -> Result<[u8; 32], crate::crypto::Error> {
+        Err(crate::crypto::Error::Malformed("no keys loaded"))
+    }
+    fn blind_all(
+        &self,
+        _: &crate::policy::Protected,
+        _: &[u8],
+    ) -> Result<Vec<[u8; 32]>, crate::crypto::Error> {
+        Err(crate::crypto::Error::Malformed("no keys loaded"))
+    }
+    fn blind_keys(&self, _: &crate::policy::Protected) -> usize {
+        0
+    }
+}
+
+impl Decide {
+    pub fn run(&self, text: &[u8], command: crate::guard::Command) -> crate::guard::Decision {
+        let schema = self.shared.schema.load();
+        let mut reach = self.shared.reach.load_full();
+        if reach.version != self.protection.version {
+            // Security: names built from another policy never decide a statement.
+            reach = Arc::new(crate::guard::Reach::new(
+                &self.protection.policy,
+                &self.protection.version,
+                &schema,
+            ));
+        }
+        let keyring = self.shared.keyring.as_deref();
+        let with_keys;
+        let sealer: &dyn crate::sql::rewrite::Sealer = match keyring {
+            Some(k) => {
+                with_keys = crate::sql::rewrite::KeyringSealer(k);
+                &with_keys
+            }
+            None => &NoKeys,
+        };
+        let cx = crate::guard::Context {
+            state: &self.state,
+            policy: &self.protection.policy,
+            schema: &schema,
+            reach: &reach,
+            role: &self.role,
+            server_version: self.server_version,
+            store_schema: self.store.as_deref(),
+            sealer,
+            sql_prepared: &self.sql_prepared,
+            max_analyzed_bytes: self
+                .shared
+                .config
+                .protection
+                .as_ref()
+                .map_or(crate::guard::DEFAULT_MAX_ANALYZED_BYTES, |p| {
+                    p.max_analyzed_bytes
+                }),
+        };
+        crate::guard::decide(text, command, &cx)
+    }
+}
 
 /// How often idle backend connections past their idle timeout are closed.
 const POOL_REAP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
@@ -126,8 +219,18 @@ pub struct Shared {
     pub users: ArcSwap<UserStore>,
     pub protection: ArcSwap<Protection>,
     pub keyring: Option<Arc<Keyring>>,
-    /// Columns of protected tables as the database has them (refreshed in the background).
+    /// The schema around protected tables as the database has it (refreshed in the
+    /// background).
     pub schema: ArcSwap<crate::backend::schema::Snapshot>,
+    /// The names that lead a statement to protected data (policy and schema together).
+    pub reach: ArcSwap<crate::guard::Reach>,
+    /// Large statements analyzed at once (each on a blocking thread).
+    pub analysis_slots: Semaphore,
+    /// A schema refresh is under way (DDL through myveil asks for one).
+    refreshing: std::sync::atomic::AtomicBool,
+    /// Held while the policy or the schema and the reach built from both are swapped, so
+    /// a reload and a refresh never leave a reach built from a stale policy.
+    update: std::sync::Mutex<()>,
     pub pool: Pool,
     /// The server's session-tracking defaults: what a client asking for tracking gets.
     pub tracking_defaults: ArcSwap<TrackingDefaults>,
@@ -210,14 +313,24 @@ impl Shared {
             _ => None,
         };
         let clock = LimitClock::default();
+        let protection = Arc::new(Protection::new(policy));
+        let reach = crate::guard::Reach::new(
+            &protection.policy,
+            &protection.version,
+            &crate::backend::schema::Snapshot::default(),
+        );
         Ok(Self {
             tokens,
             auth_failures_ip: Failures::new(config.listen.auth_failures_per_minute_ip, &clock),
             auth_failures_user: Failures::new(config.listen.auth_failures_per_minute_user, &clock),
             users: ArcSwap::from_pointee(users),
-            protection: ArcSwap::from_pointee(Protection::new(policy)),
+            protection: ArcSwap::new(protection),
             keyring,
+            reach: ArcSwap::from_pointee(reach),
+            update: std::sync::Mutex::new(()),
             schema: ArcSwap::from_pointee(crate::backend::schema::Snapshot::default()),
+            analysis_slots: Semaphore::new(ANALYSIS_SLOTS),
+            refreshing: std::sync::atomic::AtomicBool::new(false),
             pool,
             tracking_defaults: ArcSwap::from_pointee(TrackingDefaults::default()),
             tls,
@@ -242,7 +355,14 @@ impl Shared {
         let policy = Policy::load_dir(&self.config.resolve(&p.policy_dir))?;
         check_keys(&policy, self.keyring.as_deref())?;
         let n = policy.columns().len();
-        self.protection.store(Arc::new(Protection::new(policy)));
+        let protection = Arc::new(Protection::new(policy));
+        let _update = self.update.lock().unwrap_or_else(|e| e.into_inner());
+        self.reach.store(Arc::new(crate::guard::Reach::new(
+            &protection.policy,
+            &protection.version,
+            &self.schema.load(),
+        )));
+        self.protection.store(protection);
         Ok(n)
     }
 
@@ -273,6 +393,15 @@ impl Shared {
             .await
             .map_err(|e| Error::Protection(format!("schema: {e}")))?;
         let _ = conn.disconnect().await;
+        let _update = self.update.lock().unwrap_or_else(|e| e.into_inner());
+        // Security: the reach comes from the policy in force now, not the one the refresh
+        // started with (a reload may have come in between).
+        let current = self.protection.load();
+        self.reach.store(Arc::new(crate::guard::Reach::new(
+            &current.policy,
+            &current.version,
+            &snapshot,
+        )));
         self.schema.store(Arc::new(snapshot));
         Ok(())
     }
@@ -299,6 +428,22 @@ impl Shared {
             }));
         }
         Ok(())
+    }
+
+    /// DDL on protected tables went through: the schema snapshot is read again now (one
+    /// refresh at a time), so the next statements see the new columns.
+    pub fn schema_changed(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let shared = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = shared.refresh_schema().await {
+                tracing::warn!(error = %e, "could not read the schema of protected tables");
+            }
+            shared.refreshing.store(false, Ordering::Release);
+        });
     }
 
     /// Re-reads the users file; on error the old users stay.

@@ -21,6 +21,8 @@ pub struct Prepared {
     pub client_params: usize,
     /// Where each backend parameter comes from.
     pub uses: Vec<ParamUse>,
+    /// Where the result's columns come from (None: it returns none).
+    pub shape: Option<crate::sql::analyze::Shape>,
     /// Types bound by the last execute that sent them (type, flags) per client parameter.
     types: Vec<(u8, u8)>,
     /// Long data held for client parameters that feed protected columns.
@@ -40,12 +42,28 @@ fn bad(reason: &str) -> Refusal {
 }
 
 impl Prepared {
-    pub fn new(client_params: usize, uses: Vec<ParamUse>) -> Self {
+    pub fn new(
+        client_params: usize,
+        uses: Vec<ParamUse>,
+        shape: Option<crate::sql::analyze::Shape>,
+    ) -> Self {
         Self {
             client_params,
             uses,
+            shape,
             ..Self::default()
         }
+    }
+
+    /// Whether executes go to the backend as the client sends them (every parameter plain,
+    /// in order, and no long data held).
+    fn identity(&self) -> bool {
+        self.uses.len() == self.client_params
+            && self
+                .uses
+                .iter()
+                .enumerate()
+                .all(|(i, u)| matches!(u, ParamUse::Plain(p) if *p == i))
     }
 
     /// Whether a client parameter feeds a protected column (its long data is held here).
@@ -103,16 +121,20 @@ impl Prepared {
         self.poisoned = Some(r);
     }
 
-    /// Rebuilds a COM_STMT_EXECUTE for the backend's parameters.
+    /// Rebuilds a COM_STMT_EXECUTE for the backend's parameters (None: the client's own
+    /// goes as it is).
     pub fn execute(
         &mut self,
         payload: &[u8],
         policy: &Policy,
         sealer: &dyn Sealer,
-    ) -> Result<Vec<u8>, Refusal> {
+    ) -> Result<Option<Vec<u8>>, Refusal> {
         if let Some(r) = self.poisoned.take() {
             self.reset();
             return Err(r);
+        }
+        if self.identity() && self.long.is_empty() {
+            return Ok(None);
         }
         let n = self.client_params;
         let head = payload.get(..10).ok_or_else(|| bad("malformed execute"))?;
@@ -167,7 +189,7 @@ impl Prepared {
         // The flags byte (cursor type) is kept: cursor rows are transformed on fetch.
         let mut out = head.to_vec();
         if m == 0 {
-            return Ok(out);
+            return Ok(Some(out));
         }
         let mut bitmap = vec![0u8; m.div_ceil(8)];
         let mut types = Vec::with_capacity(2 * m);
@@ -269,7 +291,7 @@ impl Prepared {
         out.push(1);
         out.extend_from_slice(&types);
         out.extend_from_slice(&body);
-        Ok(out)
+        Ok(Some(out))
     }
 }
 
@@ -430,7 +452,7 @@ mod tests {
                 row_key: None,
             },
         ];
-        let mut prep = Prepared::new(3, uses);
+        let mut prep = Prepared::new(3, uses, None);
         let client = execute(
             &[
                 (MYSQL_TYPE_LONG, 0),
@@ -443,7 +465,10 @@ mod tests {
                 Some((-42i64).to_le_bytes().to_vec()),
             ],
         );
-        let out = prep.execute(&client, &p, &Fake).expect("rebuilt");
+        let out = prep
+            .execute(&client, &p, &Fake)
+            .expect("rebuilt")
+            .expect("rebuilt");
         let want = execute(
             &[
                 (MYSQL_TYPE_LONG, 0),
@@ -464,7 +489,10 @@ mod tests {
         let mut again = vec![0x17, 7, 0, 0, 0, 0, 1, 0, 0, 0, 0b0000_0010, 0];
         again.extend_from_slice(&6i32.to_le_bytes());
         again.extend_from_slice(&1i64.to_le_bytes());
-        let out = prep.execute(&again, &p, &Fake).expect("rebuilt");
+        let out = prep
+            .execute(&again, &p, &Fake)
+            .expect("rebuilt")
+            .expect("rebuilt");
         assert_eq!(
             out[10], 0b0000_0110,
             "both backend parameters fed by the NULL are NULL"
@@ -486,7 +514,7 @@ mod tests {
             },
             ParamUse::Plain(1),
         ];
-        let mut prep = Prepared::new(2, uses);
+        let mut prep = Prepared::new(2, uses, None);
         let long = |param: u16, data: &[u8]| {
             [&[0x18, 7, 0, 0, 0][..], &param.to_le_bytes(), data].concat()
         };
@@ -503,7 +531,10 @@ mod tests {
             &[0, 1, MYSQL_TYPE_BLOB, 0, MYSQL_TYPE_BLOB, 0],
         ]
         .concat();
-        let out = prep.execute(&client, &p, &Fake).expect("rebuilt");
+        let out = prep
+            .execute(&client, &p, &Fake)
+            .expect("rebuilt")
+            .expect("rebuilt");
         let tail = &out[10..];
         assert_eq!(tail[0], 0, "no NULLs");
         assert!(
@@ -522,6 +553,7 @@ mod tests {
                 column: "t.email".into(),
                 row_key: None,
             }],
+            None,
         );
         for bad in [
             &[0x17u8, 1][..],

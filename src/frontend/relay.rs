@@ -12,7 +12,7 @@ use mysql_common::constants::StatusFlags;
 use super::transform::{self, Cells, Failure, ResultPlan};
 use crate::backend::state::{ClientTracking, SessionState};
 use crate::policy::Policy;
-use crate::wire::packets::ErrorReply;
+use crate::sql::analyze::Shape;
 use crate::wire::packets::{
     EOF_HEADER, ERR_HEADER, LOCAL_INFILE_HEADER, OK_HEADER, eof_status, lenenc_int, ok_status,
 };
@@ -21,7 +21,8 @@ use crate::wire::{self, MAX_PAYLOAD_LEN, Packet, PacketConn, header};
 /// Queued bytes after which a transformed relay writes to the client.
 const FLUSH_BYTES: usize = 64 * 1024;
 
-/// What a transformed relay needs: the policy, the session's role, the keys.
+/// What a transformed relay needs: the policy, the session's role, the keys, and where
+/// each result's columns come from.
 pub struct Transform<'a> {
     pub policy: &'a Policy,
     pub role: &'a str,
@@ -30,9 +31,11 @@ pub struct Transform<'a> {
     pub binary: bool,
     /// Largest row read whole.
     pub row_limit: usize,
+    /// The shape of each result, in order (one per statement); None: not transformed.
+    pub shapes: &'a [Option<Shape>],
     /// COM_STMT_FETCH: the column definitions (as the backend sent them) of the cursor the
-    /// rows come from.
-    pub fetch_defs: Option<&'a [Vec<u8>]>,
+    /// rows come from, and its statement's shape.
+    pub fetch: Option<(&'a [Vec<u8>], &'a Shape)>,
     /// Keep the backend's column definitions in `Response::captured_defs` (an execute that
     /// may open a cursor).
     pub capture: bool,
@@ -51,27 +54,6 @@ impl Tracker<'_> {
         self.state
             .track_ok(payload, self.client)
             .map_err(|_| Failed::Backend(wire::Error::Malformed("session state")))
-    }
-}
-
-/// The error packet a transform failure becomes.
-pub fn failure_reply(f: &Failure) -> ErrorReply {
-    match f {
-        Failure::Denied { scope } => ErrorReply::new(
-            crate::wire::packets::ER_COLUMNACCESS_DENIED_ERROR,
-            b"42000",
-            format!("myveil: {scope}: access denied for this role"),
-        ),
-        Failure::Cell { scope, reason } => ErrorReply::new(
-            crate::wire::packets::ER_UNKNOWN_ERROR,
-            b"HY000",
-            format!("myveil: {scope}: {reason}"),
-        ),
-        Failure::Malformed => ErrorReply::new(
-            crate::wire::packets::ER_UNKNOWN_ERROR,
-            b"HY000",
-            "myveil: cannot read a row from the backend",
-        ),
     }
 }
 
@@ -146,6 +128,11 @@ pub struct Response {
     pub captured_defs: Option<Vec<Vec<u8>>>,
     /// The packet `step` just classified is an OK that reports session state changes.
     state_ok: bool,
+    /// Index of the result (statement) being relayed, and whether one has begun.
+    result: usize,
+    started: bool,
+    /// The next packet answers a LOCAL INFILE upload (same statement).
+    after_infile: bool,
 }
 
 impl Response {
@@ -165,6 +152,9 @@ impl Response {
             next_seq: 1,
             captured_defs: None,
             state_ok: false,
+            result: 0,
+            started: false,
+            after_infile: false,
         }
     }
 
@@ -277,11 +267,11 @@ impl Response {
         let mut shift: u8 = 0;
         let mut held: Vec<Packet> = Vec::new();
         let mut plan: Option<(ResultPlan<'_>, Vec<u8>)> = None;
-        if let Some(defs) = t.fetch_defs {
+        if let Some((defs, shape)) = t.fetch {
             // Rows of an open cursor: the plan comes from the definitions its execute sent.
             let mut defs = defs.to_vec();
             let original = transform::original_types(&defs).unwrap_or_default();
-            match transform::plan(&mut defs, t.policy, t.role) {
+            match transform::plan(&mut defs, t.policy, t.role, shape) {
                 Ok(p) => plan = p.map(|p| (p, original)),
                 Err(f) => return self.fail(backend, client, 1, &f, tracker).await,
             }
@@ -292,6 +282,16 @@ impl Response {
                 .await
                 .map_err(Failed::Backend)?;
             let before = self.phase;
+            if before == Phase::ResultStart {
+                // A new result: the next statement's (they are counted across LOCAL INFILE
+                // round trips, which continue one statement).
+                if self.started && !self.after_infile {
+                    self.result += 1;
+                }
+                self.started = true;
+                self.after_infile = false;
+            }
+            let result = self.result;
             let step = self
                 .step(&pkt.payload, pkt.payload.len())
                 .map_err(Failed::Backend)?;
@@ -307,7 +307,11 @@ impl Response {
                 if t.capture {
                     self.captured_defs = Some(defs.clone());
                 }
-                match transform::plan(&mut defs, t.policy, t.role) {
+                let planned = match t.shapes.get(result).and_then(Option::as_ref) {
+                    Some(shape) => transform::plan(&mut defs, t.policy, t.role, shape),
+                    None => Ok(None),
+                };
+                match planned {
                     Err(f) => {
                         return self
                             .fail(
@@ -373,6 +377,7 @@ impl Response {
                 client.flush().await.map_err(Failed::Client)?;
                 if e == End::LocalInfile {
                     self.phase = Phase::ResultStart;
+                    self.after_infile = true;
                 }
                 return Ok(e);
             }
@@ -389,7 +394,7 @@ impl Response {
         tracker: &mut Tracker<'_>,
     ) -> Result<End, Failed> {
         tracing::info!(failure = ?f, "result refused");
-        client.queue_packet(seq, &failure_reply(f).to_payload());
+        client.queue_packet(seq, &super::error::failure(f).to_payload());
         client.flush().await.map_err(Failed::Client)?;
         loop {
             // The rest is dropped as it streams by; only first bytes are kept, to classify.

@@ -1,35 +1,32 @@
-//! frontend::session: one client connection — greeting, TLS upgrade, authentication,
-//! binding of the pinned backend connection, then the command loop that relays each command
-//! and its response.
+//! frontend::session: one authenticated client session — the command loop, one small
+//! function per command, the guard's decision applied to each statement, and the relay of
+//! each response (transformed where the statement's results carry protected columns).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use mysql_common::constants::{CapabilityFlags, StatusFlags};
+use mysql_common::constants::StatusFlags;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::Instrument;
-use zeroize::Zeroizing;
 
 use super::Shared;
+use super::handshake::{
+    Login, Started, access_denied, for_client, login, parse_change_user, send_error,
+};
 use super::prepared::Prepared;
 use super::relay::{End, Expect, Failed, Response, forward_packet};
-use crate::auth::{Proof, User};
+use super::statements::{Cursor, Statements};
+use crate::auth::User;
 use crate::backend::state::{ClientTracking, SessionState};
-use crate::backend::{self, BackendConn, Identity, Lease};
-use crate::sql::rewrite::ParamUse;
-use crate::telemetry::metrics::{Kind, Limited, METRICS};
-use crate::wire::auth::{Plugin, SALT_LEN, new_salt};
-use crate::wire::handshake::{
-    ClientHello, ClientResponse, Greeting, SUPPORTED_CAPABILITIES, parse_client_hello,
-};
-use crate::wire::packets::{self, ErrorReply, auth_more_data_payload, auth_switch_payload};
-use crate::wire::{self, PacketConn, Stream};
-
-/// Largest packet accepted before the client is authenticated.
-const AUTH_PACKET_LIMIT: usize = 64 * 1024;
+use crate::backend::{self, BackendConn, Identity};
+use crate::guard::{self, Decision, Outcome};
+use crate::sql::analyze::Shape;
+use crate::telemetry::metrics::{Kind, METRICS};
+use crate::wire::auth::SALT_LEN;
+use crate::wire::packets::{self, ErrorReply};
+use crate::wire::{self, PacketConn};
 
 // Command bytes, with MySQL's names.
 const COM_QUIT: u8 = 0x01;
@@ -50,15 +47,19 @@ const COM_SET_OPTION: u8 = 0x1B;
 const COM_STMT_FETCH: u8 = 0x1C;
 const COM_RESET_CONNECTION: u8 = 0x1F;
 
+/// Statements at least this long are analyzed on a blocking thread, so a large statement
+/// never holds up the async workers other sessions run on.
+const BLOCKING_ANALYSIS_BYTES: usize = 64 * 1024;
+
 #[derive(Debug, thiserror::Error)]
-enum Error {
+pub(super) enum Error {
     #[error("client: {0}")]
     Client(wire::Error),
     #[error(transparent)]
     Backend(#[from] backend::Error),
 }
 
-fn backend_io(e: wire::Error) -> Error {
+pub(super) fn backend_io(e: wire::Error) -> Error {
     Error::Backend(backend::Error::Wire(e))
 }
 
@@ -81,19 +82,22 @@ pub async fn run(
     async move {
         let _open = METRICS.connection_opened();
         let timeout = shared.config.listen.handshake_timeout();
-        let session = match tokio::time::timeout(timeout, handshake(&shared, tcp, peer)).await {
-            Ok(Ok(Some(s))) => s,
-            Ok(Ok(None)) => return,
-            Ok(Err(e)) => {
-                tracing::info!(error = %e, "handshake failed");
-                return;
-            }
-            Err(_) => {
-                tracing::info!("handshake timed out");
-                return;
-            }
-        };
-        session.serve(shutdown).await;
+        let started =
+            match tokio::time::timeout(timeout, super::handshake::handshake(&shared, tcp, peer))
+                .await
+            {
+                Ok(Ok(Some(s))) => s,
+                Ok(Ok(None)) => return,
+                Ok(Err(e)) => {
+                    tracing::info!(error = %e, "handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!("handshake timed out");
+                    return;
+                }
+            };
+        Session::new(shared, started).serve(shutdown).await;
     }
     .instrument(span)
     .await
@@ -118,91 +122,37 @@ struct Session {
     tracking: ClientTracking,
     /// A statement prepared in this session names a session-tracking variable.
     tracking_prepared: bool,
-    /// Prepared statements on protected data, by statement id.
-    protected_statements: HashMap<u32, Prepared>,
-    /// SQL-level prepared statements on protected data (`PREPARE name FROM …`), by name.
-    sql_prepared: HashMap<String, Vec<ParamUse>>,
+    /// Prepared statements as the guard left them.
+    statements: Statements,
     /// Turns true when the SQL token this session logged in with is revoked with
     /// `kill_sessions`.
     revoked: Option<watch::Receiver<bool>>,
-    /// Open cursors of protected statements: the column definitions their rows follow.
-    cursors: HashMap<u32, Vec<Vec<u8>>>,
-    /// What the backend's "last prepared statement" (MariaDB's statement id -1) is.
-    last_prepared: LastPrepared,
-    /// Shapes of reads on protected data that need no rewrite (see `guard`).
-    read_shapes: ReadShapes,
+    /// The backend's version, for executable comments.
+    server_version: u32,
 }
 
-/// Statements longer than this are not remembered (their fingerprint could be cut short).
-const READ_SHAPE_MAX_LEN: usize = 480;
-/// At most this many shapes per session; past it the set starts over.
-const READ_SHAPES_CAP: usize = 256;
-
-/// Read shapes known to need no rewrite (and whether their results are transformed), valid
-/// for one policy, schema snapshot and database. The role is the session's, and the set is
-/// emptied when the user changes.
-#[derive(Default)]
-struct ReadShapes {
-    under: Option<(
-        Arc<super::Protection>,
-        Arc<crate::backend::schema::Snapshot>,
-        Option<String>,
-    )>,
-    shapes: HashMap<String, bool>,
-}
-
-type ShapeContext = (
-    Arc<super::Protection>,
-    Arc<crate::backend::schema::Snapshot>,
+/// Where each result's shape comes from, for the relay: shapes by result, binary rows,
+/// and an open cursor's definitions with its shape.
+type Parts<'a> = (
+    &'a [Option<Shape>],
+    bool,
+    Option<(&'a [Vec<u8>], &'a Shape)>,
 );
 
-impl ReadShapes {
-    fn same(&self, (p, s): &ShapeContext, database: Option<&str>) -> bool {
-        self.under.as_ref().is_some_and(|(up, us, ud)| {
-            Arc::ptr_eq(up, p) && Arc::ptr_eq(us, s) && ud.as_deref() == database
-        })
-    }
-
-    /// Some(transform) for a known shape.
-    fn known(&self, shape: &str, context: &ShapeContext, database: Option<&str>) -> Option<bool> {
-        if !self.same(context, database) {
-            return None;
-        }
-        self.shapes.get(shape).copied()
-    }
-
-    fn remember(
-        &mut self,
-        shape: String,
-        transform: bool,
-        context: ShapeContext,
-        database: Option<&str>,
-    ) {
-        if !self.same(&context, database) || self.shapes.len() >= READ_SHAPES_CAP {
-            self.shapes.clear();
-            self.under = Some((context.0, context.1, database.map(str::to_owned)));
-        }
-        self.shapes.insert(shape, transform);
-    }
-
-    fn clear(&mut self) {
-        self.under = None;
-        self.shapes.clear();
-    }
+/// How a response is relayed.
+enum Results {
+    /// As raw bytes.
+    Raw,
+    /// Each result by its statement's shape (None: as it is); `capture`: keep the column
+    /// definitions (an execute that may open a cursor).
+    Shaped {
+        shapes: Vec<Option<Shape>>,
+        binary: bool,
+        capture: bool,
+    },
+    /// Rows of an open cursor.
+    Fetch(Cursor),
 }
-
-/// The statement MariaDB's id 0xFFFFFFFF stands for, as far as myveil knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LastPrepared {
-    None,
-    Protected(u32),
-    Plain,
-    /// The last prepare failed: what -1 means is not known here.
-    Failed,
-}
-
-/// MariaDB: "the statement prepared last" (used by execute-direct and bulk clients).
-const LAST_STATEMENT: u32 = u32::MAX;
 
 fn revocation_watch(shared: &Shared, user: &User) -> Option<watch::Receiver<bool>> {
     Some(shared.tokens.as_ref()?.subscribe(&user.token?))
@@ -235,488 +185,39 @@ async fn token_revoked(rx: &mut Option<watch::Receiver<bool>>) {
     }
 }
 
-/// How a command relates to a cursor over protected columns.
-enum Cursor {
-    No,
-    /// An execute asking for a cursor: keep the result's column definitions.
-    Open,
-    /// A fetch from a cursor opened with these column definitions.
-    Fetch(Vec<Vec<u8>>),
-}
-
-/// What the protection layer decided for a statement.
-enum Guard {
-    /// Nothing protected: relay as is.
-    Pass,
-    Refuse(ErrorReply),
-    /// Protected data involved: send this text instead (if rewritten) and transform results.
-    Protected(Option<String>),
-    /// A prepare on protected data: the backend prepares `sql`; executes are rebuilt.
-    Prepare {
-        sql: String,
-        prepared: Prepared,
-    },
-}
-
-async fn send_error(client: &mut PacketConn, seq: u8, reply: &ErrorReply) {
-    let _ = client.write_packet(seq, &reply.to_payload()).await;
-}
-
-fn access_denied(user: &[u8], peer: &SocketAddr, with_password: bool) -> ErrorReply {
-    ErrorReply::new(
-        packets::ER_ACCESS_DENIED_ERROR,
-        b"28000",
-        format!(
-            "Access denied for user '{}'@'{}' (using password: {})",
-            String::from_utf8_lossy(user),
-            peer.ip(),
-            if with_password { "YES" } else { "NO" }
-        ),
-    )
-}
-
-async fn handshake(
-    shared: &Arc<Shared>,
-    tcp: TcpStream,
-    peer: SocketAddr,
-) -> Result<Option<Session>, Error> {
-    let _ = tcp.set_nodelay(true);
-    let mut client = PacketConn::new(Stream::Plain(tcp));
-    let lease = match shared.pool.lease().await {
-        Ok(lease) => lease,
-        Err(e) => {
-            tracing::warn!(error = %e, "no backend connection for a new client");
-            let reply = ErrorReply::new(
-                packets::ER_UNKNOWN_ERROR,
-                b"HY000",
-                "myveil: the backend database is unavailable",
-            );
-            send_error(&mut client, 0, &reply).await;
-            return Ok(None);
-        }
-    };
-    let backend_greeting = &lease.conn().greeting;
-    tracing::Span::current().record("id", backend_greeting.connection_id);
-    let mut capabilities = SUPPORTED_CAPABILITIES & backend_greeting.capabilities;
-    capabilities.insert(
-        CapabilityFlags::CLIENT_PROTOCOL_41
-            | CapabilityFlags::CLIENT_SECURE_CONNECTION
-            | CapabilityFlags::CLIENT_PLUGIN_AUTH,
-    );
-    capabilities.set(CapabilityFlags::CLIENT_SSL, shared.tls.is_some());
-    let salt = new_salt();
-    let greeting = Greeting {
-        server_version: &backend_greeting.server_version,
-        connection_id: backend_greeting.connection_id,
-        salt: &salt,
-        capabilities,
-        collation: backend_greeting.collation,
-        plugin: shared.config.listen.plugin(),
-    };
-    client
-        .write_packet(0, &greeting.to_payload())
-        .await
-        .map_err(Error::Client)?;
-
-    let mut packet = client
-        .read_packet(AUTH_PACKET_LIMIT)
-        .await
-        .map_err(Error::Client)?;
-    let mut hello = parse_client_hello(&packet.payload);
-    if let Ok(ClientHello::SslRequest(_)) = hello {
-        let Some(acceptor) = &shared.tls else {
-            return Err(Error::Client(wire::Error::Malformed(
-                "TLS requested but not offered",
-            )));
-        };
-        let (Stream::Plain(tcp), early) = client.into_parts() else {
-            return Err(Error::Client(wire::Error::Malformed("TLS requested twice")));
-        };
-        client = PacketConn::new(
-            wire::tls::accept(acceptor, tcp, early)
-                .await
-                .map_err(Error::Client)?,
-        );
-        packet = client
-            .read_packet(AUTH_PACKET_LIMIT)
-            .await
-            .map_err(Error::Client)?;
-        hello = parse_client_hello(&packet.payload);
-    }
-    let seq = packet.seq.wrapping_add(1);
-    let response = match hello {
-        Ok(ClientHello::Response(r)) => r,
-        _ => {
-            let reply = ErrorReply::new(packets::ER_HANDSHAKE_ERROR, b"08S01", "Bad handshake");
-            send_error(&mut client, seq, &reply).await;
-            return Ok(None);
-        }
-    };
-    let tls = client.stream().is_tls();
-    if shared.config.tls.as_ref().is_some_and(|t| t.require) && !tls {
-        let reply = ErrorReply::new(
-            packets::ER_SECURE_TRANSPORT_REQUIRED,
-            b"HY000",
-            "Connections using insecure transport are prohibited; connect with TLS",
-        );
-        send_error(&mut client, seq, &reply).await;
-        return Ok(None);
-    }
-
-    let (outcome, seq) = login(
-        shared,
-        &mut client,
-        seq,
-        &salt,
-        &response.user,
-        response.plugin.as_deref(),
-        response.auth_response.clone(),
-        &peer,
-    )
-    .await
-    .map_err(Error::Client)?;
-    let user = match outcome {
-        Login::User(u) => Some(u),
-        Login::Denied => None,
-        Login::Blocked(reply) => {
-            send_error(&mut client, seq, &reply).await;
-            give_back(shared, lease);
-            return Ok(None);
-        }
-    };
-    let Some(user) = user else {
-        tracing::info!(user = ?String::from_utf8_lossy(&response.user), "authentication failed");
-        send_error(
-            &mut client,
-            seq,
-            &access_denied(&response.user, &peer, !response.auth_response.is_empty()),
-        )
-        .await;
-        give_back(shared, lease);
-        return Ok(None);
-    };
-    tracing::Span::current().record("user", user.name.as_str());
-
-    let client_caps = response.capabilities & capabilities;
-    let ClientResponse {
-        database,
-        collation,
-        attributes,
-        ..
-    } = response;
-    if let (Some(store), Some(db)) = (&shared.tokens, &database)
-        && db.eq_ignore_ascii_case(store.schema().as_bytes())
-    {
-        // Security: the token store's schema is not reachable through the proxy.
-        let reply = ErrorReply::new(
-            packets::ER_DBACCESS_DENIED_ERROR,
-            b"42000",
-            format!(
-                "Access denied for user '{}' to database '{}'",
-                user.name,
-                store.schema()
-            ),
-        );
-        send_error(&mut client, seq, &reply).await;
-        give_back(shared, lease);
-        return Ok(None);
-    }
-    let bound = {
-        let Some((account, password)) = shared.account_for(&user) else {
-            tracing::warn!(role = %user.role, "user's role has no backend account in the configuration");
-            send_error(
-                &mut client,
-                seq,
-                &access_denied(user.name.as_bytes(), &peer, true),
-            )
-            .await;
-            give_back(shared, lease);
-            return Ok(None);
-        };
-        let who = Identity {
-            account,
-            user: &shared.config.backend.accounts[account].user,
-            password,
-            database: database.as_deref(),
-            collation: u16::from(collation),
-            attributes: &attributes,
-        };
-        let defaults = shared.tracking_defaults.load();
-        shared
-            .pool
-            .bind(lease, &who, client_caps, &defaults.variables)
-            .await
-    };
-    let tracking = client_tracking(shared, client_caps);
-    let (backend, ok, mut state) = match bound {
-        Ok(b) => b,
-        Err(backend::Error::Refused { code, payload }) => {
-            tracing::info!(code, "backend refused the session");
-            let _ = client.write_packet(seq, &payload).await;
-            return Ok(None);
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot bind a backend connection");
-            let reply = ErrorReply::new(
-                packets::ER_UNKNOWN_ERROR,
-                b"HY000",
-                "myveil: the backend database is unavailable",
-            );
-            send_error(&mut client, seq, &reply).await;
-            return Ok(None);
-        }
-    };
-    let ok = for_client(&mut state, &ok, &tracking)?;
-    client.write_packet(seq, &ok).await.map_err(Error::Client)?;
-    tracing::debug!(role = %user.role, tls, "session started");
-    Ok(Some(Session {
-        shared: shared.clone(),
-        client,
-        in_transaction: packets::ok_status(&ok)
-            .is_some_and(|s| s.contains(StatusFlags::SERVER_STATUS_IN_TRANS)),
-        backend,
-        peer,
-        salt,
-        collation: u16::from(collation),
-        attributes,
-        reusable: true,
-        state,
-        tracking,
-        tracking_prepared: false,
-        protected_statements: HashMap::new(),
-        sql_prepared: HashMap::new(),
-        revoked: revocation_watch(shared, &user),
-        cursors: HashMap::new(),
-        last_prepared: LastPrepared::None,
-        read_shapes: ReadShapes::default(),
-        user,
-    }))
-}
-
-/// What a client gets of session tracking: nothing unless it asked for it, and then what
-/// the server's defaults give (myveil tracks more for itself).
-fn client_tracking(shared: &Shared, client_caps: CapabilityFlags) -> ClientTracking {
-    if client_caps.contains(CapabilityFlags::CLIENT_SESSION_TRACK) {
-        ClientTracking::On((**shared.tracking_defaults.load()).clone())
-    } else {
-        ClientTracking::Off
-    }
-}
-
-/// A backend OK payload as the client gets it, its state taken into `state`.
-fn for_client(
-    state: &mut SessionState,
-    ok: &[u8],
-    tracking: &ClientTracking,
-) -> Result<Vec<u8>, Error> {
-    match state.track_ok(ok, tracking) {
-        Ok(Some(rewritten)) => Ok(rewritten),
-        Ok(None) => Ok(ok.to_vec()),
-        Err(_) => Err(backend_io(wire::Error::Malformed("session state"))),
-    }
-}
-
-fn give_back(shared: &Shared, lease: Lease) {
-    if let Lease::Pooled(conn) = lease {
-        shared.pool.release(conn);
-    }
-}
-
-/// Runs an auth conversation after a handshake response or COM_CHANGE_USER: switches the
-/// client to a plugin myveil accepts when needed, then checks the proof. Returns the user
-/// (None: access denied) and the next sequence id.
-#[allow(clippy::too_many_arguments)]
-async fn authenticate(
-    shared: &Arc<Shared>,
-    client: &mut PacketConn,
-    mut seq: u8,
-    salt: &[u8; SALT_LEN],
-    name: &[u8],
-    plugin: Option<&[u8]>,
-    mut response: Vec<u8>,
-    peer: &SocketAddr,
-) -> wire::Result<(Option<User>, u8)> {
-    let tls = client.stream().is_tls();
-    // Security: a clear-text password only travels over TLS, or on loopback when the operator
-    // explicitly allowed it.
-    let clear_allowed =
-        tls || shared.config.listen.allow_cleartext_on_loopback && peer.ip().is_loopback();
-    let requested = match plugin {
-        None => Some(Plugin::Native),
-        Some(p) => Plugin::from_name(p),
-    };
-    let users = shared.users.load_full();
-    // A SQL token is checked as a password, so a name outside the users file is asked for
-    // clear text — only where clear text may travel (TLS, or loopback when allowed). As
-    // with MySQL's per-account plugins, the switch shows that the name is not a file user.
-    let token_login = shared.tokens.is_some() && !users.contains(name) && clear_allowed;
-    let switch_to = if token_login {
-        Plugin::Clear
-    } else {
-        shared.config.listen.plugin()
-    };
-    let mut salt = salt.to_vec();
-    let plugin = match requested {
-        Some(Plugin::Clear) if !clear_allowed => None,
-        Some(p) if token_login && p != Plugin::Clear => None,
-        other => other,
-    };
-    let plugin = match plugin {
-        Some(p) => p,
-        None => {
-            let p = switch_to;
-            salt = new_salt().to_vec();
-            client
-                .write_packet(seq, &auth_switch_payload(p.name(), &salt))
-                .await?;
-            let answer = client.read_packet(AUTH_PACKET_LIMIT).await?;
-            seq = answer.seq.wrapping_add(1);
-            response = answer.payload.to_vec();
-            p
-        }
-    };
-    let user = match plugin {
-        Plugin::Native => users
-            .verify(
-                name,
-                &Proof::Native {
-                    salt: &salt,
-                    response: &response,
-                },
-            )
-            .cloned(),
-        Plugin::CachingSha2 => {
-            if let Some(u) = users.verify(
-                name,
-                &Proof::Sha2 {
-                    salt: &salt,
-                    response: &response,
-                },
-            ) {
-                // Fast authentication succeeded; OK follows.
-                seq = client
-                    .write_packet(seq, &auth_more_data_payload(&[3]))
-                    .await?;
-                Some(u.clone())
-            } else if tls && !response.is_empty() {
-                // Full authentication: the client sends its password over TLS.
-                client
-                    .write_packet(seq, &auth_more_data_payload(&[4]))
-                    .await?;
-                let answer = client.read_packet(AUTH_PACKET_LIMIT).await?;
-                seq = answer.seq.wrapping_add(1);
-                check_clear(shared, users, name, clear_password(&answer.payload)).await
-            } else {
-                None
-            }
-        }
-        Plugin::Clear => check_clear(shared, users, name, clear_password(&response)).await,
-    };
-    Ok((user, seq))
-}
-
-/// Checks a clear-text password: bcrypt for users of the users file, the token store for
-/// any other name (when SQL tokens are on).
-async fn check_clear(
-    shared: &Shared,
-    users: Arc<crate::auth::UserStore>,
-    name: &[u8],
-    password: Zeroizing<Vec<u8>>,
-) -> Option<User> {
-    match &shared.tokens {
-        Some(tokens) if !users.contains(name) => match tokens.authenticate(&password, name).await {
-            Ok(Some(grant)) => {
-                METRICS.token_login();
-                Some(User::for_token(
-                    &grant.info.user,
-                    &grant.info.role,
-                    grant.id_hash,
-                ))
-            }
-            Ok(None) => None,
-            Err(e) => {
-                tracing::warn!(error = %e, "token store unavailable: token login refused");
-                None
-            }
-        },
-        _ => users.verify_clear(name.to_vec(), password).await,
-    }
-}
-
-/// What a login attempt came to.
-enum Login {
-    User(User),
-    Denied,
-    /// Too many failures from this address or for this name.
-    Blocked(ErrorReply),
-}
-
-/// Runs `authenticate` behind the MySQL-port failure limits (checked before any password
-/// work) and counts the outcome.
-#[allow(clippy::too_many_arguments)]
-async fn login(
-    shared: &Arc<Shared>,
-    client: &mut PacketConn,
-    seq: u8,
-    salt: &[u8; SALT_LEN],
-    name: &[u8],
-    plugin: Option<&[u8]>,
-    response: Vec<u8>,
-    peer: &SocketAddr,
-) -> wire::Result<(Login, u8)> {
-    let ip = crate::limits::ip_key(peer.ip());
-    let user_key = String::from_utf8_lossy(name).into_owned();
-    // Security: a blocked address or name is answered before any password check, so brute
-    // force costs the attacker a round trip and us nothing.
-    if shared.auth_failures_ip.is_blocked(&ip) {
-        METRICS.rate_limited(Limited::MysqlAuth);
-        tracing::info!("login refused: too many failures from this address");
-        let reply = ErrorReply::new(
-            packets::ER_HOST_IS_BLOCKED,
-            b"HY000",
-            format!(
-                "Host '{}' is blocked because of many connection errors; retry in {} s",
-                peer.ip(),
-                shared.auth_failures_ip.blocked_for(&ip).as_secs().max(1)
-            ),
-        );
-        return Ok((Login::Blocked(reply), seq));
-    }
-    if shared.auth_failures_user.is_blocked(&user_key) {
-        METRICS.rate_limited(Limited::MysqlAuth);
-        tracing::info!(user = ?user_key, "login refused: too many failures for this user");
-        let reply = ErrorReply::new(
-            packets::ER_USER_LIMIT_REACHED,
-            b"42000",
-            format!(
-                "User '{user_key}' has exceeded the 'failed logins' resource; retry in {} s",
-                shared
-                    .auth_failures_user
-                    .blocked_for(&user_key)
-                    .as_secs()
-                    .max(1)
-            ),
-        );
-        return Ok((Login::Blocked(reply), seq));
-    }
-    let (user, seq) = authenticate(shared, client, seq, salt, name, plugin, response, peer).await?;
-    match user {
-        Some(u) => Ok((Login::User(u), seq)),
-        None => {
-            METRICS.auth_failed();
-            shared.auth_failures_ip.failed(&ip);
-            shared.auth_failures_user.failed(&user_key);
-            Ok((Login::Denied, seq))
+impl Results {
+    fn parts(&self) -> Parts<'_> {
+        match self {
+            Results::Shaped { shapes, binary, .. } => (shapes, *binary, None),
+            Results::Fetch(c) => (&[], true, Some((c.defs.as_slice(), &c.shape))),
+            Results::Raw => (&[], false, None),
         }
     }
-}
-
-fn clear_password(bytes: &[u8]) -> Zeroizing<Vec<u8>> {
-    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    Zeroizing::new(bytes[..end].to_vec())
 }
 
 impl Session {
+    fn new(shared: Arc<Shared>, s: Started) -> Self {
+        let revoked = revocation_watch(&shared, &s.user);
+        Self {
+            shared,
+            client: s.client,
+            backend: s.backend,
+            peer: s.peer,
+            user: s.user,
+            salt: s.salt,
+            collation: s.collation,
+            attributes: s.attributes,
+            in_transaction: s.in_transaction,
+            reusable: true,
+            state: s.state,
+            tracking: s.tracking,
+            tracking_prepared: false,
+            statements: Statements::default(),
+            revoked,
+            server_version: s.server_version,
+        }
+    }
+
     async fn serve(mut self, mut shutdown: watch::Receiver<bool>) {
         let close = self.command_loop(&mut shutdown).await;
         tracing::debug!(?close, "session ended");
@@ -837,74 +338,53 @@ impl Session {
             .await?;
             return Ok(None);
         };
-        let expect = match command {
-            COM_QUIT => return Ok(Some(Close::Clean)),
-            COM_CHANGE_USER => return self.change_user(seq, &payload).await,
-            COM_QUERY => Expect::Query,
-            COM_STMT_PREPARE => Expect::Prepare,
-            COM_STMT_EXECUTE => Expect::Execute,
-            COM_STMT_FETCH => Expect::Fetch,
-            COM_FIELD_LIST => Expect::FieldList,
-            COM_STMT_SEND_LONG_DATA | COM_STMT_CLOSE => {
-                let raw = payload
-                    .get(1..5)
-                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-                let id = match raw.map(|id| self.statement_key(id)) {
-                    Some(Ok(id)) => Some(id),
-                    None => None,
-                    Some(Err(())) if command == COM_STMT_SEND_LONG_DATA => {
-                        // Security: data for a statement that may be protected is not
-                        // forwarded; its execute is refused the same way.
-                        tracing::info!("long data for an ambiguous statement id dropped");
-                        return Ok(None);
-                    }
-                    Some(Err(())) => raw,
-                };
-                if command == COM_STMT_CLOSE
-                    && let Some(id) = id
-                {
-                    self.protected_statements.remove(&id);
-                    self.cursors.remove(&id);
-                }
-                if command == COM_STMT_SEND_LONG_DATA
-                    && let Some(prepared) = id.and_then(|id| self.protected_statements.get_mut(&id))
-                {
-                    let limit = self.shared.config.listen.max_packet_bytes;
-                    match prepared.long_data(&payload, limit) {
-                        Ok(Some(remapped)) => {
-                            self.backend
-                                .conn
-                                .write_packet(first_seq, &remapped)
-                                .await
-                                .map_err(backend_io)?;
-                        }
-                        Ok(None) => {}
-                        Err(r) => prepared.poison(r),
-                    }
-                    return Ok(None);
-                }
-                self.backend
-                    .conn
-                    .write_packet(first_seq, &payload)
-                    .await
-                    .map_err(backend_io)?;
-                return Ok(None);
-            }
+        match command {
+            COM_QUIT => Ok(Some(Close::Clean)),
+            COM_CHANGE_USER => self.change_user(seq, &payload).await,
+            COM_QUERY => self.query(first_seq, seq, &payload).await,
+            COM_STMT_PREPARE => self.prepare(first_seq, seq, &payload).await,
+            COM_STMT_EXECUTE => self.execute(first_seq, seq, &payload).await,
+            COM_STMT_FETCH => self.fetch(first_seq, seq, &payload).await,
+            COM_STMT_SEND_LONG_DATA => self.long_data(first_seq, &payload).await,
+            COM_STMT_CLOSE => self.close_statement(first_seq, &payload).await,
+            COM_FIELD_LIST => self.forward(first_seq, &payload, Expect::FieldList).await,
             COM_SET_OPTION => {
                 // Multi-statement mode is part of the pool key: this connection no longer fits it.
                 self.reusable = false;
-                Expect::Single
+                self.forward(first_seq, &payload, Expect::Single).await
             }
             COM_INIT_DB if self.is_store_schema(&payload[1..]) => {
                 let reply = self.store_denied();
-                self.client
-                    .write_packet(seq.wrapping_add(1), &reply.to_payload())
-                    .await
-                    .map_err(Error::Client)?;
-                return Ok(None);
+                self.send_reply(seq, &reply).await?;
+                Ok(None)
             }
-            COM_INIT_DB | COM_PING | COM_STATISTICS | COM_PROCESS_KILL | COM_DEBUG
-            | COM_STMT_RESET | COM_RESET_CONNECTION => Expect::Single,
+            COM_STMT_RESET => {
+                let raw = statement_id(&payload);
+                if let Some(id) = raw.and_then(|id| self.statements.key(id).ok()) {
+                    if let Some(p) = self.statements.protected(id) {
+                        p.reset();
+                    }
+                    self.statements.close_cursor(id);
+                }
+                self.forward(first_seq, &payload, Expect::Single).await
+            }
+            COM_RESET_CONNECTION => {
+                self.statements.clear();
+                self.tracking_prepared = false;
+                let (close, ok, _) = self
+                    .relay_command(first_seq, &payload, Expect::Single, Results::Raw, false)
+                    .await?;
+                if ok && close.is_none() {
+                    // The reset dropped tracking back to the server's defaults (the database stays).
+                    let database = self.state.database.clone();
+                    self.setup_tracking(database.as_deref().map(str::as_bytes))
+                        .await?;
+                }
+                Ok(close)
+            }
+            COM_INIT_DB | COM_PING | COM_STATISTICS | COM_PROCESS_KILL | COM_DEBUG => {
+                self.forward(first_seq, &payload, Expect::Single).await
+            }
             other => {
                 tracing::info!(command = other, "unsupported command refused");
                 self.reply_error(
@@ -914,189 +394,355 @@ impl Session {
                     "Unknown command",
                 )
                 .await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Sends a command as it is and relays its response as it is.
+    async fn forward(
+        &mut self,
+        first_seq: u8,
+        payload: &[u8],
+        expect: Expect,
+    ) -> Result<Option<Close>, Error> {
+        let tracking_change = self.may_change_tracking(payload[0], payload);
+        let (close, _, _) = self
+            .relay_command(first_seq, payload, expect, Results::Raw, tracking_change)
+            .await?;
+        Ok(close)
+    }
+
+    /// Sends a command and relays its response; returns how the session goes on, whether
+    /// the response ended with OK/EOF, and captured column definitions.
+    async fn relay_command(
+        &mut self,
+        first_seq: u8,
+        payload: &[u8],
+        expect: Expect,
+        results: Results,
+        tracking_change: bool,
+    ) -> Result<(Option<Close>, bool, Option<Vec<Vec<u8>>>), Error> {
+        self.backend
+            .conn
+            .write_packet(first_seq, payload)
+            .await
+            .map_err(backend_io)?;
+        let out = self.relay(expect, results, tracking_change).await?;
+        if tracking_change && out.0.is_none() {
+            self.sync_tracking().await?;
+        }
+        Ok(out)
+    }
+
+    /// COM_QUERY: the guard decides; the statement goes on untouched, rewritten, or not at
+    /// all.
+    async fn query(
+        &mut self,
+        first_seq: u8,
+        seq: u8,
+        payload: &[u8],
+    ) -> Result<Option<Close>, Error> {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(statement = %self.fingerprint(&payload[1..]), "query");
+        }
+        let decision = self.decide(guard::Command::Query, &payload[1..]).await;
+        self.statements.apply(decision.effects);
+        let tracking_change = self.may_change_tracking(COM_QUERY, payload);
+        match decision.outcome {
+            Outcome::Pass => {
+                let (close, _, _) = self
+                    .relay_command(
+                        first_seq,
+                        payload,
+                        Expect::Query,
+                        Results::Raw,
+                        tracking_change,
+                    )
+                    .await?;
+                Ok(close)
+            }
+            Outcome::Refuse(r) => {
+                self.refuse(seq, &r).await?;
+                Ok(None)
+            }
+            Outcome::Protect(p) => {
+                let rewritten = p.text.map(|t| with_command(COM_QUERY, &t));
+                let results = Results::Shaped {
+                    shapes: p.shapes,
+                    binary: false,
+                    capture: false,
+                };
+                let (close, _, _) = self
+                    .relay_command(
+                        first_seq,
+                        rewritten.as_deref().unwrap_or(payload),
+                        Expect::Query,
+                        results,
+                        tracking_change,
+                    )
+                    .await?;
+                if p.schema_changed {
+                    self.shared.schema_changed();
+                }
+                Ok(close)
+            }
+        }
+    }
+
+    /// COM_STMT_PREPARE: a statement on protected data is prepared rewritten, and its
+    /// executes are rebuilt and their results transformed.
+    async fn prepare(
+        &mut self,
+        first_seq: u8,
+        seq: u8,
+        payload: &[u8],
+    ) -> Result<Option<Close>, Error> {
+        let decision = self.decide(guard::Command::Prepare, &payload[1..]).await;
+        self.statements.apply(decision.effects);
+        if crate::backend::state::mentions_tracking(&payload[1..]) {
+            self.tracking_prepared = true;
+        }
+        match decision.outcome {
+            Outcome::Pass => {
+                let (close, ok, _) = self
+                    .relay_command(first_seq, payload, Expect::Prepare, Results::Raw, false)
+                    .await?;
+                self.statements.prepared_plain(ok);
+                Ok(close)
+            }
+            Outcome::Refuse(r) => {
+                self.refuse(seq, &r).await?;
+                Ok(None)
+            }
+            Outcome::Protect(p) => {
+                let text = p.text.map(|t| with_command(COM_STMT_PREPARE, &t));
+                self.backend
+                    .conn
+                    .write_packet(first_seq, text.as_deref().unwrap_or(payload))
+                    .await
+                    .map_err(backend_io)?;
+                let shape = p.shapes.into_iter().next().flatten();
+                self.prepare_response(Prepared::new(p.client_params, p.params, shape))
+                    .await
+            }
+        }
+    }
+
+    /// COM_STMT_EXECUTE: a protected statement's parameters are sealed or indexed, its
+    /// results transformed (and a cursor it opens remembered).
+    async fn execute(
+        &mut self,
+        first_seq: u8,
+        seq: u8,
+        payload: &[u8],
+    ) -> Result<Option<Close>, Error> {
+        let Some(raw) = statement_id(payload) else {
+            return self.forward(first_seq, payload, Expect::Execute).await;
+        };
+        let Ok(id) = self.statements.key(raw) else {
+            return self.ambiguous_statement(seq).await;
+        };
+        if !self.statements.is_protected(id) {
+            return self.forward(first_seq, payload, Expect::Execute).await;
+        }
+        let protection = self.shared.protection.load_full();
+        let Some(keyring) = self.shared.keyring.clone() else {
+            return Err(Error::Client(wire::Error::Malformed(
+                "protected statement without keys",
+            )));
+        };
+        let Some(prepared) = self.statements.protected(id) else {
+            return Ok(None);
+        };
+        let rebuilt = match prepared.execute(
+            payload,
+            &protection.policy,
+            &crate::sql::rewrite::KeyringSealer(&keyring),
+        ) {
+            Ok(r) => r,
+            Err(r) => {
+                let r = guard::Refusal::from(r);
+                self.refuse(seq, &r).await?;
                 return Ok(None);
             }
         };
-        if command == COM_QUERY && tracing::enabled!(tracing::Level::DEBUG) {
-            tracing::debug!(statement = %crate::sql::fingerprint(&payload[1..]), "query");
+        let shape = prepared.shape.clone();
+        self.statements.close_cursor(id);
+        let cursor = payload.get(5).is_some_and(|flags| *flags != 0);
+        let results = Results::Shaped {
+            shapes: vec![shape.clone()],
+            binary: true,
+            capture: cursor && shape.is_some(),
+        };
+        let (close, _, captured) = self
+            .relay_command(
+                first_seq,
+                rebuilt.as_deref().unwrap_or(payload),
+                Expect::Execute,
+                results,
+                self.tracking_prepared,
+            )
+            .await?;
+        if let (Some(defs), Some(shape)) = (captured, shape) {
+            self.statements.open_cursor(id, Cursor { defs, shape });
         }
-        let mut protected = false;
-        let mut rewritten = None;
-        if matches!(command, COM_QUERY | COM_STMT_PREPARE) {
-            match self.guard(command, &payload[1..]) {
-                Guard::Pass => {}
-                Guard::Refuse(reply) => {
-                    METRICS.refused();
-                    tracing::info!(code = reply.code, "statement refused");
-                    self.client
-                        .write_packet(seq.wrapping_add(1), &reply.to_payload())
-                        .await
-                        .map_err(Error::Client)?;
-                    return Ok(None);
-                }
-                Guard::Protected(text) => {
-                    protected = true;
-                    rewritten = text.map(|t| {
-                        let mut p = Vec::with_capacity(1 + t.len());
-                        p.push(command);
-                        p.extend_from_slice(t.as_bytes());
-                        p
-                    });
-                }
-                Guard::Prepare { sql, prepared } => {
-                    let mut p = Vec::with_capacity(1 + sql.len());
-                    p.push(command);
-                    p.extend_from_slice(sql.as_bytes());
+        Ok(close)
+    }
+
+    /// COM_STMT_FETCH: rows of a protected cursor are transformed like its execute's.
+    async fn fetch(
+        &mut self,
+        first_seq: u8,
+        seq: u8,
+        payload: &[u8],
+    ) -> Result<Option<Close>, Error> {
+        let id = match statement_id(payload).map(|id| self.statements.key(id)) {
+            Some(Ok(id)) => id,
+            Some(Err(())) => return self.ambiguous_statement(seq).await,
+            None => return self.forward(first_seq, payload, Expect::Fetch).await,
+        };
+        let results = match self.statements.cursor(id) {
+            Some(c) => Results::Fetch(c.clone()),
+            None => Results::Raw,
+        };
+        let (close, _, _) = self
+            .relay_command(first_seq, payload, Expect::Fetch, results, false)
+            .await?;
+        Ok(close)
+    }
+
+    /// COM_STMT_SEND_LONG_DATA (no response): held and sealed at execute for a protected
+    /// parameter, forwarded (with the parameter remapped) otherwise.
+    async fn long_data(&mut self, first_seq: u8, payload: &[u8]) -> Result<Option<Close>, Error> {
+        let raw = statement_id(payload);
+        let id = match raw.map(|id| self.statements.key(id)) {
+            Some(Ok(id)) => Some(id),
+            Some(Err(())) => {
+                // Security: data for a statement that may be protected is not forwarded; its
+                // execute is refused the same way.
+                tracing::info!("long data for an ambiguous statement id dropped");
+                return Ok(None);
+            }
+            None => None,
+        };
+        let limit = self.shared.config.listen.max_packet_bytes;
+        if let Some(prepared) = id.and_then(|id| self.statements.protected(id)) {
+            match prepared.long_data(payload, limit) {
+                Ok(Some(remapped)) => {
                     self.backend
                         .conn
-                        .write_packet(first_seq, &p)
+                        .write_packet(first_seq, &remapped)
                         .await
                         .map_err(backend_io)?;
-                    return self.prepare_response(prepared).await;
                 }
+                Ok(None) => {}
+                Err(r) => prepared.poison(r),
             }
-        }
-        let raw_statement = payload
-            .get(1..5)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .filter(|_| matches!(command, COM_STMT_EXECUTE | COM_STMT_FETCH | COM_STMT_RESET));
-        let statement = match raw_statement.map(|id| self.statement_key(id)) {
-            Some(Ok(id)) => Some(id),
-            Some(Err(())) if command != COM_STMT_RESET => {
-                let reply = ErrorReply::new(
-                    packets::ER_NOT_SUPPORTED_YET,
-                    b"42000",
-                    "myveil: statement id -1 (the last prepared statement) is ambiguous after a failed prepare while protected statements are open; execute by id",
-                );
-                self.client
-                    .write_packet(seq.wrapping_add(1), &reply.to_payload())
-                    .await
-                    .map_err(Error::Client)?;
-                return Ok(None);
-            }
-            _ => raw_statement,
-        };
-        match command {
-            COM_STMT_EXECUTE
-                if statement.is_some_and(|id| self.protected_statements.contains_key(&id)) =>
-            {
-                let protection = self.shared.protection.load_full();
-                let Some(keyring) = self.shared.keyring.clone() else {
-                    return Err(Error::Client(wire::Error::Malformed(
-                        "protected statement without keys",
-                    )));
-                };
-                let Some(prepared) =
-                    statement.and_then(|id| self.protected_statements.get_mut(&id))
-                else {
-                    return Ok(None);
-                };
-                match prepared.execute(
-                    &payload,
-                    &protection.policy,
-                    &crate::sql::rewrite::KeyringSealer(&keyring),
-                ) {
-                    Ok(rebuilt) => rewritten = Some(rebuilt),
-                    Err(r) => {
-                        METRICS.refused();
-                        tracing::info!(target = %r.target, "execute on protected data refused");
-                        let code = if r.denied {
-                            packets::ER_COLUMNACCESS_DENIED_ERROR
-                        } else {
-                            packets::ER_NOT_SUPPORTED_YET
-                        };
-                        let reply = ErrorReply::new(code, b"42000", r.to_string());
-                        self.client
-                            .write_packet(seq.wrapping_add(1), &reply.to_payload())
-                            .await
-                            .map_err(Error::Client)?;
-                        return Ok(None);
-                    }
-                }
-                protected = true;
-            }
-            COM_STMT_RESET => {
-                if let Some(prepared) =
-                    statement.and_then(|id| self.protected_statements.get_mut(&id))
-                {
-                    prepared.reset();
-                }
-            }
-            COM_RESET_CONNECTION => {
-                self.protected_statements.clear();
-                self.sql_prepared.clear();
-                self.cursors.clear();
-                self.last_prepared = LastPrepared::None;
-            }
-            _ => {}
+            return Ok(None);
         }
         self.backend
             .conn
-            .write_packet(first_seq, rewritten.as_deref().unwrap_or(&payload))
+            .write_packet(first_seq, payload)
             .await
             .map_err(backend_io)?;
-        // Cursors of protected statements: an execute with a cursor flag keeps the result's
-        // column definitions; its fetches are transformed with them.
-        let cursor = match command {
-            COM_STMT_EXECUTE if protected => {
-                if let Some(id) = statement {
-                    self.cursors.remove(&id);
-                }
-                if payload.get(5).is_some_and(|flags| *flags != 0) {
-                    Cursor::Open
-                } else {
-                    Cursor::No
-                }
-            }
-            COM_STMT_FETCH => match statement.and_then(|id| self.cursors.get(&id)) {
-                Some(defs) => {
-                    protected = true;
-                    Cursor::Fetch(defs.clone())
-                }
-                None => Cursor::No,
-            },
-            COM_STMT_RESET => {
-                if let Some(id) = statement {
-                    self.cursors.remove(&id);
-                }
-                Cursor::No
-            }
-            _ => Cursor::No,
+        Ok(None)
+    }
+
+    /// COM_STMT_CLOSE (no response).
+    async fn close_statement(
+        &mut self,
+        first_seq: u8,
+        payload: &[u8],
+    ) -> Result<Option<Close>, Error> {
+        if let Some(Ok(id)) = statement_id(payload).map(|id| self.statements.key(id)) {
+            self.statements.closed(id);
+        }
+        self.backend
+            .conn
+            .write_packet(first_seq, payload)
+            .await
+            .map_err(backend_io)?;
+        Ok(None)
+    }
+
+    async fn ambiguous_statement(&mut self, seq: u8) -> Result<Option<Close>, Error> {
+        let reply = ErrorReply::new(
+            packets::ER_NOT_SUPPORTED_YET,
+            b"42000",
+            "myveil: statement id -1 (the last prepared statement) is ambiguous after a failed prepare while protected statements are open; execute by id",
+        );
+        self.send_reply(seq, &reply).await?;
+        Ok(None)
+    }
+
+    /// The statement's literal-free fingerprint, read the way the server reads it.
+    fn fingerprint(&self, text: &[u8]) -> String {
+        let Some(cs) = crate::sql::charset::Charset::named(&self.state.client_charset) else {
+            return crate::sql::UNREADABLE.into();
         };
-        let transform =
-            protected && matches!(command, COM_QUERY | COM_STMT_EXECUTE | COM_STMT_FETCH);
-        let opening = matches!(cursor, Cursor::Open);
-        let plain_prepare = command == COM_STMT_PREPARE;
-        let tracking_change = self.may_change_tracking(command, &payload);
-        let (close, ok, captured) = self
-            .relay(
-                expect,
-                transform,
-                matches!(command, COM_STMT_EXECUTE | COM_STMT_FETCH),
-                cursor,
-                tracking_change,
-            )
-            .await?;
-        if tracking_change && close.is_none() {
-            self.sync_tracking().await?;
+        let mode = crate::guard::lex_mode(cs, &self.state.sql_mode, self.server_version, false);
+        match crate::sql::lex::lex(text, &mode) {
+            Ok(lexed) => crate::sql::fingerprint(text, &lexed),
+            Err(_) => crate::sql::UNREADABLE.into(),
         }
-        if opening && let (Some(id), Some(defs)) = (statement, captured) {
-            self.cursors.insert(id, defs);
-        }
-        if plain_prepare {
-            self.last_prepared = if ok {
-                LastPrepared::Plain
-            } else {
-                LastPrepared::Failed
+    }
+
+    /// Runs the guard on a statement text (large ones on a blocking thread).
+    async fn decide(&mut self, command: guard::Command, text: &[u8]) -> Decision {
+        let store = self.shared.tokens.as_ref().map(|t| t.schema().to_owned());
+        let protection = self.shared.protection.load_full();
+        if !guard::needed(&protection.policy, store.as_deref()) {
+            return Decision {
+                outcome: Outcome::Pass,
+                effects: Vec::new(),
             };
         }
-        if command == COM_RESET_CONNECTION && ok && close.is_none() {
-            // The reset dropped tracking back to the server's defaults (the database stays).
-            let database = self.state.database.clone();
-            self.setup_tracking(database.as_deref().map(str::as_bytes))
-                .await?;
+        let input = super::Decide {
+            shared: self.shared.clone(),
+            protection,
+            state: self.state.clone(),
+            role: self.user.role.clone(),
+            server_version: self.server_version,
+            store,
+            sql_prepared: self.statements.sql.clone(),
+        };
+        if text.len() < BLOCKING_ANALYSIS_BYTES {
+            return input.run(text, command);
         }
-        Ok(close)
+        let text = text.to_vec();
+        let shared = self.shared.clone();
+        let Ok(_slot) = shared.analysis_slots.acquire().await else {
+            return Decision {
+                outcome: Outcome::Refuse(guard::Refusal::not_supported("shutting down")),
+                effects: Vec::new(),
+            };
+        };
+        match tokio::task::spawn_blocking(move || input.run(&text, command)).await {
+            Ok(d) => d,
+            Err(_) => Decision {
+                outcome: Outcome::Refuse(guard::Refusal::not_supported(
+                    "the statement could not be analyzed",
+                )),
+                effects: Vec::new(),
+            },
+        }
+    }
+
+    /// Answers a refused statement with its error packet.
+    async fn refuse(&mut self, seq: u8, r: &guard::Refusal) -> Result<(), Error> {
+        METRICS.refused();
+        let reply = super::error::refusal(r, &self.user.name);
+        tracing::info!(code = reply.code, target = r.target(), "statement refused");
+        self.send_reply(seq, &reply).await
+    }
+
+    async fn send_reply(&mut self, seq: u8, reply: &ErrorReply) -> Result<(), Error> {
+        self.client
+            .write_packet(seq.wrapping_add(1), &reply.to_payload())
+            .await
+            .map_err(Error::Client)?;
+        Ok(())
     }
 
     /// Whether a command may change the session's tracking settings: its text names a
@@ -1175,33 +821,15 @@ impl Session {
 
     fn store_denied(&self) -> ErrorReply {
         let schema = self.shared.tokens.as_ref().map_or("", |t| t.schema());
-        ErrorReply::new(
-            packets::ER_DBACCESS_DENIED_ERROR,
-            b"42000",
-            format!(
-                "Access denied for user '{}' to database '{schema}'",
-                self.user.name
-            ),
+        super::error::refusal(
+            &guard::Refusal::StoreSchema {
+                schema: schema.to_owned(),
+            },
+            &self.user.name,
         )
     }
 
-    /// The id to look protected state up by. MariaDB's -1 becomes the protected statement
-    /// prepared last; Err when it may name a protected statement myveil cannot tell.
-    fn statement_key(&self, id: u32) -> Result<u32, ()> {
-        if id != LAST_STATEMENT {
-            return Ok(id);
-        }
-        match self.last_prepared {
-            LastPrepared::Protected(p) => Ok(p),
-            LastPrepared::Plain => Ok(id),
-            LastPrepared::None | LastPrepared::Failed if self.protected_statements.is_empty() => {
-                Ok(id)
-            }
-            LastPrepared::None | LastPrepared::Failed => Err(()),
-        }
-    }
-
-    /// Relays a prepare response for a rewritten statement: the client is told its own
+    /// Relays a prepare response for a protected statement: the client is told its own
     /// parameter count (the backend's may be larger), column definitions are rewritten to
     /// the plaintext types. Remembers the statement for its executes.
     async fn prepare_response(&mut self, prepared: Prepared) -> Result<Option<Close>, Error> {
@@ -1217,7 +845,7 @@ impl Session {
         };
         let mut seq = first.first_seq;
         if first.payload.first() != Some(&packets::OK_HEADER) || first.payload.len() < 12 {
-            self.last_prepared = LastPrepared::Failed;
+            self.statements.prepared_plain(false);
             self.client
                 .write_packet(seq, &first.payload)
                 .await
@@ -1266,337 +894,28 @@ impl Session {
         if columns > 0 {
             let protection = self.shared.protection.load_full();
             let (defs, eof) = column_defs.split_at_mut(columns);
-            // Metadata only: a denied column is refused when the statement runs.
-            let _ = super::transform::plan(defs, &protection.policy, &self.user.role);
+            if let Some(shape) = &prepared.shape {
+                // Metadata only: a denied or conflicting column is refused when it runs.
+                let _ = super::transform::plan(defs, &protection.policy, &self.user.role, shape);
+            }
             for d in defs.iter().chain(eof.iter()) {
                 seq = self.client.queue_packet(seq, d);
             }
         }
         self.client.flush().await.map_err(Error::Client)?;
-        self.protected_statements.insert(id, prepared);
-        self.last_prepared = LastPrepared::Protected(id);
+        self.statements.prepared_protected(id, prepared);
         Ok(None)
     }
 
-    /// Decides whether a statement touches protected data and what to do with it.
-    fn guard(&mut self, command: u8, text: &[u8]) -> Guard {
-        // Security: the token store's schema is myveil's own; clients never reach it through
-        // the proxy (an UPDATE there could undo a revocation).
-        if let Some(store) = &self.shared.tokens
-            && names_schema(text, store.schema())
-        {
-            tracing::info!("statement on the token store's schema refused");
-            return Guard::Refuse(self.store_denied());
-        }
-        let protection = self.shared.protection.load();
-        if !protection.is_active() {
-            return Guard::Pass;
-        }
-        let not_supported = |message: String| {
-            Guard::Refuse(ErrorReply::new(
-                packets::ER_NOT_SUPPORTED_YET,
-                b"42000",
-                message,
-            ))
-        };
-        let scan = crate::sql::lex::scan(text, &protection.watched);
-        let schema = self.shared.schema.load();
-        // Security: EXECUTE IMMEDIATE runs SQL from a string myveil does not analyze: refused
-        // when the text names protected data (or an object over it) anywhere.
-        if command == COM_QUERY
-            && scan.execute
-            && first_words_are(text, &["execute", "immediate"])
-            && (crate::sql::lex::mentions_anywhere(text, &protection.watched)
-                || crate::sql::lex::mentions_anywhere(text, &schema.dependent_names))
-        {
-            return not_supported(
-                "myveil: EXECUTE IMMEDIATE on protected data cannot be analyzed; use PREPARE name FROM '…' and EXECUTE".into(),
-            );
-        }
-        if command == COM_QUERY && (scan.prepare || scan.execute) {
-            if let Some(guard) = self.sql_level_prepare(text, &protection) {
-                return guard;
-            }
-            // Security: a statement prepared at SQL level hides in a string literal; one that
-            // could not be read as a single PREPARE is refused when it names protected data.
-            if scan.prepare && crate::sql::lex::mentions_anywhere(text, &protection.watched) {
-                return not_supported("myveil: this PREPARE cannot be analyzed; send PREPARE name FROM '…' on its own".into());
-            }
-        }
-        // Security: views, routines and triggers that reach protected tables hide them from
-        // the analysis (a write through a view would store plaintext): statements naming
-        // them are refused (DDL on them goes to the database directly).
-        if let Some(d) = schema.dependent_named(text) {
-            tracing::info!(kind = %d.kind, "statement through an object over protected data refused");
-            return not_supported(d.refusal());
-        }
-        if !scan.names_watched {
-            return Guard::Pass;
-        }
-        if scan.executable_comment {
-            return not_supported("myveil: executable comments (/*! … */) in statements on protected data are not supported".into());
-        }
-        let Ok(sql) = std::str::from_utf8(text) else {
-            return not_supported("myveil: statements on protected data must be UTF-8".into());
-        };
-        // Reads whose analysis needed no edit (only their results are transformed, by the
-        // column metadata the database sends) are remembered by shape, so a repeated query
-        // skips the parser. Only SELECTs short enough for a whole fingerprint, and only for
-        // the policy, schema snapshot, database and role they were analyzed under.
-        let shape = (command == COM_QUERY
-            && text.len() < READ_SHAPE_MAX_LEN
-            && first_words_are(text, &["select"]))
-        .then(|| {
-            let context = (self.shared.protection.load_full(), Arc::clone(&schema));
-            (crate::sql::fingerprint(text), context)
-        });
-        if let Some((shape, context)) = &shape
-            && let Some(transform) =
-                self.read_shapes
-                    .known(shape, context, self.state.database.as_deref())
-        {
-            return if transform {
-                Guard::Protected(None)
-            } else {
-                Guard::Pass
-            };
-        }
-        let analyzer = crate::sql::analyze::Analyzer {
-            policy: &protection.policy,
-            database: self.state.database.as_deref(),
-            role: &self.user.role,
-            schema: &**schema,
-        };
-        let refusal = |r: crate::sql::analyze::Refusal| {
-            tracing::info!(target = %r.target, denied = r.denied, "statement on protected data refused");
-            if r.denied {
-                Guard::Refuse(ErrorReply::new(
-                    packets::ER_COLUMNACCESS_DENIED_ERROR,
-                    b"42000",
-                    r.to_string(),
-                ))
-            } else {
-                not_supported(r.to_string())
-            }
-        };
-        match analyzer.analyze(sql) {
-            crate::sql::analyze::Plan::Forward => {
-                if let Some((shape, context)) = shape {
-                    self.read_shapes.remember(
-                        shape,
-                        false,
-                        context,
-                        self.state.database.as_deref(),
-                    );
-                }
-                Guard::Pass
-            }
-            crate::sql::analyze::Plan::Refuse(r) => refusal(r),
-            crate::sql::analyze::Plan::Rewrite {
-                edits,
-                placeholders,
-            } => {
-                if command == COM_QUERY && edits.is_empty() {
-                    if let Some((shape, context)) = shape {
-                        self.read_shapes.remember(
-                            shape,
-                            true,
-                            context,
-                            self.state.database.as_deref(),
-                        );
-                    }
-                    return Guard::Protected(None);
-                }
-                let Some(keyring) = self.shared.keyring.as_deref() else {
-                    return not_supported("myveil: no keys loaded".into());
-                };
-                let sealer = crate::sql::rewrite::KeyringSealer(keyring);
-                match crate::sql::rewrite::render(sql, &edits, &placeholders, &sealer) {
-                    Ok(r) if command == COM_STMT_PREPARE => Guard::Prepare {
-                        sql: r.sql,
-                        prepared: Prepared::new(placeholders.len(), r.params),
-                    },
-                    Ok(r) => Guard::Protected(Some(r.sql)),
-                    Err(r) => refusal(r),
-                }
-            }
-        }
-    }
-
-    /// SQL-level prepared statements: the text of `PREPARE name FROM '…'` is analyzed and
-    /// rewritten like any statement; `EXECUTE name USING …` gets its values sealed or indexed
-    /// where the prepared statement feeds protected columns. None: not such a command.
-    fn sql_level_prepare(&mut self, text: &[u8], protection: &super::Protection) -> Option<Guard> {
-        use crate::sql::prepare::{Command, Using, parse, quote};
-        let sql = std::str::from_utf8(text).ok()?;
-        let offsets = crate::sql::analyze::Offsets::new(sql);
-        let command = parse(sql, |span| offsets.range(span))?;
-        let not_supported = |message: String| {
-            Guard::Refuse(ErrorReply::new(
-                packets::ER_NOT_SUPPORTED_YET,
-                b"42000",
-                message,
-            ))
-        };
-        let keyring = self.shared.keyring.clone()?;
-        let sealer = crate::sql::rewrite::KeyringSealer(&keyring);
-        match command {
-            Command::Prepare { name, text: None } => {
-                self.sql_prepared.remove(&name);
-                Some(not_supported("myveil: PREPARE … FROM a variable cannot be analyzed while columns are protected; use a string literal".into()))
-            }
-            Command::Prepare {
-                name,
-                text: Some(inner),
-            } => {
-                self.sql_prepared.remove(&name);
-                let schema = self.shared.schema.load();
-                if let Some(d) = schema.dependent_named(inner.as_bytes()) {
-                    return Some(not_supported(d.refusal()));
-                }
-                let analyzer = crate::sql::analyze::Analyzer {
-                    policy: &protection.policy,
-                    database: self.state.database.as_deref(),
-                    role: &self.user.role,
-                    schema: &**schema,
-                };
-                match analyzer.analyze(&inner) {
-                    crate::sql::analyze::Plan::Forward => Some(Guard::Pass),
-                    crate::sql::analyze::Plan::Refuse(r) => Some(not_supported(r.to_string())),
-                    crate::sql::analyze::Plan::Rewrite {
-                        edits,
-                        placeholders,
-                    } => {
-                        match crate::sql::rewrite::render(&inner, &edits, &placeholders, &sealer) {
-                            Ok(r) => {
-                                self.sql_prepared.insert(name.clone(), r.params);
-                                Some(Guard::Protected(Some(format!(
-                                    "PREPARE `{name}` FROM {}",
-                                    quote(&r.sql)
-                                ))))
-                            }
-                            Err(r) => Some(not_supported(r.to_string())),
-                        }
-                    }
-                }
-            }
-            Command::Execute { name, using } => {
-                let uses = self.sql_prepared.get(&name)?;
-                let mut items = Vec::with_capacity(uses.len());
-                for u in uses {
-                    let (param, column) = match u {
-                        ParamUse::Plain(i) => {
-                            let (_, s, e) = using.get(*i)?;
-                            items.push(sql[*s..*e].to_owned());
-                            continue;
-                        }
-                        ParamUse::Seal { param, column, .. }
-                        | ParamUse::BlindWrite { param, column }
-                        | ParamUse::BlindSearch { param, column, .. } => (*param, column),
-                    };
-                    let col = protection
-                        .policy
-                        .columns()
-                        .iter()
-                        .find(|c| &c.scope() == column)?;
-                    let value = match using.get(param) {
-                        Some((Using::Literal(crate::sql::analyze::Lit::Bytes(b)), _, _)) => b,
-                        Some((Using::Literal(_), _, _)) => {
-                            items.push("NULL".into());
-                            continue;
-                        }
-                        _ => {
-                            return Some(not_supported(format!(
-                                "myveil: {}: EXECUTE … USING takes literals for encrypted columns",
-                                col.scope()
-                            )));
-                        }
-                    };
-                    let v = match crate::sql::rewrite::canonical(col, value) {
-                        Ok(v) => v,
-                        Err(r) => return Some(not_supported(r.to_string())),
-                    };
-                    let rendered = match u {
-                        ParamUse::Seal { row_key, .. } => {
-                            let key = match row_key {
-                                None => None,
-                                Some(crate::sql::rewrite::RowKey::Literal(k)) => Some(k.clone()),
-                                Some(crate::sql::rewrite::RowKey::Param(j)) => {
-                                    match using.get(*j) {
-                                        Some((
-                                            Using::Literal(crate::sql::analyze::Lit::Bytes(k)),
-                                            _,
-                                            _,
-                                        )) => Some(crate::sql::rewrite::canonical_row_key(k)),
-                                        _ => {
-                                            return Some(not_supported(format!(
-                                                "myveil: {}: EXECUTE … USING takes a literal row key",
-                                                col.scope()
-                                            )));
-                                        }
-                                    }
-                                }
-                            };
-                            crate::sql::rewrite::Sealer::seal(&sealer, col, &v, key.as_deref()).map(
-                                |env| match col.storage {
-                                    crate::policy::Storage::Binary => {
-                                        format!("X'{}'", hex::encode_upper(env))
-                                    }
-                                    crate::policy::Storage::Base64 => {
-                                        use base64::Engine;
-                                        format!(
-                                            "'{}'",
-                                            base64::engine::general_purpose::STANDARD.encode(env)
-                                        )
-                                    }
-                                },
-                            )
-                        }
-                        ParamUse::BlindWrite { .. } => {
-                            crate::sql::rewrite::Sealer::blind(&sealer, col, &v)
-                                .map(|b| format!("X'{}'", hex::encode_upper(b)))
-                        }
-                        ParamUse::BlindSearch { key, .. } => {
-                            crate::sql::rewrite::Sealer::blind_all(&sealer, col, &v).map(|all| {
-                                all.get(*key)
-                                    .or(all.first())
-                                    .map(|b| format!("X'{}'", hex::encode_upper(b)))
-                                    .unwrap_or_else(|| "NULL".into())
-                            })
-                        }
-                        ParamUse::Plain(_) => Ok(String::new()),
-                    };
-                    match rendered {
-                        Ok(r) => items.push(r),
-                        Err(e) => {
-                            return Some(not_supported(format!("myveil: {}: {e}", col.scope())));
-                        }
-                    }
-                }
-                let text = if items.is_empty() {
-                    format!("EXECUTE `{name}`")
-                } else {
-                    format!("EXECUTE `{name}` USING {}", items.join(", "))
-                };
-                Some(Guard::Protected(Some(text)))
-            }
-            Command::Deallocate { name } => {
-                self.sql_prepared.remove(&name);
-                None
-            }
-        }
-    }
-
     /// Relays the response to the command just sent, including LOCAL INFILE exchanges.
-    /// Returns how the session goes on and whether the response ended with OK/EOF.
+    /// Returns how the session goes on, whether the response ended with OK/EOF, and the
+    /// column definitions it captured.
     /// `tracking_change`: the command may change the client's tracking settings, so its
     /// records pass unfiltered and the settings are read again afterwards.
     async fn relay(
         &mut self,
         expect: Expect,
-        transform: bool,
-        binary: bool,
-        cursor: Cursor,
+        results: Results,
         tracking_change: bool,
     ) -> Result<(Option<Close>, bool, Option<Vec<Vec<u8>>>), Error> {
         let view = match (&self.tracking, tracking_change) {
@@ -1604,13 +923,10 @@ impl Session {
             (_, true) => ClientTracking::Unfiltered,
         };
         let mut response = Response::new(expect);
-        let fetch_defs = match &cursor {
-            Cursor::Fetch(defs) => Some(defs.as_slice()),
-            _ => None,
-        };
         // Only a protected response needs the policy and the keys (kept off the hot path).
-        let protected =
-            transform.then(|| (self.shared.protection.load_full(), self.shared.clone()));
+        let protected = (!matches!(results, Results::Raw))
+            .then(|| (self.shared.protection.load_full(), self.shared.clone()));
+        let capture = matches!(results, Results::Shaped { capture: true, .. });
         loop {
             let relayed = if let Some((protection, shared)) = &protected {
                 let Some(keyring) = shared.keyring.as_deref() else {
@@ -1619,14 +935,16 @@ impl Session {
                     )));
                 };
                 let cells = super::transform::KeyringCells(keyring);
+                let (shapes, binary, fetch) = results.parts();
                 let t = super::relay::Transform {
                     policy: &protection.policy,
                     role: &self.user.role,
                     cells: &cells,
                     binary,
                     row_limit: shared.config.listen.max_packet_bytes,
-                    fetch_defs,
-                    capture: matches!(cursor, Cursor::Open),
+                    shapes,
+                    fetch,
+                    capture,
                 };
                 let mut tracker = super::relay::Tracker {
                     state: &mut self.state,
@@ -1809,11 +1127,8 @@ impl Session {
                     .map_err(Error::Client)?;
                 self.in_transaction = false;
                 // The backend forgot every prepared statement (and may reuse their ids).
-                self.protected_statements.clear();
-                self.sql_prepared.clear();
-                self.cursors.clear();
-                self.last_prepared = LastPrepared::None;
-                self.read_shapes.clear();
+                self.statements.clear();
+                self.tracking_prepared = false;
                 tracing::Span::current().record("user", user.name.as_str());
                 self.revoked = revocation_watch(&shared, &user);
                 self.user = user;
@@ -1829,18 +1144,19 @@ impl Session {
     }
 }
 
-/// Whether `text` names the identifier `schema` (a quick byte search, then a word scan).
-fn names_schema(text: &[u8], schema: &str) -> bool {
-    let needle = schema.as_bytes();
-    if needle.is_empty()
-        || !text
-            .windows(needle.len())
-            .any(|w| w.eq_ignore_ascii_case(needle))
-    {
-        return false;
-    }
-    let one: std::collections::HashSet<String> = [schema.to_ascii_lowercase()].into();
-    crate::sql::lex::scan(text, &one).names_watched
+/// The statement id of a COM_STMT_* command.
+fn statement_id(payload: &[u8]) -> Option<u32> {
+    payload
+        .get(1..5)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// A command byte and its text.
+fn with_command(command: u8, text: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(1 + text.len());
+    p.push(command);
+    p.extend_from_slice(text);
+    p
 }
 
 /// Whether the statement starts with `words` (lower-case), ignoring case and spacing.
@@ -1854,77 +1170,4 @@ fn first_words_are(text: &[u8], words: &[&str]) -> bool {
             .next()
             .is_some_and(|f| f.eq_ignore_ascii_case(w.as_bytes()))
     })
-}
-
-struct ChangeUser<'a> {
-    user: &'a [u8],
-    auth: &'a [u8],
-    database: Option<&'a [u8]>,
-    collation: Option<u16>,
-    plugin: Option<&'a [u8]>,
-}
-
-/// Parses COM_CHANGE_USER (4.1 protocol with secure connection). Connection attributes in it
-/// are ignored: the backend keeps the ones from the handshake.
-fn parse_change_user(payload: &[u8]) -> Option<ChangeUser<'_>> {
-    fn nul_str(buf: &[u8]) -> Option<(&[u8], &[u8])> {
-        let end = buf.iter().position(|&b| b == 0)?;
-        Some((&buf[..end], &buf[end + 1..]))
-    }
-    let rest = payload.get(1..)?;
-    let (user, rest) = nul_str(rest)?;
-    let (&auth_len, rest) = rest.split_first()?;
-    let auth = rest.get(..usize::from(auth_len))?;
-    let rest = &rest[usize::from(auth_len)..];
-    let (database, rest) = nul_str(rest).unwrap_or((rest, &[]));
-    let (collation, rest) = match rest {
-        [a, b, tail @ ..] => (Some(u16::from_le_bytes([*a, *b])), tail),
-        _ => (None, rest),
-    };
-    let plugin = nul_str(rest)
-        .map(|(p, _)| p)
-        .or((!rest.is_empty()).then_some(rest));
-    Some(ChangeUser {
-        user,
-        auth,
-        database: (!database.is_empty()).then_some(database),
-        collation,
-        plugin,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn change_user_packet_is_parsed_and_truncation_is_rejected() {
-        let mut p = vec![COM_CHANGE_USER];
-        p.extend_from_slice(b"bob\0");
-        p.push(3);
-        p.extend_from_slice(b"abc");
-        p.extend_from_slice(b"shop\0");
-        p.extend_from_slice(&45u16.to_le_bytes());
-        p.extend_from_slice(b"mysql_native_password\0");
-        let c = parse_change_user(&p).expect("parses");
-        assert_eq!(c.user, b"bob");
-        assert_eq!(c.auth, b"abc");
-        assert_eq!(c.database, Some(&b"shop"[..]));
-        assert_eq!(c.collation, Some(45));
-        assert_eq!(c.plugin, Some(&b"mysql_native_password"[..]));
-        for cut in 0..6 {
-            assert!(parse_change_user(&p[..cut]).is_none(), "cut at {cut}");
-        }
-    }
-
-    #[test]
-    fn random_change_user_packets_never_panic() {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-        for _ in 0..20_000 {
-            let len = rng.random_range(0..64);
-            let p: Vec<u8> = (0..len).map(|_| rng.random_range(0..4u8)).collect();
-            let _ = parse_change_user(&p);
-        }
-    }
 }

@@ -5,6 +5,7 @@
 
 use crate::crypto::mask::{self, Mask};
 use crate::policy::{Access, PlainType, Policy, Protected};
+use crate::sql::analyze::{Out, Shape};
 use crate::wire::packets::{lenenc_int, put_lenenc_int};
 use crate::wire::types::*;
 
@@ -28,6 +29,11 @@ pub enum Failure {
     Cell { scope: String, reason: String },
     /// The backend sent a row myveil cannot read.
     Malformed,
+    /// The column definitions name a protected column where the statement's analysis
+    /// traced something else (or the other way round).
+    Conflict { scope: String },
+    /// The result's columns do not line up with the statement's analysis.
+    Shape,
 }
 
 /// Opens cells and keys masks (the keyring in production, a fake in tests).
@@ -146,41 +152,72 @@ fn rewrite_def(p: &[u8], def: &ColumnDef<'_>, t: PlainType) -> Vec<u8> {
     out
 }
 
-/// Plans a result set from its column definitions; rewrites the definitions of protected
-/// columns in place. `Ok(None)`: nothing protected, forward rows untouched.
+/// Plans a result set from the statement's shape (where each result column comes from, as
+/// the analysis traced it) and the backend's column definitions; rewrites the definitions
+/// of protected columns in place. `Ok(None)`: nothing to open or mask, rows pass untouched.
+///
+/// Security: the shape decides; the definitions only confirm it. A definition that names a
+/// protected column where the shape says otherwise (a derived table aliased like the table,
+/// say) is a conflict, and the result is refused.
 pub fn plan<'p>(
     defs: &mut [Vec<u8>],
     policy: &'p Policy,
     role: &str,
+    shape: &Shape,
 ) -> Result<Option<ResultPlan<'p>>, Failure> {
-    let mut actions = Vec::with_capacity(defs.len());
-    let mut types = Vec::with_capacity(defs.len());
-    let mut row_keys = Vec::with_capacity(defs.len());
-    let mut any = false;
-    // (org_table, org_name) of every column, to find the row key a protected column is bound to.
+    let outs = expand(shape, defs.len())?;
+    // (org_table, org_name) of every column: a row key inside a run straight from a base
+    // table is found by name.
     let names: Vec<(Vec<u8>, Vec<u8>)> = defs
         .iter()
         .map(|d| parse_def(d).map(|c| (c.org_table.to_vec(), c.org_name.to_vec())))
         .collect::<Option<_>>()
         .ok_or(Failure::Malformed)?;
-    let original: Vec<(u8, bool)> = defs
-        .iter()
-        .filter_map(|d| parse_def(d).map(|c| (c.column_type, c.unsigned)))
-        .collect();
-    for raw in defs.iter_mut() {
+    let mut actions = Vec::with_capacity(defs.len());
+    let mut types = Vec::with_capacity(defs.len());
+    let mut row_keys = Vec::with_capacity(defs.len());
+    let mut original = Vec::with_capacity(defs.len());
+    let mut any = false;
+    for (raw, out) in defs.iter_mut().zip(&outs) {
         let Some(def) = parse_def(raw) else {
             return Err(Failure::Malformed);
         };
-        let found = (!def.org_table.is_empty())
+        original.push((def.column_type, def.unsigned));
+        let named = (!def.org_table.is_empty())
             .then(|| {
-                policy.find(
+                policy.find_any_case(
                     &String::from_utf8_lossy(def.schema),
                     &String::from_utf8_lossy(def.org_table),
                     &String::from_utf8_lossy(def.org_name),
                 )
             })
             .flatten();
-        let action = match found {
+        let (col, key) = match *out {
+            Out::Cell { column, key } => {
+                let col = policy.columns().get(column).ok_or(Failure::Malformed)?;
+                if named.is_some_and(|n| !std::ptr::eq(n, col)) {
+                    return Err(Failure::Conflict { scope: col.scope() });
+                }
+                (Some(col), key)
+            }
+            Out::Table => {
+                // Straight from the base table: its definition names the column.
+                let key = named.and_then(|c| c.row_key.as_deref()).and_then(|rk| {
+                    names.iter().position(|(t, n)| {
+                        named.is_some_and(|c| t.eq_ignore_ascii_case(c.table.as_bytes()))
+                            && n.eq_ignore_ascii_case(rk.as_bytes())
+                    })
+                });
+                (named, key)
+            }
+            Out::Plain | Out::Run => {
+                if let Some(n) = named {
+                    return Err(Failure::Conflict { scope: n.scope() });
+                }
+                (None, None)
+            }
+        };
+        let action = match col {
             None => Action::Pass,
             Some(col) => match col.decide(role) {
                 Access::Deny => return Err(Failure::Denied { scope: col.scope() }),
@@ -200,20 +237,15 @@ pub fn plan<'p>(
             }
         };
         let row_key = match &action {
-            Action::Open(col) | Action::Mask(col, _) => match &col.row_key {
-                Some(rk) => Some(
-                    names
-                        .iter()
-                        .position(|(t, n)| {
-                            t.as_slice() == col.table.as_bytes()
-                                && n.eq_ignore_ascii_case(rk.as_bytes())
-                        })
-                        .ok_or_else(|| Failure::Cell {
-                            scope: col.scope(),
-                            reason: format!("select the row key column {rk} too"),
-                        })?,
-                ),
-                None => None,
+            Action::Open(col) | Action::Mask(col, _) => match (&col.row_key, key) {
+                (None, _) => None,
+                (Some(_), Some(k)) => Some(k),
+                (Some(rk), None) => {
+                    return Err(Failure::Cell {
+                        scope: col.scope(),
+                        reason: format!("select the row key column {rk} too"),
+                    });
+                }
             },
             Action::Pass => None,
         };
@@ -227,6 +259,50 @@ pub fn plan<'p>(
         row_keys,
         original,
     }))
+}
+
+/// The shape's columns laid over `n` result columns: a run of plain columns of unknown
+/// width takes what the others leave; row-key positions move with it.
+fn expand(shape: &Shape, n: usize) -> Result<Vec<Out>, Failure> {
+    let runs = shape
+        .columns
+        .iter()
+        .filter(|c| matches!(c, Out::Run | Out::Table))
+        .count();
+    let known = shape.columns.len() - runs;
+    let width = match runs {
+        0 if known == n => 0,
+        1 if known <= n => n - known,
+        _ if shape.is_plain() && !shape.columns.contains(&Out::Table) && known <= n => {
+            // Only plain columns: where the runs split does not matter.
+            return Ok(vec![Out::Plain; n]);
+        }
+        _ => return Err(Failure::Shape),
+    };
+    // Position of each shape column in the result.
+    let mut at = Vec::with_capacity(shape.columns.len());
+    let mut pos = 0;
+    for c in &shape.columns {
+        at.push(pos);
+        pos += if matches!(c, Out::Run | Out::Table) {
+            width
+        } else {
+            1
+        };
+    }
+    let mut out = Vec::with_capacity(n);
+    for c in &shape.columns {
+        match c {
+            Out::Run => out.extend(std::iter::repeat_n(Out::Plain, width)),
+            Out::Table => out.extend(std::iter::repeat_n(Out::Table, width)),
+            Out::Cell { column, key } => out.push(Out::Cell {
+                column: *column,
+                key: key.map(|k| at[k]),
+            }),
+            Out::Plain => out.push(Out::Plain),
+        }
+    }
+    Ok(out)
 }
 
 impl ResultPlan<'_> {
@@ -546,6 +622,27 @@ mod tests {
         p
     }
 
+    /// The shape of `SELECT id, email, age, born FROM users`.
+    fn shape() -> Shape {
+        Shape {
+            columns: vec![
+                Out::Plain,
+                Out::Cell {
+                    column: 0,
+                    key: None,
+                },
+                Out::Cell {
+                    column: 1,
+                    key: None,
+                },
+                Out::Cell {
+                    column: 2,
+                    key: None,
+                },
+            ],
+        }
+    }
+
     fn defs() -> Vec<Vec<u8>> {
         vec![
             def("shop", "users", "id", MYSQL_TYPE_LONG),
@@ -560,7 +657,9 @@ mod tests {
         let p = policy();
         let mut d = defs();
         let before = d[0].clone();
-        let app = plan(&mut d, &p, "app").expect("plan").expect("protected");
+        let app = plan(&mut d, &p, "app", &shape())
+            .expect("plan")
+            .expect("protected");
         assert_eq!(d[0], before, "unprotected definitions are untouched");
         let email = parse_def(&d[1]).expect("def");
         assert_eq!(email.column_type, MYSQL_TYPE_VAR_STRING);
@@ -591,30 +690,98 @@ mod tests {
             plan_or_none(
                 &p,
                 "app",
-                vec![def("shop", "orders", "email", MYSQL_TYPE_VAR_STRING)]
+                vec![def("shop", "orders", "email", MYSQL_TYPE_VAR_STRING)],
+                Shape {
+                    columns: vec![Out::Plain]
+                }
             )
             .is_none()
+        );
+        // A definition naming a protected column where the statement traced a plain one:
+        // refused, whatever the metadata claims (a derived table aliased like the table).
+        let mut spoof = vec![def("shop", "users", "email", MYSQL_TYPE_VAR_STRING)];
+        assert_eq!(
+            plan(
+                &mut spoof,
+                &p,
+                "app",
+                &Shape {
+                    columns: vec![Out::Plain]
+                }
+            )
+            .err(),
+            Some(Failure::Conflict {
+                scope: "users.email".into()
+            })
+        );
+        // A column the statement traced to a protected one is opened whatever the
+        // metadata says (a view, a derived table).
+        let mut derived = vec![def("shop", "d", "x", MYSQL_TYPE_VAR_STRING)];
+        assert!(
+            plan(
+                &mut derived,
+                &p,
+                "app",
+                &Shape {
+                    columns: vec![Out::Cell {
+                        column: 0,
+                        key: None
+                    }]
+                }
+            )
+            .expect("plan")
+            .is_some()
+        );
+        // Runs of unknown width take what the other columns leave.
+        let mut wide = vec![
+            def("x", "t", "a", MYSQL_TYPE_LONG),
+            def("x", "t", "b", MYSQL_TYPE_LONG),
+            def("shop", "users", "email", MYSQL_TYPE_VAR_STRING),
+        ];
+        assert!(
+            plan(
+                &mut wide,
+                &p,
+                "app",
+                &Shape {
+                    columns: vec![
+                        Out::Run,
+                        Out::Cell {
+                            column: 0,
+                            key: None
+                        }
+                    ]
+                }
+            )
+            .expect("plan")
+            .is_some()
         );
         assert!(
             plan_or_none(
                 &p,
                 "auditor",
-                vec![def("shop", "users", "email", MYSQL_TYPE_VAR_STRING)]
+                vec![def("shop", "users", "email", MYSQL_TYPE_VAR_STRING)],
+                Shape {
+                    columns: vec![Out::Cell {
+                        column: 0,
+                        key: None
+                    }]
+                }
             )
             .is_none(),
             "ciphertext role: untouched"
         );
         let mut denied = defs();
         assert_eq!(
-            plan(&mut denied, &p, "analyst").err(),
+            plan(&mut denied, &p, "analyst", &shape()).err(),
             Some(Failure::Denied {
                 scope: "users.email".into()
             })
         );
     }
 
-    fn plan_or_none(p: &Policy, role: &str, mut d: Vec<Vec<u8>>) -> Option<()> {
-        plan(&mut d, p, role).expect("plan").map(|_| ())
+    fn plan_or_none(p: &Policy, role: &str, mut d: Vec<Vec<u8>>, s: Shape) -> Option<()> {
+        plan(&mut d, p, role, &s).expect("plan").map(|_| ())
     }
 
     #[test]
@@ -622,13 +789,15 @@ mod tests {
         let p = policy();
         let row = text_row(&[Some(b"1"), Some(b"E:ann@example.com"), Some(b"E:42"), None]);
         let mut d = defs();
-        let app = plan(&mut d, &p, "app").expect("plan").expect("protected");
+        let app = plan(&mut d, &p, "app", &shape())
+            .expect("plan")
+            .expect("protected");
         assert_eq!(
             app.text_row(&row, &Fake).expect("row"),
             text_row(&[Some(b"1"), Some(b"ann@example.com"), Some(b"42"), None])
         );
         let mut d = defs();
-        let support = plan(&mut d, &p, "support")
+        let support = plan(&mut d, &p, "support", &shape())
             .expect("plan")
             .expect("protected");
         let row2 = text_row(&[
@@ -660,7 +829,9 @@ mod tests {
         let p = policy();
         let mut d = defs();
         let original = original_types(&d).expect("types");
-        let app = plan(&mut d, &p, "app").expect("plan").expect("protected");
+        let app = plan(&mut d, &p, "app", &shape())
+            .expect("plan")
+            .expect("protected");
         let mut row = vec![0x00, 0x00];
         row.extend_from_slice(&7i32.to_le_bytes());
         for v in [&b"E:ann@x.io"[..], b"E:42", b"E:1990-05-01"] {
@@ -678,7 +849,7 @@ mod tests {
 
         // NULL stays NULL; a mask to NULL sets the bitmap bit.
         let mut d = defs();
-        let support = plan(&mut d, &p, "support")
+        let support = plan(&mut d, &p, "support", &shape())
             .expect("plan")
             .expect("protected");
         let mut row = vec![0x00, 0b0000_1000]; // email (column 1) is NULL

@@ -168,6 +168,9 @@ struct ColumnSpec {
     row_key: Option<String>,
     #[serde(default)]
     roles: BTreeMap<String, AccessSpec>,
+    /// Roles that may write the column without reading its plaintext.
+    #[serde(default)]
+    write: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -190,6 +193,8 @@ pub struct Protected {
     pub normalize: Normalize,
     pub row_key: Option<String>,
     roles: BTreeMap<String, Access>,
+    /// Roles granted `write` without plaintext access.
+    writers: Vec<String>,
 }
 
 impl Protected {
@@ -206,6 +211,29 @@ impl Protected {
     /// What `role` gets; roles the policy does not name get deny.
     pub fn decide(&self, role: &str) -> Access {
         self.roles.get(role).cloned().unwrap_or(Access::Deny)
+    }
+
+    /// Whether `role` may write the column: roles that read plaintext, and roles the policy
+    /// grants `write`.
+    pub fn may_write(&self, role: &str) -> bool {
+        matches!(self.roles.get(role), Some(Access::Plaintext))
+            || self.writers.iter().any(|w| w == role)
+    }
+
+    /// Whether `role` may filter on the column (through its blind index): only roles that
+    /// read plaintext, so a search never answers a question the role could not read.
+    pub fn may_search(&self, role: &str) -> bool {
+        matches!(self.roles.get(role), Some(Access::Plaintext))
+    }
+
+    /// Whether the column belongs to `database.table` (names compared without regard to
+    /// ASCII case, which errs toward protecting).
+    pub fn is_in(&self, database: &str, table: &str) -> bool {
+        self.table.eq_ignore_ascii_case(table)
+            && self
+                .database
+                .as_deref()
+                .is_none_or(|d| d.eq_ignore_ascii_case(database))
     }
 }
 
@@ -292,6 +320,7 @@ impl Policy {
                 normalize: spec.normalize,
                 row_key: spec.row_key,
                 roles,
+                writers: spec.write,
             };
             if self.columns.iter().any(|c| same_column(c, &column)) {
                 return Err(Error::Invalid {
@@ -339,6 +368,14 @@ impl Policy {
                 && c.column.eq_ignore_ascii_case(column)
                 && c.database.as_deref().is_none_or(|d| d == database)
         })
+    }
+
+    /// The protected column at `database.table.column`, names compared without regard to
+    /// ASCII case (errs toward protecting).
+    pub fn find_any_case(&self, database: &str, table: &str, column: &str) -> Option<&Protected> {
+        self.columns
+            .iter()
+            .find(|c| c.is_in(database, table) && c.column.eq_ignore_ascii_case(column))
     }
 
     /// Whether any column of `database.table` is protected.

@@ -1,121 +1,68 @@
-//! sql::fingerprint: a statement's shape with every literal replaced by `?`, for logs.
+//! sql::fingerprint: a statement's shape with every literal replaced by `?`, for logs,
+//! built from the lexer's tokens (so what counts as a literal follows the session's
+//! sql_mode and character set, as the server reads the text).
 //!
-//! Security: strings (either quote style, since "…" is a string unless ANSI_QUOTES), numbers,
-//! hex and bit literals and comments never survive; identifiers in backticks do. Invalid
-//! UTF-8 and unterminated literals are treated as literals to the end.
+//! Security: strings, numbers, hex and bit literals, variables' quoted names and comments
+//! never survive; identifiers do, quoted identifiers with their quotes. Text the lexer
+//! cannot read gives a placeholder only.
 
-use super::lex::skip_quoted;
+use super::lex::{Kind, Lexed};
 
 /// Longest fingerprint kept, in bytes.
 const MAX_FINGERPRINT_LEN: usize = 512;
 
-pub fn fingerprint(sql: &[u8]) -> String {
-    let mut out = String::with_capacity(sql.len().min(MAX_FINGERPRINT_LEN));
-    let mut i = 0;
-    let mut pending_space = false;
-    let push = |out: &mut String, s: &str, pending_space: &mut bool| {
-        if *pending_space && !out.is_empty() {
+/// The fingerprint of `src` as lexed into `lexed`.
+pub fn fingerprint(src: &[u8], lexed: &Lexed) -> String {
+    let mut out = String::with_capacity(src.len().min(MAX_FINGERPRINT_LEN));
+    for (i, t) in lexed.tokens.iter().enumerate() {
+        if out.len() >= MAX_FINGERPRINT_LEN {
+            break;
+        }
+        let joined = i > 0 && !t.gap_before;
+        if i > 0 && !joined {
             out.push(' ');
         }
-        *pending_space = false;
-        out.push_str(s);
-    };
-    while i < sql.len() && out.len() < MAX_FINGERPRINT_LEN {
-        let c = sql[i];
-        match c {
-            b' ' | b'\t' | b'\n' | b'\r' => {
-                pending_space = true;
-                i += 1;
-            }
-            b'\'' | b'"' => {
-                i = skip_quoted(sql, i, c);
-                push(&mut out, "?", &mut pending_space);
-            }
-            b'`' => {
-                let end = skip_quoted(sql, i, b'`');
-                push(
-                    &mut out,
-                    &String::from_utf8_lossy(&sql[i..end]),
-                    &mut pending_space,
-                );
-                i = end;
-            }
-            b'#' => i = skip_line(sql, i),
-            b'-' if sql.get(i + 1) == Some(&b'-')
-                && sql.get(i + 2).is_none_or(|b| b.is_ascii_whitespace()) =>
-            {
-                i = skip_line(sql, i);
-            }
-            b'/' if sql.get(i + 1) == Some(&b'*') => {
-                i = sql[i + 2..]
-                    .windows(2)
-                    .position(|w| w == b"*/")
-                    .map_or(sql.len(), |p| i + 2 + p + 2);
-                pending_space = true;
-            }
-            b'0'..=b'9' => {
-                i = skip_number(sql, i);
-                push(&mut out, "?", &mut pending_space);
-            }
-            b'.' if sql.get(i + 1).is_some_and(u8::is_ascii_digit) => {
-                i = skip_number(sql, i);
-                push(&mut out, "?", &mut pending_space);
-            }
-            b'x' | b'X' | b'b' | b'B' if sql.get(i + 1) == Some(&b'\'') => {
-                i = skip_quoted(sql, i + 1, b'\'');
-                push(&mut out, "?", &mut pending_space);
-            }
-            c if c.is_ascii_alphabetic() || c == b'_' || c == b'$' || c == b'@' || c >= 0x80 => {
-                let start = i;
-                while i < sql.len()
-                    && (sql[i].is_ascii_alphanumeric()
-                        || matches!(sql[i], b'_' | b'$' | b'@' | b'.')
-                        || sql[i] >= 0x80)
-                {
-                    i += 1;
+        match t.kind {
+            Kind::Str | Kind::NStr | Kind::Hex | Kind::Bit | Kind::Number | Kind::Null => {
+                // Adjacent strings are one literal.
+                if !(t.kind == Kind::Str && i > 0 && lexed.tokens[i - 1].kind == Kind::Str) {
+                    out.push('?');
+                } else if out.ends_with(' ') {
+                    out.pop();
                 }
-                push(
-                    &mut out,
-                    &String::from_utf8_lossy(&sql[start..i]),
-                    &mut pending_space,
-                );
             }
-            _ => {
-                let mut b = [0u8; 4];
-                push(
-                    &mut out,
-                    char::from(c).encode_utf8(&mut b),
-                    &mut pending_space,
-                );
-                i += 1;
-            }
+            Kind::UserVar => out.push_str("@?"),
+            _ => out.push_str(&String::from_utf8_lossy(t.text(src))),
         }
     }
     out
 }
 
-fn skip_line(sql: &[u8], start: usize) -> usize {
-    sql[start..]
-        .iter()
-        .position(|&b| b == b'\n')
-        .map_or(sql.len(), |p| start + p + 1)
-}
-
-fn skip_number(sql: &[u8], start: usize) -> usize {
-    let mut i = start;
-    while i < sql.len() && (sql[i].is_ascii_alphanumeric() || sql[i] == b'.') {
-        // exponent sign: 1e-5
-        i += 1;
-        if i < sql.len() && matches!(sql[i], b'+' | b'-') && matches!(sql[i - 1], b'e' | b'E') {
-            i += 1;
-        }
-    }
-    i
-}
+/// A fingerprint for text the lexer could not read.
+pub const UNREADABLE: &str = "<unreadable statement>";
 
 #[cfg(test)]
 mod tests {
-    use super::fingerprint;
+    use super::*;
+    use crate::sql::charset::Charset;
+    use crate::sql::lex::{Mode, lex};
+
+    fn mode(nbe: bool) -> Mode<'static> {
+        Mode {
+            charset: Charset::named("utf8mb4").expect("cs"),
+            ansi_quotes: false,
+            no_backslash_escapes: nbe,
+            mssql: false,
+            server_version: 101_119,
+            prepare: false,
+        }
+    }
+
+    fn fp(sql: &str, nbe: bool) -> String {
+        let m = mode(nbe);
+        let lexed = lex(sql.as_bytes(), &m).expect("lex");
+        fingerprint(sql.as_bytes(), &lexed)
+    }
 
     #[test]
     fn literals_become_placeholders() {
@@ -134,30 +81,33 @@ mod tests {
             ),
             ("select 'a\\'b' -- trailing 'secret'\n, 2", "select ? , ?"),
             ("select /* 'hidden' */ c # 9\nfrom t", "select c from t"),
-            ("select 'unterminated", "select ?"),
-            ("SET @v := 'pii'", "SET @v := ?"),
+            ("SET @v := 'pii'", "SET @? := ?"),
+            ("select 'a' 'b'", "select ?"),
         ];
         for (input, want) in cases {
-            assert_eq!(fingerprint(input.as_bytes()), *want, "input: {input}");
+            assert_eq!(fp(input, false), *want, "input: {input}");
         }
     }
 
     #[test]
-    fn canary_never_survives() {
+    fn canary_never_survives_in_any_mode() {
         let canary = "CANARY-7f3a";
-        for q in [
-            format!("select '{canary}'"),
-            format!("select \"{canary}\""),
-            format!("select 1 /*! , '{canary}' */"),
-            format!("select 1 -- {canary}"),
+        for (q, nbe) in [
+            (format!("select '{canary}'"), false),
+            (format!("select \"{canary}\""), false),
+            (format!("select 1 /*! , '{canary}' */"), false),
+            (format!("select 1 -- {canary}"), false),
+            // Under NO_BACKSLASH_ESCAPES the backslash does not hide the next quote.
+            (format!("select 'a\\' , '{canary}'"), true),
+            (format!("select @'{canary}'"), false),
         ] {
-            assert!(!fingerprint(q.as_bytes()).contains(canary), "{q}");
+            assert!(!fp(&q, nbe).contains(canary), "{q}: {}", fp(&q, nbe));
         }
     }
 
     #[test]
     fn output_is_bounded() {
-        let long = "select ".to_owned() + &"a, ".repeat(10_000);
-        assert!(fingerprint(long.as_bytes()).len() <= super::MAX_FINGERPRINT_LEN + 8);
+        let long = "select ".to_owned() + &"a, ".repeat(10_000) + "a";
+        assert!(fp(&long, false).len() <= MAX_FINGERPRINT_LEN + 8);
     }
 }

@@ -61,7 +61,7 @@ pub enum ParamUse {
 
 #[derive(Debug)]
 pub struct Rewritten {
-    pub sql: String,
+    pub sql: Vec<u8>,
     pub params: Vec<ParamUse>,
 }
 
@@ -186,6 +186,19 @@ fn decimal(s: &str, precision: u8, scale: u8) -> Option<String> {
     })
 }
 
+/// Output bytes with the String calls the rendering uses.
+struct Text<'a>(&'a mut Vec<u8>);
+
+impl Text<'_> {
+    fn push_str(&mut self, s: &str) {
+        self.0.extend_from_slice(s.as_bytes());
+    }
+    fn push(&mut self, c: char) {
+        let mut b = [0u8; 4];
+        self.0.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+    }
+}
+
 fn sealed_literal(column: &Protected, envelope: &[u8]) -> String {
     match column.storage {
         Storage::Binary => format!("X'{}'", hex::encode_upper(envelope)),
@@ -196,9 +209,10 @@ fn sealed_literal(column: &Protected, envelope: &[u8]) -> String {
     }
 }
 
-/// Applies `edits` to `sql`.
+/// Applies `edits` to the statement text `sql`; `placeholders` are the byte offsets of its
+/// `?` markers, in order.
 pub fn render(
-    sql: &str,
+    sql: &[u8],
     edits: &[Edit<'_>],
     placeholders: &[usize],
     sealer: &dyn Sealer,
@@ -208,7 +222,7 @@ pub fn render(
         reason: e.to_string(),
         denied: false,
     };
-    let mut out = String::with_capacity(sql.len() + 64 * edits.len());
+    let mut out: Vec<u8> = Vec::with_capacity(sql.len() + 64 * edits.len());
     let mut params = Vec::new();
     let mut pos = 0;
     let mut next_placeholder = 0;
@@ -220,14 +234,16 @@ pub fn render(
     };
     for edit in edits {
         plain_params_up_to(edit.start, &mut params, &mut next_placeholder);
-        out.push_str(&sql[pos..edit.start]);
+        out.extend_from_slice(&sql[pos..edit.start]);
         // Placeholders inside the replaced range are re-emitted by the pieces.
         while next_placeholder < placeholders.len() && placeholders[next_placeholder] < edit.end {
             next_placeholder += 1;
         }
         for piece in &edit.pieces {
+            let out = &mut Text(&mut out);
             match piece {
                 Piece::Text(t) => out.push_str(t),
+                Piece::Raw(b) => out.0.extend_from_slice(b),
                 Piece::Seal(col, lit, row_key) => {
                     let row_key = match row_key {
                         None => None,
@@ -298,7 +314,7 @@ pub fn render(
                         if *negated { "NOT " } else { "" }
                     ));
                     let mut first = true;
-                    let mut sep = |out: &mut String| {
+                    let mut sep = |out: &mut Text<'_>| {
                         if !first {
                             out.push_str(", ");
                         }
@@ -307,13 +323,13 @@ pub fn render(
                     for lit in values {
                         match lit {
                             Lit::Null => {
-                                sep(&mut out);
+                                sep(out);
                                 out.push_str("NULL");
                             }
                             Lit::Bytes(b) => {
                                 // A value that cannot be in the column matches nothing.
                                 let Ok(v) = canonical(column, b) else {
-                                    sep(&mut out);
+                                    sep(out);
                                     out.push_str("NULL");
                                     continue;
                                 };
@@ -321,13 +337,13 @@ pub fn render(
                                     .blind_all(column, &v)
                                     .map_err(|e| crypto_err(column, e))?
                                 {
-                                    sep(&mut out);
+                                    sep(out);
                                     out.push_str(&format!("X'{}'", hex::encode_upper(idx)));
                                 }
                             }
                             Lit::Param(i) => {
                                 for key in 0..sealer.blind_keys(column) {
-                                    sep(&mut out);
+                                    sep(out);
                                     out.push('?');
                                     params.push(ParamUse::BlindSearch {
                                         param: *i,
@@ -345,8 +361,66 @@ pub fn render(
         pos = edit.end;
     }
     plain_params_up_to(usize::MAX, &mut params, &mut next_placeholder);
-    out.push_str(&sql[pos..]);
+    out.extend_from_slice(&sql[pos..]);
     Ok(Rewritten { sql: out, params })
+}
+
+/// A literal's value sealed for `column`, as SQL text (the envelope as a hex or base64
+/// literal; NULL stays NULL).
+pub fn sealed_text(
+    column: &Protected,
+    lit: &Lit,
+    row_key: Option<&[u8]>,
+    sealer: &dyn Sealer,
+) -> Result<String, Refusal> {
+    let bytes = match lit {
+        Lit::Null => return Ok("NULL".into()),
+        Lit::Bytes(b) => b,
+        Lit::Param(_) => return Ok("?".into()),
+    };
+    let v = canonical(column, bytes)?;
+    let env = sealer.seal(column, &v, row_key).map_err(|e| Refusal {
+        target: column.scope(),
+        reason: e.to_string(),
+        denied: false,
+    })?;
+    Ok(sealed_literal(column, &env))
+}
+
+/// A literal's blind index as SQL text: under the primary key (`key` None) or the
+/// `key`-th key in use (a search; a value that cannot be in the column gives NULL).
+pub fn blind_text(
+    column: &Protected,
+    lit: &Lit,
+    key: Option<usize>,
+    sealer: &dyn Sealer,
+) -> Result<String, Refusal> {
+    let bytes = match lit {
+        Lit::Null => return Ok("NULL".into()),
+        Lit::Bytes(b) => b,
+        Lit::Param(_) => return Ok("?".into()),
+    };
+    let crypto = |e: crate::crypto::Error| Refusal {
+        target: column.scope(),
+        reason: e.to_string(),
+        denied: false,
+    };
+    let v = match canonical(column, bytes) {
+        Ok(v) => v,
+        Err(_) if key.is_some() => return Ok("NULL".into()),
+        Err(r) => return Err(r),
+    };
+    let idx = match key {
+        None => sealer.blind(column, &v).map_err(crypto)?,
+        Some(k) => {
+            let all = sealer.blind_all(column, &v).map_err(crypto)?;
+            match all.get(k).or(all.first()) {
+                Some(b) => *b,
+                None => return Ok("NULL".into()),
+            }
+        }
+    };
+    Ok(format!("X'{}'", hex::encode_upper(idx)))
 }
 
 /// The real sealer: keys from the keyring.

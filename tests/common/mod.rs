@@ -153,9 +153,37 @@ pub async fn direct(db: Option<&str>) -> Conn {
         .expect("connect to MariaDB directly")
 }
 
-/// A database made for one test and dropped after it (only ever ones this harness created).
+/// A database made for one test and dropped after it (only ever ones this harness created),
+/// also when the test fails: `Drop` removes it if `drop_now` did not.
 pub struct TestDb {
     pub name: String,
+    dropped: bool,
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if self.dropped {
+            return;
+        }
+        let name = self.name.clone();
+        // A test may be failing inside a runtime: drop it from a thread of its own.
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(async move {
+                    if let Ok(mut c) = Conn::new(direct_opts()).await {
+                        let _ = c
+                            .query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
+                            .await;
+                        let _ = c.disconnect().await;
+                    }
+                });
+            }
+        })
+        .join();
+    }
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -172,15 +200,19 @@ impl TestDb {
             .await
             .expect("create test database");
         c.disconnect().await.ok();
-        TestDb { name }
+        TestDb {
+            name,
+            dropped: false,
+        }
     }
 
-    pub async fn drop_now(self) {
+    pub async fn drop_now(mut self) {
         let mut c = direct(None).await;
         c.query_drop(format!("DROP DATABASE IF EXISTS `{}`", self.name))
             .await
             .ok();
         c.disconnect().await.ok();
+        self.dropped = true;
     }
 }
 

@@ -1,0 +1,119 @@
+//! frontend::statements: a session's prepared statements as the guard left them — the
+//! protocol-level ones on protected data (by statement id, with their cursors), what
+//! MariaDB's "last prepared statement" id stands for, and the SQL-level ones (by name).
+
+use std::collections::HashMap;
+
+use super::prepared::Prepared;
+use crate::guard::{Effect, SqlPrepared};
+use crate::sql::analyze::Shape;
+
+/// MariaDB: "the statement prepared last" (used by execute-direct and bulk clients).
+pub const LAST_STATEMENT: u32 = u32::MAX;
+
+/// What the backend's statement id -1 is, as far as myveil knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Last {
+    None,
+    Protected(u32),
+    Plain,
+    /// The last prepare failed: what -1 means is not known here.
+    Failed,
+}
+
+/// An open cursor of a protected statement: the column definitions its execute sent, and
+/// where its columns come from.
+#[derive(Debug, Clone)]
+pub struct Cursor {
+    pub defs: Vec<Vec<u8>>,
+    pub shape: Shape,
+}
+
+#[derive(Debug)]
+pub struct Statements {
+    protected: HashMap<u32, Prepared>,
+    cursors: HashMap<u32, Cursor>,
+    last: Last,
+    /// SQL-level prepared statements, by lower-case name.
+    pub sql: HashMap<String, SqlPrepared>,
+}
+
+impl Default for Statements {
+    fn default() -> Self {
+        Self {
+            protected: HashMap::new(),
+            cursors: HashMap::new(),
+            last: Last::None,
+            sql: HashMap::new(),
+        }
+    }
+}
+
+impl Statements {
+    /// The id to look protected state up by. MariaDB's -1 becomes the protected statement
+    /// prepared last; Err when it may name a protected statement myveil cannot tell.
+    pub fn key(&self, id: u32) -> Result<u32, ()> {
+        if id != LAST_STATEMENT {
+            return Ok(id);
+        }
+        match self.last {
+            Last::Protected(p) => Ok(p),
+            Last::Plain => Ok(id),
+            Last::None | Last::Failed if self.protected.is_empty() => Ok(id),
+            Last::None | Last::Failed => Err(()),
+        }
+    }
+
+    pub fn protected(&mut self, id: u32) -> Option<&mut Prepared> {
+        self.protected.get_mut(&id)
+    }
+
+    pub fn is_protected(&self, id: u32) -> bool {
+        self.protected.contains_key(&id)
+    }
+
+    pub fn prepared_protected(&mut self, id: u32, p: Prepared) {
+        self.protected.insert(id, p);
+        self.last = Last::Protected(id);
+    }
+
+    pub fn prepared_plain(&mut self, ok: bool) {
+        self.last = if ok { Last::Plain } else { Last::Failed };
+    }
+
+    pub fn closed(&mut self, id: u32) {
+        self.protected.remove(&id);
+        self.cursors.remove(&id);
+    }
+
+    pub fn cursor(&self, id: u32) -> Option<&Cursor> {
+        self.cursors.get(&id)
+    }
+
+    pub fn open_cursor(&mut self, id: u32, c: Cursor) {
+        self.cursors.insert(id, c);
+    }
+
+    pub fn close_cursor(&mut self, id: u32) {
+        self.cursors.remove(&id);
+    }
+
+    /// The backend forgot every prepared statement (change user, reset; it may reuse ids).
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Applies what the guard decided about SQL-level prepared statements.
+    pub fn apply(&mut self, effects: Vec<Effect>) {
+        for e in effects {
+            match e {
+                Effect::Prepared(name, p) => {
+                    self.sql.insert(name, p);
+                }
+                Effect::Deallocated(name) => {
+                    self.sql.remove(&name);
+                }
+            }
+        }
+    }
+}

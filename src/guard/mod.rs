@@ -1,0 +1,1116 @@
+//! guard: the one place that decides what happens to a statement — pass it untouched,
+//! refuse it, or protect it (rewrite its literals, transform its results).
+//!
+//! ```text
+//! text ─ lex (session's sql_mode and charset, as the server reports them) ─ statements
+//!   each statement: SET/USE effects on the lexer (a later statement is lexed again)
+//!                   myveil's own schema?                         → refuse (1044)
+//!                   can it reach protected data? (names a protected database, a table
+//!                   protected everywhere, a protected table of the current database, a
+//!                   view/routine/trigger over one, or runs SQL built at run time)
+//!                       no  → untouched
+//!                       yes → by kind: analyze (sql::analyze) | DDL allowlist | refuse
+//! edits of every statement → one rewritten text; result shapes per statement
+//! ```
+//! `decide` is pure: session state, policy, schema snapshot and keys in, a `Decision` out.
+
+mod ddl;
+mod error;
+pub mod reach;
+mod statement;
+
+use std::collections::HashMap;
+
+pub use error::Refusal;
+pub use reach::Reach;
+pub use statement::lex_mode;
+use statement::{StatementKind, Stmt, set_effect};
+
+use crate::backend::schema::Snapshot;
+use crate::backend::state::{ModeFlags, SessionState, SqlMode};
+use crate::policy::Policy;
+use crate::sql::analyze::{Analyzer, Edit, Lit, Shape};
+use crate::sql::charset::Charset;
+use crate::sql::lex::{self, Kind, Lexed};
+use crate::sql::rewrite::{ParamUse, Sealer};
+use crate::sql::view::{Unit, View, statements};
+
+/// Longest statement analyzed; longer ones that reach protected data are refused.
+pub const DEFAULT_MAX_ANALYZED_BYTES: usize = 4 << 20;
+/// Most operators in one analyzed statement (bounds the depth of its syntax tree).
+const MAX_OPERATORS: usize = 2_000;
+/// Most tokens in one analyzed statement.
+const MAX_TOKENS: usize = 1_000_000;
+
+/// The command a text came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// COM_QUERY (possibly several statements).
+    Query,
+    /// COM_STMT_PREPARE (one statement, `?` markers).
+    Prepare,
+}
+
+/// A SQL-level prepared statement (`PREPARE name FROM '…'`) as the guard left it.
+#[derive(Debug, Clone, Default)]
+pub struct SqlPrepared {
+    /// Where each backend parameter comes from, when the statement is protected.
+    pub uses: Option<Vec<ParamUse>>,
+    pub shape: Option<Shape>,
+    /// Running it changes sql_mode or the client character set.
+    pub changes_state: bool,
+}
+
+/// Everything a decision depends on.
+pub struct Context<'a> {
+    pub state: &'a SessionState,
+    pub policy: &'a Policy,
+    pub schema: &'a Snapshot,
+    pub reach: &'a Reach,
+    pub role: &'a str,
+    /// The server's version as `/*!NNNNN` compares it (e.g. 101119).
+    pub server_version: u32,
+    /// myveil's own schema (token store), never reachable through the proxy.
+    pub store_schema: Option<&'a str>,
+    pub sealer: &'a dyn Sealer,
+    pub sql_prepared: &'a HashMap<String, SqlPrepared>,
+    pub max_analyzed_bytes: usize,
+}
+
+/// Bookkeeping the session applies with a decision.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    Prepared(String, SqlPrepared),
+    Deallocated(String),
+}
+
+/// What to do with a command's text.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Relay it untouched.
+    Pass,
+    Refuse(Refusal),
+    /// Relay `text` (None: the client's own) and transform results by `shapes`.
+    Protect(Protected),
+}
+
+impl Outcome {
+    pub fn is_pass(&self) -> bool {
+        matches!(self, Outcome::Pass)
+    }
+}
+
+#[derive(Debug)]
+pub struct Protected {
+    pub text: Option<Vec<u8>>,
+    /// One per statement (COM_QUERY), or the prepared statement's (COM_STMT_PREPARE).
+    pub shapes: Vec<Option<Shape>>,
+    /// COM_STMT_PREPARE: where each backend parameter comes from.
+    pub params: Vec<ParamUse>,
+    /// COM_STMT_PREPARE: the parameters the client sees.
+    pub client_params: usize,
+    /// It changes the schema of protected tables: the snapshot is read again after it.
+    pub schema_changed: bool,
+}
+
+#[derive(Debug)]
+pub struct Decision {
+    pub outcome: Outcome,
+    pub effects: Vec<Effect>,
+}
+
+impl Decision {
+    fn pass() -> Self {
+        Decision {
+            outcome: Outcome::Pass,
+            effects: Vec::new(),
+        }
+    }
+
+    fn refuse(r: Refusal) -> Self {
+        Decision {
+            outcome: Outcome::Refuse(r),
+            effects: Vec::new(),
+        }
+    }
+}
+
+/// Whether protection is on at all (columns protected or a store schema to keep away).
+pub fn needed(policy: &Policy, store_schema: Option<&str>) -> bool {
+    !policy.columns().is_empty() || store_schema.is_some()
+}
+
+/// The lexing state a statement starts in (it changes along a multi-statement text).
+#[derive(Debug, Clone)]
+struct LexState {
+    database: Option<String>,
+    sql_mode: SqlMode,
+    charset: String,
+}
+
+/// One statement's part of the decision.
+#[derive(Default)]
+struct UnitResult<'p> {
+    edits: Vec<Edit<'p>>,
+    shape: Option<Shape>,
+    protected: bool,
+    /// A CALL: its results cannot be counted.
+    call: bool,
+    /// DDL on a protected table.
+    ddl: bool,
+}
+
+/// Decides what to do with `text`.
+pub fn decide(text: &[u8], command: Command, cx: &Context<'_>) -> Decision {
+    match Decider::new(cx).run(text, command) {
+        Ok(d) => d,
+        Err(r) => Decision::refuse(r),
+    }
+}
+
+struct Decider<'c, 'a> {
+    cx: &'c Context<'a>,
+    active: bool,
+    effects: Vec<Effect>,
+}
+
+impl<'c, 'a> Decider<'c, 'a> {
+    fn new(cx: &'c Context<'a>) -> Self {
+        Self {
+            cx,
+            active: !cx.policy.columns().is_empty(),
+            effects: Vec::new(),
+        }
+    }
+
+    fn run(mut self, text: &[u8], command: Command) -> Result<Decision, Refusal> {
+        if !needed(self.cx.policy, self.cx.store_schema) {
+            return Ok(Decision::pass());
+        }
+        if !self.cx.state.known {
+            return Err(Refusal::not_supported(
+                "the session's state is not known; reconnect",
+            ));
+        }
+        let mut state = LexState {
+            database: self.cx.state.database.clone(),
+            sql_mode: self.cx.state.sql_mode.clone(),
+            charset: self.cx.state.client_charset.clone(),
+        };
+        let prepare = command == Command::Prepare;
+        let mut edits: Vec<Edit<'a>> = Vec::new();
+        let mut shapes = Vec::new();
+        let mut protected = false;
+        let mut calls = false;
+        let mut ddl = false;
+        let mut params = Vec::new();
+        let mut pos = 0;
+        'text: while pos < text.len() {
+            let rest = &text[pos..];
+            let charset = self.charset(&state.charset)?;
+            let mode = lex_mode(charset, &state.sql_mode, self.cx.server_version, prepare);
+            let lexed = lex::lex(rest, &mode).map_err(|e| Refusal::Syntax {
+                message: format!("cannot read the statement: {e}"),
+            })?;
+            let units = statements(rest, &lexed).map_err(|at| Refusal::Syntax {
+                message: format!("';' inside an executable comment at byte {}", pos + at),
+            })?;
+            if prepare && units.len() > 1 {
+                // The server refuses several statements in one prepare.
+                return Ok(Decision::pass());
+            }
+            for (k, unit) in units.iter().enumerate() {
+                let stmt = Stmt {
+                    src: rest,
+                    tokens: &lexed.tokens,
+                    unit: *unit,
+                    mode,
+                };
+                let before = (state.sql_mode.clone(), state.charset.clone());
+                let mut unknown = false;
+                let r = self.unit(&stmt, &lexed, &mut state, &mut unknown, prepare)?;
+                if r.protected && calls {
+                    return Err(Refusal::not_supported(
+                        "a CALL before a statement on protected data in one query is not supported; send them separately",
+                    ));
+                }
+                calls |= r.call;
+                ddl |= r.ddl;
+                protected |= r.protected;
+                for mut e in r.edits {
+                    e.start += pos;
+                    e.end += pos;
+                    edits.push(e);
+                }
+                shapes.push(r.shape);
+                if prepare {
+                    params = lexed
+                        .tokens
+                        .iter()
+                        .filter(|t| t.kind == Kind::Param)
+                        .map(|t| t.start + pos)
+                        .collect();
+                }
+                let more = k + 1 < units.len();
+                if unknown && more {
+                    return Err(Refusal::not_supported(
+                        "a statement that changes sql_mode or the character set in a way myveil cannot read must be the last of a multi-statement query",
+                    ));
+                }
+                let relex = lexing_changed(&before, &state);
+                if more && relex {
+                    // The rest is read under the new mode: lex it again from the next statement.
+                    let sep = lexed.tokens.get(unit.last).map_or(rest.len(), |t| t.end);
+                    pos += sep;
+                    continue 'text;
+                }
+            }
+            break;
+        }
+        if !protected {
+            return Ok(Decision {
+                outcome: Outcome::Pass,
+                effects: self.effects,
+            });
+        }
+        edits.sort_by_key(|e| (e.start, e.end));
+        let rendered = if edits.is_empty() {
+            None
+        } else {
+            Some(
+                crate::sql::rewrite::render(text, &edits, &params, self.cx.sealer)
+                    .map_err(Refusal::from)?,
+            )
+        };
+        let client_params = params.len();
+        let (text, params) = match rendered {
+            Some(r) => (Some(r.sql), r.params),
+            None => (None, (0..client_params).map(ParamUse::Plain).collect()),
+        };
+        Ok(Decision {
+            outcome: Outcome::Protect(Protected {
+                text,
+                shapes,
+                params,
+                client_params,
+                schema_changed: ddl,
+            }),
+            effects: self.effects,
+        })
+    }
+
+    fn charset(&self, name: &str) -> Result<&'static Charset, Refusal> {
+        Charset::named(name).ok_or_else(|| {
+            Refusal::not_supported(format!(
+                "character set {name} is not supported while columns are protected"
+            ))
+        })
+    }
+
+    /// Decides one statement.
+    fn unit(
+        &mut self,
+        s: &Stmt<'_>,
+        lexed: &Lexed,
+        state: &mut LexState,
+        unknown: &mut bool,
+        prepare: bool,
+    ) -> Result<UnitResult<'a>, Refusal> {
+        let kind = s.kind();
+        // The lexer's state for what follows, whatever the statement reaches.
+        match kind {
+            StatementKind::Set => {
+                let eff = set_effect(s, &state.sql_mode);
+                if eff.tracking && self.active {
+                    return Err(Refusal::not_supported(
+                        "session_track_* variables are managed by myveil while columns are protected",
+                    ));
+                }
+                if let Some(m) = eff.sql_mode {
+                    state.sql_mode = m;
+                }
+                if let Some(cs) = eff.charset {
+                    state.charset = cs;
+                }
+                *unknown |= eff.unknown;
+                if let Some(at) = eff.statement_for {
+                    if eff.statement_mode && self.active {
+                        return Err(Refusal::not_supported(
+                            "SET STATEMENT with sql_mode or a character set is not supported while columns are protected",
+                        ));
+                    }
+                    return self.inner(s, lexed, at, state, prepare);
+                }
+            }
+            StatementKind::Use => {
+                if let Some(db) = s.name(1) {
+                    self.store_check(&db)?;
+                    state.database = Some(db);
+                }
+            }
+            StatementKind::Execute => {
+                if let Some(name) = s.name(1)
+                    && self
+                        .cx
+                        .sql_prepared
+                        .get(&name)
+                        .is_some_and(|p| p.changes_state)
+                {
+                    *unknown = true;
+                }
+            }
+            _ => {}
+        }
+        if let Some(store) = self.cx.store_schema {
+            let store = store.to_ascii_lowercase();
+            if s.names_any(&|n| n == store) {
+                return Err(Refusal::StoreSchema {
+                    schema: store.clone(),
+                });
+            }
+        }
+        if !self.active {
+            // Only the store schema to keep away: literals of dynamic SQL are read too.
+            return self.store_dynamic(s, state);
+        }
+        if state.sql_mode.has(ModeFlags::ORACLE) {
+            let reach = self.reaches(s, state);
+            if reach {
+                return Err(Refusal::not_supported(
+                    "sql_mode ORACLE is not supported on protected data",
+                ));
+            }
+        }
+        // SQL built or prepared elsewhere is decided whatever this text names.
+        let dynamic = match kind {
+            StatementKind::Prepare | StatementKind::ExecuteImmediate => true,
+            StatementKind::Execute => s
+                .name(1)
+                .and_then(|n| self.cx.sql_prepared.get(&n))
+                .is_some_and(|p| p.uses.is_some()),
+            _ => false,
+        };
+        if kind == StatementKind::Compound
+            && (0..s.len()).any(|i| {
+                s.word(i, "prepare")
+                    || s.word(i, "execute")
+                    || s.name(i).is_some_and(|n| n.starts_with("session_track_"))
+            })
+        {
+            return Err(Refusal::not_supported(
+                "a compound statement that runs SQL built at run time cannot be analyzed while columns are protected",
+            ));
+        }
+        if !dynamic && !self.reaches(s, state) {
+            return Ok(UnitResult {
+                call: kind == StatementKind::Call,
+                ..UnitResult::default()
+            });
+        }
+        self.bounds(s)?;
+        let writes = matches!(
+            kind,
+            StatementKind::Insert
+                | StatementKind::Update
+                | StatementKind::Delete
+                | StatementKind::Call
+                | StatementKind::Do
+        ) || (matches!(kind, StatementKind::Explain(_)) && s.word(0, "analyze"));
+        let database = state.database.clone();
+        self.dependents(s, writes, database.as_deref())?;
+        match kind {
+            StatementKind::Query
+            | StatementKind::Insert
+            | StatementKind::Update
+            | StatementKind::Delete => self.analyze(s, lexed, 0, state, prepare),
+            StatementKind::Explain(at) => {
+                let mut r = self.analyze(s, lexed, at, state, prepare)?;
+                r.shape = None;
+                Ok(r)
+            }
+            StatementKind::Metadata
+            | StatementKind::NoData
+            | StatementKind::Use
+            | StatementKind::Empty => {
+                if (0..s.len()).any(|i| s.word(i, "select")) {
+                    return Err(Refusal::not_supported(
+                        "this statement holds a query over protected data myveil cannot analyze",
+                    ));
+                }
+                // DROP, TRUNCATE, CREATE INDEX …: the snapshot follows.
+                let ddl = kind == StatementKind::NoData
+                    && (s.word(0, "drop") || s.word(0, "create") || s.word(0, "truncate"));
+                Ok(UnitResult {
+                    protected: ddl,
+                    ddl,
+                    ..UnitResult::default()
+                })
+            }
+            StatementKind::AlterTable => {
+                ddl::alter_table(s, self.cx.policy, database.as_deref())?;
+                Ok(UnitResult {
+                    protected: true,
+                    ddl: true,
+                    ..UnitResult::default()
+                })
+            }
+            StatementKind::CreateTable => {
+                match ddl::create_table(s, self.cx.policy, database.as_deref())? {
+                    ddl::CreateTable::Plain => Ok(UnitResult {
+                        protected: true,
+                        ddl: true,
+                        ..UnitResult::default()
+                    }),
+                    ddl::CreateTable::Select(at) => {
+                        let mut r = self.analyze(s, lexed, at, state, prepare)?;
+                        if r.shape.as_ref().is_some_and(|sh| !sh.is_plain()) {
+                            return Err(Refusal::not_supported(
+                                "copying encrypted columns into a new table is not supported",
+                            ));
+                        }
+                        r.shape = None;
+                        Ok(r)
+                    }
+                }
+            }
+            StatementKind::RenameTable => {
+                ddl::rename_table(s, self.cx.policy, database.as_deref())?;
+                Ok(UnitResult {
+                    protected: true,
+                    ddl: true,
+                    ..UnitResult::default()
+                })
+            }
+            StatementKind::Prepare => self.prepare(s, state),
+            StatementKind::ExecuteImmediate => self.execute_immediate(s, state),
+            StatementKind::Execute => self.execute(s),
+            StatementKind::Deallocate => {
+                if let Some(name) = s.name(2) {
+                    self.effects.push(Effect::Deallocated(name));
+                }
+                Ok(UnitResult::default())
+            }
+            StatementKind::Set => Err(Refusal::not_supported(
+                "a SET that reads protected data is not supported",
+            )),
+            StatementKind::Call => Err(Refusal::not_supported(
+                "this routine reaches protected data where myveil cannot see it; use the protected table itself",
+            )),
+            StatementKind::CreateObject => Err(Refusal::not_supported(
+                "views, routines, triggers and events over protected data are not created through myveil; create them on the database directly",
+            )),
+            StatementKind::Bulk => Err(Refusal::not_supported(
+                "LOAD DATA and HANDLER on protected tables are not supported",
+            )),
+            StatementKind::Compound => Err(Refusal::not_supported(
+                "compound statements on protected data are not supported",
+            )),
+            StatementKind::Do | StatementKind::Other => Err(Refusal::not_supported(
+                "this kind of statement is not supported where protected data is reachable",
+            )),
+        }
+    }
+
+    /// Whether a statement can reach protected data by what it names.
+    fn reaches(&self, s: &Stmt<'_>, state: &LexState) -> bool {
+        let db = state.database.as_deref();
+        if s.names_any(&|n| self.cx.reach.names(n, db)) {
+            return true;
+        }
+        // A non-ASCII name in a character set myveil cannot read could be a protected one.
+        self.cx.reach.non_ascii
+            && !s.mode.charset.converts_to_utf8()
+            && (0..s.len()).any(|i| {
+                s.token(i).is_some_and(|t| {
+                    matches!(t.kind, Kind::Word | Kind::Quoted) && !t.text(s.src).is_ascii()
+                })
+            })
+    }
+
+    /// Refuses a routine or a trigger table that reaches protected data where myveil cannot
+    /// see: statements naming them (routines) or writing them (tables with such triggers).
+    fn dependents(&self, s: &Stmt<'_>, write: bool, database: Option<&str>) -> Result<(), Refusal> {
+        // The current database's objects first, so the message names the right one.
+        let mut ordered: Vec<&crate::backend::schema::Dependent> =
+            self.cx.schema.dependents.iter().collect();
+        ordered.sort_by_key(|d| database.is_none_or(|db| !d.database.eq_ignore_ascii_case(db)));
+        for d in ordered {
+            let name = d
+                .on_table
+                .as_deref()
+                .unwrap_or(&d.name)
+                .to_ascii_lowercase();
+            // Views are read through (the analysis follows their columns); nothing is
+            // written through one that reaches protected data.
+            let relevant = match d.kind.as_str() {
+                "view" | "trigger" => write,
+                _ => true,
+            };
+            if relevant && s.names_any(&|n| n == name) {
+                return Err(Refusal::NotSupported {
+                    message: d.refusal(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn store_check(&self, name: &str) -> Result<(), Refusal> {
+        match self.cx.store_schema {
+            Some(store) if store.eq_ignore_ascii_case(name) => Err(Refusal::StoreSchema {
+                schema: store.to_owned(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Without protected columns: the literals of dynamic SQL may still name the store.
+    fn store_dynamic(&mut self, s: &Stmt<'_>, state: &LexState) -> Result<UnitResult<'a>, Refusal> {
+        let kind = s.kind();
+        if matches!(
+            kind,
+            StatementKind::Prepare | StatementKind::ExecuteImmediate
+        ) && let Some((inner, _, _)) = self.literal_text(s, kind)
+        {
+            let d = Decider::new(self.cx).run_inner(&inner, state)?;
+            let _ = d;
+        } else if matches!(
+            kind,
+            StatementKind::Prepare | StatementKind::ExecuteImmediate
+        ) {
+            return Err(Refusal::not_supported(
+                "SQL built at run time cannot be checked; use a string literal",
+            ));
+        }
+        Ok(UnitResult::default())
+    }
+
+    /// Runs the whole decision on an inner text (a PREPARE or EXECUTE IMMEDIATE literal)
+    /// in the current lexing state.
+    fn run_inner(self, inner: &[u8], state: &LexState) -> Result<Decision, Refusal> {
+        let mut st = self.cx.state.clone();
+        st.database = state.database.clone();
+        st.sql_mode = state.sql_mode.clone();
+        st.client_charset = state.charset.clone();
+        let cx = Context {
+            state: &st,
+            policy: self.cx.policy,
+            schema: self.cx.schema,
+            reach: self.cx.reach,
+            role: self.cx.role,
+            server_version: self.cx.server_version,
+            store_schema: self.cx.store_schema,
+            sealer: self.cx.sealer,
+            sql_prepared: self.cx.sql_prepared,
+            max_analyzed_bytes: self.cx.max_analyzed_bytes,
+        };
+        Decider::new(&cx).run(inner, Command::Prepare)
+    }
+
+    /// Token-level bounds before the parser sees a statement.
+    fn bounds(&self, s: &Stmt<'_>) -> Result<(), Refusal> {
+        let (start, end) = if s.len() > 0 {
+            s.bytes(0, s.len())
+        } else {
+            (0, 0)
+        };
+        if end - start > self.cx.max_analyzed_bytes || s.len() > MAX_TOKENS {
+            return Err(Refusal::not_supported(format!(
+                "statement of {} bytes on protected data is over the {} bytes myveil analyzes; split it",
+                end - start,
+                self.cx.max_analyzed_bytes
+            )));
+        }
+        const BINARY: &[&str] = &[
+            "+", "-", "*", "/", "%", "=", "<", ">", "<=", ">=", "<>", "!=", "<=>", "&&", "||", "&",
+            "|", "^", "<<", ">>", "!", "~", ":=",
+        ];
+        let mut ops = 0usize;
+        let mut depth = 0usize;
+        for i in 0..s.len() {
+            let Some(t) = s.token(i) else { break };
+            match t.kind {
+                Kind::Op => {
+                    let text = t.text(s.src);
+                    if text == b"(" {
+                        depth += 1;
+                        if depth > crate::sql::analyze::MAX_DEPTH / 2 {
+                            return Err(Refusal::not_supported(
+                                "statement nested too deep to analyze",
+                            ));
+                        }
+                    } else if text == b")" {
+                        depth = depth.saturating_sub(1);
+                    } else if BINARY.iter().any(|b| b.as_bytes() == text) {
+                        // A sign right before a number in a list is part of that literal.
+                        let signed = matches!(text, b"-" | b"+")
+                            && s.token(i + 1).is_some_and(|n| n.kind == Kind::Number)
+                            && (i == 0 || s.op(i - 1, ",") || s.op(i - 1, "("));
+                        if !signed {
+                            ops += 1;
+                        }
+                    }
+                }
+                Kind::Word => {
+                    let w = t.text(s.src);
+                    if [
+                        "and", "or", "xor", "not", "div", "mod", "is", "like", "between", "in",
+                    ]
+                    .iter()
+                    .any(|k| w.eq_ignore_ascii_case(k.as_bytes()))
+                    {
+                        ops += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if ops > MAX_OPERATORS {
+            return Err(Refusal::not_supported(format!(
+                "statement with {ops} operators is too complex to analyze (limit {MAX_OPERATORS})"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Analyzes tokens `[from, …)` of a statement as one statement.
+    fn analyze(
+        &mut self,
+        s: &Stmt<'_>,
+        lexed: &Lexed,
+        from: usize,
+        state: &LexState,
+        _prepare: bool,
+    ) -> Result<UnitResult<'a>, Refusal> {
+        let unit = Unit {
+            first: s.unit.first + from,
+            last: s.unit.last,
+            compound: false,
+        };
+        let view = View::of(s.src, lexed, unit, s.mode)
+            .map_err(|e| Refusal::not_supported(e.to_string()))?;
+        let analyzer = Analyzer {
+            policy: self.cx.policy,
+            database: state.database.as_deref(),
+            role: self.cx.role,
+            schema: self.cx.schema,
+            high_not_precedence: state.sql_mode.has(ModeFlags::HIGH_NOT_PRECEDENCE),
+            empty_string_is_null: state.sql_mode.has(ModeFlags::EMPTY_STRING_IS_NULL),
+        };
+        let a = analyzer.analyze(&view).map_err(Refusal::from)?;
+        if state.sql_mode.has(ModeFlags::PIPES_AS_CONCAT) && a.protected {
+            let pipes = (0..s.len()).any(|i| s.op(i, "||"));
+            if pipes {
+                return Err(Refusal::not_supported(
+                    "|| under sql_mode PIPES_AS_CONCAT on protected data is not supported; use CONCAT()",
+                ));
+            }
+        }
+        Ok(UnitResult {
+            protected: a.protected,
+            edits: a.edits,
+            shape: a.shape,
+            call: false,
+            ddl: false,
+        })
+    }
+
+    /// A SET STATEMENT's inner statement.
+    fn inner(
+        &mut self,
+        s: &Stmt<'_>,
+        lexed: &Lexed,
+        at: usize,
+        state: &mut LexState,
+        prepare: bool,
+    ) -> Result<UnitResult<'a>, Refusal> {
+        let inner = Stmt {
+            unit: Unit {
+                first: s.unit.first + at,
+                last: s.unit.last,
+                compound: false,
+            },
+            ..*s
+        };
+        let mut unknown = false;
+        let r = self.unit(&inner, lexed, state, &mut unknown, prepare)?;
+        Ok(r)
+    }
+
+    /// The text of a PREPARE or EXECUTE IMMEDIATE that is one literal: its bytes, and the
+    /// literal's token range in the statement (first, last inclusive).
+    fn literal_text(&self, s: &Stmt<'_>, kind: StatementKind) -> Option<(Vec<u8>, usize, usize)> {
+        let at = match kind {
+            StatementKind::Prepare => {
+                if !s.word(2, "from") {
+                    return None;
+                }
+                3
+            }
+            _ => 2,
+        };
+        let first = s.token(at)?;
+        if first.kind != Kind::Str {
+            return None;
+        }
+        let mut last = at;
+        let mut bytes = Vec::new();
+        while let Some(t) = s.token(last).filter(|t| t.kind == Kind::Str) {
+            bytes.extend_from_slice(&lex::string_value(t.text(s.src), &s.mode)?);
+            last += 1;
+        }
+        let end_ok = match kind {
+            StatementKind::Prepare => last == s.len(),
+            _ => last == s.len() || s.word(last, "using"),
+        };
+        end_ok.then_some((bytes, at, last - 1))
+    }
+
+    /// `PREPARE name FROM '…'`: the text is decided like a prepare; a protected one is
+    /// re-sent rewritten.
+    fn prepare(&mut self, s: &Stmt<'_>, state: &LexState) -> Result<UnitResult<'a>, Refusal> {
+        let Some(name) = s.name(1) else {
+            return Err(Refusal::not_supported("PREPARE not understood"));
+        };
+        let Some((inner, first, last)) = self.literal_text(s, StatementKind::Prepare) else {
+            return Err(Refusal::not_supported(
+                "PREPARE … FROM anything but a string literal cannot be analyzed while columns are protected",
+            ));
+        };
+        let d = Decider::new(self.cx).run_inner(&inner, state)?;
+        let changes_state = changes_state(&inner, state, self.cx);
+        match d.outcome {
+            Outcome::Refuse(r) => Err(r),
+            Outcome::Pass => {
+                self.effects.push(Effect::Prepared(
+                    name,
+                    SqlPrepared {
+                        uses: None,
+                        shape: None,
+                        changes_state,
+                    },
+                ));
+                Ok(UnitResult::default())
+            }
+            Outcome::Protect(p) => {
+                self.effects.push(Effect::Prepared(
+                    name,
+                    SqlPrepared {
+                        uses: Some(p.params),
+                        shape: p.shapes.into_iter().next().flatten(),
+                        changes_state,
+                    },
+                ));
+                let mut edits = Vec::new();
+                if let Some(text) = p.text {
+                    let (start, end) = s.bytes(first, last + 1);
+                    edits.push(Edit {
+                        start,
+                        end,
+                        pieces: vec![crate::sql::analyze::Piece::Raw(quote(&text, &s.mode))],
+                    });
+                }
+                Ok(UnitResult {
+                    edits,
+                    protected: true,
+                    ..UnitResult::default()
+                })
+            }
+        }
+    }
+
+    /// `EXECUTE IMMEDIATE '…' [USING …]`: a prepare and an execute in one.
+    fn execute_immediate(
+        &mut self,
+        s: &Stmt<'_>,
+        state: &LexState,
+    ) -> Result<UnitResult<'a>, Refusal> {
+        let Some((inner, first, last)) = self.literal_text(s, StatementKind::ExecuteImmediate)
+        else {
+            return Err(Refusal::not_supported(
+                "EXECUTE IMMEDIATE of anything but a string literal cannot be analyzed while columns are protected",
+            ));
+        };
+        let d = Decider::new(self.cx).run_inner(&inner, state)?;
+        match d.outcome {
+            Outcome::Refuse(r) => Err(r),
+            Outcome::Pass => Ok(UnitResult::default()),
+            Outcome::Protect(p) => {
+                let mut edits = Vec::new();
+                if let Some(text) = &p.text {
+                    let (start, end) = s.bytes(first, last + 1);
+                    edits.push(Edit {
+                        start,
+                        end,
+                        pieces: vec![crate::sql::analyze::Piece::Raw(quote(text, &s.mode))],
+                    });
+                }
+                if s.word(last + 1, "using") {
+                    edits.extend(self.using(s, last + 2, &p.params)?);
+                } else if p.params.iter().any(|u| !matches!(u, ParamUse::Plain(_))) {
+                    return Err(Refusal::not_supported("EXECUTE IMMEDIATE without USING"));
+                }
+                Ok(UnitResult {
+                    edits,
+                    shape: p.shapes.into_iter().next().flatten(),
+                    protected: true,
+                    call: false,
+                    ddl: false,
+                })
+            }
+        }
+    }
+
+    /// `EXECUTE name [USING …]` of a protected SQL-level prepared statement.
+    fn execute(&mut self, s: &Stmt<'_>) -> Result<UnitResult<'a>, Refusal> {
+        let Some(name) = s.name(1) else {
+            return Ok(UnitResult::default());
+        };
+        let Some(prepared) = self.cx.sql_prepared.get(&name) else {
+            return Ok(UnitResult::default());
+        };
+        let Some(uses) = &prepared.uses else {
+            return Ok(UnitResult::default());
+        };
+        let edits = if s.word(2, "using") {
+            self.using(s, 3, uses)?
+        } else {
+            if uses.iter().any(|u| !matches!(u, ParamUse::Plain(_))) {
+                return Err(Refusal::not_supported(
+                    "EXECUTE of a protected statement needs USING",
+                ));
+            }
+            Vec::new()
+        };
+        Ok(UnitResult {
+            edits,
+            shape: prepared.shape.clone(),
+            protected: true,
+            call: false,
+            ddl: false,
+        })
+    }
+
+    /// Rebuilds a USING list (tokens from `at`) for the backend's parameters: literals for
+    /// protected columns sealed or indexed, other items passed as written.
+    fn using(&self, s: &Stmt<'_>, at: usize, uses: &[ParamUse]) -> Result<Vec<Edit<'a>>, Refusal> {
+        // The client's items: token ranges split at top-level commas.
+        let mut items: Vec<(usize, usize)> = Vec::new();
+        let mut start = at;
+        let mut depth = 0usize;
+        for i in at..s.len() {
+            if s.op(i, "(") {
+                depth += 1;
+            } else if s.op(i, ")") {
+                depth = depth.saturating_sub(1);
+            } else if depth == 0 && s.op(i, ",") {
+                items.push((start, i));
+                start = i + 1;
+            }
+        }
+        if start < s.len() {
+            items.push((start, s.len()));
+        }
+        let text_of = |(a, b): (usize, usize)| {
+            let (x, y) = s.bytes(a, b);
+            String::from_utf8_lossy(&s.src[x..y]).into_owned()
+        };
+        let literal = |col: &crate::policy::Protected,
+                       (a, b): (usize, usize)|
+         -> Result<Option<Lit>, Refusal> {
+            let toks: Vec<&lex::Token> = (a..b).filter_map(|i| s.token(i)).collect();
+            let (neg, toks) = match toks.as_slice() {
+                [m, rest @ ..] if m.is_op(s.src, "-") => (true, rest.to_vec()),
+                _ => (false, toks),
+            };
+            match toks.as_slice() {
+                [t] if t.kind == Kind::Null || t.is_word(s.src, "null") => Ok(Some(Lit::Null)),
+                [t] if matches!(t.kind, Kind::Number) => {
+                    let mut v = if neg { b"-".to_vec() } else { Vec::new() };
+                    v.extend_from_slice(t.text(s.src));
+                    Ok(Some(Lit::Bytes(v)))
+                }
+                ts if !neg && !ts.is_empty() && ts.iter().all(|t| t.kind == Kind::Str) => {
+                    let mut v = Vec::new();
+                    for t in ts {
+                        v.extend_from_slice(
+                            &lex::string_value(t.text(s.src), &s.mode).unwrap_or_default(),
+                        );
+                    }
+                    let text = s.mode.charset.to_utf8(&v).ok_or_else(|| {
+                        Refusal::not_supported(format!(
+                            "{}: value in a character set that cannot be protected",
+                            col.scope()
+                        ))
+                    })?;
+                    Ok(Some(Lit::Bytes(text.as_bytes().to_vec())))
+                }
+                [t] if matches!(t.kind, Kind::Hex | Kind::Bit) && !neg => {
+                    Ok(lex::binary_value(t.text(s.src)).map(Lit::Bytes))
+                }
+                _ => Ok(None),
+            }
+        };
+        let column = |scope: &str| {
+            self.cx
+                .policy
+                .columns()
+                .iter()
+                .find(|c| c.scope() == scope)
+                .ok_or_else(|| {
+                    Refusal::not_supported("the policy changed since PREPARE; prepare again")
+                })
+        };
+        let sealer = self.cx.sealer;
+        let mut rendered = Vec::with_capacity(uses.len());
+        for u in uses {
+            let piece = match u {
+                ParamUse::Plain(i) => {
+                    let item = items.get(*i).ok_or_else(|| {
+                        Refusal::not_supported("EXECUTE … USING has too few values")
+                    })?;
+                    text_of(*item)
+                }
+                ParamUse::Seal {
+                    param,
+                    column: c,
+                    row_key,
+                } => {
+                    let col = column(c)?;
+                    let item = *items.get(*param).ok_or_else(|| {
+                        Refusal::not_supported("EXECUTE … USING has too few values")
+                    })?;
+                    let Some(lit) = literal(col, item)? else {
+                        return Err(Refusal::not_supported(format!(
+                            "{c}: EXECUTE … USING takes literals for encrypted columns"
+                        )));
+                    };
+                    let key = match row_key {
+                        None => None,
+                        Some(crate::sql::rewrite::RowKey::Literal(k)) => Some(k.clone()),
+                        Some(crate::sql::rewrite::RowKey::Param(j)) => {
+                            let item = *items.get(*j).ok_or_else(|| {
+                                Refusal::not_supported("EXECUTE … USING has too few values")
+                            })?;
+                            match literal(col, item)? {
+                                Some(Lit::Bytes(k)) => {
+                                    Some(crate::sql::rewrite::canonical_row_key(&k))
+                                }
+                                _ => {
+                                    return Err(Refusal::not_supported(format!(
+                                        "{c}: EXECUTE … USING takes a literal row key"
+                                    )));
+                                }
+                            }
+                        }
+                    };
+                    crate::sql::rewrite::sealed_text(col, &lit, key.as_deref(), sealer)
+                        .map_err(Refusal::from)?
+                }
+                ParamUse::BlindWrite { param, column: c } => {
+                    let col = column(c)?;
+                    let item = *items.get(*param).ok_or_else(|| {
+                        Refusal::not_supported("EXECUTE … USING has too few values")
+                    })?;
+                    let Some(lit) = literal(col, item)? else {
+                        return Err(Refusal::not_supported(format!(
+                            "{c}: EXECUTE … USING takes literals for encrypted columns"
+                        )));
+                    };
+                    crate::sql::rewrite::blind_text(col, &lit, None, sealer)
+                        .map_err(Refusal::from)?
+                }
+                ParamUse::BlindSearch {
+                    param,
+                    column: c,
+                    key,
+                } => {
+                    let col = column(c)?;
+                    let item = *items.get(*param).ok_or_else(|| {
+                        Refusal::not_supported("EXECUTE … USING has too few values")
+                    })?;
+                    let Some(lit) = literal(col, item)? else {
+                        return Err(Refusal::not_supported(format!(
+                            "{c}: EXECUTE … USING takes literals for encrypted columns"
+                        )));
+                    };
+                    crate::sql::rewrite::blind_text(col, &lit, Some(*key), sealer)
+                        .map_err(Refusal::from)?
+                }
+            };
+            rendered.push(piece);
+        }
+        let (start, end) = if items.is_empty() {
+            let (_, e) = s.bytes(0, s.len());
+            (e, e)
+        } else {
+            s.bytes(at, s.len())
+        };
+        Ok(vec![Edit {
+            start,
+            end,
+            pieces: vec![crate::sql::analyze::Piece::Text(rendered.join(", "))],
+        }])
+    }
+}
+
+/// Whether the lexer must read what follows differently.
+fn lexing_changed(before: &(SqlMode, String), after: &LexState) -> bool {
+    const LEXING: ModeFlags = ModeFlags::ANSI_QUOTES
+        .union(ModeFlags::NO_BACKSLASH_ESCAPES)
+        .union(ModeFlags::MSSQL);
+    (before.0.flags & LEXING) != (after.sql_mode.flags & LEXING) || before.1 != after.charset
+}
+
+/// Whether running a prepared text changes sql_mode or the character set.
+fn changes_state(inner: &[u8], state: &LexState, cx: &Context<'_>) -> bool {
+    let Some(cs) = Charset::named(&state.charset) else {
+        return true;
+    };
+    let mode = lex_mode(cs, &state.sql_mode, cx.server_version, true);
+    let Ok(lexed) = lex::lex(inner, &mode) else {
+        return true;
+    };
+    let Ok(units) = statements(inner, &lexed) else {
+        return true;
+    };
+    units.iter().any(|u| {
+        let s = Stmt {
+            src: inner,
+            tokens: &lexed.tokens,
+            unit: *u,
+            mode,
+        };
+        s.kind() == StatementKind::Set && {
+            let e = set_effect(&s, &state.sql_mode);
+            e.sql_mode.is_some() || e.charset.is_some() || e.unknown
+        }
+    })
+}
+
+/// Quotes bytes as a string literal the lexer reads back exactly in `mode`.
+pub fn quote(text: &[u8], mode: &lex::Mode<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 2);
+    out.push(b'\'');
+    let mut i = 0;
+    while i < text.len() {
+        if mode.charset.is_multibyte()
+            && let Some(n) = mode.charset.mb_len(&text[i..])
+        {
+            out.extend_from_slice(&text[i..i + n]);
+            i += n;
+            continue;
+        }
+        match text[i] {
+            b'\'' => out.extend_from_slice(b"''"),
+            b'\\' if !mode.no_backslash_escapes => out.extend_from_slice(b"\\\\"),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    out.push(b'\'');
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,89 @@
+//! guard::reach: which names can lead a statement to protected data — protected databases,
+//! tables protected in every database, and views, routines and triggers that reach them.
+//! Built from the policy and the schema snapshot, and rebuilt when either changes.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::backend::schema::Snapshot;
+use crate::policy::Policy;
+
+/// The names a statement must mention to reach protected data.
+#[derive(Debug, Clone, Default)]
+pub struct Reach {
+    /// The policy version these names were built from (`Protection::version`).
+    pub version: String,
+    /// Databases that hold a protected table (or that a rule names), lower-case.
+    pub databases: HashSet<String>,
+    /// Protected table names by database (lower-case).
+    pub tables: HashMap<String, HashSet<String>>,
+    /// Tables protected in any database (rules without a database), lower-case.
+    pub anywhere: HashSet<String>,
+    /// Views, routines and trigger tables that reach protected data, lower-case.
+    pub dependents: HashSet<String>,
+    /// Some of these names are not ASCII (then a name in a character set myveil cannot
+    /// read might be one of them).
+    pub non_ascii: bool,
+}
+
+impl Reach {
+    pub fn new(policy: &Policy, version: &str, snapshot: &Snapshot) -> Self {
+        let mut r = Reach {
+            version: version.to_owned(),
+            ..Reach::default()
+        };
+        for c in policy.columns() {
+            let table = c.table.to_ascii_lowercase();
+            match &c.database {
+                Some(db) => {
+                    let db = db.to_ascii_lowercase();
+                    r.tables.entry(db.clone()).or_default().insert(table);
+                    r.databases.insert(db);
+                }
+                None => {
+                    r.anywhere.insert(table.clone());
+                    for db in snapshot.databases_with(&c.table) {
+                        let db = db.to_ascii_lowercase();
+                        r.tables
+                            .entry(db.clone())
+                            .or_default()
+                            .insert(table.clone());
+                        r.databases.insert(db);
+                    }
+                }
+            }
+        }
+        for d in &snapshot.dependents {
+            r.dependents.insert(
+                d.on_table
+                    .as_deref()
+                    .unwrap_or(&d.name)
+                    .to_ascii_lowercase(),
+            );
+        }
+        r.non_ascii = r
+            .databases
+            .iter()
+            .chain(&r.anywhere)
+            .chain(&r.dependents)
+            .chain(r.tables.values().flatten())
+            .any(|n| !n.is_ascii());
+        r
+    }
+
+    /// Whether a name (an identifier of the statement, lower-case) can lead to protected
+    /// data when the session's database is `database`.
+    pub fn names(&self, name: &str, database: Option<&str>) -> bool {
+        self.databases.contains(name)
+            || self.anywhere.contains(name)
+            || self.dependents.contains(name)
+            || database.is_some_and(|db| {
+                self.tables
+                    .get(&db.to_ascii_lowercase())
+                    .is_some_and(|t| t.contains(name))
+            })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.databases.is_empty() && self.anywhere.is_empty()
+    }
+}

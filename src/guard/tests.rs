@@ -1,0 +1,516 @@
+//! The guard's decisions on the statements the attack run found, and on legitimate ones
+//! that must pass untouched (sql_mode, charset and database as the server reports them).
+
+use super::*;
+use crate::backend::schema::Dependent;
+use crate::policy::Protected;
+use crate::sql::analyze::ColumnMeta;
+
+const POLICY: &str = r#"
+[[column]]
+database = "shop"
+table = "users"
+column = "email"
+type = "varchar(100)"
+blind_index = "email_bidx"
+roles = { app = "plaintext", support = { mask = "email" } }
+
+[[column]]
+database = "shop"
+table = "users"
+column = "ssn"
+type = "char(11)"
+storage = "base64"
+roles = { app = "plaintext" }
+"#;
+
+/// Readable stand-ins: S[value] sealed, B<k>[value] blind indexes.
+struct Fake;
+
+impl Sealer for Fake {
+    fn seal(
+        &self,
+        _: &Protected,
+        p: &[u8],
+        _: Option<&[u8]>,
+    ) -> Result<Vec<u8>, crate::crypto::Error> {
+        Ok(format!("S[{}]", String::from_utf8_lossy(p)).into_bytes())
+    }
+    fn blind(&self, _: &Protected, p: &[u8]) -> Result<[u8; 32], crate::crypto::Error> {
+        let mut out = [b'.'; 32];
+        let s = format!("B0[{}]", String::from_utf8_lossy(p));
+        out[..s.len().min(32)].copy_from_slice(&s.as_bytes()[..s.len().min(32)]);
+        Ok(out)
+    }
+    fn blind_all(&self, c: &Protected, p: &[u8]) -> Result<Vec<[u8; 32]>, crate::crypto::Error> {
+        Ok(vec![self.blind(c, p)?])
+    }
+    fn blind_keys(&self, _: &Protected) -> usize {
+        1
+    }
+}
+
+fn meta(names: &[&str]) -> Vec<ColumnMeta> {
+    names
+        .iter()
+        .map(|n| ColumnMeta {
+            name: (*n).into(),
+            null_default: true,
+            data_type: "varbinary".into(),
+            max_length: None,
+        })
+        .collect()
+}
+
+struct World {
+    policy: Policy,
+    schema: Snapshot,
+    reach: Reach,
+}
+
+fn world() -> World {
+    let mut policy = Policy::default();
+    policy.add_toml(POLICY, "t").expect("policy");
+    let schema = Snapshot::from_parts(
+        vec![
+            (
+                ("shop".into(), "users".into()),
+                meta(&["id", "email", "email_bidx", "ssn", "name"]),
+            ),
+            (("shop".into(), "orders".into()), meta(&["id", "user_id", "note"])),
+        ],
+        vec![(
+            ("shop".into(), "v_users".into()),
+            "select `shop`.`users`.`id` AS `id`,`shop`.`users`.`email` AS `mail` from `shop`.`users`"
+                .into(),
+        )],
+        vec![],
+        vec![
+            Dependent {
+                kind: "procedure".into(),
+                database: "other".into(),
+                name: "leak".into(),
+                reads: "shop.users".into(),
+                on_table: None,
+            },
+            Dependent {
+                kind: "view".into(),
+                database: "shop".into(),
+                name: "v_users".into(),
+                reads: "users".into(),
+                on_table: None,
+            },
+        ],
+    );
+    let reach = Reach::new(&policy, "test", &schema);
+    World {
+        policy,
+        schema,
+        reach,
+    }
+}
+
+fn state(db: Option<&str>, mode: &str, charset: &str) -> SessionState {
+    SessionState {
+        database: db.map(str::to_owned),
+        sql_mode: SqlMode::parse(mode),
+        client_charset: charset.into(),
+        known: true,
+        ..SessionState::default()
+    }
+}
+
+fn decide_in(w: &World, st: &SessionState, role: &str, sql: &[u8], command: Command) -> Decision {
+    let prepared = HashMap::new();
+    let cx = Context {
+        state: st,
+        policy: &w.policy,
+        schema: &w.schema,
+        reach: &w.reach,
+        role,
+        server_version: 101_119,
+        store_schema: Some("myveil"),
+        sealer: &Fake,
+        sql_prepared: &prepared,
+        max_analyzed_bytes: 1 << 20,
+    };
+    decide(sql, command, &cx)
+}
+
+/// What the backend gets: "PASS", "REFUSE <code-ish>", or the rewritten text (readable).
+fn run(w: &World, st: &SessionState, role: &str, sql: &[u8]) -> String {
+    match decide_in(w, st, role, sql, Command::Query).outcome {
+        Outcome::Pass => "PASS".into(),
+        Outcome::Refuse(r) => format!("REFUSE {r}"),
+        Outcome::Protect(p) => match p.text {
+            None => "PROTECT".into(),
+            Some(t) => readable(&t),
+        },
+    }
+}
+
+fn readable(t: &[u8]) -> String {
+    let s = String::from_utf8_lossy(t).into_owned();
+    let mut out = String::new();
+    let mut rest = s.as_str();
+    while let Some(at) = rest.find("X'") {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at + 2..];
+        let end = tail.find('\'').unwrap_or(tail.len());
+        let bytes = hex::decode(&tail[..end]).unwrap_or_default();
+        out.push_str(&format!(
+            "X'{}'",
+            String::from_utf8_lossy(&bytes).trim_end_matches('.')
+        ));
+        rest = &tail[(end + 1).min(tail.len())..];
+    }
+    out.push_str(rest);
+    out
+}
+
+const DEFAULT_MODE: &str = "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO";
+
+#[test]
+fn quoting_follows_the_session_sql_mode() {
+    let w = world();
+    let ansi = state(Some("shop"), "ANSI_QUOTES", "utf8mb4");
+    assert_eq!(
+        run(
+            &w,
+            &ansi,
+            "app",
+            br#"UPDATE "users" SET "ssn"='1' WHERE id = 1"#
+        ),
+        r#"UPDATE "users" SET "ssn"='U1sxXQ==' WHERE id = 1"#,
+        "sealed as the server reads it"
+    );
+    // In a statement that also changes the mode, what follows is read under the new mode.
+    let plain = state(Some("shop"), DEFAULT_MODE, "utf8mb4");
+    let out = run(
+        &w,
+        &plain,
+        "app",
+        br#"SET sql_mode='ANSI_QUOTES'; UPDATE "users" SET "ssn"='1' WHERE id = 1"#,
+    );
+    assert!(out.contains(r#""ssn"='U1sxXQ=='"#), "{out}");
+    // NO_BACKSLASH_ESCAPES: the UPDATE hidden in a string to a proxy that uses backslashes.
+    let nbe = state(Some("shop"), "NO_BACKSLASH_ESCAPES", "utf8mb4");
+    let out = run(
+        &w,
+        &nbe,
+        "app",
+        br"SELECT '\'; UPDATE users SET ssn='2' WHERE id = 1; -- '",
+    );
+    assert!(out.contains("ssn='U1syXQ=='"), "{out}");
+    let out = run(
+        &w,
+        &plain,
+        "app",
+        br"SET sql_mode='NO_BACKSLASH_ESCAPES'; SELECT '\'; UPDATE users SET ssn='2' WHERE id = 1; -- '",
+    );
+    assert!(out.contains("ssn='U1syXQ=='"), "{out}");
+    // A mode change myveil cannot read, followed by more statements: refused.
+    assert!(
+        run(
+            &w,
+            &plain,
+            "app",
+            b"SET sql_mode=@m; UPDATE users SET ssn='3'"
+        )
+        .starts_with("REFUSE")
+    );
+}
+
+#[test]
+fn the_charset_decides_spaces_and_multibyte_characters() {
+    let w = world();
+    let latin1 = state(Some("shop"), DEFAULT_MODE, "latin1");
+    let out = run(
+        &w,
+        &latin1,
+        "app",
+        b"UPDATE\xa0users\xa0SET\xa0ssn='4'\xa0WHERE id = 1",
+    );
+    assert!(out.contains("ssn='U1s0XQ=='"), "{out}");
+    // gbk: 0xBF 0x5C is one character, so the quote after it ends the string.
+    let gbk = state(Some("shop"), DEFAULT_MODE, "gbk");
+    let out = run(
+        &w,
+        &gbk,
+        "app",
+        b"SELECT '\xbf\\'; UPDATE users SET ssn='5' WHERE id = 1",
+    );
+    assert!(
+        out.starts_with("REFUSE"),
+        "gbk literals cannot be protected: {out}"
+    );
+    // Unknown character sets are refused outright.
+    let odd = state(Some("shop"), DEFAULT_MODE, "ucs2");
+    assert!(run(&w, &odd, "app", b"SELECT 1").starts_with("REFUSE"));
+}
+
+#[test]
+fn the_database_comes_from_the_session_and_from_use() {
+    let w = world();
+    let other = state(Some("other"), DEFAULT_MODE, "utf8mb4");
+    // In a database without protected tables, statements naming `users` pass untouched.
+    assert_eq!(run(&w, &other, "app", b"UPDATE users SET ssn='x'"), "PASS");
+    assert_eq!(
+        run(
+            &w,
+            &other,
+            "app",
+            b"SELECT /*!40001 SQL_NO_CACHE */ * FROM users"
+        ),
+        "PASS"
+    );
+    assert_eq!(
+        run(&w, &other, "app", b"SELECT email FROM t LOCK IN SHARE MODE"),
+        "PASS"
+    );
+    // Qualified, or after a USE in the same text, they are protected.
+    let out = run(
+        &w,
+        &other,
+        "app",
+        b"UPDATE shop.users SET ssn='6' WHERE id = 1",
+    );
+    assert!(out.contains("ssn='U1s2XQ=='"), "{out}");
+    let out = run(
+        &w,
+        &other,
+        "app",
+        b"USE shop; UPDATE users SET ssn='7' WHERE id = 1",
+    );
+    assert!(out.contains("ssn='U1s3XQ=='"), "{out}");
+    let out = run(
+        &w,
+        &other,
+        "app",
+        b"USE shop#x\n; UPDATE users SET ssn='8' WHERE id = 1",
+    );
+    assert!(out.contains("ssn='U1s4XQ=='"), "{out}");
+}
+
+#[test]
+fn dynamic_sql_is_refused_unless_it_is_one_literal() {
+    let w = world();
+    let shop = state(Some("shop"), DEFAULT_MODE, "utf8mb4");
+    let other = state(Some("other"), DEFAULT_MODE, "utf8mb4");
+    for sql in [
+        &b"EXECUTE IMMEDIATE CONCAT('UPDATE users SET ssn=', '''1''')"[..],
+        b"EXECUTE IMMEDIATE @q",
+        b"PREPARE s FROM @q",
+        b"PREPARE s FROM CONCAT('UPDATE us', 'ers SET ssn=1')",
+        b"BEGIN NOT ATOMIC PREPARE s FROM @q; EXECUTE s; END",
+    ] {
+        for st in [&shop, &other] {
+            let out = run(&w, st, "app", sql);
+            assert!(
+                out.starts_with("REFUSE"),
+                "{}: {out}",
+                String::from_utf8_lossy(sql)
+            );
+        }
+    }
+    // Adjacent literals are one literal: analyzed whole.
+    let out = run(
+        &w,
+        &other,
+        "app",
+        b"PREPARE s FROM 'UPDATE shop.us' 'ers SET ssn=? WHERE id = 1'",
+    );
+    assert!(
+        out.starts_with("PREPARE s FROM 'UPDATE shop.users SET ssn=? WHERE id = 1'"),
+        "{out}"
+    );
+    let out = run(
+        &w,
+        &shop,
+        "app",
+        b"EXECUTE IMMEDIATE 'UPDATE users SET ssn=''9'' WHERE id = 1'",
+    );
+    assert!(out.contains("ssn=''U1s5XQ=='' WHERE"), "{out}");
+    // A routine that reaches protected data where myveil cannot see it.
+    assert!(run(&w, &other, "app", b"CALL leak()").starts_with("REFUSE"));
+}
+
+#[test]
+fn ddl_on_protected_tables_follows_the_allowlist() {
+    let w = world();
+    let shop = state(Some("shop"), DEFAULT_MODE, "utf8mb4");
+    for ok in [
+        &b"ALTER TABLE users ADD INDEX i (name)"[..],
+        b"ALTER TABLE users ADD COLUMN note VARCHAR(10) DEFAULT 'x'",
+        b"ALTER TABLE users ENGINE=InnoDB",
+        b"/*!40000 ALTER TABLE `users` DISABLE KEYS */",
+        b"CREATE TABLE IF NOT EXISTS users (id INT, email VARBINARY(400), ssn VARCHAR(200) DEFAULT NULL)",
+        b"DROP TABLE users",
+        b"ANALYZE TABLE users",
+        b"LOCK TABLES users READ /*!32311 LOCAL */",
+        b"SHOW CREATE TABLE users",
+    ] {
+        let out = run(&w, &shop, "app", ok);
+        assert!(!out.starts_with("REFUSE"), "{}: {out}", String::from_utf8_lossy(ok));
+    }
+    for bad in [
+        &b"ALTER TABLE users ALTER COLUMN ssn SET DEFAULT '123'"[..],
+        b"ALTER TABLE users MODIFY ssn VARCHAR(300)",
+        b"ALTER TABLE users RENAME TO users2",
+        b"ALTER TABLE users ADD COLUMN copy VARCHAR(400) AS (ssn)",
+        b"RENAME TABLE users TO old_users",
+        b"CREATE TABLE copy LIKE users",
+        b"CREATE TABLE copy AS SELECT * FROM users",
+        b"CREATE TABLE IF NOT EXISTS users (id INT, ssn VARCHAR(200) DEFAULT 'x')",
+        b"CREATE VIEW v2 AS SELECT ssn FROM users",
+        b"CREATE TRIGGER t BEFORE INSERT ON users FOR EACH ROW SET NEW.ssn = 'x'",
+    ] {
+        let out = run(&w, &shop, "app", bad);
+        assert!(
+            out.starts_with("REFUSE"),
+            "{}: {out}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}
+
+#[test]
+fn reads_follow_the_origin_of_each_column() {
+    let w = world();
+    let shop = state(Some("shop"), DEFAULT_MODE, "utf8mb4");
+    let shapes = |sql: &[u8]| match decide_in(&w, &shop, "app", sql, Command::Query).outcome {
+        Outcome::Protect(p) => p.shapes,
+        other => panic!("{}: {other:?}", String::from_utf8_lossy(sql)),
+    };
+    use crate::sql::analyze::Out;
+    let email = Out::Cell {
+        column: 0,
+        key: None,
+    };
+    for sql in [
+        &b"SELECT x FROM (SELECT email AS x FROM users) d"[..],
+        b"WITH c AS (SELECT email FROM users) SELECT email FROM c",
+        b"SELECT (SELECT email FROM users WHERE id = 1)",
+        b"SELECT email FROM users UNION ALL SELECT email FROM users",
+        b"SELECT mail FROM v_users",
+        b"SELECT email FROM users; SELECT 42",
+    ] {
+        let s = shapes(sql);
+        assert_eq!(
+            s[0].as_ref().map(|s| s.columns.clone()),
+            Some(vec![email]),
+            "{}",
+            String::from_utf8_lossy(sql)
+        );
+    }
+    let s = shapes(b"SELECT email FROM users; SELECT 42");
+    assert_eq!(s.len(), 2);
+    assert!(
+        s[1].is_none(),
+        "a statement that reaches nothing is not transformed"
+    );
+    for bad in [
+        &b"SELECT email FROM users UNION SELECT name FROM users"[..],
+        b"SELECT email FROM users UNION SELECT email FROM users",
+        b"SELECT ssn INTO @v FROM users",
+        b"INSERT INTO orders (note) SELECT ssn FROM users",
+        b"SELECT DISTINCT email FROM users",
+        b"SELECT email FROM users ORDER BY 1",
+        b"SELECT UPPER(email) FROM users",
+    ] {
+        let out = run(&w, &shop, "app", bad);
+        assert!(
+            out.starts_with("REFUSE"),
+            "{}: {out}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}
+
+#[test]
+fn every_literal_form_is_sealed_whole() {
+    let w = world();
+    let shop = state(Some("shop"), DEFAULT_MODE, "utf8mb4");
+    let cases: &[(&[u8], &str)] = &[
+        (b"UPDATE users SET ssn = 'a' 'b' WHERE id = 1", "S[ab]"),
+        (b"UPDATE users SET ssn = _utf8mb4'cd' WHERE id = 1", "S[cd]"),
+        (b"UPDATE users SET ssn = N'ef' WHERE id = 1", "S[ef]"),
+        (b"UPDATE users SET ssn = X'4748' WHERE id = 1", "S[GH]"),
+        (b"UPDATE users SET ssn = 0x494A WHERE id = 1", "S[IJ]"),
+    ];
+    use base64::Engine;
+    for (sql, want) in cases {
+        let out = run(&w, &shop, "app", sql);
+        let sealed = base64::engine::general_purpose::STANDARD.encode(want);
+        assert!(
+            out.contains(&format!("ssn = '{sealed}'")),
+            "{}: {out}",
+            String::from_utf8_lossy(sql)
+        );
+    }
+}
+
+#[test]
+fn masked_roles_get_no_answers() {
+    let w = world();
+    let shop = state(Some("shop"), DEFAULT_MODE, "utf8mb4");
+    for sql in [
+        &b"SELECT id FROM users WHERE email = 'a@b.c'"[..],
+        b"INSERT INTO users (id, email) VALUES (1, 'a@b.c')",
+        b"INSERT IGNORE INTO users (id, email) VALUES (1, 'a@b.c')",
+        b"DELETE FROM users WHERE email = 'a@b.c'",
+        b"SELECT ssn FROM users",
+    ] {
+        let out = run(&w, &shop, "support", sql);
+        assert!(
+            out.starts_with("REFUSE"),
+            "{}: {out}",
+            String::from_utf8_lossy(sql)
+        );
+    }
+    assert_eq!(
+        run(&w, &shop, "support", b"SELECT email FROM users"),
+        "PROTECT"
+    );
+}
+
+#[test]
+fn work_is_bounded() {
+    let w = world();
+    let shop = state(Some("shop"), DEFAULT_MODE, "utf8mb4");
+    let deep = format!("SELECT id FROM users WHERE id = 1{}", "+1".repeat(5_000));
+    assert!(run(&w, &shop, "app", deep.as_bytes()).starts_with("REFUSE"));
+    let nested = format!(
+        "SELECT id FROM users WHERE id = {}1{}",
+        "(".repeat(200),
+        ")".repeat(200)
+    );
+    assert!(run(&w, &shop, "app", nested.as_bytes()).starts_with("REFUSE"));
+    // A long list is flat: fine.
+    let list = format!(
+        "SELECT id FROM users WHERE id IN ({})",
+        (0..20_000)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    assert_eq!(run(&w, &shop, "app", list.as_bytes()), "PROTECT");
+}
+
+#[test]
+fn the_store_schema_is_never_reached() {
+    let w = world();
+    let other = state(Some("other"), DEFAULT_MODE, "utf8mb4");
+    for sql in [
+        &b"SELECT * FROM myveil.sql_tokens"[..],
+        b"USE myveil",
+        b"PREPARE s FROM 'DELETE FROM `myveil`.revoked_jwt'",
+    ] {
+        let out = run(&w, &other, "app", sql);
+        assert!(
+            out.contains("Access denied"),
+            "{}: {out}",
+            String::from_utf8_lossy(sql)
+        );
+    }
+}
