@@ -42,6 +42,7 @@ async fn tls_proxy(certs: &Certs, require: bool, listen: &'static str) -> Proxy 
     Proxy::start_with(Setup {
         listen,
         backend: None,
+        users: Vec::new(),
         extra: format!(
             "[tls]\ncert = \"{}\"\nkey = \"{}\"\nrequire = {require}\n",
             certs.cert.display(),

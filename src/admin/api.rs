@@ -706,7 +706,7 @@ pub async fn decrypt(
                 column.plain_type.kind(),
                 &plain,
                 column.plain_type.max_chars(),
-                key,
+                &key,
             )
         }
         _ => Some(plain.to_vec()),

@@ -102,17 +102,42 @@ pub fn blind_all(keyring: &Keyring, cell: &Cell<'_>, plaintext: &[u8]) -> Result
         .collect())
 }
 
-/// The key consistent-hash masks use for a scope.
-pub fn mask_key<'k>(keyring: &'k Keyring, scope: &str) -> Option<&'k [u8; 32]> {
-    keyring
-        .primary(Purpose::Mask, scope)
-        .map(|(_, k)| k.bytes())
+/// The key consistent-hash masks use for a column: derived from the mask key of its scope
+/// and the scope itself, so the same value gets a different pseudonym in every column (a
+/// role cannot compare a guess written to one column with another column's pseudonyms).
+pub fn mask_key(keyring: &Keyring, scope: &str) -> Option<zeroize::Zeroizing<[u8; 32]>> {
+    use hmac::{Hmac, Mac};
+    let (_, k) = keyring.primary(Purpose::Mask, scope)?;
+    let mut m = <Hmac<sha2::Sha256> as Mac>::new_from_slice(k.bytes()).ok()?;
+    m.update(b"myveil-mask-column|");
+    m.update(scope.as_bytes());
+    Some(zeroize::Zeroizing::new(m.finalize().into_bytes().into()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::crypto::keyring::Status;
+
+    #[test]
+    fn mask_keys_differ_per_column_under_one_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ring = Keyring::generate(dir.path(), &[(Purpose::Mask, "*")]).expect("keys");
+        let a = mask_key(&ring, "users.email").expect("key");
+        let b = mask_key(&ring, "users.full_name").expect("key");
+        assert_ne!(*a, *b, "one fallback key, two columns: two pseudonym keys");
+        assert_eq!(*a, *mask_key(&ring, "users.email").expect("key"), "stable");
+        let p = |k: &[u8; 32]| {
+            crate::crypto::mask::apply(
+                &crate::crypto::mask::Mask::Hash,
+                crate::crypto::mask::Kind::Text,
+                b"ann@example.com",
+                0,
+                k,
+            )
+        };
+        assert_ne!(p(&a), p(&b));
+    }
 
     #[test]
     fn seal_open_and_search_across_a_blind_key_rotation() {

@@ -100,6 +100,9 @@ impl crate::sql::rewrite::Sealer for NoKeys {
     fn blind_keys(&self, _: &crate::policy::Protected) -> usize {
         0
     }
+    fn open(&self, _: &crate::policy::Protected, _: &[u8], _: Option<&[u8]>) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 impl Decide {
@@ -226,8 +229,8 @@ pub struct Shared {
     pub reach: ArcSwap<crate::guard::Reach>,
     /// Large statements analyzed at once (each on a blocking thread).
     pub analysis_slots: Semaphore,
-    /// A schema refresh is under way (DDL through myveil asks for one).
-    refreshing: std::sync::atomic::AtomicBool,
+    /// Refreshes after DDL run one at a time.
+    refreshing: tokio::sync::Mutex<()>,
     /// Held while the policy or the schema and the reach built from both are swapped, so
     /// a reload and a refresh never leave a reach built from a stale policy.
     update: std::sync::Mutex<()>,
@@ -330,7 +333,7 @@ impl Shared {
             update: std::sync::Mutex::new(()),
             schema: ArcSwap::from_pointee(crate::backend::schema::Snapshot::default()),
             analysis_slots: Semaphore::new(ANALYSIS_SLOTS),
-            refreshing: std::sync::atomic::AtomicBool::new(false),
+            refreshing: tokio::sync::Mutex::new(()),
             pool,
             tracking_defaults: ArcSwap::from_pointee(TrackingDefaults::default()),
             tls,
@@ -430,20 +433,15 @@ impl Shared {
         Ok(())
     }
 
-    /// DDL on protected tables went through: the schema snapshot is read again now (one
-    /// refresh at a time), so the next statements see the new columns.
-    pub fn schema_changed(self: &Arc<Self>) {
-        use std::sync::atomic::Ordering;
-        if self.refreshing.swap(true, Ordering::AcqRel) {
-            return;
+    /// DDL on protected tables went through: the schema snapshot is read again before the
+    /// session reads its next command, so the statements that follow (an INSERT without a
+    /// column list into a table just created, say) see the new columns. Refreshes run one
+    /// at a time; each starts after the DDL that asked for it.
+    pub async fn schema_changed(&self) {
+        let _one = self.refreshing.lock().await;
+        if let Err(e) = self.refresh_schema().await {
+            tracing::warn!(error = %e, "could not read the schema of protected tables");
         }
-        let shared = self.clone();
-        tokio::spawn(async move {
-            if let Err(e) = shared.refresh_schema().await {
-                tracing::warn!(error = %e, "could not read the schema of protected tables");
-            }
-            shared.refreshing.store(false, Ordering::Release);
-        });
     }
 
     /// Re-reads the users file; on error the old users stay.

@@ -398,6 +398,13 @@ mod tests {
         fn blind_keys(&self, _: &Protected) -> usize {
             1
         }
+        /// Fake envelopes are `S[plaintext]`.
+        fn open(&self, _: &Protected, stored: &[u8], _: Option<&[u8]>) -> Option<Vec<u8>> {
+            stored
+                .strip_prefix(b"S[")
+                .and_then(|s| s.strip_suffix(b"]"))
+                .map(<[u8]>::to_vec)
+        }
     }
 
     fn policy() -> Policy {

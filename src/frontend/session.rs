@@ -483,7 +483,7 @@ impl Session {
                     )
                     .await?;
                 if p.schema_changed {
-                    self.shared.schema_changed();
+                    self.shared.schema_changed().await;
                 }
                 Ok(close)
             }

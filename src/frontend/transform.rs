@@ -545,7 +545,7 @@ impl Cells for KeyringCells<'_> {
 
     fn mask_key(&self, column: &Protected) -> Result<[u8; 32], String> {
         crate::crypto::cells::mask_key(self.0, &column.scope())
-            .copied()
+            .map(|k| *k)
             .ok_or_else(|| "no mask key; run `myveil keygen`".to_owned())
     }
 }

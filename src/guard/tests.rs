@@ -13,7 +13,8 @@ table = "users"
 column = "email"
 type = "varchar(100)"
 blind_index = "email_bidx"
-roles = { app = "plaintext", support = { mask = "email" } }
+roles = { app = "plaintext", support = { mask = "email" }, dumper = "ciphertext" }
+write = ["dumper"]
 
 [[column]]
 database = "shop"
@@ -21,7 +22,8 @@ table = "users"
 column = "ssn"
 type = "char(11)"
 storage = "base64"
-roles = { app = "plaintext" }
+roles = { app = "plaintext", dumper = "ciphertext" }
+write = ["dumper"]
 "#;
 
 /// Readable stand-ins: S[value] sealed, B<k>[value] blind indexes.
@@ -47,6 +49,13 @@ impl Sealer for Fake {
     }
     fn blind_keys(&self, _: &Protected) -> usize {
         1
+    }
+    /// Fake envelopes are `S[plaintext]`.
+    fn open(&self, _: &Protected, stored: &[u8], _: Option<&[u8]>) -> Option<Vec<u8>> {
+        stored
+            .strip_prefix(b"S[")
+            .and_then(|s| s.strip_suffix(b"]"))
+            .map(<[u8]>::to_vec)
     }
 }
 
@@ -513,4 +522,51 @@ fn the_store_schema_is_never_reached() {
             String::from_utf8_lossy(sql)
         );
     }
+}
+
+#[test]
+fn a_ciphertext_role_with_write_restores_cells_as_they_were() {
+    let w = world();
+    let shop = state(Some("shop"), DEFAULT_MODE, "utf8mb4");
+    // A dump's row: the envelope and its blind index as stored. The envelope is kept, the
+    // blind index recomputed from it; a value that is not an envelope is sealed.
+    let out = run(
+        &w,
+        &shop,
+        "dumper",
+        b"INSERT INTO users VALUES (1, _binary 'S[a@b.c]', _binary 'stale index', NULL, 'Ann')",
+    );
+    assert_eq!(
+        out,
+        "INSERT INTO users VALUES (1, X'S[a@b.c]', X'B0[a@b.c]', NULL, 'Ann')"
+    );
+    let out = run(
+        &w,
+        &shop,
+        "dumper",
+        b"INSERT INTO users (id, email, email_bidx) VALUES (2, 'plain@b.c', NULL)",
+    );
+    assert_eq!(
+        out,
+        "INSERT INTO users (id, email, email_bidx) VALUES (2, X'S[plain@b.c]', X'B0[plain@b.c]')"
+    );
+    // Without write the role writes nothing; other roles never write the index themselves.
+    assert!(
+        run(
+            &w,
+            &shop,
+            "support",
+            b"INSERT INTO users (id, email) VALUES (3, 'x')"
+        )
+        .starts_with("REFUSE")
+    );
+    assert!(
+        run(
+            &w,
+            &shop,
+            "app",
+            b"INSERT INTO users (id, email, email_bidx) VALUES (3, 'x', 'y')"
+        )
+        .starts_with("REFUSE")
+    );
 }

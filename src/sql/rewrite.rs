@@ -4,7 +4,7 @@
 
 use base64::Engine;
 
-use super::analyze::{Edit, Lit, Piece, Refusal};
+use super::analyze::{Edit, Keep, Lit, Piece, Refusal};
 use crate::crypto::mask::Kind;
 use crate::policy::{PlainType, Protected, Storage};
 
@@ -28,6 +28,9 @@ pub trait Sealer {
     ) -> Result<Vec<[u8; 32]>, crate::crypto::Error>;
     /// How many blind-index keys a search covers.
     fn blind_keys(&self, column: &Protected) -> usize;
+    /// The plaintext of a value written as the column stores it (an envelope, or its base64)
+    /// when it is a genuine envelope of this column (bound to `row_key`); None otherwise.
+    fn open(&self, column: &Protected, stored: &[u8], row_key: Option<&[u8]>) -> Option<Vec<u8>>;
 }
 
 /// Where a row key comes from: a literal in the statement or a client parameter.
@@ -199,6 +202,44 @@ impl Text<'_> {
     }
 }
 
+/// Where a sealed value's row key comes from.
+fn row_key_of(col: &Protected, row_key: Option<&Lit>) -> Result<Option<RowKey>, Refusal> {
+    match row_key {
+        None => Ok(None),
+        Some(Lit::Bytes(k) | Lit::Stored(k, _)) => Ok(Some(RowKey::Literal(canonical_row_key(k)))),
+        Some(Lit::Param(j)) => Ok(Some(RowKey::Param(*j))),
+        Some(Lit::Null) => Err(Refusal {
+            target: col.scope(),
+            reason: "the row key may not be NULL".into(),
+            denied: false,
+        }),
+    }
+}
+
+/// The row key of a literal value (a literal value needs a literal row key).
+fn literal_key<'k>(
+    col: &Protected,
+    row_key: &'k Option<RowKey>,
+) -> Result<Option<&'k [u8]>, Refusal> {
+    match row_key {
+        None => Ok(None),
+        Some(RowKey::Literal(k)) => Ok(Some(k.as_slice())),
+        Some(RowKey::Param(_)) => Err(Refusal {
+            target: col.scope(),
+            reason: "give the value and its row key both as literals or both as parameters".into(),
+            denied: false,
+        }),
+    }
+}
+
+/// A stored form (envelope bytes, or base64 text) as a literal.
+fn stored_literal(column: &Protected, stored: &[u8]) -> String {
+    match column.storage {
+        Storage::Binary => format!("X'{}'", hex::encode_upper(stored)),
+        Storage::Base64 => format!("'{}'", String::from_utf8_lossy(stored)),
+    }
+}
+
 fn sealed_literal(column: &Protected, envelope: &[u8]) -> String {
     match column.storage {
         Storage::Binary => format!("X'{}'", hex::encode_upper(envelope)),
@@ -244,38 +285,45 @@ pub fn render(
             match piece {
                 Piece::Text(t) => out.push_str(t),
                 Piece::Raw(b) => out.0.extend_from_slice(b),
-                Piece::Seal(col, lit, row_key) => {
-                    let row_key = match row_key {
-                        None => None,
-                        Some(Lit::Bytes(k)) => Some(RowKey::Literal(canonical_row_key(k))),
-                        Some(Lit::Param(j)) => Some(RowKey::Param(*j)),
-                        Some(Lit::Null) => {
-                            return Err(Refusal {
-                                target: col.scope(),
-                                reason: "the row key may not be NULL".into(),
-                                denied: false,
-                            });
-                        }
-                    };
+                Piece::Seal(col, lit, row_key, keep) => {
+                    let row_key = row_key_of(col, row_key.as_ref())?;
                     match lit {
                         Lit::Null => out.push_str("NULL"),
                         Lit::Bytes(b) => {
+                            let key = literal_key(col, &row_key)?;
                             let v = canonical(col, b)?;
-                            let key = match &row_key {
-                                None => None,
-                                Some(RowKey::Literal(k)) => Some(k.as_slice()),
-                                Some(RowKey::Param(_)) => {
-                                    return Err(Refusal {
-                                        target: col.scope(),
-                                        reason: "give the value and its row key both as literals or both as parameters".into(),
-                                        denied: false,
-                                    });
-                                }
-                            };
                             out.push_str(&sealed_literal(
                                 col,
                                 &sealer.seal(col, &v, key).map_err(|e| crypto_err(col, e))?,
                             ));
+                        }
+                        Lit::Stored(raw, plain) => {
+                            let key = literal_key(col, &row_key)?;
+                            // Security: a value is kept as written only when it opens as this
+                            // column's envelope (for roles restoring ciphertext); anything
+                            // else is sealed as plaintext.
+                            if *keep != Keep::No && sealer.open(col, raw, key).is_some() {
+                                out.push_str(&stored_literal(col, raw));
+                            } else if *keep == Keep::OnlyEnvelopes {
+                                return Err(Refusal {
+                                    target: col.scope(),
+                                    reason: "a unique index on the blind index would tell this role whether a value exists; it may only write envelopes of this column".into(),
+                                    denied: false,
+                                });
+                            } else {
+                                let Some(plain) = plain else {
+                                    return Err(Refusal {
+                                        target: col.scope(),
+                                        reason: "value is neither this column's envelope nor readable plaintext".into(),
+                                        denied: false,
+                                    });
+                                };
+                                let v = canonical(col, plain)?;
+                                out.push_str(&sealed_literal(
+                                    col,
+                                    &sealer.seal(col, &v, key).map_err(|e| crypto_err(col, e))?,
+                                ));
+                            }
                         }
                         Lit::Param(i) => {
                             out.push('?');
@@ -287,10 +335,30 @@ pub fn render(
                         }
                     }
                 }
-                Piece::BlindWrite(col, lit) => match lit {
+                Piece::BlindWrite(col, lit, row_key, keep) => match lit {
                     Lit::Null => out.push_str("NULL"),
                     Lit::Bytes(b) => {
                         let v = canonical(col, b)?;
+                        let idx = sealer.blind(col, &v).map_err(|e| crypto_err(col, e))?;
+                        out.push_str(&format!("X'{}'", hex::encode_upper(idx)));
+                    }
+                    Lit::Stored(raw, plain) => {
+                        let row_key = row_key_of(col, row_key.as_ref())?;
+                        let key = literal_key(col, &row_key)?;
+                        let opened = (*keep != Keep::No)
+                            .then(|| sealer.open(col, raw, key))
+                            .flatten();
+                        let v = match (opened, plain) {
+                            (Some(p), _) => p,
+                            (None, Some(p)) => canonical(col, p)?,
+                            (None, None) => {
+                                return Err(Refusal {
+                                    target: col.scope(),
+                                    reason: "value is neither this column's envelope nor readable plaintext".into(),
+                                    denied: false,
+                                });
+                            }
+                        };
                         let idx = sealer.blind(col, &v).map_err(|e| crypto_err(col, e))?;
                         out.push_str(&format!("X'{}'", hex::encode_upper(idx)));
                     }
@@ -322,11 +390,11 @@ pub fn render(
                     };
                     for lit in values {
                         match lit {
-                            Lit::Null => {
+                            Lit::Null | Lit::Stored(_, None) => {
                                 sep(out);
                                 out.push_str("NULL");
                             }
-                            Lit::Bytes(b) => {
+                            Lit::Bytes(b) | Lit::Stored(_, Some(b)) => {
                                 // A value that cannot be in the column matches nothing.
                                 let Ok(v) = canonical(column, b) else {
                                     sep(out);
@@ -374,8 +442,8 @@ pub fn sealed_text(
     sealer: &dyn Sealer,
 ) -> Result<String, Refusal> {
     let bytes = match lit {
-        Lit::Null => return Ok("NULL".into()),
-        Lit::Bytes(b) => b,
+        Lit::Null | Lit::Stored(_, None) => return Ok("NULL".into()),
+        Lit::Bytes(b) | Lit::Stored(_, Some(b)) => b,
         Lit::Param(_) => return Ok("?".into()),
     };
     let v = canonical(column, bytes)?;
@@ -396,8 +464,8 @@ pub fn blind_text(
     sealer: &dyn Sealer,
 ) -> Result<String, Refusal> {
     let bytes = match lit {
-        Lit::Null => return Ok("NULL".into()),
-        Lit::Bytes(b) => b,
+        Lit::Null | Lit::Stored(_, None) => return Ok("NULL".into()),
+        Lit::Bytes(b) | Lit::Stored(_, Some(b)) => b,
         Lit::Param(_) => return Ok("?".into()),
     };
     let crypto = |e: crate::crypto::Error| Refusal {
@@ -443,6 +511,17 @@ fn with_cell<T>(
 }
 
 impl Sealer for KeyringSealer<'_> {
+    fn open(&self, column: &Protected, stored: &[u8], row_key: Option<&[u8]>) -> Option<Vec<u8>> {
+        // A base64 value must be exactly the base64 of an envelope (it is kept as written).
+        if column.storage == Storage::Base64
+            && !stored
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+        {
+            return None;
+        }
+        open_cell(self.0, column, stored, row_key).ok()
+    }
     fn seal(
         &self,
         column: &Protected,

@@ -36,6 +36,8 @@ pub struct Setup {
     pub extra: String,
     /// Replaces the default [backend] table (root on the local MariaDB).
     pub backend: Option<String>,
+    /// More users (name, role, password); each role gets the main backend account.
+    pub users: Vec<(&'static str, &'static str, &'static str)>,
 }
 
 impl Proxy {
@@ -52,6 +54,16 @@ impl Proxy {
         users
             .add(OTHER_USER, "reporting", OTHER_PASSWORD.as_bytes(), 4)
             .expect("add reporter");
+        let mut roles = String::new();
+        for (name, role, password) in &setup.users {
+            users
+                .add(name, role, password.as_bytes(), 4)
+                .expect("add user");
+            if *role != "app" && *role != "reporting" && !roles.contains(&format!("[roles.{role}]"))
+            {
+                roles.push_str(&format!("[roles.{role}]\nbackend_account = \"main\"\n"));
+            }
+        }
         users
             .save(&dir.path().join("users.toml"))
             .expect("save users");
@@ -65,6 +77,7 @@ impl Proxy {
             backend_account = "main"
             [roles.reporting]
             backend_account = "main"
+            {roles}
             [users]
             file = "users.toml"
             bcrypt_cost = 4
@@ -72,6 +85,7 @@ impl Proxy {
             "#,
             listen = setup.listen,
             extra = setup.extra,
+            roles = roles,
             backend = setup.backend.unwrap_or_else(|| format!(
                 "[backend]\naddress = \"{BACKEND_HOST}:{BACKEND_PORT}\"\n[backend.accounts.main]\nuser = \"root\""
             )),

@@ -504,6 +504,57 @@ impl<'p> Work<'_, 'p> {
         self.literal(col, e)
     }
 
+    /// A literal written to `col` by this role: for a role that restores ciphertext, its
+    /// stored form is kept beside the plaintext it would otherwise stand for.
+    pub(crate) fn written(&self, col: &Protected, e: &Expr) -> Outcome<Option<Lit>> {
+        if self.keep_of(col) == super::Keep::No {
+            return self.literal(col, e);
+        }
+        let raw = self.raw_literal(e)?;
+        match raw {
+            Some(raw) => {
+                let plain = match self.literal(col, e) {
+                    Ok(Some(Lit::Bytes(b))) => Some(b),
+                    _ => None,
+                };
+                Ok(Some(Lit::Stored(raw, plain)))
+            }
+            None => self.literal(col, e),
+        }
+    }
+
+    /// The bytes of a string, hex or bit literal exactly as given (no charset conversion).
+    pub(crate) fn raw_literal(&self, e: &Expr) -> Outcome<Option<Vec<u8>>> {
+        let Expr::Value(v) = e else {
+            return Ok(None);
+        };
+        if matches!(v.value, Value::Placeholder(_) | Value::Null) {
+            return Ok(None);
+        }
+        let Some((start, _)) = self.offsets.range(v.span) else {
+            return Ok(None);
+        };
+        let Some(lit) = self.view.literal_at(start) else {
+            return Ok(None);
+        };
+        if self.view.tokens[lit.first].kind == Kind::Number {
+            return Ok(None);
+        }
+        Ok(match self.view.value(&lit) {
+            Ok(Some((bytes, _))) => Some(bytes),
+            _ => None,
+        })
+    }
+
+    /// Whether this role's writes keep values that already are envelopes of `col`.
+    pub(crate) fn keep_of(&self, col: &Protected) -> super::Keep {
+        if col.decide(self.an.role) == Access::Ciphertext && col.may_write(self.an.role) {
+            super::Keep::Envelopes
+        } else {
+            super::Keep::No
+        }
+    }
+
     /// The value of a literal or parameter expression for `col` (None: not a literal).
     pub(crate) fn literal(&self, col: &Protected, e: &Expr) -> Outcome<Option<Lit>> {
         if self.in_view {
@@ -564,7 +615,7 @@ impl<'p> Work<'_, 'p> {
                     .ok_or_else(|| super::Refusal {
                         target: col.scope(),
                         reason: format!(
-                            "values in character set {cs} cannot be protected; use utf8mb4"
+                            "the value is not text in character set {cs} (values of utf8mb4, utf8mb3, latin1, ascii and binary literals can be protected)"
                         ),
                         denied: false,
                     })?;

@@ -89,6 +89,10 @@ pub enum Lit {
     Bytes(Vec<u8>),
     /// The n-th `?` of the statement (0-based).
     Param(usize),
+    /// A value written by a role that restores ciphertext: its bytes as the column would
+    /// store them, and the plaintext they stand for when they are not an envelope (None:
+    /// not readable as the column's plaintext).
+    Stored(Vec<u8>, Option<Vec<u8>>),
 }
 
 /// One piece of replacement text.
@@ -99,9 +103,9 @@ pub enum Piece<'p> {
     Raw(Vec<u8>),
     /// The sealed value, as a literal (or a parameter to seal), with the row key it is bound
     /// to where the policy declares one.
-    Seal(&'p Protected, Lit, Option<Lit>),
-    /// The blind index under the primary key (writes).
-    BlindWrite(&'p Protected, Lit),
+    Seal(&'p Protected, Lit, Option<Lit>, Keep),
+    /// The blind index under the primary key (writes) of the value (with its row key).
+    BlindWrite(&'p Protected, Lit, Option<Lit>, Keep),
     /// `<qualifier><blind index column> [NOT] IN (…)` over every blind-index key in use.
     BlindSearch {
         column: &'p Protected,
@@ -109,6 +113,18 @@ pub enum Piece<'p> {
         values: Vec<Lit>,
         negated: bool,
     },
+}
+
+/// Whether a written value that already is an envelope of its column is kept as it is: for
+/// roles that read the column's ciphertext and may write it (a dump restored through the
+/// proxy keeps its cells; anything that does not open as the column's envelope is sealed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    No,
+    Envelopes,
+    /// Envelopes only: a plaintext write would be sealed and meet a unique index over its
+    /// blind index, which tells a role that cannot read the column whether a value exists.
+    OnlyEnvelopes,
 }
 
 /// Replace `[start, end)` of the original text with `pieces`.

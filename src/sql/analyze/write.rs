@@ -39,8 +39,8 @@ impl<'p> Work<'_, 'p> {
             });
         }
         if !col.may_search(self.an.role)
-            && let (Some(b), Some((db, t))) = (&col.blind_index, rel.table())
-            && self.an.schema.unique(db, t, b)
+            && self.keep_of(col) == super::Keep::No
+            && self.unique_blind(rel, col)
         {
             return refuse(
                 col.scope(),
@@ -48,6 +48,23 @@ impl<'p> Work<'_, 'p> {
             );
         }
         Ok(())
+    }
+
+    /// Whether a unique index covers `col`'s blind index in `rel`.
+    fn unique_blind(&self, rel: &Rel<'p>, col: &Protected) -> bool {
+        match (&col.blind_index, rel.table()) {
+            (Some(b), Some((db, t))) => self.an.schema.unique(db, t, b),
+            _ => false,
+        }
+    }
+
+    /// How the role's writes of `col` in `rel` treat values that are envelopes already.
+    fn keep_in(&self, rel: &Rel<'p>, col: &Protected) -> super::Keep {
+        match self.keep_of(col) {
+            super::Keep::No => super::Keep::No,
+            _ if self.unique_blind(rel, col) => super::Keep::OnlyEnvelopes,
+            _ => super::Keep::Envelopes,
+        }
     }
 
     /// The target of an INSERT or UPDATE: a base table (writes through views over protected
@@ -113,12 +130,16 @@ impl<'p> Work<'_, 'p> {
                 .collect()
         };
         if !implicit {
+            // A blind-index column in the list is filled in place, and only beside its
+            // protected column.
             for n in &names {
-                if protected.iter().any(|c| {
+                if let Some(c) = protected.iter().find(|c| {
                     c.blind_index
                         .as_deref()
                         .is_some_and(|b| b.eq_ignore_ascii_case(n))
-                }) {
+                }) && (!names.iter().any(|m| m.eq_ignore_ascii_case(&c.column))
+                    || self.keep_of(c) == super::Keep::No)
+                {
                     return refuse(
                         format!("{table}.{n}"),
                         "the blind-index column is filled by myveil; do not write it",
@@ -141,7 +162,10 @@ impl<'p> Work<'_, 'p> {
         }
         if ins.ignore || ins.replace_into || ins.on.is_some() {
             for (_, col) in &positions {
-                if !col.may_search(self.an.role) && col.blind_index.is_some() {
+                if !col.may_search(self.an.role)
+                    && col.blind_index.is_some()
+                    && self.keep_in(&rel, col) == super::Keep::No
+                {
                     return refuse(
                         col.scope(),
                         "INSERT IGNORE, REPLACE and ON DUPLICATE KEY UPDATE would tell this role whether a value exists",
@@ -231,7 +255,9 @@ impl<'p> Work<'_, 'p> {
         if !implicit {
             let added: String = positions
                 .iter()
-                .filter_map(|(_, c)| c.blind_index.as_ref().map(|b| format!(", `{b}`")))
+                .filter_map(|(_, c)| c.blind_index.as_ref())
+                .filter(|b| !names.iter().any(|n| n.eq_ignore_ascii_case(b)))
+                .map(|b| format!(", `{b}`"))
                 .collect();
             if !added.is_empty() {
                 let Some(last) = ins.columns.last() else {
@@ -273,7 +299,7 @@ impl<'p> Work<'_, 'p> {
             }
             for (i, col) in positions {
                 let expr = &row[*i];
-                let lit = match self.literal(col, expr)? {
+                let lit = match self.written(col, expr)? {
                     Some(l) => l,
                     None if is_default(expr) => {
                         return refuse(
@@ -312,10 +338,20 @@ impl<'p> Work<'_, 'p> {
                 self.edits.push(Edit {
                     start: s,
                     end: e,
-                    pieces: vec![Piece::Seal(col, lit.clone(), row_key)],
+                    pieces: vec![Piece::Seal(
+                        col,
+                        lit.clone(),
+                        row_key.clone(),
+                        self.keep_in(rel, col),
+                    )],
                 });
+                let in_place = implicit
+                    || col
+                        .blind_index
+                        .as_deref()
+                        .is_some_and(|b| names.iter().any(|n| n.eq_ignore_ascii_case(b)));
                 match &col.blind_index {
-                    Some(b) if implicit => {
+                    Some(b) if in_place => {
                         let Some(j) = names.iter().position(|n| n.eq_ignore_ascii_case(b)) else {
                             return refuse(
                                 col.scope(),
@@ -323,8 +359,12 @@ impl<'p> Work<'_, 'p> {
                             );
                         };
                         let slot = &row[j];
+                        // The slot is filled by myveil: NULL or DEFAULT, or (restoring cells
+                        // as they were) any literal, replaced by the index of the value.
+                        let keep = self.keep_in(rel, col) != super::Keep::No;
+                        let null = matches!(slot, Expr::Value(v) if matches!(v.value, sqlparser::ast::Value::Null));
                         let empty =
-                            is_default(slot) || matches!(self.literal(col, slot)?, Some(Lit::Null));
+                            is_default(slot) || null || (keep && self.raw_literal(slot)?.is_some());
                         if !empty {
                             return refuse(
                                 format!("{table}.{b}"),
@@ -335,12 +375,17 @@ impl<'p> Work<'_, 'p> {
                         self.edits.push(Edit {
                             start: s,
                             end: e,
-                            pieces: vec![Piece::BlindWrite(col, lit)],
+                            pieces: vec![Piece::BlindWrite(
+                                col,
+                                lit,
+                                row_key,
+                                self.keep_in(rel, col),
+                            )],
                         });
                     }
                     Some(_) => {
                         blind.push(Piece::Text(", ".into()));
-                        blind.push(Piece::BlindWrite(col, lit));
+                        blind.push(Piece::BlindWrite(col, lit, row_key, self.keep_in(rel, col)));
                     }
                     None => {}
                 }
@@ -547,12 +592,17 @@ impl<'p> Work<'_, 'p> {
                 _ => vlast,
             };
             let (_, value_end) = self.token_bytes(vfirst, vlast)?;
-            if let Some(lit) = self.literal(col, &a.value)? {
+            if let Some(lit) = self.written(col, &a.value)? {
                 let (s, e) = self.literal_range(&a.value)?;
                 self.edits.push(Edit {
                     start: s,
                     end: e,
-                    pieces: vec![Piece::Seal(col, lit.clone(), row_key)],
+                    pieces: vec![Piece::Seal(
+                        col,
+                        lit.clone(),
+                        row_key.clone(),
+                        self.keep_in(rel, col),
+                    )],
                 });
                 if let Some(b) = &col.blind_index {
                     self.edits.push(Edit {
@@ -560,7 +610,7 @@ impl<'p> Work<'_, 'p> {
                         end: value_end,
                         pieces: vec![
                             Piece::Text(format!(", {qualifier}`{b}` = ")),
-                            Piece::BlindWrite(col, lit),
+                            Piece::BlindWrite(col, lit, row_key, self.keep_in(rel, col)),
                         ],
                     });
                 }
