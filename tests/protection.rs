@@ -1204,3 +1204,156 @@ async fn remembered_read_shapes_follow_a_policy_reload() {
     d.disconnect().await.ok();
     env.db.drop_now().await;
 }
+
+#[tokio::test]
+async fn two_results_in_one_query_and_hostile_sizes_are_answered_without_harm() {
+    let env = setup("bounds").await;
+    let mut c = app(&env).await;
+    c.query_drop(format!(
+        "INSERT INTO people (id, name, email) VALUES (1, 'Ann', '{CANARY}')"
+    ))
+    .await
+    .expect("insert");
+    // Two result sets in one COM_QUERY: the first opened, the second relayed as it is.
+    let mut results = c
+        .query_iter("SELECT email FROM people WHERE id = 1; SELECT 42")
+        .await
+        .expect("two results");
+    let first: Vec<String> = results.collect().await.expect("first");
+    let second: Vec<i64> = results.collect().await.expect("second");
+    drop(results);
+    assert_eq!(first, vec![CANARY.to_owned()]);
+    assert_eq!(second, vec![42]);
+
+    // A bystander session must live through everything below.
+    let mut bystander = reporter(&env).await;
+    let sum = |n: usize| vec!["1"; n].join("+");
+    let nested = |n: usize| format!("{}1{}", "(".repeat(n), ")".repeat(n));
+    for sql in [
+        format!("SELECT email FROM people WHERE id = {}", sum(2_300)),
+        format!("SELECT email FROM people WHERE id = {}", sum(20_000)),
+        format!("SELECT email FROM people WHERE id = {}", nested(2_000)),
+        format!("SELECT email FROM people WHERE id = {}", nested(100_000)),
+        format!(
+            "SELECT email FROM people WHERE id IN ({})",
+            (0..100_000)
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        format!(
+            "UPDATE people SET email = '{CANARY}' WHERE id = {}",
+            sum(5_000)
+        ),
+        format!(
+            "SELECT {}email{} FROM people",
+            "(SELECT ".repeat(300),
+            " FROM people LIMIT 1)".repeat(300)
+        ),
+    ] {
+        match c.query_drop(&sql).await {
+            // A clear refusal, or the server's own answer: never a lost connection.
+            Err(mysql_async::Error::Server(e)) => {
+                assert!(
+                    [1235, 1064, 1436, 1242, 3636, 1153].contains(&e.code),
+                    "{}…: {} {}",
+                    &sql[..40],
+                    e.code,
+                    e.message
+                );
+            }
+            Ok(()) => {}
+            Err(e) => panic!("{}…: {e}", &sql[..40]),
+        }
+        let alive: Option<i64> = c.query_first("SELECT 1").await.expect("session lives");
+        assert_eq!(alive, Some(1));
+        let other: Option<i64> = bystander
+            .query_first("SELECT 7")
+            .await
+            .expect("bystander lives");
+        assert_eq!(other, Some(7));
+    }
+    let stored: Vec<Vec<u8>> = common::direct(Some(&env.db.name))
+        .await
+        .query("SELECT email FROM people")
+        .await
+        .expect("read directly");
+    for cell in stored {
+        assert!(cell.starts_with(b"MV"), "an envelope at rest");
+        assert!(!cell.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()));
+    }
+    c.disconnect().await.ok();
+    bystander.disconnect().await.ok();
+    env.db.drop_now().await;
+}
+
+/// MariaDB does not report `SET @@name = …` (no scope word) in session tracking, though the
+/// value changes: myveil asks for a fresh report after such statements and after EXECUTE.
+#[tokio::test]
+async fn sql_mode_set_inside_a_multi_statement_is_followed() {
+    let env = setup("modemulti").await;
+    let other = TestDb::create("modeother").await;
+    let mut d = common::direct(Some(&other.name)).await;
+    d.query_drop("CREATE TABLE t (ssn VARCHAR(50))")
+        .await
+        .expect("create");
+    d.disconnect().await.ok();
+    let mut c = app(&env).await;
+    c.query_drop("INSERT INTO people (id, name) VALUES (1, 'Ann')")
+        .await
+        .expect("insert");
+    for first in [
+        format!(
+            "SET @@sql_mode = 'ANSI_QUOTES,NO_BACKSLASH_ESCAPES';SELECT (SELECT ssn FROM {}.t LIMIT 1) AS s",
+            other.name
+        ),
+        "SET sql_mode = 'NO_BACKSLASH_ESCAPES'; SELECT 1".to_owned(),
+        "SET @@sql_mode = 'ANSI_QUOTES,NO_BACKSLASH_ESCAPES';SELECT 1".to_owned(),
+        "SET @@sql_mode = 'NO_BACKSLASH_ESCAPES';SELECT 1".to_owned(),
+        "SET sql_mode = 'ANSI_QUOTES,NO_BACKSLASH_ESCAPES';SELECT 1".to_owned(),
+        "SET sql_mode = 'ANSI_QUOTES,NO_BACKSLASH_ESCAPES'".to_owned(),
+        "SET sql_mode = 'ANSI_QUOTES,NO_BACKSLASH_ESCAPES'; SELECT 1".to_owned(),
+        format!(
+            "SET sql_mode = 'NO_BACKSLASH_ESCAPES';SELECT (SELECT ssn FROM {}.t LIMIT 1) AS s",
+            other.name
+        ),
+        format!(
+            "SET sql_mode = 'NO_BACKSLASH_ESCAPES';SELECT ssn FROM {}.t",
+            other.name
+        ),
+        "SELECT 1; SET sql_mode = 'NO_BACKSLASH_ESCAPES'".to_owned(),
+        "SET @@SQL_MODE = 'NO_BACKSLASH_ESCAPES'".to_owned(),
+        "EXECUTE IMMEDIATE 'SET @@sql_mode = ''NO_BACKSLASH_ESCAPES'''".to_owned(),
+    ] {
+        c.query_drop("SET sql_mode = DEFAULT").await.expect("reset");
+        let mut r = c.query_iter(first.as_str()).await.expect("multi");
+        loop {
+            let _: Vec<Row> = r.collect().await.expect("result");
+            if r.is_empty() {
+                break;
+            }
+        }
+        drop(r);
+        let mode: Option<String> = c.query_first("SELECT @@sql_mode").await.expect("mode");
+        assert!(
+            mode.as_deref()
+                .unwrap_or("")
+                .contains("NO_BACKSLASH_ESCAPES"),
+            "{mode:?}"
+        );
+        let _ = c
+            .query_drop(format!(
+                "SELECT '\\'; UPDATE people SET ssn = '{CANARY}'; -- '"
+            ))
+            .await;
+        let ssn: Option<Option<Vec<u8>>> = common::direct(Some(&env.db.name))
+            .await
+            .query_first("SELECT ssn FROM people WHERE id = 1")
+            .await
+            .expect("read directly");
+        assert_eq!(ssn, Some(None), "plaintext stored after {first}");
+    }
+    c.disconnect().await.ok();
+    other.drop_now().await;
+    env.db.drop_now().await;
+}

@@ -28,6 +28,23 @@ pub const TRACKED_VARIABLES: &[&str] = &[
     "time_zone",
 ];
 
+/// The variables `STATE_QUERY` reads, in its column order (after the database).
+const STATE_COLUMNS: &[&str] = &[
+    "sql_mode",
+    "character_set_client",
+    "character_set_connection",
+    "character_set_results",
+    "collation_connection",
+    "autocommit",
+];
+
+/// Reads the session state directly (not from tracking): the database, the variables of
+/// `STATE_COLUMNS`, then the tracking settings, to tell whether tracking is still intact.
+pub const STATE_QUERY: &str = "SELECT DATABASE(), @@session.sql_mode, \
+    @@session.character_set_client, @@session.character_set_connection, \
+    @@session.character_set_results, @@session.collation_connection, @@session.autocommit, \
+    @@session.session_track_system_variables, @@session.session_track_schema";
+
 /// Builds the statement that sets tracking up on a backend session: the variables myveil
 /// needs (plus `client_defaults`, what clients get by default), the schema, and a report of
 /// the current values (each variable set to itself, which the tracker reports).
@@ -132,6 +149,19 @@ pub fn mentions_tracking(text: &[u8]) -> bool {
         .any(|w| w.eq_ignore_ascii_case(NEEDLE))
 }
 
+/// Whether a statement may change session state the server does not report. MariaDB
+/// (10.11) leaves `SET @@name = …` without a scope word out of its session tracking, though
+/// the value changes (`@@session.name` and `SET name` are reported); and SQL-level EXECUTE
+/// runs text myveil may not have read. A byte search, wider than needed: a match only costs
+/// reading the state again after the statement (see `STATE_QUERY`).
+pub fn may_hide_state(text: &[u8]) -> bool {
+    let has = |needle: &[u8]| {
+        text.windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+    };
+    (has(b"@@") && has(b"set")) || has(b"execute")
+}
+
 bitflags::bitflags! {
     /// The sql_mode flags that change how statements are read.
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -222,23 +252,10 @@ impl SessionState {
             match *kind {
                 SESSION_TRACK_SYSTEM_VARIABLES => {
                     let (name, value) = packets::variable_record(data).ok_or(Malformed)?;
-                    let name = String::from_utf8_lossy(name).to_ascii_lowercase();
-                    let value = String::from_utf8_lossy(value).into_owned();
-                    match name.as_str() {
-                        "sql_mode" => self.sql_mode = SqlMode::parse(&value),
-                        "character_set_client" => {
-                            self.client_charset = value.to_ascii_lowercase();
-                        }
-                        "character_set_results" => {
-                            self.results_charset = match value.to_ascii_lowercase().as_str() {
-                                "" | "null" => None,
-                                v => Some(v.to_owned()),
-                            };
-                        }
-                        "autocommit" => self.autocommit = value.eq_ignore_ascii_case("on"),
-                        _ => {}
-                    }
-                    self.variables.insert(name, value);
+                    self.variable(
+                        &String::from_utf8_lossy(name),
+                        &String::from_utf8_lossy(value),
+                    );
                 }
                 SESSION_TRACK_SCHEMA => {
                     let db = packets::schema_record(data).ok_or(Malformed)?;
@@ -252,20 +269,76 @@ impl SessionState {
         Ok(())
     }
 
+    /// Takes one variable's value.
+    fn variable(&mut self, name: &str, value: &str) {
+        let name = name.to_ascii_lowercase();
+        match name.as_str() {
+            "sql_mode" => self.sql_mode = SqlMode::parse(value),
+            "character_set_client" => self.client_charset = value.to_ascii_lowercase(),
+            "character_set_results" => {
+                self.results_charset = match value.to_ascii_lowercase().as_str() {
+                    "" | "null" => None,
+                    v => Some(v.to_owned()),
+                };
+            }
+            "autocommit" => {
+                self.autocommit = value.eq_ignore_ascii_case("on") || value == "1";
+            }
+            _ => {}
+        }
+        self.variables.insert(name, value.to_owned());
+    }
+
+    /// Takes the row of `STATE_QUERY`; returns whether the session's tracking is still what
+    /// myveil set up (every variable it reads is tracked, and the schema).
+    pub fn apply_state_row(&mut self, row: &[Option<Vec<u8>>]) -> Result<bool, Malformed> {
+        if row.len() != STATE_COLUMNS.len() + 3 {
+            return Err(Malformed);
+        }
+        fn text(v: &Option<Vec<u8>>) -> Option<std::borrow::Cow<'_, str>> {
+            v.as_deref().map(String::from_utf8_lossy)
+        }
+        self.database = text(&row[0]).map(|d| d.into_owned());
+        for (name, value) in STATE_COLUMNS.iter().zip(&row[1..]) {
+            self.variable(name, text(value).as_deref().unwrap_or(""));
+        }
+        self.generation = self.generation.wrapping_add(1);
+        let n = STATE_COLUMNS.len();
+        let tracked = VarSet::parse(text(&row[n + 1]).as_deref().unwrap_or(""));
+        let schema = text(&row[n + 2]).is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("on"));
+        let intact = schema
+            && match &tracked {
+                VarSet::All => true,
+                VarSet::Names(names) => TRACKED_VARIABLES.iter().all(|v| names.contains(*v)),
+            };
+        Ok(intact)
+    }
+
     /// Reads the state records of the setup statement's OK packet.
     pub fn apply_setup(&mut self, ok: &[u8]) -> Result<(), Malformed> {
+        self.known = self.apply_report(ok)?;
+        Ok(())
+    }
+
+    /// Applies a report of the state (the setup's, or STATE_REPORT's); whether it named
+    /// every variable myveil needs.
+    pub fn apply_report(&mut self, ok: &[u8]) -> Result<bool, Malformed> {
         let parsed = parse_tracked_ok(ok).ok_or(Malformed)?;
         let records = state_records(parsed.state).ok_or(Malformed)?;
         self.apply(&records)?;
-        self.known = [
+        let named: Vec<&[u8]> = records
+            .iter()
+            .filter(|(kind, _)| *kind == SESSION_TRACK_SYSTEM_VARIABLES)
+            .filter_map(|(_, data)| packets::variable_record(data).map(|(name, _)| name))
+            .collect();
+        Ok([
             "sql_mode",
             "character_set_client",
             "character_set_results",
             "autocommit",
         ]
         .iter()
-        .all(|v| self.variables.contains_key(*v));
-        Ok(())
+        .all(|v| named.iter().any(|n| n.eq_ignore_ascii_case(v.as_bytes()))))
     }
 
     /// Takes the state changes of a backend OK packet and returns what the client gets in

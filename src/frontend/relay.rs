@@ -335,7 +335,10 @@ impl Response {
                 }
                 continue;
             }
-            let is_row = before == Phase::Rows && matches!(step, Step::More);
+            // A row leaves the phase at Rows; the result's end (an EOF or OK, followed by
+            // more results) moves it on and is never a row.
+            let is_row =
+                before == Phase::Rows && self.phase == Phase::Rows && matches!(step, Step::More);
             let transformed = match (&plan, is_row) {
                 (Some((p, original)), true) => {
                     let r = if t.binary {

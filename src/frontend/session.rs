@@ -122,6 +122,8 @@ struct Session {
     tracking: ClientTracking,
     /// A statement prepared in this session names a session-tracking variable.
     tracking_prepared: bool,
+    /// A prepared statement's text may change state the server does not report.
+    state_prepared: bool,
     /// Prepared statements as the guard left them.
     statements: Statements,
     /// Turns true when the SQL token this session logged in with is revoked with
@@ -129,6 +131,20 @@ struct Session {
     revoked: Option<watch::Receiver<bool>>,
     /// The backend's version, for executable comments.
     server_version: u32,
+}
+
+/// What a command makes myveil read again from the server once it is done.
+#[derive(Debug, Clone, Copy, Default)]
+struct Resync {
+    tracking: bool,
+    state: bool,
+}
+
+impl Resync {
+    const NONE: Resync = Resync {
+        tracking: false,
+        state: false,
+    };
 }
 
 /// Where each result's shape comes from, for the relay: shapes by result, binary rows,
@@ -212,6 +228,7 @@ impl Session {
             state: s.state,
             tracking: s.tracking,
             tracking_prepared: false,
+            state_prepared: false,
             statements: Statements::default(),
             revoked,
             server_version: s.server_version,
@@ -371,8 +388,15 @@ impl Session {
             COM_RESET_CONNECTION => {
                 self.statements.clear();
                 self.tracking_prepared = false;
+                self.state_prepared = false;
                 let (close, ok, _) = self
-                    .relay_command(first_seq, &payload, Expect::Single, Results::Raw, false)
+                    .relay_command(
+                        first_seq,
+                        &payload,
+                        Expect::Single,
+                        Results::Raw,
+                        Resync::NONE,
+                    )
                     .await?;
                 if ok && close.is_none() {
                     // The reset dropped tracking back to the server's defaults (the database stays).
@@ -406,9 +430,9 @@ impl Session {
         payload: &[u8],
         expect: Expect,
     ) -> Result<Option<Close>, Error> {
-        let tracking_change = self.may_change_tracking(payload[0], payload);
+        let resync = self.resync_after(payload[0], payload);
         let (close, _, _) = self
-            .relay_command(first_seq, payload, expect, Results::Raw, tracking_change)
+            .relay_command(first_seq, payload, expect, Results::Raw, resync)
             .await?;
         Ok(close)
     }
@@ -421,16 +445,20 @@ impl Session {
         payload: &[u8],
         expect: Expect,
         results: Results,
-        tracking_change: bool,
+        resync: Resync,
     ) -> Result<(Option<Close>, bool, Option<Vec<Vec<u8>>>), Error> {
         self.backend
             .conn
             .write_packet(first_seq, payload)
             .await
             .map_err(backend_io)?;
-        let out = self.relay(expect, results, tracking_change).await?;
-        if tracking_change && out.0.is_none() {
-            self.sync_tracking().await?;
+        let out = self.relay(expect, results, resync.tracking).await?;
+        if out.0.is_none() {
+            if resync.tracking {
+                self.sync_tracking().await?;
+            } else if resync.state {
+                self.report_state().await?;
+            }
         }
         Ok(out)
     }
@@ -447,19 +475,27 @@ impl Session {
             tracing::debug!(statement = %self.fingerprint(&payload[1..]), "query");
         }
         let decision = self.decide(guard::Command::Query, &payload[1..]).await;
-        self.statements.apply(decision.effects);
-        let tracking_change = self.may_change_tracking(COM_QUERY, payload);
+        // The server stops a multi-statement query at its first error: a PREPARE or
+        // DEALLOCATE after it did not run, so its name is forgotten if the query fails.
+        let named: Vec<String> = decision
+            .effects
+            .iter()
+            .map(|e| match e {
+                guard::Effect::Prepared(n, _) | guard::Effect::Deallocated(n) => n.clone(),
+            })
+            .collect();
+        if !decision.outcome.is_refuse() {
+            self.statements.apply(decision.effects);
+        }
+        let resync = self.resync_after(COM_QUERY, payload);
         match decision.outcome {
             Outcome::Pass => {
-                let (close, _, _) = self
-                    .relay_command(
-                        first_seq,
-                        payload,
-                        Expect::Query,
-                        Results::Raw,
-                        tracking_change,
-                    )
+                let (close, ok, _) = self
+                    .relay_command(first_seq, payload, Expect::Query, Results::Raw, resync)
                     .await?;
+                if !ok {
+                    self.statements.forget(&named);
+                }
                 Ok(close)
             }
             Outcome::Refuse(r) => {
@@ -473,15 +509,18 @@ impl Session {
                     binary: false,
                     capture: false,
                 };
-                let (close, _, _) = self
+                let (close, ok, _) = self
                     .relay_command(
                         first_seq,
                         rewritten.as_deref().unwrap_or(payload),
                         Expect::Query,
                         results,
-                        tracking_change,
+                        resync,
                     )
                     .await?;
+                if !ok {
+                    self.statements.forget(&named);
+                }
                 if p.schema_changed {
                     self.shared.schema_changed().await;
                 }
@@ -503,10 +542,19 @@ impl Session {
         if crate::backend::state::mentions_tracking(&payload[1..]) {
             self.tracking_prepared = true;
         }
+        if crate::backend::state::may_hide_state(&payload[1..]) {
+            self.state_prepared = true;
+        }
         match decision.outcome {
             Outcome::Pass => {
                 let (close, ok, _) = self
-                    .relay_command(first_seq, payload, Expect::Prepare, Results::Raw, false)
+                    .relay_command(
+                        first_seq,
+                        payload,
+                        Expect::Prepare,
+                        Results::Raw,
+                        Resync::NONE,
+                    )
                     .await?;
                 self.statements.prepared_plain(ok);
                 Ok(close)
@@ -581,7 +629,10 @@ impl Session {
                 rebuilt.as_deref().unwrap_or(payload),
                 Expect::Execute,
                 results,
-                self.tracking_prepared,
+                Resync {
+                    tracking: self.tracking_prepared,
+                    state: self.state_prepared,
+                },
             )
             .await?;
         if let (Some(defs), Some(shape)) = (captured, shape) {
@@ -607,7 +658,7 @@ impl Session {
             None => Results::Raw,
         };
         let (close, _, _) = self
-            .relay_command(first_seq, payload, Expect::Fetch, results, false)
+            .relay_command(first_seq, payload, Expect::Fetch, results, Resync::NONE)
             .await?;
         Ok(close)
     }
@@ -745,13 +796,14 @@ impl Session {
         Ok(())
     }
 
-    /// Whether a command may change the session's tracking settings: its text names a
-    /// `session_track_*` variable, or it runs a prepared statement while one whose text did
-    /// exists. (Procedures that change them reach protected data: see backend::schema.)
-    fn may_change_tracking(&mut self, command: u8, payload: &[u8]) -> bool {
-        use crate::backend::state::mentions_tracking;
+    /// What must be read again from the server after a command: the tracking settings,
+    /// when its text names a `session_track_*` variable or it runs a prepared statement while
+    /// one whose text did exists (procedures that change them reach protected data: see
+    /// backend::schema); the state, when it may change it unreported (`SET @@name`, EXECUTE).
+    fn resync_after(&mut self, command: u8, payload: &[u8]) -> Resync {
+        use crate::backend::state::{may_hide_state, mentions_tracking};
         let text = payload.get(1..).unwrap_or_default();
-        match command {
+        let tracking = match command {
             COM_QUERY if mentions_tracking(text) => {
                 self.tracking_prepared |= first_words_are(text, &["prepare"]);
                 true
@@ -766,7 +818,30 @@ impl Session {
             }
             COM_STMT_EXECUTE => self.tracking_prepared,
             _ => false,
+        };
+        let state = match command {
+            COM_QUERY => may_hide_state(text),
+            COM_STMT_EXECUTE => self.state_prepared,
+            _ => false,
+        };
+        Resync { tracking, state }
+    }
+
+    /// Reads the state again, directly, after a command that may have changed it unreported;
+    /// when tracking was changed under myveil (a routine may do that), it is set up again.
+    async fn report_state(&mut self) -> Result<(), Error> {
+        let row = self
+            .backend
+            .query_row(crate::backend::state::STATE_QUERY)
+            .await?;
+        let intact = self
+            .state
+            .apply_state_row(&row)
+            .map_err(|_| backend_io(wire::Error::Malformed("session state")))?;
+        if !intact {
+            self.sync_tracking().await?;
         }
+        Ok(())
     }
 
     /// Reads the session's tracking settings after a statement that may have changed them:
@@ -1129,6 +1204,7 @@ impl Session {
                 // The backend forgot every prepared statement (and may reuse their ids).
                 self.statements.clear();
                 self.tracking_prepared = false;
+                self.state_prepared = false;
                 tracing::Span::current().record("user", user.name.as_str());
                 self.revoked = revocation_watch(&shared, &user);
                 self.user = user;

@@ -104,6 +104,14 @@ impl Statements {
     }
 
     /// Applies what the guard decided about SQL-level prepared statements.
+    /// Forgets SQL-level prepared statements whose PREPARE or DEALLOCATE may not have run
+    /// (the query ended in an error): EXECUTE of them is refused until prepared again.
+    pub fn forget(&mut self, names: &[String]) {
+        for n in names {
+            self.sql.remove(n);
+        }
+    }
+
     pub fn apply(&mut self, effects: Vec<Effect>) {
         for e in effects {
             match e {

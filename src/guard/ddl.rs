@@ -120,11 +120,76 @@ pub fn alter_table(s: &Stmt<'_>, policy: &Policy, database: Option<&str>) -> Res
         return Err(Refusal::not_supported("ALTER TABLE target not understood"));
     };
     let cols = protected_columns(policy, &db, &table);
-    if cols.is_empty() {
+    for (a, b) in specs(s, next, s.len()) {
+        // Tables a spec moves rows or a name to: EXCHANGE PARTITION … WITH TABLE x swaps
+        // rows with x; RENAME TO x gives this table a protected name.
+        let other = if s.word(a, "exchange") {
+            (a..b)
+                .find(|&k| s.word(k, "with") && s.word(k + 1, "table"))
+                .and_then(|k| table_at(s, k + 2, database))
+        } else if s.word(a, "rename")
+            && !s.word(a + 1, "index")
+            && !s.word(a + 1, "key")
+            && !s.word(a + 1, "column")
+        {
+            let k = if s.word(a + 1, "to") || s.word(a + 1, "as") {
+                a + 2
+            } else {
+                a + 1
+            };
+            table_at(s, k, database)
+        } else {
+            None
+        };
+        if let Some((odb, otable, _)) = other
+            && !protected_columns(policy, &odb, &otable).is_empty()
+        {
+            return Err(not_supported(
+                &otable,
+                "moving rows or a table into a protected table's place is not supported",
+            ));
+        }
+        if !cols.is_empty() {
+            alter_spec(s, a, b, &table, &cols)?;
+        }
+    }
+    Ok(())
+}
+
+/// DROP TABLE, TRUNCATE: a protected table is dropped or emptied only by a role that may
+/// write every protected column of it.
+pub fn drop_table(
+    s: &Stmt<'_>,
+    policy: &Policy,
+    database: Option<&str>,
+    role: &str,
+) -> Result<(), Refusal> {
+    if !(s.word(0, "truncate") || (s.word(0, "drop") && (1..4).any(|i| s.word(i, "table")))) {
         return Ok(());
     }
-    for (a, b) in specs(s, next, s.len()) {
-        alter_spec(s, a, b, &table, &cols)?;
+    let mut i = 1;
+    while i < s.len()
+        && (s.word(i, "temporary")
+            || s.word(i, "table")
+            || s.word(i, "tables")
+            || (s.word(i, "if") && s.word(i + 1, "exists"))
+            || s.word(i, "exists"))
+    {
+        i += 1;
+    }
+    for (a, _) in specs(s, i, s.len()) {
+        let Some((db, table, _)) = table_at(s, a, database) else {
+            continue;
+        };
+        if let Some(c) = protected_columns(policy, &db, &table)
+            .into_iter()
+            .find(|c| !c.may_write(role))
+        {
+            return Err(not_supported(
+                &c.scope(),
+                "this role may not write the column, so it may not drop or empty its table",
+            ));
+        }
     }
     Ok(())
 }
@@ -444,6 +509,14 @@ pub fn create_table(
             break;
         }
     }
+    if query_at.is_none() && (next..s.len()).any(|k| s.word(k, "select")) {
+        // `CREATE TABLE t (SELECT …)`, `CREATE TABLE t (x INT) (SELECT …)`: a query in a
+        // form not read here.
+        return Err(not_supported(
+            &table,
+            "this CREATE TABLE holds a query in a form myveil does not read; use CREATE TABLE … AS SELECT",
+        ));
+    }
     if let Some(q) = query_at {
         if !cols.is_empty() {
             return Err(not_supported(
@@ -506,9 +579,6 @@ pub fn rename_table(s: &Stmt<'_>, policy: &Policy, database: Option<&str>) -> Re
             return Err(Refusal::not_supported("RENAME TABLE not understood"));
         };
         let cols = protected_columns(policy, &db, &table);
-        if cols.is_empty() {
-            continue;
-        }
         let Some((ndb, ntable, _)) = (s.word(next, "to"))
             .then(|| table_at(s, next + 1, database))
             .flatten()
@@ -516,6 +586,19 @@ pub fn rename_table(s: &Stmt<'_>, policy: &Policy, database: Option<&str>) -> Re
             return Err(Refusal::not_supported("RENAME TABLE not understood"));
         };
         let _ = b;
+        // A table renamed into a protected name brings its cells: only a protected table
+        // with the same protected columns may.
+        for p in protected_columns(policy, &ndb, &ntable) {
+            if !cols
+                .iter()
+                .any(|c| c.column.eq_ignore_ascii_case(&p.column) && c.plain_type == p.plain_type)
+            {
+                return Err(not_supported(
+                    &ntable,
+                    "renaming a table into a protected table's place is not supported",
+                ));
+            }
+        }
         for c in cols {
             if !policy
                 .columns()

@@ -38,7 +38,14 @@ use crate::sql::view::{Unit, View, statements};
 /// Longest statement analyzed; longer ones that reach protected data are refused.
 pub const DEFAULT_MAX_ANALYZED_BYTES: usize = 4 << 20;
 /// Most operators in one analyzed statement (bounds the depth of its syntax tree).
-const MAX_OPERATORS: usize = 2_000;
+const MAX_OPERATORS: usize = 1_000;
+/// Most set operations and joins in one analyzed statement: sqlparser chains them without
+/// counting them against its recursion limit, and the tree is as deep as the chain.
+const MAX_CHAINED: usize = 256;
+/// How much longer than one analyzed statement a whole text may be (it is lexed whole).
+const LEXED_PER_ANALYZED: usize = 4;
+/// Most changes of sql_mode or the character set in one text (each re-reads the rest).
+const MAX_RELEX: usize = 16;
 /// Most tokens in one analyzed statement.
 const MAX_TOKENS: usize = 1_000_000;
 
@@ -57,7 +64,7 @@ pub struct SqlPrepared {
     /// Where each backend parameter comes from, when the statement is protected.
     pub uses: Option<Vec<ParamUse>>,
     pub shape: Option<Shape>,
-    /// Running it changes sql_mode or the client character set.
+    /// Running it changes the database, sql_mode or the client character set.
     pub changes_state: bool,
 }
 
@@ -97,6 +104,10 @@ pub enum Outcome {
 impl Outcome {
     pub fn is_pass(&self) -> bool {
         matches!(self, Outcome::Pass)
+    }
+
+    pub fn is_refuse(&self) -> bool {
+        matches!(self, Outcome::Refuse(_))
     }
 }
 
@@ -192,6 +203,18 @@ impl<'c, 'a> Decider<'c, 'a> {
                 "the session's state is not known; reconnect",
             ));
         }
+        // Every text is lexed (to know what it reaches), and tokens take memory: a text
+        // longer than a few statements myveil analyzes is refused while columns are protected.
+        let most = self
+            .cx
+            .max_analyzed_bytes
+            .saturating_mul(LEXED_PER_ANALYZED);
+        if self.active && text.len() > most {
+            return Err(Refusal::not_supported(format!(
+                "a query of {} bytes is over the {most} bytes myveil reads while columns are protected; split it",
+                text.len()
+            )));
+        }
         let mut state = LexState {
             database: self.cx.state.database.clone(),
             sql_mode: self.cx.state.sql_mode.clone(),
@@ -205,6 +228,7 @@ impl<'c, 'a> Decider<'c, 'a> {
         let mut ddl = false;
         let mut params = Vec::new();
         let mut pos = 0;
+        let mut relexed = 0usize;
         'text: while pos < text.len() {
             let rest = &text[pos..];
             let charset = self.charset(&state.charset)?;
@@ -234,6 +258,13 @@ impl<'c, 'a> Decider<'c, 'a> {
                         "a CALL before a statement on protected data in one query is not supported; send them separately",
                     ));
                 }
+                // The whole text is decided on one schema snapshot: after a schema change,
+                // what follows would be read against columns that may have moved.
+                if r.protected && ddl {
+                    return Err(Refusal::not_supported(
+                        "a statement on protected data after a schema change in one query is not supported; send them separately",
+                    ));
+                }
                 calls |= r.call;
                 ddl |= r.ddl;
                 protected |= r.protected;
@@ -259,6 +290,14 @@ impl<'c, 'a> Decider<'c, 'a> {
                 }
                 let relex = lexing_changed(&before, &state);
                 if more && relex {
+                    // Each change re-reads the rest of the text: bounded, so work stays
+                    // linear in the text's length.
+                    relexed += 1;
+                    if relexed > MAX_RELEX {
+                        return Err(Refusal::not_supported(format!(
+                            "more than {MAX_RELEX} changes of sql_mode or the character set in one query; send them separately"
+                        )));
+                    }
                     // The rest is read under the new mode: lex it again from the next statement.
                     let sep = lexed.tokens.get(unit.last).map_or(rest.len(), |t| t.end);
                     pos += sep;
@@ -267,7 +306,7 @@ impl<'c, 'a> Decider<'c, 'a> {
             }
             break;
         }
-        if !protected {
+        if !protected && !ddl {
             return Ok(Decision {
                 outcome: Outcome::Pass,
                 effects: self.effects,
@@ -349,15 +388,24 @@ impl<'c, 'a> Decider<'c, 'a> {
                 }
             }
             StatementKind::Execute => {
-                if let Some(name) = s.name(1)
-                    && self
-                        .cx
-                        .sql_prepared
-                        .get(&name)
-                        .is_some_and(|p| p.changes_state)
-                {
-                    *unknown = true;
+                let name = s.name(1);
+                match name.as_deref().and_then(|n| self.cx.sql_prepared.get(n)) {
+                    Some(p) => *unknown |= p.changes_state,
+                    // Prepared where myveil did not see it (by a routine, or before a failed
+                    // multi-statement query ended): its text, and what it does, are not known.
+                    None if self.active => {
+                        return Err(Refusal::not_supported(
+                            "EXECUTE of a statement myveil did not see prepared in this session is not supported while columns are protected; PREPARE it again",
+                        ));
+                    }
+                    None => *unknown = true,
                 }
+            }
+            StatementKind::ExecuteImmediate => {
+                // Its text may change the database, sql_mode or charset for what follows.
+                *unknown |= self
+                    .literal_text(s, kind)
+                    .is_none_or(|(inner, _, _)| changes_state(&inner, state, self.cx));
             }
             _ => {}
         }
@@ -390,20 +438,46 @@ impl<'c, 'a> Decider<'c, 'a> {
                 .is_some_and(|p| p.uses.is_some()),
             _ => false,
         };
-        if kind == StatementKind::Compound
+        // A stored program's body (or a compound statement) runs later or as one: SQL built at
+        // run time, tracking changes, and changes of how text is read have no place in it.
+        // (Were a unit taken for a program wrongly, it would also hold every statement after
+        // it in the text: those words are refused there too.)
+        if matches!(kind, StatementKind::Compound | StatementKind::CreateObject)
             && (0..s.len()).any(|i| {
                 s.word(i, "prepare")
                     || s.word(i, "execute")
-                    || s.name(i).is_some_and(|n| n.starts_with("session_track_"))
+                    || s.name(i).is_some_and(|n| {
+                        n.starts_with("session_track_")
+                            || n == "sql_mode"
+                            || n.starts_with("character_set_")
+                            || n.starts_with("collation_")
+                    })
+                    || (s.word(i, "set")
+                        && (s.word(i + 1, "names")
+                            || s.word(i + 1, "charset")
+                            || (s.word(i + 1, "character") && s.word(i + 2, "set"))))
+                    || (s.word(i, "use")
+                        && i > 0
+                        && s.token(i - 1).is_some_and(|t| t.kind == Kind::Semicolon))
             })
         {
             return Err(Refusal::not_supported(
-                "a compound statement that runs SQL built at run time cannot be analyzed while columns are protected",
+                "a stored program or compound statement that runs SQL built at run time or changes how statements are read cannot be created or run through myveil while columns are protected",
+            ));
+        }
+        // Ways to reach tables by a name in a string or through a server of its own, which
+        // no reading of the statement can follow.
+        if reaches_by_string(s) {
+            return Err(Refusal::not_supported(
+                "FEDERATED, CONNECT and SPIDER tables, CREATE SERVER and INSTALL are not supported through myveil while columns are protected",
             ));
         }
         if !dynamic && !self.reaches(s, state) {
             return Ok(UnitResult {
                 call: kind == StatementKind::Call,
+                // Views, routines and triggers anywhere may come to reach protected data:
+                // the snapshot is read again before the session goes on.
+                ddl: defines_object(s),
                 ..UnitResult::default()
             });
         }
@@ -437,6 +511,7 @@ impl<'c, 'a> Decider<'c, 'a> {
                         "this statement holds a query over protected data myveil cannot analyze",
                     ));
                 }
+                ddl::drop_table(s, self.cx.policy, database.as_deref(), self.cx.role)?;
                 // DROP, TRUNCATE, CREATE INDEX …: the snapshot follows.
                 let ddl = kind == StatementKind::NoData
                     && (s.word(0, "drop") || s.word(0, "create") || s.word(0, "truncate"));
@@ -546,7 +621,7 @@ impl<'c, 'a> Decider<'c, 'a> {
                 "view" | "trigger" => write,
                 _ => true,
             };
-            if relevant && s.names_any(&|n| n == name) {
+            if relevant && s.names_object(&d.database.to_ascii_lowercase(), &name, database) {
                 return Err(Refusal::NotSupported {
                     message: d.refusal(),
                 });
@@ -626,6 +701,7 @@ impl<'c, 'a> Decider<'c, 'a> {
             "|", "^", "<<", ">>", "!", "~", ":=",
         ];
         let mut ops = 0usize;
+        let mut chained = 0usize;
         let mut depth = 0usize;
         for i in 0..s.len() {
             let Some(t) = s.token(i) else { break };
@@ -660,6 +736,17 @@ impl<'c, 'a> Decider<'c, 'a> {
                     .any(|k| w.eq_ignore_ascii_case(k.as_bytes()))
                     {
                         ops += 1;
+                    }
+                    if ["union", "intersect", "except", "join", "select"]
+                        .iter()
+                        .any(|k| w.eq_ignore_ascii_case(k.as_bytes()))
+                    {
+                        chained += 1;
+                        if chained > MAX_CHAINED {
+                            return Err(Refusal::not_supported(format!(
+                                "statement with more than {MAX_CHAINED} queries, set operations and joins is too complex to analyze"
+                            )));
+                        }
                     }
                 }
                 _ => {}
@@ -1054,6 +1141,44 @@ impl<'c, 'a> Decider<'c, 'a> {
     }
 }
 
+/// Whether a statement sets up a table or server that reaches other tables by a name in a
+/// string (FEDERATED, CONNECT, SPIDER; CREATE SERVER) or installs server code.
+fn reaches_by_string(s: &Stmt<'_>) -> bool {
+    const ENGINES: &[&str] = &["federated", "federatedx", "connect", "spider"];
+    if (s.word(0, "install") || s.word(0, "uninstall"))
+        && (s.word(1, "plugin") || s.word(1, "soname"))
+    {
+        return true;
+    }
+    if (s.word(0, "create") || s.word(0, "alter")) && (1..4).any(|i| s.word(i, "server")) {
+        return true;
+    }
+    (0..s.len()).any(|i| {
+        s.word(i, "engine") && {
+            let at = if s.op(i + 1, "=") { i + 2 } else { i + 1 };
+            s.name(at).is_some_and(|n| ENGINES.contains(&n.as_str()))
+        }
+    })
+}
+
+/// Whether a statement creates, changes or drops a view, routine, trigger, event or package
+/// (wider than needed: a match only costs reading the schema again).
+fn defines_object(s: &Stmt<'_>) -> bool {
+    (s.word(0, "create") || s.word(0, "drop") || s.word(0, "alter"))
+        && (1..s.len().min(12)).any(|i| {
+            [
+                "view",
+                "procedure",
+                "function",
+                "trigger",
+                "event",
+                "package",
+            ]
+            .iter()
+            .any(|w| s.word(i, w))
+        })
+}
+
 /// Whether the lexer must read what follows differently.
 fn lexing_changed(before: &(SqlMode, String), after: &LexState) -> bool {
     const LEXING: ModeFlags = ModeFlags::ANSI_QUOTES
@@ -1062,7 +1187,8 @@ fn lexing_changed(before: &(SqlMode, String), after: &LexState) -> bool {
     (before.0.flags & LEXING) != (after.sql_mode.flags & LEXING) || before.1 != after.charset
 }
 
-/// Whether running a prepared text changes sql_mode or the character set.
+/// Whether running a prepared text changes the database, sql_mode, the character set or
+/// session tracking.
 fn changes_state(inner: &[u8], state: &LexState, cx: &Context<'_>) -> bool {
     let Some(cs) = Charset::named(&state.charset) else {
         return true;
@@ -1081,9 +1207,13 @@ fn changes_state(inner: &[u8], state: &LexState, cx: &Context<'_>) -> bool {
             unit: *u,
             mode,
         };
-        s.kind() == StatementKind::Set && {
-            let e = set_effect(&s, &state.sql_mode);
-            e.sql_mode.is_some() || e.charset.is_some() || e.unknown
+        match s.kind() {
+            StatementKind::Set => {
+                let e = set_effect(&s, &state.sql_mode);
+                e.sql_mode.is_some() || e.charset.is_some() || e.unknown || e.tracking
+            }
+            StatementKind::Use => true,
+            _ => false,
         }
     })
 }

@@ -284,6 +284,23 @@ impl<'a> Stmt<'a> {
         (0..self.len()).any(|i| self.name(i).is_some_and(|n| matches(&n)))
     }
 
+    /// Whether the statement names the object `database`.`name` (both lower-case): written
+    /// qualified, or unqualified while `current` is its database.
+    pub fn names_object(&self, database: &str, name: &str, current: Option<&str>) -> bool {
+        (0..self.len()).any(|i| {
+            if self.name(i).as_deref() != Some(name) {
+                return false;
+            }
+            let dotted = i >= 2 && self.token(i - 1).is_some_and(|t| t.kind == Kind::Dot);
+            if dotted {
+                // `db.name`; `x.name` with another x is a column of table x.
+                self.name(i - 2).as_deref() == Some(database)
+            } else {
+                current.is_some_and(|c| c.eq_ignore_ascii_case(database))
+            }
+        })
+    }
+
     /// The byte range of tokens `[from, to)` of this statement.
     pub fn bytes(&self, from: usize, to: usize) -> (usize, usize) {
         let first = self.tokens[self.unit.first + from].start;
@@ -334,7 +351,15 @@ pub fn set_effect(s: &Stmt<'_>, current: &SqlMode) -> SetEffect {
         }
         return e;
     }
+    // A scope keyword holds for the assignments after it, up to the next one (the server's
+    // grammar): `SET GLOBAL a = 1, sql_mode = …` changes the global sql_mode.
+    let mut global = false;
     while i < s.len() {
+        if s.word(i, "global") || s.word(i, "persist") || s.word(i, "persist_only") {
+            global = true;
+        } else if s.word(i, "session") || s.word(i, "local") {
+            global = false;
+        }
         // One assignment: up to the next top-level comma.
         let mut end = i;
         let mut depth = 0usize;
@@ -348,7 +373,7 @@ pub fn set_effect(s: &Stmt<'_>, current: &SqlMode) -> SetEffect {
             }
             end += 1;
         }
-        assignment(s, i, end, current, &mut e);
+        assignment(s, i, end, current, global, &mut e);
         i = end + 1;
     }
     e
@@ -368,7 +393,14 @@ fn is_mode_or_charset(n: &str) -> bool {
 }
 
 /// One `SET` assignment, tokens `[i, end)`.
-fn assignment(s: &Stmt<'_>, i: usize, end: usize, current: &SqlMode, e: &mut SetEffect) {
+fn assignment(
+    s: &Stmt<'_>,
+    i: usize,
+    end: usize,
+    current: &SqlMode,
+    global: bool,
+    e: &mut SetEffect,
+) {
     let mentions_tracking = (i..end).any(|k| {
         s.token(k).is_some_and(|t| {
             matches!(t.kind, Kind::Word | Kind::Quoted | Kind::SysVar)
@@ -383,24 +415,35 @@ fn assignment(s: &Stmt<'_>, i: usize, end: usize, current: &SqlMode, e: &mut Set
     if s.word(k, "global") || s.word(k, "persist") || s.word(k, "persist_only") {
         return;
     }
-    if s.word(k, "session") || s.word(k, "local") {
+    let explicit_session = s.word(k, "session") || s.word(k, "local");
+    if explicit_session {
         k += 1;
     }
+    // Under a running GLOBAL, a change of how statements are read may be the global value's
+    // or the session's: not known from the text.
+    let scoped = |e: &mut SetEffect, change: &mut dyn FnMut(&mut SetEffect)| {
+        if global && !explicit_session {
+            e.unknown = true;
+        } else {
+            change(e);
+        }
+    };
     if s.word(k, "names") {
-        match charset_name(s, k + 1) {
+        scoped(e, &mut |e| match charset_name(s, k + 1) {
             Some(cs) if cs != "default" => e.charset = Some(cs),
             _ => e.unknown = true,
-        }
+        });
         return;
     }
     if (s.word(k, "character") && s.word(k + 1, "set")) || s.word(k, "charset") {
         let at = if s.word(k, "charset") { k + 1 } else { k + 2 };
-        match charset_name(s, at) {
+        scoped(e, &mut |e| match charset_name(s, at) {
             Some(cs) if cs != "default" => e.charset = Some(cs),
             _ => e.unknown = true,
-        }
+        });
         return;
     }
+    let mut explicit = explicit_session;
     let var = match s.token(k).map(|t| t.kind) {
         Some(Kind::SysVar) => {
             let scope = s
@@ -411,6 +454,7 @@ fn assignment(s: &Stmt<'_>, i: usize, end: usize, current: &SqlMode, e: &mut Set
                     Some(b"global") => return,
                     Some(b"session") | Some(b"local") => {
                         k += 2;
+                        explicit = true;
                         s.name(k)
                     }
                     _ => {
@@ -433,6 +477,10 @@ fn assignment(s: &Stmt<'_>, i: usize, end: usize, current: &SqlMode, e: &mut Set
     }
     let value = value_at + 1;
     let single = value + 1 == end;
+    if global && !explicit && is_mode_or_charset(&var) {
+        e.unknown = true;
+        return;
+    }
     match var.as_str() {
         "sql_mode" => match s.token(value).filter(|_| single) {
             Some(t) if matches!(t.kind, Kind::Str) => {

@@ -215,6 +215,21 @@ fn quoting_follows_the_session_sql_mode() {
         &w,
         &plain,
         "app",
+        br"SET @@sql_mode='NO_BACKSLASH_ESCAPES'; SELECT '\'; UPDATE users SET ssn='2' WHERE id = 1; -- '",
+    );
+    assert!(out.contains("ssn='U1syXQ=='"), "{out}");
+    let both = state(Some("shop"), "ANSI_QUOTES,NO_BACKSLASH_ESCAPES", "utf8mb4");
+    let out = run(
+        &w,
+        &both,
+        "app",
+        br"SELECT '\'; UPDATE users SET ssn='2' WHERE id = 1; -- '",
+    );
+    assert!(out.contains("ssn='U1syXQ=='"), "{out}");
+    let out = run(
+        &w,
+        &plain,
+        "app",
         br"SET sql_mode='NO_BACKSLASH_ESCAPES'; SELECT '\'; UPDATE users SET ssn='2' WHERE id = 1; -- '",
     );
     assert!(out.contains("ssn='U1syXQ=='"), "{out}");
@@ -250,9 +265,17 @@ fn the_charset_decides_spaces_and_multibyte_characters() {
         b"SELECT '\xbf\\'; UPDATE users SET ssn='5' WHERE id = 1",
     );
     assert!(
-        out.starts_with("REFUSE"),
-        "gbk literals cannot be protected: {out}"
+        out.contains("ssn='U1s1XQ=='"),
+        "the UPDATE is a statement of its own, its ASCII value sealed: {out}"
     );
+    // A gbk value that is not ASCII cannot be converted here: refused.
+    let out = run(
+        &w,
+        &gbk,
+        "app",
+        b"UPDATE users SET ssn='\xc4\xe3' WHERE id = 1",
+    );
+    assert!(out.starts_with("REFUSE"), "{out}");
     // Unknown character sets are refused outright.
     let odd = state(Some("shop"), DEFAULT_MODE, "ucs2");
     assert!(run(&w, &odd, "app", b"SELECT 1").starts_with("REFUSE"));
@@ -538,7 +561,7 @@ fn a_ciphertext_role_with_write_restores_cells_as_they_were() {
     );
     assert_eq!(
         out,
-        "INSERT INTO users VALUES (1, X'S[a@b.c]', X'B0[a@b.c]', NULL, 'Ann')"
+        "INSERT INTO users (`id`, `email`, `email_bidx`, `ssn`, `name`) VALUES (1, X'S[a@b.c]', X'B0[a@b.c]', NULL, 'Ann')"
     );
     let out = run(
         &w,
@@ -568,5 +591,150 @@ fn a_ciphertext_role_with_write_restores_cells_as_they_were() {
             b"INSERT INTO users (id, email, email_bidx) VALUES (3, 'x', 'y')"
         )
         .starts_with("REFUSE")
+    );
+}
+
+/// The second attack run's findings: each is refused, or sealed as the server reads it.
+#[test]
+fn the_second_attack_run_is_closed() {
+    let w = world();
+    let plain = state(Some("shop"), DEFAULT_MODE, "utf8mb4");
+    let elsewhere = state(Some("other"), DEFAULT_MODE, "utf8mb4");
+    let refused = |st: &SessionState, role: &str, sql: &[u8]| {
+        let out = run(&w, st, role, sql);
+        assert!(
+            out.starts_with("REFUSE"),
+            "{}: {out}",
+            String::from_utf8_lossy(sql)
+        );
+    };
+    // F5, F8: dynamic SQL that changes the mode or the database must end the text.
+    refused(
+        &plain,
+        "app",
+        br"EXECUTE IMMEDIATE 'SET sql_mode=''NO_BACKSLASH_ESCAPES'''; SELECT '\' ; UPDATE shop.users SET ssn='1' WHERE id=2 #'",
+    );
+    refused(
+        &elsewhere,
+        "app",
+        b"EXECUTE IMMEDIATE 'USE shop'; UPDATE users SET ssn='1' WHERE id=1",
+    );
+    refused(
+        &elsewhere,
+        "app",
+        b"PREPARE s FROM 'USE shop'; EXECUTE s; UPDATE users SET ssn='1' WHERE id=2",
+    );
+    // F1 addendum: EXECUTE of a statement prepared where myveil did not see it.
+    refused(&elsewhere, "app", b"EXECUTE sx USING 'x', 2");
+    // F11: a column named `event` is not a stored program swallowing the rest.
+    refused(
+        &elsewhere,
+        "app",
+        b"CREATE TABLE IF NOT EXISTS other.y (event INT); PREPARE s FROM CONCAT('UPDATE sh', 'op.users SET ssn=1'); EXECUTE s",
+    );
+    assert_eq!(
+        run(
+            &w,
+            &elsewhere,
+            "app",
+            b"CREATE TABLE y (event INT, `function` INT)"
+        ),
+        "PROTECT",
+        "a table definition passes (the snapshot is read again after it)"
+    );
+    // F1, F12: stored programs that build SQL or change tracking or the mode.
+    for body in [
+        &b"CREATE PROCEDURE other.p() BEGIN PREPARE st FROM CONCAT('select ssn from sh', 'op.users'); EXECUTE st; END"[..],
+        b"CREATE PROCEDURE other.nt() SET session_track_system_variables='', session_track_schema=OFF",
+        b"CREATE DEFINER = 'root'@'localhost' PROCEDURE other.m() BEGIN SET sql_mode = 'ANSI_QUOTES'; END",
+    ] {
+        refused(&elsewhere, "app", body);
+    }
+    // F7: aliases and table names that differ only in case.
+    let out = run(
+        &w,
+        &plain,
+        "app",
+        b"UPDATE other.x t JOIN shop.users T ON T.id = 1 SET T.ssn = '1'",
+    );
+    assert!(out.contains("T.ssn = 'U1sxXQ=='"), "{out}");
+    let out = run(
+        &w,
+        &plain,
+        "support",
+        b"SELECT (SELECT T.ssn) FROM other.x t, shop.users T",
+    );
+    assert!(
+        out.starts_with("REFUSE") && out.contains("users.ssn"),
+        "{out}"
+    );
+    refused(
+        &plain,
+        "app",
+        b"SELECT LENGTH(T.ssn) FROM other.x t, shop.users T",
+    );
+    let out = run(
+        &w,
+        &plain,
+        "app",
+        b"UPDATE other.Users JOIN shop.users ON shop.users.id = 2 SET users.ssn = '1'",
+    );
+    assert!(out.contains("users.ssn = 'U1sxXQ=='"), "{out}");
+    // F2, F3: rows or a name moved into a protected table.
+    refused(
+        &elsewhere,
+        "app",
+        b"ALTER TABLE t EXCHANGE PARTITION p0 WITH TABLE shop.users",
+    );
+    refused(&elsewhere, "app", b"RENAME TABLE other.c2 TO shop.users");
+    refused(
+        &elsewhere,
+        "app",
+        b"ALTER TABLE other.c2 RENAME TO shop.users",
+    );
+    refused(&plain, "support", b"DROP TABLE shop.users");
+    refused(&plain, "support", b"TRUNCATE TABLE users");
+    assert!(!run(&w, &plain, "app", b"TRUNCATE TABLE users").starts_with("REFUSE"));
+    // F4: a statement on protected data after a schema change in the same text.
+    refused(
+        &plain,
+        "app",
+        b"ALTER TABLE users ADD COLUMN note INT; INSERT INTO users VALUES (1, 'a', NULL, NULL, 'n', 2)",
+    );
+    // F6: a scope keyword holds for the assignments after it.
+    refused(
+        &plain,
+        "app",
+        br"SET GLOBAL max_connect_errors=100, sql_mode='NO_BACKSLASH_ESCAPES'; SELECT 'a\' , ' ; UPDATE shop.users SET ssn=0x41 WHERE id=1 #'",
+    );
+    // F13: a query in parentheses right after the table name.
+    refused(
+        &elsewhere,
+        "support",
+        b"CREATE TABLE other.c4 (SELECT ssn, email FROM shop.users)",
+    );
+    // F14: a long chain of set operations.
+    let chain = format!(
+        "SELECT id FROM users{}",
+        " UNION ALL SELECT id FROM users".repeat(30_000)
+    );
+    refused(&plain, "app", chain.as_bytes());
+    // F9: many changes of how the text is read.
+    refused(
+        &elsewhere,
+        "app",
+        "SET NAMES latin1;SET NAMES utf8mb4;".repeat(20).as_bytes(),
+    );
+    // F16: tables reached through a name in a string, and server code.
+    refused(
+        &elsewhere,
+        "app",
+        b"CREATE TABLE f (id INT) ENGINE=FEDERATED CONNECTION='mysql://root@127.0.0.1/shop/users'",
+    );
+    refused(&elsewhere, "app", b"INSTALL SONAME 'ha_federatedx'");
+    refused(
+        &elsewhere,
+        "app",
+        b"CREATE SERVER s FOREIGN DATA WRAPPER mysql OPTIONS (HOST '127.0.0.1')",
     );
 }

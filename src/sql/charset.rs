@@ -122,7 +122,12 @@ impl Charset {
             } else {
                 bytes.iter().map(|&b| cp1252(b)).collect::<String>().into()
             }),
-            _ => None,
+            // Other charsets keep ASCII as it is (their multibyte characters start above it).
+            _ => bytes
+                .is_ascii()
+                .then(|| std::str::from_utf8(bytes).ok())
+                .flatten()
+                .map(Into::into),
         }
     }
 }
@@ -175,6 +180,8 @@ mod tests {
     fn latin1_is_windows_1252() {
         let latin1 = Charset::named("latin1").expect("latin1");
         assert_eq!(latin1.to_utf8(b"caf\xe9 \x80").as_deref(), Some("café €"));
-        assert_eq!(Charset::named("gbk").and_then(|c| c.to_utf8(b"a")), None);
+        let gbk = Charset::named("gbk").expect("gbk");
+        assert_eq!(gbk.to_utf8(b"a").as_deref(), Some("a"));
+        assert_eq!(gbk.to_utf8(b"\xc4\xe3"), None);
     }
 }

@@ -124,7 +124,7 @@ pub fn lex(src: &[u8], mode: &Mode<'_>) -> Result<Lexed, LexError> {
         end,
         mode: *mode,
         at: start,
-        tokens: Vec::with_capacity(src.len() / 4 + 4),
+        tokens: Vec::with_capacity((src.len() / 8).min(1 << 16) + 4),
         gap: false,
         in_exec: false,
         executable: false,

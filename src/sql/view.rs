@@ -66,16 +66,45 @@ fn is_compound(src: &[u8], t: &[Token]) -> bool {
     if COMPOUND_STARTS.iter().any(|w| word(0, w)) {
         return true;
     }
-    // CREATE [OR REPLACE] [DEFINER = …] [AGGREGATE] PROCEDURE|FUNCTION|TRIGGER|EVENT|PACKAGE
+    // CREATE [OR REPLACE] [DEFINER = user] [SQL SECURITY …] [AGGREGATE]
+    // PROCEDURE|FUNCTION|TRIGGER|EVENT|PACKAGE: read by grammar position, so a column named
+    // `event` in a CREATE TABLE is not a program.
     if !word(0, "create") {
         return false;
     }
-    t.iter().take(16).any(|tok| {
-        ["procedure", "function", "trigger", "event", "package"]
-            .iter()
-            .any(|w| tok.is_word(src, w))
-    })
+    let mut i = 1;
+    if word(i, "or") && word(i + 1, "replace") {
+        i += 2;
+    }
+    if word(i, "definer") {
+        // `= user`: a name, a quoted name and `@host`, or CURRENT_USER[()]/CURRENT_ROLE.
+        i += 1;
+        if t.get(i).is_some_and(|tok| tok.is_op(src, "=")) {
+            i += 1;
+        }
+        let mut steps = 0;
+        while steps < 8
+            && t.get(i).is_some_and(|tok| {
+                !PROGRAMS.iter().any(|w| tok.is_word(src, w))
+                    && !tok.is_word(src, "sql")
+                    && !tok.is_word(src, "aggregate")
+            })
+        {
+            i += 1;
+            steps += 1;
+        }
+    }
+    if word(i, "sql") && word(i + 1, "security") {
+        i += 3;
+    }
+    if word(i, "aggregate") {
+        i += 1;
+    }
+    PROGRAMS.iter().any(|w| word(i, w))
 }
+
+/// The stored programs a CREATE can define (their bodies may hold `;`).
+const PROGRAMS: &[&str] = &["procedure", "function", "trigger", "event", "package"];
 
 /// Select, insert, update and delete modifiers sqlparser does not read; none changes which
 /// rows or columns a statement touches.

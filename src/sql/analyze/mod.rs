@@ -194,28 +194,40 @@ const MAX_VIEW_DEPTH: usize = 8;
 pub(crate) struct Offsets<'s> {
     text: &'s str,
     lines: Vec<usize>,
+    /// For each line that is not ASCII, the byte offset of each character (and of its end):
+    /// a location is found in constant time, so analysis stays linear in the text.
+    chars: Vec<Option<Vec<usize>>>,
 }
 
 impl<'s> Offsets<'s> {
     pub(crate) fn new(text: &'s str) -> Self {
         let mut lines = vec![0];
         lines.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        Self { text, lines }
+        let chars = (0..lines.len())
+            .map(|k| {
+                let (start, end) = (lines[k], lines.get(k + 1).copied().unwrap_or(text.len()));
+                let line = &text[start..end];
+                (!line.is_ascii()).then(|| {
+                    line.char_indices()
+                        .map(|(i, _)| start + i)
+                        .chain(std::iter::once(end))
+                        .collect()
+                })
+            })
+            .collect();
+        Self { text, lines, chars }
     }
 
     fn at(&self, loc: Location) -> Option<usize> {
-        let line_start = *self
-            .lines
-            .get(usize::try_from(loc.line).ok()?.checked_sub(1)?)?;
+        let line = usize::try_from(loc.line).ok()?.checked_sub(1)?;
+        let line_start = *self.lines.get(line)?;
         let col = usize::try_from(loc.column).ok()?.checked_sub(1)?;
-        let rest = &self.text[line_start..];
-        if rest.is_ascii() {
-            return (col <= rest.len()).then_some(line_start + col);
-        }
-        match rest.char_indices().nth(col) {
-            Some((i, _)) => Some(line_start + i),
-            None if rest.chars().count() == col => Some(line_start + rest.len()),
-            None => None,
+        match self.chars.get(line)? {
+            None => {
+                let end = self.lines.get(line + 1).copied().unwrap_or(self.text.len());
+                (col <= end - line_start).then_some(line_start + col)
+            }
+            Some(offsets) => offsets.get(col).copied(),
         }
     }
 

@@ -165,6 +165,9 @@ impl Items<'_> {
 pub(crate) struct Rel<'p> {
     /// The name it is qualified by (its alias, or the table name), lower-case.
     name: String,
+    /// The same name as written: table names and aliases are case-sensitive on a server
+    /// with lower_case_table_names=0, so `t` and `T` can be two relations.
+    exact: String,
     /// The base table (database, table) it is, if it is one.
     table: Option<(String, String)>,
     /// Its columns (lower-case names) where known.
@@ -223,17 +226,65 @@ impl<'a, 'p> Frames<'a, 'p> {
             .or_else(|| self.parent.and_then(|p| p.cte(name)))
     }
 
-    fn by_qualifier(&self, q: &str) -> Option<&Rel<'p>> {
-        let q = q.to_ascii_lowercase();
-        self.rels
-            .iter()
-            .find(|r| r.name == q)
-            .or_else(|| {
-                self.rels
+    /// The relation a qualifier names, innermost frame first. Names are compared as the
+    /// server may: ignoring case (lower_case_table_names 1 or 2) or exactly (0). Where the
+    /// two would pick different relations, the reference is refused.
+    fn by_qualifier(&self, q: &str) -> Outcome<Option<&Rel<'p>>> {
+        let lower = q.to_ascii_lowercase();
+        let mut frame = Some(self);
+        while let Some(f) = frame {
+            let mut candidates: Vec<&Rel<'p>> = f.rels.iter().filter(|r| r.name == lower).collect();
+            if candidates.is_empty() {
+                candidates = f
+                    .rels
                     .iter()
-                    .find(|r| r.table.as_ref().is_some_and(|(_, t)| *t == q))
-            })
-            .or_else(|| self.parent.and_then(|p| p.by_qualifier(&q)))
+                    .filter(|r| r.table.as_ref().is_some_and(|(_, t)| *t == lower))
+                    .collect();
+            }
+            if !candidates.is_empty() {
+                let exact: Vec<&Rel<'p>> = candidates
+                    .iter()
+                    .copied()
+                    .filter(|r| r.exact == q)
+                    .collect();
+                return match (candidates.as_slice(), exact.as_slice()) {
+                    ([one], [_]) => Ok(Some(*one)),
+                    ([one], []) => {
+                        // Differs in case only: an outer relation named exactly so is what a
+                        // case-sensitive server takes.
+                        let mut outer = f.parent;
+                        while let Some(o) = outer {
+                            if o.rels.iter().any(|r| r.exact == q) {
+                                return refuse(q, AMBIGUOUS_CASE);
+                            }
+                            outer = o.parent;
+                        }
+                        Ok(Some(*one))
+                    }
+                    (_, [one]) => Ok(Some(*one)),
+                    _ => refuse(q, AMBIGUOUS_CASE),
+                };
+            }
+            frame = f.parent;
+        }
+        Ok(None)
+    }
+
+    /// Whether any relation in scope may hold a protected column named `name`.
+    fn may_hold_cell(&self, name: &str) -> bool {
+        let mut frame = Some(self);
+        while let Some(f) = frame {
+            if f.rels.iter().any(|r| {
+                !r.complete
+                    || r.cols
+                        .iter()
+                        .any(|(n, o)| n == name && !matches!(o, Origin::Plain))
+            }) {
+                return true;
+            }
+            frame = f.parent;
+        }
+        false
     }
 
     fn by_table(&self, db: &str, t: &str) -> Option<&Rel<'p>> {
@@ -279,23 +330,35 @@ impl<'a, 'p> Frames<'a, 'p> {
         }
     }
 
+    /// A qualifier no relation in scope has (an outer query myveil does not see, or an
+    /// error on the server): plain, unless a protected column of that name is in scope.
+    fn unknown_qualifier(&self, q: &str, column: &str) -> Outcome<Origin<'p>> {
+        if self.may_hold_cell(column) {
+            return refuse(q, "the qualifier names no table of this query");
+        }
+        Ok(Origin::Plain)
+    }
+
     /// Resolves a column reference.
     pub(crate) fn resolve(&self, idents: &[Ident]) -> Outcome<Origin<'p>> {
         let name = |i: &Ident| i.value.to_ascii_lowercase();
         match idents {
             [c] => self.unqualified(&name(c)),
-            [q, c] => Ok(match self.by_qualifier(&q.value) {
-                Some(r) => r.column(&name(c)),
-                None => Origin::Plain,
-            }),
-            [d, t, c] => Ok(match self.by_table(&d.value, &t.value) {
-                Some(r) => r.column(&name(c)),
-                None => Origin::Plain,
-            }),
+            [q, c] => match self.by_qualifier(&q.value)? {
+                Some(r) => Ok(r.column(&name(c))),
+                None => self.unknown_qualifier(&q.value, &name(c)),
+            },
+            [d, t, c] => match self.by_table(&d.value, &t.value) {
+                Some(r) => Ok(r.column(&name(c))),
+                None => self.unknown_qualifier(&t.value, &name(c)),
+            },
             _ => refuse("", "column reference not understood"),
         }
     }
 }
+
+const AMBIGUOUS_CASE: &str =
+    "table names or aliases that differ only in case are read differently by servers; rename one";
 
 fn same_cell(a: &Origin<'_>, b: &Origin<'_>) -> bool {
     match (a, b) {
@@ -375,11 +438,13 @@ impl<'p> Work<'_, 'p> {
             [d, t] => (d.value.clone(), t.value.clone()),
             _ => return refuse("", "table name not understood"),
         };
-        let rel_name = alias.unwrap_or(&table).to_ascii_lowercase();
+        let exact = alias.unwrap_or(&table).to_owned();
+        let rel_name = exact.to_ascii_lowercase();
         if let Some(def) = self.an.schema.view(&db, &table) {
             let items = self.view_items(&db, &table, def)?;
             return Ok(Rel {
                 name: rel_name,
+                exact,
                 table: None,
                 complete: !items.0.iter().any(|i| matches!(i, Item::Run)),
                 cols: items
@@ -441,6 +506,7 @@ impl<'p> Work<'_, 'p> {
         }
         Ok(Rel {
             name: rel_name,
+            exact,
             table: Some((db.to_ascii_lowercase(), table.to_ascii_lowercase())),
             cols,
             complete,
@@ -647,7 +713,7 @@ impl<'p> Work<'_, 'p> {
                     };
                     let parts = object_idents(name).unwrap_or_default();
                     let rel = match parts.as_slice() {
-                        [q] => frames.by_qualifier(&q.value),
+                        [q] => frames.by_qualifier(&q.value)?,
                         [d, t] => frames.by_table(&d.value, &t.value),
                         _ => None,
                     };
@@ -912,10 +978,8 @@ impl<'p> Work<'_, 'p> {
                     && let Some(cte) = frames.cte(&single.value.to_ascii_lowercase())
                 {
                     let items = cte.items.clone();
-                    let rel_name = alias_name
-                        .unwrap_or_else(|| single.value.clone())
-                        .to_ascii_lowercase();
-                    frames.rels.push(derived_rel(rel_name, items));
+                    let exact = alias_name.unwrap_or_else(|| single.value.clone());
+                    frames.rels.push(derived_rel(exact, items));
                     return Ok(());
                 }
                 let rel = self.base_table(name, alias_name.as_deref())?;
@@ -933,7 +997,7 @@ impl<'p> Work<'_, 'p> {
                 items.traceable()?;
                 let name = alias
                     .as_ref()
-                    .map(|a| a.name.value.to_ascii_lowercase())
+                    .map(|a| a.name.value.clone())
                     .unwrap_or_default();
                 if let Some(a) = alias {
                     rename(
@@ -959,11 +1023,13 @@ impl<'p> Work<'_, 'p> {
                 json_expr, alias, ..
             } => {
                 self.value(json_expr, frames, depth + 1)?;
+                let exact = alias
+                    .as_ref()
+                    .map(|a| a.name.value.clone())
+                    .unwrap_or_default();
                 frames.rels.push(Rel {
-                    name: alias
-                        .as_ref()
-                        .map(|a| a.name.value.to_ascii_lowercase())
-                        .unwrap_or_default(),
+                    name: exact.to_ascii_lowercase(),
+                    exact,
                     table: None,
                     cols: Vec::new(),
                     complete: false,
@@ -992,10 +1058,11 @@ impl<'p> Work<'_, 'p> {
     }
 }
 
-fn derived_rel<'p>(name: String, items: Items<'p>) -> Rel<'p> {
+fn derived_rel<'p>(exact: String, items: Items<'p>) -> Rel<'p> {
     let complete = !items.0.iter().any(|i| matches!(i, Item::Run));
     Rel {
-        name,
+        name: exact.to_ascii_lowercase(),
+        exact,
         table: None,
         cols: items
             .0

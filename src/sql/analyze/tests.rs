@@ -287,7 +287,7 @@ fn insert_without_column_list_uses_the_schema() {
     let (out, _, _) = run_with(&an, sql).expect("rewrite");
     assert_eq!(
         out,
-        "INSERT INTO users VALUES (1, X'S[a@x.io]', X'B0[a@x.io]', X'S[1]', 'Ann', NULL), (2, NULL, NULL, NULL, 'Bob', NULL)"
+        "INSERT INTO users (`id`, `email`, `email_bidx`, `ssn`, `name`, `born`) VALUES (1, X'S[a@x.io]', X'B0[a@x.io]', X'S[1]', 'Ann', NULL), (2, NULL, NULL, NULL, 'Bob', NULL)"
     );
     let bad = run_with(
         &an,

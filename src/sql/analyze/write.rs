@@ -274,6 +274,31 @@ impl<'p> Work<'_, 'p> {
                 });
             }
         }
+        if implicit {
+            // The columns the values were sealed for, named: should the table's columns have
+            // moved since the snapshot (a migration made directly on the server), the server
+            // then puts each value where myveil sealed it for, or fails; never plaintext into
+            // a protected column.
+            if ins.partitioned.is_some() || names.iter().any(|n| !n.is_ascii()) {
+                return refuse(
+                    table,
+                    "name the columns in this INSERT into a protected table",
+                );
+            }
+            let TableObject::TableName(name) = &ins.table else {
+                return refuse("", "INSERT target not understood");
+            };
+            let (_, end) = self.range(name.span())?;
+            let list: Vec<String> = names
+                .iter()
+                .map(|n| format!("`{}`", n.replace('`', "``")))
+                .collect();
+            self.edits.push(Edit {
+                start: end,
+                end,
+                pieces: vec![Piece::Text(format!(" ({})", list.join(", ")))],
+            });
+        }
         for parens in &values.rows {
             let row = &parens.content;
             if row.len() != names.len() {
