@@ -10,10 +10,13 @@ use myveil::crypto::blind::{Normalize, blind_index};
 use myveil::crypto::envelope::{CellContext, open, seal};
 use myveil::crypto::keyring::{Keyring, Purpose};
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use myveil::backend::schema::Snapshot;
 use myveil::backend::state::{SessionState, SqlMode};
-use myveil::guard::{Command, Context, DEFAULT_MAX_ANALYZED_BYTES, Outcome, Reach, decide};
+use myveil::guard::{
+    Command, Context, DEFAULT_MAX_ANALYZED_BYTES, Outcome, Reach, ShapeCache, decide,
+};
 use myveil::policy::Policy;
 use myveil::sql::rewrite::KeyringSealer;
 
@@ -91,6 +94,7 @@ fn rewrite(c: &mut Criterion) {
         sealer: &sealer,
         sql_prepared: &prepared,
         max_analyzed_bytes: DEFAULT_MAX_ANALYZED_BYTES,
+        cache: None,
     };
     let run = |sql: &str| match decide(sql.as_bytes(), Command::Query, &cx).outcome {
         Outcome::Protect(p) => p.text.map_or(1, |t| t.len()),
@@ -126,6 +130,18 @@ fn rewrite(c: &mut Criterion) {
     let read = "SELECT id, name, email FROM users WHERE id = 42";
     c.bench_function("guard: protected read (no rewrite)", |b| {
         b.iter(|| decide(black_box(read.as_bytes()), Command::Query, &cx))
+    });
+    let cache = Mutex::new(ShapeCache::default());
+    let cx_cached = Context {
+        cache: Some(&cache),
+        ..cx
+    };
+    assert!(matches!(
+        decide(read.as_bytes(), Command::Query, &cx_cached).outcome,
+        Outcome::Protect(_)
+    ));
+    c.bench_function("guard: protected read (no rewrite), shape cached", |b| {
+        b.iter(|| decide(black_box(read.as_bytes()), Command::Query, &cx_cached))
     });
 }
 

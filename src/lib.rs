@@ -21,6 +21,8 @@ pub mod backup;
 pub mod config;
 pub mod crypto;
 pub mod frontend;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod guard;
 pub mod limits;
 pub mod policy;

@@ -45,10 +45,18 @@ impl Dependent {
 /// The live schema around protected data, by lower-case (database, table).
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
+    /// Tells snapshots apart (0: the empty one); caches of decisions are kept per snapshot.
+    pub generation: u64,
     tables: HashMap<(String, String), Vec<ColumnMeta>>,
     views: HashMap<(String, String), String>,
     unique: HashSet<(String, String, String)>,
     pub dependents: Vec<Dependent>,
+}
+
+/// A fresh snapshot generation.
+fn next_generation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 fn key(db: &str, t: &str) -> (String, String) {
@@ -78,6 +86,7 @@ impl Snapshot {
         dependents: Vec<Dependent>,
     ) -> Self {
         Self {
+            generation: next_generation(),
             tables: tables
                 .into_iter()
                 .map(|((d, t), c)| (key(&d, &t), c))
@@ -279,7 +288,10 @@ pub async fn load(
     let mut names: Vec<String> = policy.columns().iter().map(|c| c.table.clone()).collect();
     names.sort();
     names.dedup();
-    let mut snapshot = Snapshot::default();
+    let mut snapshot = Snapshot {
+        generation: next_generation(),
+        ..Snapshot::default()
+    };
     if names.is_empty() {
         return Ok(snapshot);
     }

@@ -4,8 +4,10 @@
 //!
 //! Security: the guard lexes and resolves statements with this state, so it comes from the
 //! server and never from myveil's reading of statement text. Each backend connection is
-//! set up with `TRACKING_SETUP`, which turns on tracking of the variables below and makes
-//! the server report their current values once.
+//! set up with `tracking_setup`, which turns on tracking of the variables below and makes
+//! the server report their current values once. Where the server does not report a change
+//! (`SET @@name` without a scope word, see `may_hide_state`), the state is read back with
+//! `STATE_QUERY`.
 
 use std::collections::{BTreeMap, HashSet};
 

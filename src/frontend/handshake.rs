@@ -511,7 +511,7 @@ pub(super) fn clear_password(bytes: &[u8]) -> Zeroizing<Vec<u8>> {
     Zeroizing::new(bytes[..end].to_vec())
 }
 
-pub(super) struct ChangeUser<'a> {
+pub(crate) struct ChangeUser<'a> {
     pub user: &'a [u8],
     pub auth: &'a [u8],
     pub database: Option<&'a [u8]>,
@@ -521,7 +521,7 @@ pub(super) struct ChangeUser<'a> {
 
 /// Parses COM_CHANGE_USER (4.1 protocol with secure connection). Connection attributes in it
 /// are ignored: the backend keeps the ones from the handshake.
-pub(super) fn parse_change_user(payload: &[u8]) -> Option<ChangeUser<'_>> {
+pub(crate) fn parse_change_user(payload: &[u8]) -> Option<ChangeUser<'_>> {
     fn nul_str(buf: &[u8]) -> Option<(&[u8], &[u8])> {
         let end = buf.iter().position(|&b| b == 0)?;
         Some((&buf[..end], &buf[end + 1..]))

@@ -2,8 +2,8 @@
 //! session, graceful drain on shutdown.
 
 mod error;
-mod handshake;
-mod prepared;
+pub(crate) mod handshake;
+pub(crate) mod prepared;
 pub mod relay;
 mod session;
 mod statements;
@@ -69,6 +69,8 @@ pub(crate) struct Decide {
     pub server_version: u32,
     pub store: Option<String>,
     pub sql_prepared: std::collections::HashMap<String, crate::guard::SqlPrepared>,
+    /// The session's cache of decisions (shared with the session, which outlives this).
+    pub cache: Arc<std::sync::Mutex<crate::guard::ShapeCache>>,
 }
 
 /// Sealing without keys: every seal fails (a policy without keys never gets this far).
@@ -144,6 +146,7 @@ impl Decide {
                 .map_or(crate::guard::DEFAULT_MAX_ANALYZED_BYTES, |p| {
                     p.max_analyzed_bytes
                 }),
+            cache: Some(&self.cache),
         };
         crate::guard::decide(text, command, &cx)
     }

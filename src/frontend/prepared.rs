@@ -316,6 +316,16 @@ fn find<'p>(policy: &'p Policy, scope: &str) -> Result<&'p Protected, Refusal> {
 fn as_text(ty: u8, flags: u8, raw: &[u8], from_long: bool) -> Option<Vec<u8>> {
     let unsigned = flags & UNSIGNED_PARAM != 0;
     let int = |bytes: &[u8]| -> Option<String> {
+        // Exactly the type's width (long data can be any length).
+        let width = match ty {
+            MYSQL_TYPE_TINY => 1,
+            MYSQL_TYPE_SHORT | MYSQL_TYPE_YEAR => 2,
+            MYSQL_TYPE_LONG | MYSQL_TYPE_INT24 => 4,
+            _ => 8,
+        };
+        if bytes.len() != width {
+            return None;
+        }
         let mut b = [0u8; 8];
         b[..bytes.len()].copy_from_slice(bytes);
         let signed_extend = !unsigned && bytes.last().is_some_and(|x| x & 0x80 != 0);
@@ -372,6 +382,26 @@ fn as_text(ty: u8, flags: u8, raw: &[u8], from_long: bool) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `execute` fuzz target: long data for an integer parameter is not the
+    /// integer's width (it panicked slicing 17 bytes into 8).
+    #[test]
+    fn integer_parameters_must_have_their_width() {
+        assert_eq!(as_text(MYSQL_TYPE_LONG, 0, &[1; 17], true), None);
+        assert_eq!(as_text(MYSQL_TYPE_LONG, 0, &[1, 0], true), None);
+        assert_eq!(
+            as_text(MYSQL_TYPE_LONG, 0, &[7, 0, 0, 0], true),
+            Some(b"7".to_vec())
+        );
+        assert_eq!(
+            as_text(MYSQL_TYPE_TINY, 0, &[0xFF], false),
+            Some(b"-1".to_vec())
+        );
+        assert_eq!(
+            as_text(MYSQL_TYPE_TINY, UNSIGNED_PARAM, &[0xFF], false),
+            Some(b"255".to_vec())
+        );
+    }
 
     struct Fake;
     impl Sealer for Fake {

@@ -164,6 +164,12 @@ impl Response {
         (self.stream_left == 0 && !self.continuation).then_some(self.next_seq)
     }
 
+    /// Classifies one whole packet of the response (the fuzz targets' entry): whether more
+    /// packets follow.
+    pub fn classify(&mut self, payload: &[u8]) -> Result<bool, wire::Error> {
+        Ok(matches!(self.step(payload, payload.len())?, Step::More))
+    }
+
     /// Classifies one logical packet from its first bytes and its length.
     fn step(&mut self, head: &[u8], len: usize) -> Result<Step, wire::Error> {
         let first = *head.first().unwrap_or(&OK_HEADER);

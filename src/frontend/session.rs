@@ -124,6 +124,8 @@ struct Session {
     tracking_prepared: bool,
     /// A prepared statement's text may change state the server does not report.
     state_prepared: bool,
+    /// Decisions of this session that needed no rewrite, by statement form (guard).
+    decisions: Arc<std::sync::Mutex<guard::ShapeCache>>,
     /// Prepared statements as the guard left them.
     statements: Statements,
     /// Turns true when the SQL token this session logged in with is revoked with
@@ -229,6 +231,7 @@ impl Session {
             tracking: s.tracking,
             tracking_prepared: false,
             state_prepared: false,
+            decisions: Arc::default(),
             statements: Statements::default(),
             revoked,
             server_version: s.server_version,
@@ -757,6 +760,7 @@ impl Session {
             server_version: self.server_version,
             store,
             sql_prepared: self.statements.sql.clone(),
+            cache: self.decisions.clone(),
         };
         if text.len() < BLOCKING_ANALYSIS_BYTES {
             return input.run(text, command);

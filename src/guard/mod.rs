@@ -82,6 +82,82 @@ pub struct Context<'a> {
     pub sealer: &'a dyn Sealer,
     pub sql_prepared: &'a HashMap<String, SqlPrepared>,
     pub max_analyzed_bytes: usize,
+    /// The session's cache of decisions that needed no rewrite (None: no cache).
+    pub cache: Option<&'a std::sync::Mutex<ShapeCache>>,
+}
+
+/// A session's decisions for statements whose analysis needed no rewrite and read no
+/// literal's value, by the statement's form with its literals left out: a repeated read
+/// (`SELECT c FROM t WHERE id = 5`, then `… id = 6`) skips the parser. Valid for one policy,
+/// schema snapshot, role and server version; the key holds the lexing state and every token
+/// (kind, flags and bytes) but literals, so two statements share an entry only when they
+/// differ in literals alone, and the analysis did not look at them.
+#[derive(Debug, Default)]
+pub struct ShapeCache {
+    valid_for: Option<(String, u64, String, u32)>,
+    entries: HashMap<Vec<u8>, Cached>,
+}
+
+#[derive(Debug, Clone)]
+struct Cached {
+    shape: Option<Shape>,
+    protected: bool,
+}
+
+/// Most entries of a session's cache, and the longest statement it keeps.
+const CACHE_ENTRIES: usize = 256;
+const CACHE_STATEMENT_BYTES: usize = 2048;
+
+impl ShapeCache {
+    /// Empties the cache when what its entries were decided under has changed.
+    fn check(&mut self, cx: &Context<'_>) {
+        let same = self.valid_for.as_ref().is_some_and(|(p, s, r, v)| {
+            *p == cx.reach.version
+                && *s == cx.schema.generation
+                && r == cx.role
+                && *v == cx.server_version
+        });
+        if !same {
+            self.entries.clear();
+            self.valid_for = Some((
+                cx.reach.version.clone(),
+                cx.schema.generation,
+                cx.role.to_owned(),
+                cx.server_version,
+            ));
+        }
+    }
+}
+
+/// The cache key of tokens `[from, …)` of a statement under a lexing state (None: too long).
+fn cache_key(s: &Stmt<'_>, from: usize, state: &LexState, prepare: bool) -> Option<Vec<u8>> {
+    if s.len() == 0 {
+        return None;
+    }
+    let (a, b) = s.bytes(0, s.len());
+    if b - a > CACHE_STATEMENT_BYTES {
+        return None;
+    }
+    let mut k = Vec::with_capacity(b - a + 64);
+    let part = |k: &mut Vec<u8>, bytes: &[u8]| {
+        k.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        k.extend_from_slice(bytes);
+    };
+    part(&mut k, state.database.as_deref().unwrap_or("\0").as_bytes());
+    part(&mut k, state.sql_mode.text.as_bytes());
+    part(&mut k, state.charset.as_bytes());
+    k.push(u8::from(prepare));
+    k.extend_from_slice(&(from as u32).to_le_bytes());
+    for i in 0..s.len() {
+        let t = s.token(i)?;
+        k.push(t.kind as u8);
+        k.push(u8::from(t.gap_before) | u8::from(t.after_dot) << 1 | u8::from(t.in_exec) << 2);
+        match t.kind {
+            Kind::Str | Kind::Hex | Kind::Bit | Kind::Number => {}
+            _ => part(&mut k, t.text(s.src)),
+        }
+    }
+    Some(k)
 }
 
 /// Bookkeeping the session applies with a decision.
@@ -169,6 +245,8 @@ struct UnitResult<'p> {
     call: bool,
     /// DDL on a protected table.
     ddl: bool,
+    /// The analysis did not depend on any literal's value.
+    literal_free: bool,
 }
 
 /// Decides what to do with `text`.
@@ -496,7 +574,7 @@ impl<'c, 'a> Decider<'c, 'a> {
             StatementKind::Query
             | StatementKind::Insert
             | StatementKind::Update
-            | StatementKind::Delete => self.analyze(s, lexed, 0, state, prepare),
+            | StatementKind::Delete => self.analyze_cached(s, lexed, state, prepare),
             StatementKind::Explain(at) => {
                 let mut r = self.analyze(s, lexed, at, state, prepare)?;
                 r.shape = None;
@@ -678,6 +756,7 @@ impl<'c, 'a> Decider<'c, 'a> {
             sealer: self.cx.sealer,
             sql_prepared: self.cx.sql_prepared,
             max_analyzed_bytes: self.cx.max_analyzed_bytes,
+            cache: self.cx.cache,
         };
         Decider::new(&cx).run(inner, Command::Prepare)
     }
@@ -760,6 +839,54 @@ impl<'c, 'a> Decider<'c, 'a> {
         Ok(())
     }
 
+    /// Analyzes a statement, or takes the decision the session's cache holds for its form.
+    fn analyze_cached(
+        &mut self,
+        s: &Stmt<'_>,
+        lexed: &Lexed,
+        state: &LexState,
+        prepare: bool,
+    ) -> Result<UnitResult<'a>, Refusal> {
+        let Some((cache, key)) = self
+            .cx
+            .cache
+            .and_then(|c| cache_key(s, 0, state, prepare).map(|k| (c, k)))
+        else {
+            return self.analyze(s, lexed, 0, state, prepare);
+        };
+        {
+            let mut c = cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            c.check(self.cx);
+            if let Some(hit) = c.entries.get(&key) {
+                return Ok(UnitResult {
+                    shape: hit.shape.clone(),
+                    protected: hit.protected,
+                    literal_free: true,
+                    ..UnitResult::default()
+                });
+            }
+        }
+        let r = self.analyze(s, lexed, 0, state, prepare)?;
+        if r.edits.is_empty() && r.literal_free {
+            let mut c = cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if c.entries.len() >= CACHE_ENTRIES {
+                c.entries.clear();
+            }
+            c.entries.insert(
+                key,
+                Cached {
+                    shape: r.shape.clone(),
+                    protected: r.protected,
+                },
+            );
+        }
+        Ok(r)
+    }
+
     /// Analyzes tokens `[from, …)` of a statement as one statement.
     fn analyze(
         &mut self,
@@ -799,6 +926,7 @@ impl<'c, 'a> Decider<'c, 'a> {
             shape: a.shape,
             call: false,
             ddl: false,
+            literal_free: a.literal_free,
         })
     }
 
@@ -941,8 +1069,7 @@ impl<'c, 'a> Decider<'c, 'a> {
                     edits,
                     shape: p.shapes.into_iter().next().flatten(),
                     protected: true,
-                    call: false,
-                    ddl: false,
+                    ..UnitResult::default()
                 })
             }
         }
@@ -973,8 +1100,7 @@ impl<'c, 'a> Decider<'c, 'a> {
             edits,
             shape: prepared.shape.clone(),
             protected: true,
-            call: false,
-            ddl: false,
+            ..UnitResult::default()
         })
     }
 

@@ -142,6 +142,7 @@ fn decide_in(w: &World, st: &SessionState, role: &str, sql: &[u8], command: Comm
         sealer: &Fake,
         sql_prepared: &prepared,
         max_analyzed_bytes: 1 << 20,
+        cache: None,
     };
     decide(sql, command, &cx)
 }
@@ -737,4 +738,61 @@ fn the_second_attack_run_is_closed() {
         "app",
         b"CREATE SERVER s FOREIGN DATA WRAPPER mysql OPTIONS (HOST '127.0.0.1')",
     );
+}
+
+/// The session cache gives the decision the analysis would: statements that differ only in
+/// literals share an entry only when the analysis did not read them.
+#[test]
+fn cached_decisions_are_the_analysis_decisions() {
+    let w = world();
+    let st = state(Some("shop"), DEFAULT_MODE, "utf8mb4");
+    let prepared = HashMap::new();
+    let cache = std::sync::Mutex::new(ShapeCache::default());
+    let with = |sql: &[u8], cache: Option<&std::sync::Mutex<ShapeCache>>| {
+        let cx = Context {
+            state: &st,
+            policy: &w.policy,
+            schema: &w.schema,
+            reach: &w.reach,
+            role: "support",
+            server_version: 101_119,
+            store_schema: Some("myveil"),
+            sealer: &Fake,
+            sql_prepared: &prepared,
+            max_analyzed_bytes: 1 << 20,
+            cache,
+        };
+        match decide(sql, Command::Query, &cx).outcome {
+            Outcome::Pass => "PASS".to_owned(),
+            Outcome::Refuse(r) => format!("REFUSE {r}"),
+            Outcome::Protect(p) => format!("{:?} {:?}", p.text.map(|t| readable(&t)), p.shapes),
+        }
+    };
+    for sql in [
+        &b"SELECT id, email FROM users WHERE id = 1"[..],
+        b"SELECT id, email FROM users WHERE id = 2",
+        b"SELECT id, email FROM users WHERE id = 'x'",
+        b"SELECT id, email FROM users ORDER BY 1",
+        b"SELECT id, email FROM users ORDER BY 2",
+        b"SELECT id, email FROM users GROUP BY 1",
+        b"SELECT id, email FROM users GROUP BY 2",
+        b"SELECT email FROM users WHERE email = 'a@b.c'",
+        b"SELECT email FROM users WHERE email = 'x@y.z'",
+        b"SELECT id FROM users WHERE email = NULL",
+        b"SELECT id FROM users WHERE email = 5",
+        b"SELECT ssn FROM users WHERE id = 1",
+        b"SELECT ssn FROM users WHERE id = 2",
+        b"UPDATE users SET name = 'a' WHERE id = 1",
+        b"UPDATE users SET name = 'b' WHERE id = 2",
+        b"UPDATE users SET email = 'b' WHERE id = 2",
+    ] {
+        assert_eq!(
+            with(sql, Some(&cache)),
+            with(sql, None),
+            "{}",
+            String::from_utf8_lossy(sql)
+        );
+    }
+    let entries = cache.lock().expect("cache").entries.len();
+    assert!(entries >= 2, "plain reads are kept ({entries})");
 }

@@ -139,6 +139,9 @@ pub struct View<'s> {
     pub src: &'s [u8],
     pub tokens: &'s [Token],
     pub mode: Mode<'s>,
+    /// The analysis looked at a literal or a number's value: its outcome may depend on
+    /// literals, so it is not reused for another statement of the same form.
+    pub read_literals: std::cell::Cell<bool>,
 }
 
 /// A literal as written: one token, or adjacent strings (`'a' 'b'`) with an introducer.
@@ -285,6 +288,7 @@ impl<'s> View<'s> {
             src,
             tokens,
             mode,
+            read_literals: std::cell::Cell::new(false),
         })
     }
 
@@ -310,6 +314,7 @@ impl<'s> View<'s> {
 
     /// The literal that the view range starting at `start` stands for.
     pub fn literal_at(&self, start: usize) -> Option<Literal> {
+        self.read_literals.set(true);
         let p = self.piece_at(start)?;
         (p.literal && p.view_start == start).then_some(Literal {
             first: p.first,

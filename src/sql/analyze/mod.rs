@@ -171,6 +171,8 @@ pub struct Analysis<'p> {
     pub shape: Option<Shape>,
     /// The statement touches protected data (reads, writes or searches it).
     pub protected: bool,
+    /// Nothing in the outcome depended on a literal's value (see `View::read_literals`).
+    pub literal_free: bool,
 }
 
 pub struct Analyzer<'a, 'q> {
@@ -263,6 +265,7 @@ impl<'a> Analyzer<'a, '_> {
         }
         Ok(Analysis {
             protected: work.protected || !edits.is_empty(),
+            literal_free: !view.read_literals.get(),
             edits,
             shape,
         })

@@ -835,6 +835,8 @@ impl<'p> Work<'_, 'p> {
             match x {
                 Expr::Identifier(i) if cell_named(&i.value) => bad = true,
                 Expr::Value(v) => {
+                    // A position in ORDER/GROUP BY depends on the number written.
+                    self.view.read_literals.set(true);
                     if let Value::Number(n, _) = &v.value
                         && let Ok(k) = n.parse::<usize>()
                         && items
