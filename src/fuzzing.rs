@@ -112,6 +112,7 @@ fn world() -> &'static World {
                 name: "leak".into(),
                 reads: "shop.users".into(),
                 on_table: None,
+                calls_routine: false,
             }],
         );
         let reach = Reach::new(&policy, "fuzz", &schema);
@@ -379,7 +380,7 @@ pub fn results(data: &[u8]) {
     let mut defs: Vec<Vec<u8>> = packets[..columns].iter().map(|p| p.to_vec()).collect();
     let original = transform::original_types(&defs).unwrap_or_default();
     let cells = KeyringCells(&w.keyring);
-    if let Ok(Some(plan)) = transform::plan(&mut defs, &w.policy, role, &shape) {
+    if let Ok(Some(plan)) = transform::plan(&mut defs, &w.policy, role, &shape, None) {
         for row in &packets[columns..] {
             let _ = plan.text_row(row, &cells);
             let _ = plan.binary_row(row, &original, &cells);

@@ -24,6 +24,9 @@ pub struct Dependent {
     pub reads: String,
     /// For a trigger: the table it fires on (writes to it are refused).
     pub on_table: Option<String>,
+    /// It reaches protected data by calling a routine that does: reading a view then runs
+    /// that routine too (a function can write), so reads of it are refused as well.
+    pub calls_routine: bool,
 }
 
 impl Dependent {
@@ -51,6 +54,10 @@ pub struct Snapshot {
     views: HashMap<(String, String), String>,
     unique: HashSet<(String, String, String)>,
     pub dependents: Vec<Dependent>,
+    /// Generated columns of protected tables computed from a protected column:
+    /// (database, table, column, the protected column), lower-case. They hold what the
+    /// server computed from ciphertext (a copy of the envelope, its length…).
+    pub computed: Vec<(String, String, String, String)>,
 }
 
 /// A fresh snapshot generation.
@@ -106,6 +113,7 @@ impl Snapshot {
                 })
                 .collect(),
             dependents,
+            computed: Vec::new(),
         }
     }
 }
@@ -126,6 +134,11 @@ impl Schema for Snapshot {
 }
 
 const SYSTEM_SCHEMAS: &str = "('mysql', 'sys', 'information_schema', 'performance_schema')";
+
+/// Schemas whose routines are not read: they hold none. Routines of `mysql` and `sys` are
+/// read like any other (some build SQL at run time: `sys.execute_prepared_stmt`,
+/// `mysql.DropGeometryColumn`).
+const NO_ROUTINES: &str = "('information_schema', 'performance_schema')";
 
 /// The identifier names a stored body mentions, read with the lexer under its own sql_mode
 /// (and, when that is not known, under every quoting mode), lower-case. None: the body
@@ -166,8 +179,17 @@ fn body_names(body: &str, sql_mode: Option<&str>) -> Option<HashSet<String>> {
     Some(names)
 }
 
-/// A row of information_schema.COLUMNS: schema, table, column, type, length, default.
-type ColumnRow = (String, String, String, String, Option<u64>, Option<String>);
+/// A row of information_schema.COLUMNS: schema, table, column, type, length, default,
+/// generation expression.
+type ColumnRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<u64>,
+    Option<String>,
+    Option<String>,
+);
 
 type Body = (
     String,
@@ -191,7 +213,7 @@ async fn load_dependents(
     let routines: Vec<(String, String, String, Option<String>, String)> = conn
         .query(format!(
             "SELECT ROUTINE_SCHEMA, ROUTINE_NAME, ROUTINE_TYPE, ROUTINE_DEFINITION, SQL_MODE FROM information_schema.ROUTINES \
-             WHERE ROUTINE_SCHEMA NOT IN {SYSTEM_SCHEMAS}"
+             WHERE ROUTINE_SCHEMA NOT IN {NO_ROUTINES}"
         ))
         .await?;
     let triggers: Vec<(String, String, String, Option<String>, String)> = conn
@@ -220,6 +242,7 @@ async fn load_dependents(
         bodies.push(("trigger".into(), db, name, Some(table), def, Some(mode)));
     }
     let mut reached: HashSet<String> = tables.iter().map(|t| t.to_ascii_lowercase()).collect();
+    let mut routines_reached: HashSet<String> = HashSet::new();
     let mut found: Vec<Dependent> = Vec::new();
     loop {
         let before = found.len();
@@ -230,12 +253,14 @@ async fn load_dependents(
             {
                 continue;
             }
+            let mut calls_routine = false;
             let reads = match body {
                 None => Some("(its definition is not visible to the control account)".to_owned()),
                 Some(b) => match body_names(b, mode.as_deref()) {
                     None => Some("(its definition cannot be read)".to_owned()),
                     Some(names) => {
                         let table_hit = names.iter().find(|n| reached.contains(*n)).cloned();
+                        calls_routine = names.iter().any(|n| routines_reached.contains(n));
                         let dynamic = (kind == "procedure" || kind == "function")
                             && names.iter().any(|n| {
                                 n == "prepare" || n == "execute" || n.starts_with("session_track_")
@@ -261,12 +286,16 @@ async fn load_dependents(
                 name: name.clone(),
                 reads,
                 on_table: on_table.clone(),
+                calls_routine,
             });
         }
         if found.len() == before {
             break;
         }
         for d in &found[before..] {
+            if d.kind == "procedure" || d.kind == "function" {
+                routines_reached.insert(d.name.to_ascii_lowercase());
+            }
             // Views and routines can be named by other bodies; a trigger is reached through
             // the table it fires on (a view writing into that table reaches it too).
             reached.insert(
@@ -322,14 +351,37 @@ pub async fn load(
         let rows: Vec<ColumnRow> = conn
             .exec(
                 format!(
-                    "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH, COLUMN_DEFAULT \
+                    "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH, COLUMN_DEFAULT, GENERATION_EXPRESSION \
                      FROM information_schema.COLUMNS WHERE TABLE_SCHEMA IN ({marks}) \
                      ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION"
                 ),
                 databases.clone(),
             )
             .await?;
-        for (db, table, name, data_type, max_length, default) in rows {
+        for (db, table, name, data_type, max_length, default, generated) in rows {
+            // A generated column over a protected one: what it holds is the server's work on
+            // ciphertext, which no role may read as if it were plain. An expression that
+            // cannot be read counts as reaching every protected column of the table.
+            if let Some(expr) = generated.as_deref().filter(|e| !e.is_empty()) {
+                let names = body_names(expr, None);
+                if let Some(from) = policy
+                    .columns()
+                    .iter()
+                    .filter(|c| c.is_in(&db, &table))
+                    .find(|c| {
+                        names
+                            .as_ref()
+                            .is_none_or(|n| n.contains(&c.column.to_ascii_lowercase()))
+                    })
+                {
+                    snapshot.computed.push((
+                        db.to_ascii_lowercase(),
+                        table.to_ascii_lowercase(),
+                        name.to_ascii_lowercase(),
+                        from.column.to_ascii_lowercase(),
+                    ));
+                }
+            }
             snapshot
                 .tables
                 .entry(key(&db, &table))

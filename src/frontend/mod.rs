@@ -56,6 +56,18 @@ pub enum Error {
 /// How often the columns of protected tables are re-read.
 const SCHEMA_REFRESH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// How often the server's counters of executed DDL are read: a view, routine, trigger or
+/// column created on the database directly (not through myveil) is in the snapshot this
+/// long after it was made, plus one schema read.
+const DDL_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The server's counters of schema changes (every CREATE, ALTER, DROP and RENAME of a
+/// database object, by anyone, also inside routines and prepared statements).
+const DDL_COUNTERS: &str = "SHOW GLOBAL STATUS WHERE (Variable_name LIKE 'Com\\_create\\_%' \
+     OR Variable_name LIKE 'Com\\_alter\\_%' OR Variable_name LIKE 'Com\\_drop\\_%' \
+     OR Variable_name LIKE 'Com\\_rename\\_%') AND Variable_name NOT LIKE '%temporary%' \
+     AND Variable_name NOT LIKE '%user' AND Variable_name NOT LIKE '%role'";
+
 /// Large statements (analyzed on blocking threads) analyzed at once.
 const ANALYSIS_SLOTS: usize = 2;
 
@@ -447,6 +459,58 @@ impl Shared {
         }
     }
 
+    /// Watches the server's DDL counters and reads the schema again when they move: objects
+    /// made on the database directly reach the guard within a poll interval, not at the next
+    /// periodic refresh. Runs until `stop`.
+    async fn watch_ddl(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        use mysql_async::prelude::Queryable;
+        let mut conn: Option<mysql_async::Conn> = None;
+        let mut last: Option<u64> = None;
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(DDL_POLL_INTERVAL) => {}
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+            }
+            if !self.protection.load().is_active() {
+                continue;
+            }
+            if conn.is_none() {
+                conn = match self.control_opts() {
+                    Ok(o) => mysql_async::Conn::new(o).await.ok(),
+                    Err(_) => None,
+                };
+            }
+            let Some(c) = conn.as_mut() else { continue };
+            let read: Result<Vec<(String, String)>, _> = c.query(DDL_COUNTERS).await;
+            let total = match read {
+                Ok(rows) => {
+                    failing = false;
+                    rows.iter()
+                        .map(|(_, v)| v.parse::<u64>().unwrap_or(0))
+                        .sum::<u64>()
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "could not read the server's DDL counters");
+                    }
+                    failing = true;
+                    conn = None;
+                    continue;
+                }
+            };
+            if last.is_some_and(|l| l != total) {
+                tracing::debug!(ddl_total = total, "schema changed on the server");
+                self.schema_changed().await;
+                tracing::debug!(
+                    ddl_total = total,
+                    "schema read after a change on the server"
+                );
+            }
+            last = Some(total);
+        }
+    }
+
     /// Re-reads the users file; on error the old users stay.
     pub fn reload_users(&self) -> Result<usize, Error> {
         let users = UserStore::load(&self.config.resolve(&self.config.users.file))?;
@@ -529,6 +593,7 @@ pub async fn serve(
             }
         })
     };
+    let ddl_watch = tokio::spawn(shared.clone().watch_ddl(shutdown.clone()));
     let token_sync = shared.tokens.clone().map(|tokens| {
         let every = std::time::Duration::from_secs(
             shared
@@ -599,6 +664,7 @@ pub async fn serve(
     }
     drop(listener);
     refresher.abort();
+    ddl_watch.abort();
     if let Some(t) = token_sync {
         t.abort();
     }

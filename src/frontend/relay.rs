@@ -26,6 +26,8 @@ const FLUSH_BYTES: usize = 64 * 1024;
 pub struct Transform<'a> {
     pub policy: &'a Policy,
     pub role: &'a str,
+    /// The session's character_set_results (opened text is converted to latin1 for it).
+    pub results_charset: Option<&'a str>,
     pub cells: &'a (dyn Cells + Sync),
     /// Rows are in the binary protocol (COM_STMT_EXECUTE).
     pub binary: bool,
@@ -277,7 +279,7 @@ impl Response {
             // Rows of an open cursor: the plan comes from the definitions its execute sent.
             let mut defs = defs.to_vec();
             let original = transform::original_types(&defs).unwrap_or_default();
-            match transform::plan(&mut defs, t.policy, t.role, shape) {
+            match transform::plan(&mut defs, t.policy, t.role, shape, t.results_charset) {
                 Ok(p) => plan = p.map(|p| (p, original)),
                 Err(f) => return self.fail(backend, client, 1, &f, tracker).await,
             }
@@ -314,7 +316,9 @@ impl Response {
                     self.captured_defs = Some(defs.clone());
                 }
                 let planned = match t.shapes.get(result).and_then(Option::as_ref) {
-                    Some(shape) => transform::plan(&mut defs, t.policy, t.role, shape),
+                    Some(shape) => {
+                        transform::plan(&mut defs, t.policy, t.role, shape, t.results_charset)
+                    }
                     None => Ok(None),
                 };
                 match planned {

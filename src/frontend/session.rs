@@ -975,7 +975,13 @@ impl Session {
             let (defs, eof) = column_defs.split_at_mut(columns);
             if let Some(shape) = &prepared.shape {
                 // Metadata only: a denied or conflicting column is refused when it runs.
-                let _ = super::transform::plan(defs, &protection.policy, &self.user.role, shape);
+                let _ = super::transform::plan(
+                    defs,
+                    &protection.policy,
+                    &self.user.role,
+                    shape,
+                    self.state.results_charset.as_deref(),
+                );
             }
             for d in defs.iter().chain(eof.iter()) {
                 seq = self.client.queue_packet(seq, d);
@@ -1015,9 +1021,11 @@ impl Session {
                 };
                 let cells = super::transform::KeyringCells(keyring);
                 let (shapes, binary, fetch) = results.parts();
+                let results_charset = self.state.results_charset.clone();
                 let t = super::relay::Transform {
                     policy: &protection.policy,
                     role: &self.user.role,
+                    results_charset: results_charset.as_deref(),
                     cells: &cells,
                     binary,
                     row_limit: shared.config.listen.max_packet_bytes,

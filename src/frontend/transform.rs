@@ -3,7 +3,7 @@
 //! aliases, `SELECT *` and joins work) and rewritten to the plaintext type; each protected
 //! cell is opened, masked or left as ciphertext per role, in the text and binary protocols.
 
-use crate::crypto::mask::{self, Mask};
+use crate::crypto::mask::{self, Kind, Mask};
 use crate::policy::{Access, PlainType, Policy, Protected};
 use crate::sql::analyze::{Out, Shape};
 use crate::wire::packets::{lenenc_int, put_lenenc_int};
@@ -18,6 +18,7 @@ const BINARY_FLAG: u16 = 0x0080;
 const NUM_FLAG: u16 = 0x8000;
 
 const UTF8MB4_GENERAL_CI: u16 = 45;
+const LATIN1_SWEDISH_CI: u16 = 8;
 const BINARY_CHARSET: u16 = 63;
 
 /// Why a result cannot be given to the client.
@@ -64,6 +65,9 @@ pub struct ResultPlan<'p> {
     row_keys: Vec<Option<usize>>,
     /// Original type and unsigned flag of each column, to read a row key in binary rows.
     original: Vec<(u8, bool)>,
+    /// Results go to the client in latin1 (`character_set_results`): opened text is
+    /// converted as the server would convert a latin1 column's.
+    latin1: bool,
 }
 
 /// The fields of a column definition myveil reads.
@@ -138,8 +142,12 @@ fn plain_metadata(t: PlainType) -> (u8, u16, u32, u16, u8) {
 }
 
 /// Rewrites a column definition to the plaintext type, keeping names and key flags.
-fn rewrite_def(p: &[u8], def: &ColumnDef<'_>, t: PlainType) -> Vec<u8> {
-    let (ty, charset, length, type_flags, decimals) = plain_metadata(t);
+fn rewrite_def(p: &[u8], def: &ColumnDef<'_>, t: PlainType, latin1: bool) -> Vec<u8> {
+    let (ty, mut charset, mut length, type_flags, decimals) = plain_metadata(t);
+    if latin1 && t.kind() == Kind::Text {
+        charset = LATIN1_SWEDISH_CI;
+        length /= 4;
+    }
     let f = def.fixed;
     let old_flags = u16::from_le_bytes([p[f + 7], p[f + 8]]);
     let kept = old_flags & (NOT_NULL_FLAG | PRI_KEY_FLAG | UNIQUE_KEY_FLAG | MULTIPLE_KEY_FLAG);
@@ -164,7 +172,10 @@ pub fn plan<'p>(
     policy: &'p Policy,
     role: &str,
     shape: &Shape,
+    results_charset: Option<&str>,
 ) -> Result<Option<ResultPlan<'p>>, Failure> {
+    // Opened text is UTF-8; other result charsets than latin1 get it as it is.
+    let latin1 = results_charset.is_some_and(|c| c.eq_ignore_ascii_case("latin1"));
     let outs = expand(shape, defs.len())?;
     // (org_table, org_name) of every column: a row key inside a run straight from a base
     // table is found by name.
@@ -230,7 +241,7 @@ pub fn plan<'p>(
             Action::Pass => def.column_type,
             Action::Open(col) | Action::Mask(col, _) => {
                 any = true;
-                let rewritten = rewrite_def(raw, &def, col.plain_type);
+                let rewritten = rewrite_def(raw, &def, col.plain_type, latin1);
                 let ty = plain_metadata(col.plain_type).0;
                 *raw = rewritten;
                 ty
@@ -258,6 +269,7 @@ pub fn plan<'p>(
         types,
         row_keys,
         original,
+        latin1,
     }))
 }
 
@@ -335,7 +347,7 @@ impl ResultPlan<'_> {
                 scope: col.scope(),
                 reason,
             })?;
-        Ok(match mask {
+        let value = match mask {
             None => Some(plain),
             Some(m) => {
                 let key = cells.mask_key(col).map_err(|reason| Failure::Cell {
@@ -350,6 +362,12 @@ impl ResultPlan<'_> {
                     &key,
                 )
             }
+        };
+        Ok(match value {
+            Some(v) if self.latin1 && col.plain_type.kind() == Kind::Text => {
+                Some(crate::sql::charset::utf8_to_latin1(&v).into_owned())
+            }
+            v => v,
         })
     }
 
@@ -657,7 +675,7 @@ mod tests {
         let p = policy();
         let mut d = defs();
         let before = d[0].clone();
-        let app = plan(&mut d, &p, "app", &shape())
+        let app = plan(&mut d, &p, "app", &shape(), None)
             .expect("plan")
             .expect("protected");
         assert_eq!(d[0], before, "unprotected definitions are untouched");
@@ -707,7 +725,8 @@ mod tests {
                 "app",
                 &Shape {
                     columns: vec![Out::Plain]
-                }
+                },
+                None
             )
             .err(),
             Some(Failure::Conflict {
@@ -727,7 +746,8 @@ mod tests {
                         column: 0,
                         key: None
                     }]
-                }
+                },
+                None
             )
             .expect("plan")
             .is_some()
@@ -751,7 +771,8 @@ mod tests {
                             key: None
                         }
                     ]
-                }
+                },
+                None
             )
             .expect("plan")
             .is_some()
@@ -773,7 +794,7 @@ mod tests {
         );
         let mut denied = defs();
         assert_eq!(
-            plan(&mut denied, &p, "analyst", &shape()).err(),
+            plan(&mut denied, &p, "analyst", &shape(), None).err(),
             Some(Failure::Denied {
                 scope: "users.email".into()
             })
@@ -781,7 +802,36 @@ mod tests {
     }
 
     fn plan_or_none(p: &Policy, role: &str, mut d: Vec<Vec<u8>>, s: Shape) -> Option<()> {
-        plan(&mut d, p, role, &s).expect("plan").map(|_| ())
+        plan(&mut d, p, role, &s, None).expect("plan").map(|_| ())
+    }
+
+    #[test]
+    fn a_latin1_client_gets_latin1_text() {
+        let p = policy();
+        let mut d = defs();
+        let app = plan(&mut d, &p, "app", &shape(), Some("latin1"))
+            .expect("plan")
+            .expect("protected");
+        let email = parse_def(&d[1]).expect("def");
+        let f = email.fixed;
+        assert_eq!(
+            u16::from_le_bytes([d[1][f], d[1][f + 1]]),
+            LATIN1_SWEDISH_CI
+        );
+        assert_eq!(
+            u32::from_le_bytes([d[1][f + 2], d[1][f + 3], d[1][f + 4], d[1][f + 5]]),
+            100
+        );
+        let row = text_row(&[
+            Some(b"1"),
+            Some("E:josé@€.io".as_bytes()),
+            Some(b"E:42"),
+            None,
+        ]);
+        assert_eq!(
+            app.text_row(&row, &Fake).expect("row"),
+            text_row(&[Some(b"1"), Some(b"jos\xe9@\x80.io"), Some(b"42"), None])
+        );
     }
 
     #[test]
@@ -789,7 +839,7 @@ mod tests {
         let p = policy();
         let row = text_row(&[Some(b"1"), Some(b"E:ann@example.com"), Some(b"E:42"), None]);
         let mut d = defs();
-        let app = plan(&mut d, &p, "app", &shape())
+        let app = plan(&mut d, &p, "app", &shape(), None)
             .expect("plan")
             .expect("protected");
         assert_eq!(
@@ -797,7 +847,7 @@ mod tests {
             text_row(&[Some(b"1"), Some(b"ann@example.com"), Some(b"42"), None])
         );
         let mut d = defs();
-        let support = plan(&mut d, &p, "support", &shape())
+        let support = plan(&mut d, &p, "support", &shape(), None)
             .expect("plan")
             .expect("protected");
         let row2 = text_row(&[
@@ -829,7 +879,7 @@ mod tests {
         let p = policy();
         let mut d = defs();
         let original = original_types(&d).expect("types");
-        let app = plan(&mut d, &p, "app", &shape())
+        let app = plan(&mut d, &p, "app", &shape(), None)
             .expect("plan")
             .expect("protected");
         let mut row = vec![0x00, 0x00];
@@ -849,7 +899,7 @@ mod tests {
 
         // NULL stays NULL; a mask to NULL sets the bitmap bit.
         let mut d = defs();
-        let support = plan(&mut d, &p, "support", &shape())
+        let support = plan(&mut d, &p, "support", &shape(), None)
             .expect("plan")
             .expect("protected");
         let mut row = vec![0x00, 0b0000_1000]; // email (column 1) is NULL

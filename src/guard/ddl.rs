@@ -116,9 +116,16 @@ pub fn alter_table(s: &Stmt<'_>, policy: &Policy, database: Option<&str>) -> Res
     if s.word(i, "if") && s.word(i + 1, "exists") {
         i += 2;
     }
-    let Some((db, table, next)) = table_at(s, i, database) else {
+    let Some((db, table, mut next)) = table_at(s, i, database) else {
         return Err(Refusal::not_supported("ALTER TABLE target not understood"));
     };
+    // `WAIT n` / `NOWAIT` come before the first spec and belong to none: taken for a spec,
+    // they would carry the one that follows them past the allowlist.
+    if s.word(next, "nowait") {
+        next += 1;
+    } else if s.word(next, "wait") {
+        next += 2;
+    }
     let cols = protected_columns(policy, &db, &table);
     for (a, b) in specs(s, next, s.len()) {
         // Tables a spec moves rows or a name to: EXCHANGE PARTITION … WITH TABLE x swaps
@@ -249,8 +256,6 @@ fn alter_spec(
         "disable",
         "enable",
         "convert",
-        "wait",
-        "nowait",
     ];
     if OPTIONS.iter().any(|o| w(0, o)) {
         return Ok(());

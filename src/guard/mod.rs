@@ -570,6 +570,16 @@ impl<'c, 'a> Decider<'c, 'a> {
         ) || (matches!(kind, StatementKind::Explain(_)) && s.word(0, "analyze"));
         let database = state.database.clone();
         self.dependents(s, writes, database.as_deref())?;
+        if let Some(c) = (0..s.len())
+            .filter_map(|i| s.name(i))
+            .find(|n| self.cx.reach.computed.contains(n))
+            && let Some((db, t, col, from)) =
+                self.cx.schema.computed.iter().find(|(_, _, x, _)| *x == c)
+        {
+            return Err(Refusal::not_supported(format!(
+                "{db}.{t}.{col} is generated from the protected column {from}: the server computes it from ciphertext; drop it or compute it in the application"
+            )));
+        }
         match kind {
             StatementKind::Query
             | StatementKind::Insert
@@ -680,6 +690,26 @@ impl<'c, 'a> Decider<'c, 'a> {
             })
     }
 
+    /// Whether a name of the statement is a protected table: `db.t` with a protected `t` of
+    /// `db`, or an unqualified `t` of the current database or of every database.
+    fn names_protected_table(&self, s: &Stmt<'_>, state: &LexState) -> bool {
+        let reach = self.cx.reach;
+        let current = state.database.as_deref().map(str::to_ascii_lowercase);
+        (0..s.len()).any(|i| {
+            let Some(n) = s.name(i) else {
+                return false;
+            };
+            let dotted = i >= 2 && s.token(i - 1).is_some_and(|t| t.kind == Kind::Dot);
+            let db = if dotted {
+                s.name(i - 2)
+            } else {
+                current.clone()
+            };
+            reach.anywhere.contains(&n)
+                || db.is_some_and(|db| reach.tables.get(&db).is_some_and(|t| t.contains(&n)))
+        })
+    }
+
     /// Refuses a routine or a trigger table that reaches protected data where myveil cannot
     /// see: statements naming them (routines) or writing them (tables with such triggers).
     fn dependents(&self, s: &Stmt<'_>, write: bool, database: Option<&str>) -> Result<(), Refusal> {
@@ -696,7 +726,8 @@ impl<'c, 'a> Decider<'c, 'a> {
             // Views are read through (the analysis follows their columns); nothing is
             // written through one that reaches protected data.
             let relevant = match d.kind.as_str() {
-                "view" | "trigger" => write,
+                "view" => write || d.calls_routine,
+                "trigger" => write,
                 _ => true,
             };
             if relevant && s.names_object(&d.database.to_ascii_lowercase(), &name, database) {
@@ -912,7 +943,23 @@ impl<'c, 'a> Decider<'c, 'a> {
             empty_string_is_null: state.sql_mode.has(ModeFlags::EMPTY_STRING_IS_NULL),
         };
         let a = analyzer.analyze(&view).map_err(Refusal::from)?;
-        if state.sql_mode.has(ModeFlags::PIPES_AS_CONCAT) && a.protected {
+        // A write that names a protected table yet, as parsed, touches nothing protected was
+        // read differently from the server (a modifier taken for the table, say): refused.
+        if !a.protected
+            && matches!(
+                s.kind(),
+                StatementKind::Insert | StatementKind::Update | StatementKind::Delete
+            )
+            && self.names_protected_table(s, state)
+        {
+            return Err(Refusal::not_supported(
+                "this write names a protected table in a form myveil cannot analyze",
+            ));
+        }
+        // Under PIPES_AS_CONCAT the parser's reading of || (a concatenation, binding tighter
+        // than comparisons) is the server's; a rewrite around one is still refused, as the two
+        // may group its operands differently against arithmetic.
+        if state.sql_mode.has(ModeFlags::PIPES_AS_CONCAT) && !a.edits.is_empty() {
             let pipes = (0..s.len()).any(|i| s.op(i, "||"));
             if pipes {
                 return Err(Refusal::not_supported(

@@ -20,6 +20,9 @@ pub struct Reach {
     pub anywhere: HashSet<String>,
     /// Views, routines and trigger tables that reach protected data, lower-case.
     pub dependents: HashSet<String>,
+    /// Generated columns computed from a protected column (lower-case): statements that
+    /// name one are refused.
+    pub computed: HashSet<String>,
     /// Some of these names are not ASCII (then a name in a character set myveil cannot
     /// read might be one of them).
     pub non_ascii: bool,
@@ -60,6 +63,11 @@ impl Reach {
                     .to_ascii_lowercase(),
             );
         }
+        r.computed = snapshot
+            .computed
+            .iter()
+            .map(|(_, _, c, _)| c.clone())
+            .collect();
         r.non_ascii = r
             .databases
             .iter()

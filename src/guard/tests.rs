@@ -101,6 +101,7 @@ fn world() -> World {
                 name: "leak".into(),
                 reads: "shop.users".into(),
                 on_table: None,
+                calls_routine: false,
             },
             Dependent {
                 kind: "view".into(),
@@ -108,6 +109,7 @@ fn world() -> World {
                 name: "v_users".into(),
                 reads: "users".into(),
                 on_table: None,
+                calls_routine: false,
             },
         ],
     );
@@ -795,4 +797,84 @@ fn cached_decisions_are_the_analysis_decisions() {
     }
     let entries = cache.lock().expect("cache").entries.len();
     assert!(entries >= 2, "plain reads are kept ({entries})");
+}
+
+#[test]
+fn the_corpus_findings_are_closed() {
+    let w = world();
+    let st = state(Some("shop"), "STRICT_TRANS_TABLES", "utf8mb4");
+    let sealed = |q: &str| {
+        let out = run(&w, &st, "app", q.as_bytes());
+        assert!(
+            !out.starts_with("REFUSE") && out != "PASS" && !out.contains("'x'"),
+            "{q} => {out}"
+        );
+    };
+    // The parser took IGNORE for the table and `users` for its alias.
+    sealed("UPDATE IGNORE users SET ssn = 'x' WHERE id = 1");
+    sealed("UPDATE LOW_PRIORITY IGNORE users SET ssn = 'x' WHERE id = 1");
+    sealed("UPDATE /*! IGNORE */ shop.users SET ssn = 'x'");
+    sealed("UPDATE IGNORE users u SET u.ssn = 'x'");
+    let refused = |q: &str| {
+        let out = run(&w, &st, "app", q.as_bytes());
+        assert!(out.starts_with("REFUSE"), "{q} => {out}");
+    };
+    // WAIT/NOWAIT were taken for a spec of their own, allowing the one after them.
+    refused("ALTER TABLE IF EXISTS users WAIT 2 ALTER ssn SET DEFAULT 'x'");
+    refused("ALTER TABLE users NOWAIT ALTER ssn SET DEFAULT 'x'");
+    refused("RENAME TABLE orders WAIT 1 TO users");
+    assert_eq!(
+        run(&w, &st, "app", b"ALTER TABLE users NOWAIT ADD COLUMN x INT"),
+        "PROTECT"
+    );
+    // Writes that name the protected table but touch only plain columns still run.
+    assert_eq!(
+        run(&w, &st, "app", b"UPDATE users SET name = 'x' WHERE id = 1"),
+        "PROTECT"
+    );
+    assert_eq!(
+        run(
+            &w,
+            &st,
+            "app",
+            b"UPDATE orders SET note = 'users' WHERE id = 1"
+        ),
+        "PASS"
+    );
+    // A view that reaches protected data through a routine runs it when read.
+    let mut v = world();
+    v.schema = Snapshot::from_parts(
+        vec![(
+            ("shop".into(), "users".into()),
+            meta(&["id", "email", "ssn"]),
+        )],
+        vec![(
+            ("shop".into(), "v_put".into()),
+            "select `shop`.`f_put`(1) AS `x`".into(),
+        )],
+        vec![],
+        vec![
+            Dependent {
+                kind: "function".into(),
+                database: "shop".into(),
+                name: "f_put".into(),
+                reads: "users".into(),
+                on_table: None,
+                calls_routine: false,
+            },
+            Dependent {
+                kind: "view".into(),
+                database: "shop".into(),
+                name: "v_put".into(),
+                reads: "f_put".into(),
+                on_table: None,
+                calls_routine: true,
+            },
+        ],
+    );
+    v.reach = Reach::new(&v.policy, "test", &v.schema);
+    let out = run(&v, &st, "support", b"SELECT * FROM v_put");
+    assert!(out.starts_with("REFUSE"), "{out}");
+    // A view over the table alone is read through.
+    assert!(!run(&w, &st, "app", b"SELECT mail FROM v_users").starts_with("REFUSE"));
 }

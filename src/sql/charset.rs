@@ -132,6 +132,25 @@ impl Charset {
     }
 }
 
+/// UTF-8 text as MariaDB's latin1 (Windows-1252) bytes, the way the server converts a column
+/// for `character_set_results = latin1`: a character latin1 lacks becomes `?`. Bytes that
+/// are not UTF-8 are kept as they are.
+pub fn utf8_to_latin1(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if bytes.is_ascii() {
+        return bytes.into();
+    }
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return bytes.into();
+    };
+    text.chars()
+        .map(|c| match u32::from(c) {
+            n @ (0..=0x7F | 0xA0..=0xFF) => n as u8,
+            _ => (0x80..=0x9Fu8).find(|&b| cp1252(b) == c).unwrap_or(b'?'),
+        })
+        .collect::<Vec<u8>>()
+        .into()
+}
+
 /// MariaDB's latin1 is Windows-1252; its five unassigned bytes map to the C1 controls.
 fn cp1252(b: u8) -> char {
     const HIGH: [char; 32] = [
@@ -150,6 +169,20 @@ fn cp1252(b: u8) -> char {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utf8_goes_back_to_latin1() {
+        assert_eq!(
+            &*utf8_to_latin1("José €5 😀".as_bytes()),
+            b"Jos\xe9 \x805 ?"
+        );
+        assert_eq!(&*utf8_to_latin1(b"plain"), b"plain");
+        let latin1 = Charset::named("latin1").expect("latin1");
+        for b in 0x20..=0xFFu8 {
+            let there = latin1.to_utf8(&[b]).expect("converts").into_owned();
+            assert_eq!(&*utf8_to_latin1(there.as_bytes()), &[b], "byte {b:#x}");
+        }
+    }
 
     #[test]
     fn classes_match_the_survey() {

@@ -4,7 +4,10 @@
 //!
 //! Security: strings, numbers, hex and bit literals, variables' quoted names and comments
 //! never survive; identifiers do, quoted identifiers with their quotes. Text the lexer
-//! cannot read gives a placeholder only.
+//! cannot read gives a placeholder only. The lexing is right only while the session's mode
+//! holds: after a statement that may change sql_mode or the character set (`SET`, `CALL`,
+//! `EXECUTE`, anything with such a word) the rest of a multi-statement text may read
+//! differently to the server (a string to it, identifiers and words here), so it is left out.
 
 use super::lex::{Kind, Lexed};
 
@@ -14,9 +17,25 @@ const MAX_FINGERPRINT_LEN: usize = 512;
 /// The fingerprint of `src` as lexed into `lexed`.
 pub fn fingerprint(src: &[u8], lexed: &Lexed) -> String {
     let mut out = String::with_capacity(src.len().min(MAX_FINGERPRINT_LEN));
+    let mut may_change_mode = false;
     for (i, t) in lexed.tokens.iter().enumerate() {
         if out.len() >= MAX_FINGERPRINT_LEN {
             break;
+        }
+        if t.kind == Kind::Semicolon && may_change_mode && i + 1 < lexed.tokens.len() {
+            out.push_str("; …");
+            break;
+        }
+        // `SET STATEMENT sql_mode = … FOR stmt`: the inner statement may read differently.
+        if may_change_mode && t.kind == Kind::Word && t.text(src).eq_ignore_ascii_case(b"for") {
+            out.push_str(" FOR …");
+            break;
+        }
+        if t.kind == Kind::Word {
+            let w = t.text(src);
+            may_change_mode |= [&b"set"[..], b"call", b"execute"]
+                .iter()
+                .any(|k| w.eq_ignore_ascii_case(k));
         }
         let joined = i > 0 && !t.gap_before;
         if i > 0 && !joined {
@@ -103,6 +122,29 @@ mod tests {
         ] {
             assert!(!fp(&q, nbe).contains(canary), "{q}: {}", fp(&q, nbe));
         }
+    }
+
+    #[test]
+    fn nothing_after_a_possible_mode_change_is_shown() {
+        // Read under the old mode, the hex literal would sit inside a quoted identifier.
+        let m = Mode {
+            ansi_quotes: true,
+            ..mode(false)
+        };
+        let sql = r#"SET sql_mode = ''; SELECT 1 AS "a\""; UPDATE t SET c = 0x4341 -- ""#;
+        let lexed = lex(sql.as_bytes(), &m).expect("lex");
+        assert_eq!(fingerprint(sql.as_bytes(), &lexed), "SET sql_mode = ?; …");
+        assert_eq!(
+            fp("SELECT a FROM t; SELECT b FROM u", false),
+            "SELECT a FROM t; SELECT b FROM u"
+        );
+        assert_eq!(fp("SET @a = 1;", false), "SET @? = ?");
+        let sql = r#"SET STATEMENT sql_mode = '' FOR SELECT 1 AS "a\"", 0x4341 -- ""#;
+        let lexed = lex(sql.as_bytes(), &m).expect("lex");
+        assert_eq!(
+            fingerprint(sql.as_bytes(), &lexed),
+            "SET STATEMENT sql_mode = ? FOR …"
+        );
     }
 
     #[test]

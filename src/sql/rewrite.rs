@@ -325,6 +325,15 @@ pub fn render(
                                 ));
                             }
                         }
+                        Lit::Param(_) if *keep == Keep::OnlyEnvelopes => {
+                            // Security: a parameter would be sealed unseen, and a guess meets
+                            // the unique blind index (a "does it exist" answer).
+                            return Err(Refusal {
+                                target: col.scope(),
+                                reason: "a unique index on the blind index would tell this role whether a value exists; it may only write envelopes of this column, as literals".into(),
+                                denied: false,
+                            });
+                        }
                         Lit::Param(i) => {
                             out.push('?');
                             params.push(ParamUse::Seal {
