@@ -112,7 +112,7 @@ fn world() -> &'static World {
                 name: "leak".into(),
                 reads: "shop.users".into(),
                 on_table: None,
-                calls_routine: false,
+                reads_refused: false,
             }],
         );
         let reach = Reach::new(&policy, "fuzz", &schema);

@@ -24,9 +24,10 @@ pub struct Dependent {
     pub reads: String,
     /// For a trigger: the table it fires on (writes to it are refused).
     pub on_table: Option<String>,
-    /// It reaches protected data by calling a routine that does: reading a view then runs
-    /// that routine too (a function can write), so reads of it are refused as well.
-    pub calls_routine: bool,
+    /// Reading it is refused too: it reaches protected data by calling a routine that does
+    /// (reading the view runs it, and a function can write), or it selects a generated
+    /// column computed from a protected one.
+    pub reads_refused: bool,
 }
 
 impl Dependent {
@@ -209,6 +210,7 @@ async fn load_dependents(
     policy: &Policy,
     tables: &[String],
     views: &[((String, String), String)],
+    computed: &HashSet<String>,
 ) -> Result<Vec<Dependent>, mysql_async::Error> {
     let routines: Vec<(String, String, String, Option<String>, String)> = conn
         .query(format!(
@@ -253,14 +255,18 @@ async fn load_dependents(
             {
                 continue;
             }
-            let mut calls_routine = false;
+            let mut reads_refused = false;
             let reads = match body {
                 None => Some("(its definition is not visible to the control account)".to_owned()),
                 Some(b) => match body_names(b, mode.as_deref()) {
                     None => Some("(its definition cannot be read)".to_owned()),
                     Some(names) => {
                         let table_hit = names.iter().find(|n| reached.contains(*n)).cloned();
-                        calls_routine = names.iter().any(|n| routines_reached.contains(n));
+                        let computed_hit = (kind == "view")
+                            .then(|| names.iter().find(|n| computed.contains(*n)).cloned())
+                            .flatten();
+                        reads_refused = computed_hit.is_some()
+                            || names.iter().any(|n| routines_reached.contains(n));
                         let dynamic = (kind == "procedure" || kind == "function")
                             && names.iter().any(|n| {
                                 n == "prepare" || n == "execute" || n.starts_with("session_track_")
@@ -273,7 +279,9 @@ async fn load_dependents(
                                 .find(|c| names.contains(&c.column.to_ascii_lowercase()))
                                 .map(|c| c.scope())
                         });
-                        table_hit
+                        computed_hit
+                            .map(|c| format!("the generated column {c}"))
+                            .or(table_hit)
                             .or(column_hit)
                             .or(dynamic.then(|| "SQL built at run time".to_owned()))
                     }
@@ -286,7 +294,7 @@ async fn load_dependents(
                 name: name.clone(),
                 reads,
                 on_table: on_table.clone(),
-                calls_routine,
+                reads_refused,
             });
         }
         if found.len() == before {
@@ -426,7 +434,12 @@ pub async fn load(
         .into_iter()
         .map(|(d, n, def)| ((d, n), def.unwrap_or_default()))
         .collect();
-    snapshot.dependents = load_dependents(conn, policy, &names, &views).await?;
+    let computed: HashSet<String> = snapshot
+        .computed
+        .iter()
+        .map(|(_, _, c, _)| c.clone())
+        .collect();
+    snapshot.dependents = load_dependents(conn, policy, &names, &views, &computed).await?;
     for ((d, n), def) in views {
         snapshot.views.insert(key(&d, &n), def);
     }

@@ -222,8 +222,19 @@ impl Prepared {
                         reason: "parameter type not supported for an encrypted column".into(),
                         denied: false,
                     })?;
-                    let v = canonical(col, &text)?;
+                    // A ciphertext role restoring cells: a value that opens as this
+                    // column's envelope goes on as sent (its blind index from what it holds).
+                    let kept = match u {
+                        ParamUse::Seal { keep: true, .. }
+                        | ParamUse::BlindWrite { keep: true, .. } => sealer.open(col, &text, None),
+                        _ => None,
+                    };
+                    let v = match &kept {
+                        Some(plain) => plain.clone(),
+                        None => canonical(col, &text)?,
+                    };
                     let bytes = match u {
+                        ParamUse::Seal { .. } if kept.is_some() => text.clone(),
                         ParamUse::Seal { row_key, .. } => {
                             let key = match row_key {
                                 None => None,
@@ -478,15 +489,18 @@ mod tests {
                 param: 1,
                 column: "t.email".into(),
                 row_key: None,
+                keep: false,
             },
             ParamUse::BlindWrite {
                 param: 1,
                 column: "t.email".into(),
+                keep: false,
             },
             ParamUse::Seal {
                 param: 2,
                 column: "t.n".into(),
                 row_key: None,
+                keep: false,
             },
         ];
         let mut prep = Prepared::new(3, uses, None);
@@ -537,6 +551,58 @@ mod tests {
     }
 
     #[test]
+    fn a_restoring_role_keeps_envelopes_and_seals_anything_else() {
+        let p = policy();
+        let uses = vec![
+            ParamUse::Seal {
+                param: 0,
+                column: "t.email".into(),
+                row_key: None,
+                keep: true,
+            },
+            ParamUse::BlindWrite {
+                param: 0,
+                column: "t.email".into(),
+                keep: true,
+            },
+        ];
+        let mut prep = Prepared::new(1, uses, None);
+        let run = |prep: &mut Prepared, v: &[u8]| {
+            let client = execute(&[(MYSQL_TYPE_VAR_STRING, 0)], &[Some(lenenc(v))]);
+            prep.execute(&client, &p, &Fake)
+                .expect("rebuilt")
+                .expect("rebuilt")
+        };
+        let blob2 = [(MYSQL_TYPE_BLOB, 0), (MYSQL_TYPE_BLOB, 0)];
+        // An envelope goes on as sent; its blind index is of what it holds.
+        assert_eq!(
+            run(&mut prep, b"S[a@x.io]"),
+            execute(
+                &blob2,
+                &[
+                    Some(lenenc(b"S[a@x.io]")),
+                    Some(lenenc(b"a@x.io..........................")),
+                ],
+            )
+        );
+        // Anything else is plaintext, sealed.
+        let mut prep = Prepared::new(
+            1,
+            vec![ParamUse::Seal {
+                param: 0,
+                column: "t.email".into(),
+                row_key: None,
+                keep: true,
+            }],
+            None,
+        );
+        assert_eq!(
+            run(&mut prep, b"b@x.io"),
+            execute(&blob2[..1], &[Some(lenenc(b"S:b@x.io"))])
+        );
+    }
+
+    #[test]
     fn long_data_is_held_for_protected_parameters_and_remapped_for_others() {
         let p = policy();
         let uses = vec![
@@ -544,10 +610,12 @@ mod tests {
                 param: 0,
                 column: "t.email".into(),
                 row_key: None,
+                keep: false,
             },
             ParamUse::BlindWrite {
                 param: 0,
                 column: "t.email".into(),
+                keep: false,
             },
             ParamUse::Plain(1),
         ];
@@ -589,6 +657,7 @@ mod tests {
                 param: 0,
                 column: "t.email".into(),
                 row_key: None,
+                keep: false,
             }],
             None,
         );

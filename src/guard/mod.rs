@@ -726,7 +726,7 @@ impl<'c, 'a> Decider<'c, 'a> {
             // Views are read through (the analysis follows their columns); nothing is
             // written through one that reaches protected data.
             let relevant = match d.kind.as_str() {
-                "view" => write || d.calls_routine,
+                "view" => write || d.reads_refused,
                 "trigger" => write,
                 _ => true,
             };
@@ -1235,6 +1235,7 @@ impl<'c, 'a> Decider<'c, 'a> {
                     param,
                     column: c,
                     row_key,
+                    keep,
                 } => {
                     let col = column(c)?;
                     let item = *items.get(*param).ok_or_else(|| {
@@ -1245,6 +1246,13 @@ impl<'c, 'a> Decider<'c, 'a> {
                             "{c}: EXECUTE … USING takes literals for encrypted columns"
                         )));
                     };
+                    // Security: kept as written only when it opens as this column's envelope.
+                    if let (true, Lit::Stored(raw, _)) = (*keep, &lit)
+                        && sealer.open(col, raw, None).is_some()
+                    {
+                        rendered.push(crate::sql::rewrite::stored_literal(col, raw));
+                        continue;
+                    }
                     let key = match row_key {
                         None => None,
                         Some(crate::sql::rewrite::RowKey::Literal(k)) => Some(k.clone()),
@@ -1267,16 +1275,25 @@ impl<'c, 'a> Decider<'c, 'a> {
                     crate::sql::rewrite::sealed_text(col, &lit, key.as_deref(), sealer)
                         .map_err(Refusal::from)?
                 }
-                ParamUse::BlindWrite { param, column: c } => {
+                ParamUse::BlindWrite {
+                    param,
+                    column: c,
+                    keep,
+                } => {
                     let col = column(c)?;
                     let item = *items.get(*param).ok_or_else(|| {
                         Refusal::not_supported("EXECUTE … USING has too few values")
                     })?;
-                    let Some(lit) = literal(col, item)? else {
+                    let Some(mut lit) = literal(col, item)? else {
                         return Err(Refusal::not_supported(format!(
                             "{c}: EXECUTE … USING takes literals for encrypted columns"
                         )));
                     };
+                    if let (true, Lit::Stored(raw, _)) = (*keep, &lit)
+                        && let Some(plain) = sealer.open(col, raw, None)
+                    {
+                        lit = Lit::Bytes(plain);
+                    }
                     crate::sql::rewrite::blind_text(col, &lit, None, sealer)
                         .map_err(Refusal::from)?
                 }

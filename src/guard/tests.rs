@@ -101,7 +101,7 @@ fn world() -> World {
                 name: "leak".into(),
                 reads: "shop.users".into(),
                 on_table: None,
-                calls_routine: false,
+                reads_refused: false,
             },
             Dependent {
                 kind: "view".into(),
@@ -109,7 +109,7 @@ fn world() -> World {
                 name: "v_users".into(),
                 reads: "users".into(),
                 on_table: None,
-                calls_routine: false,
+                reads_refused: false,
             },
         ],
     );
@@ -860,7 +860,7 @@ fn the_corpus_findings_are_closed() {
                 name: "f_put".into(),
                 reads: "users".into(),
                 on_table: None,
-                calls_routine: false,
+                reads_refused: false,
             },
             Dependent {
                 kind: "view".into(),
@@ -868,7 +868,7 @@ fn the_corpus_findings_are_closed() {
                 name: "v_put".into(),
                 reads: "f_put".into(),
                 on_table: None,
-                calls_routine: true,
+                reads_refused: true,
             },
         ],
     );

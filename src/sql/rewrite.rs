@@ -51,9 +51,17 @@ pub enum ParamUse {
         param: usize,
         column: String,
         row_key: Option<RowKey>,
+        /// A value that opens as this column's envelope is kept as sent (a ciphertext role
+        /// with `write` restoring cells); anything else is sealed.
+        keep: bool,
     },
-    /// The blind index of the client's parameter under the primary key.
-    BlindWrite { param: usize, column: String },
+    /// The blind index of the client's parameter under the primary key (of the plaintext
+    /// inside it, when `keep` and it is an envelope).
+    BlindWrite {
+        param: usize,
+        column: String,
+        keep: bool,
+    },
     /// The blind index of the client's parameter under the `key`-th key in use.
     BlindSearch {
         param: usize,
@@ -233,7 +241,7 @@ fn literal_key<'k>(
 }
 
 /// A stored form (envelope bytes, or base64 text) as a literal.
-fn stored_literal(column: &Protected, stored: &[u8]) -> String {
+pub fn stored_literal(column: &Protected, stored: &[u8]) -> String {
     match column.storage {
         Storage::Binary => format!("X'{}'", hex::encode_upper(stored)),
         Storage::Base64 => format!("'{}'", String::from_utf8_lossy(stored)),
@@ -335,11 +343,20 @@ pub fn render(
                             });
                         }
                         Lit::Param(i) => {
+                            let keep = *keep == Keep::Envelopes;
+                            if keep && row_key.is_some() {
+                                return Err(Refusal {
+                                    target: col.scope(),
+                                    reason: "envelopes bound to their row are restored as literals, not parameters".into(),
+                                    denied: false,
+                                });
+                            }
                             out.push('?');
                             params.push(ParamUse::Seal {
                                 param: *i,
                                 column: col.scope(),
                                 row_key,
+                                keep,
                             });
                         }
                     }
@@ -376,6 +393,7 @@ pub fn render(
                         params.push(ParamUse::BlindWrite {
                             param: *i,
                             column: col.scope(),
+                            keep: *keep == Keep::Envelopes,
                         });
                     }
                 },

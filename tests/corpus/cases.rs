@@ -2676,6 +2676,14 @@ fn own_ideas() -> Vec<Case> {
         i("a generated column created directly over ssn")
             .root("ALTER TABLE users ADD COLUMN ssn_g VARCHAR(300) AS (ssn) VIRTUAL")
             .q("SELECT ssn_g FROM users WHERE id = 1"),
+        i("a view in the twin over a generated column over ssn")
+            .root("ALTER TABLE users ADD COLUMN ssn_g VARCHAR(300) AS (ssn) VIRTUAL")
+            .root("CREATE VIEW {{B}}.v_g AS SELECT id, ssn_g AS x FROM {{A}}.users")
+            .db(Some("{{B}}"))
+            .q("SELECT x FROM v_g WHERE id = 1"),
+        i("a generated column over ssn through a derived table")
+            .root("ALTER TABLE users ADD COLUMN ssn_g VARCHAR(300) AS (ssn) VIRTUAL")
+            .q("SELECT d.v FROM (SELECT ssn_g AS v FROM users) d WHERE d.v IS NOT NULL"),
         i("a generated column created directly over email, searched")
             .root("ALTER TABLE users ADD COLUMN email_g VARBINARY(400) AS (email) VIRTUAL")
             .q("SELECT COUNT(*) FROM users WHERE email_g = '{{s:em:1}}'"),

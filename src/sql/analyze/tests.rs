@@ -320,7 +320,8 @@ fn row_bound_columns_take_their_row_key() {
         ParamUse::Seal {
             param: 0,
             column: "acct.iban".into(),
-            row_key: Some(crate::sql::rewrite::RowKey::Param(1))
+            row_key: Some(crate::sql::rewrite::RowKey::Param(1)),
+            keep: false,
         }
     );
     for (sql, why) in [
@@ -359,11 +360,13 @@ fn parameters_are_mapped() {
             ParamUse::Seal {
                 param: 1,
                 column: "users.email".into(),
-                row_key: None
+                row_key: None,
+                keep: false,
             },
             ParamUse::BlindWrite {
                 param: 1,
-                column: "users.email".into()
+                column: "users.email".into(),
+                keep: false
             }
         ]
     );
@@ -400,7 +403,8 @@ fn parameters_are_mapped() {
             ParamUse::Seal {
                 param: 0,
                 column: "users.born".into(),
-                row_key: None
+                row_key: None,
+                keep: false,
             },
             ParamUse::Plain(1)
         ]
