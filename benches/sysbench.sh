@@ -8,6 +8,9 @@
 #   bash benches/sysbench.sh                 # full run (~15 min)
 #   QUICK=1 bash benches/sysbench.sh         # smoke run
 #   PROTECTED=1 bash benches/sysbench.sh     # protected vs unprotected columns, both via myveil
+#   PROTECTED=1 BASELINE_BIN=/path/to/old/myveil bash benches/sysbench.sh
+#                                            # …and the protected run through an older build,
+#                                            # interleaved (qps vs base-protected is new/old)
 #
 # PROTECTED=1 compares the same sysbench workload through myveil on two databases: one with
 # plain sbtest tables and one whose `c` (with a blind index) and `pad` columns are encrypted
@@ -21,6 +24,7 @@ if [ "${PROTECTED:-0}" = 1 ]; then
   # myveil refuses at prepare time: the protected comparison runs in the text protocol.
   : "${WORKLOADS:=oltp_point_select oltp_read_only oltp_read_write}" "${THREADS:=4}" "${PS_MODE:=disable}"
   TARGETS="unprotected protected"
+  [ -n "${BASELINE_BIN:-}" ] && TARGETS="base-protected unprotected protected"
   EXTRA=(--order-ranges=0 --distinct-ranges=0)
 else
   TARGETS="direct forwarder myveil"
@@ -42,6 +46,8 @@ DB=myveil_bench
 PDB=myveil_bench_p
 MYVEIL_PORT=3407
 FORWARDER_PORT=3408
+BASE_PORT=3410
+BASE_PID=""
 
 cargo build --release --quiet --bin myveil --example tcp_forwarder
 TMP=$(mktemp -d)
@@ -113,6 +119,13 @@ echo "bench-password-1" | target/release/myveil user add bench --role app --pass
 target/release/myveil serve -c "$TMP/myveil.toml" 2>"$TMP/myveil.log" &
 MYVEIL_PID=$!
 PIDS+=("$MYVEIL_PID")
+if [ -n "${BASELINE_BIN:-}" ]; then
+  # The same configuration, keys and users, on another port.
+  sed "s/127.0.0.1:$MYVEIL_PORT/127.0.0.1:$BASE_PORT/" "$TMP/myveil.toml" >"$TMP/base.toml"
+  "$BASELINE_BIN" serve -c "$TMP/base.toml" 2>"$TMP/base.log" &
+  BASE_PID=$!
+  PIDS+=("$BASE_PID")
+fi
 target/release/examples/tcp_forwarder "127.0.0.1:$FORWARDER_PORT" 127.0.0.1:3306 2>"$TMP/forwarder.log" &
 FORWARDER_PID=$!
 PIDS+=("$FORWARDER_PID")
@@ -147,6 +160,7 @@ run_one() { # workload threads target
     forwarder) port=$FORWARDER_PORT; user=root; pass=""; pid=$FORWARDER_PID ;;
     myveil | unprotected) port=$MYVEIL_PORT; user=bench; pass=bench-password-1; pid=$MYVEIL_PID ;;
     protected) port=$MYVEIL_PORT; user=bench; pass=bench-password-1; pid=$MYVEIL_PID; db=$PDB ;;
+    base-protected) port=$BASE_PORT; user=bench; pass=bench-password-1; pid=$BASE_PID; db=$PDB ;;
   esac
   local before=0 after=0
   [ -n "$pid" ] && before=$(cpu_ticks "$pid")

@@ -73,14 +73,16 @@ const ANALYSIS_SLOTS: usize = 2;
 
 /// Everything a guard decision needs, owned, so a large statement can be decided on a
 /// blocking thread.
-pub(crate) struct Decide {
+/// Borrowed from the session for a decision made inline; owned for one on the blocking pool.
+pub(crate) struct Decide<'s> {
     pub shared: Arc<Shared>,
     pub protection: Arc<Protection>,
-    pub state: crate::backend::state::SessionState,
-    pub role: String,
+    pub state: std::borrow::Cow<'s, crate::backend::state::SessionState>,
+    pub role: std::borrow::Cow<'s, str>,
     pub server_version: u32,
     pub store: Option<String>,
-    pub sql_prepared: std::collections::HashMap<String, crate::guard::SqlPrepared>,
+    pub sql_prepared:
+        std::borrow::Cow<'s, std::collections::HashMap<String, crate::guard::SqlPrepared>>,
     /// The session's cache of decisions (shared with the session, which outlives this).
     pub cache: Arc<std::sync::Mutex<crate::guard::ShapeCache>>,
 }
@@ -119,7 +121,7 @@ impl crate::sql::rewrite::Sealer for NoKeys {
     }
 }
 
-impl Decide {
+impl Decide<'_> {
     pub fn run(&self, text: &[u8], command: crate::guard::Command) -> crate::guard::Decision {
         let schema = self.shared.schema.load();
         let mut reach = self.shared.reach.load_full();

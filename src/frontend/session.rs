@@ -752,19 +752,26 @@ impl Session {
                 effects: Vec::new(),
             };
         }
+        use std::borrow::Cow;
         let input = super::Decide {
             shared: self.shared.clone(),
             protection,
-            state: self.state.clone(),
-            role: self.user.role.clone(),
+            state: Cow::Borrowed(&self.state),
+            role: Cow::Borrowed(&self.user.role),
             server_version: self.server_version,
             store,
-            sql_prepared: self.statements.sql.clone(),
+            sql_prepared: Cow::Borrowed(&self.statements.sql),
             cache: self.decisions.clone(),
         };
         if text.len() < BLOCKING_ANALYSIS_BYTES {
             return input.run(text, command);
         }
+        let input = super::Decide {
+            state: Cow::Owned(input.state.into_owned()),
+            role: Cow::Owned(input.role.into_owned()),
+            sql_prepared: Cow::Owned(input.sql_prepared.into_owned()),
+            ..input
+        };
         let text = text.to_vec();
         let shared = self.shared.clone();
         let Ok(_slot) = shared.analysis_slots.acquire().await else {

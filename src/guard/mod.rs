@@ -570,9 +570,10 @@ impl<'c, 'a> Decider<'c, 'a> {
         ) || (matches!(kind, StatementKind::Explain(_)) && s.word(0, "analyze"));
         let database = state.database.clone();
         self.dependents(s, writes, database.as_deref())?;
-        if let Some(c) = (0..s.len())
-            .filter_map(|i| s.name(i))
-            .find(|n| self.cx.reach.computed.contains(n))
+        if !self.cx.reach.computed.is_empty()
+            && let Some(c) = (0..s.len())
+                .filter_map(|i| s.name(i))
+                .find(|n| self.cx.reach.computed.contains(n))
             && let Some((db, t, col, from)) =
                 self.cx.schema.computed.iter().find(|(_, _, x, _)| *x == c)
         {
@@ -696,33 +697,36 @@ impl<'c, 'a> Decider<'c, 'a> {
         let reach = self.cx.reach;
         let current = state.database.as_deref().map(str::to_ascii_lowercase);
         (0..s.len()).any(|i| {
-            let Some(n) = s.name(i) else {
-                return false;
-            };
-            let dotted = i >= 2 && s.token(i - 1).is_some_and(|t| t.kind == Kind::Dot);
-            let db = if dotted {
-                s.name(i - 2)
-            } else {
-                current.clone()
-            };
-            reach.anywhere.contains(&n)
-                || db.is_some_and(|db| reach.tables.get(&db).is_some_and(|t| t.contains(&n)))
+            s.with_name(i, |n| {
+                let dotted = i >= 2 && s.token(i - 1).is_some_and(|t| t.kind == Kind::Dot);
+                let in_db = |db: &str| reach.tables.get(db).is_some_and(|t| t.contains(n));
+                reach.anywhere.contains(n)
+                    || if dotted {
+                        s.with_name(i - 2, in_db) == Some(true)
+                    } else {
+                        current.as_deref().is_some_and(in_db)
+                    }
+            }) == Some(true)
         })
     }
 
     /// Refuses a routine or a trigger table that reaches protected data where myveil cannot
     /// see: statements naming them (routines) or writing them (tables with such triggers).
     fn dependents(&self, s: &Stmt<'_>, write: bool, database: Option<&str>) -> Result<(), Refusal> {
+        // Most statements name none of them: one pass over the names decides that.
+        if !s.names_any(&|n| self.cx.reach.dependents.contains(n)) {
+            return Ok(());
+        }
         // The current database's objects first, so the message names the right one.
-        let mut ordered: Vec<&crate::backend::schema::Dependent> =
-            self.cx.schema.dependents.iter().collect();
-        ordered.sort_by_key(|d| database.is_none_or(|db| !d.database.eq_ignore_ascii_case(db)));
-        for d in ordered {
-            let name = d
-                .on_table
-                .as_deref()
-                .unwrap_or(&d.name)
-                .to_ascii_lowercase();
+        let here = |d: &&crate::backend::schema::Dependent| {
+            database.is_some_and(|db| d.database.eq_ignore_ascii_case(db))
+        };
+        let deps = &self.cx.schema.dependents;
+        for d in deps
+            .iter()
+            .filter(here)
+            .chain(deps.iter().filter(|d| !here(d)))
+        {
             // Views are read through (the analysis follows their columns); nothing is
             // written through one that reaches protected data.
             let relevant = match d.kind.as_str() {
@@ -730,7 +734,15 @@ impl<'c, 'a> Decider<'c, 'a> {
                 "trigger" => write,
                 _ => true,
             };
-            if relevant && s.names_object(&d.database.to_ascii_lowercase(), &name, database) {
+            if !relevant {
+                continue;
+            }
+            let name = d
+                .on_table
+                .as_deref()
+                .unwrap_or(&d.name)
+                .to_ascii_lowercase();
+            if s.names_object(&d.database.to_ascii_lowercase(), &name, database) {
                 return Err(Refusal::NotSupported {
                     message: d.refusal(),
                 });

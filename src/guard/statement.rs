@@ -281,20 +281,40 @@ impl<'a> Stmt<'a> {
 
     /// Whether the statement names something that can reach protected data.
     pub fn names_any(&self, matches: &dyn Fn(&str) -> bool) -> bool {
-        (0..self.len()).any(|i| self.name(i).is_some_and(|n| matches(&n)))
+        (0..self.len()).any(|i| self.with_name(i, matches).unwrap_or(false))
+    }
+
+    /// `f` of token `i`'s name as [`Stmt::name`] gives it, without allocating for the usual
+    /// short ASCII names (every statement's names are matched against many sets).
+    pub fn with_name<R>(&self, i: usize, f: impl FnOnce(&str) -> R) -> Option<R> {
+        let t = self.token(i)?;
+        if !matches!(t.kind, Kind::Word | Kind::Quoted) {
+            return None;
+        }
+        let raw = t.name(self.src, &self.mode);
+        if raw.is_ascii() && raw.len() <= 64 {
+            let mut buf = [0u8; 64];
+            let b = &mut buf[..raw.len()];
+            b.copy_from_slice(&raw);
+            b.make_ascii_lowercase();
+            if let Ok(n) = std::str::from_utf8(b) {
+                return Some(f(n));
+            }
+        }
+        self.name(i).map(|n| f(&n))
     }
 
     /// Whether the statement names the object `database`.`name` (both lower-case): written
     /// qualified, or unqualified while `current` is its database.
     pub fn names_object(&self, database: &str, name: &str, current: Option<&str>) -> bool {
         (0..self.len()).any(|i| {
-            if self.name(i).as_deref() != Some(name) {
+            if self.with_name(i, |n| n == name) != Some(true) {
                 return false;
             }
             let dotted = i >= 2 && self.token(i - 1).is_some_and(|t| t.kind == Kind::Dot);
             if dotted {
                 // `db.name`; `x.name` with another x is a column of table x.
-                self.name(i - 2).as_deref() == Some(database)
+                self.with_name(i - 2, |n| n == database) == Some(true)
             } else {
                 current.is_some_and(|c| c.eq_ignore_ascii_case(database))
             }
