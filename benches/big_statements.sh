@@ -28,7 +28,7 @@ trap cleanup EXIT
 
 mariadb -h127.0.0.1 -uroot -e "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB"
 mariadb -h127.0.0.1 -uroot $DB -e "
-  CREATE TABLE plain_users (id INT PRIMARY KEY, email VARCHAR(100), ssn VARCHAR(20), note TEXT, KEY (email));
+  CREATE TABLE plain_users (id INT PRIMARY KEY, email VARCHAR(100), ssn VARCHAR(20), note MEDIUMTEXT, KEY (email));
   CREATE TABLE users (id INT PRIMARY KEY, email VARBINARY(255), email_bidx BINARY(32), ssn VARBINARY(120),
                       note MEDIUMBLOB, KEY (email_bidx));"
 
