@@ -297,6 +297,47 @@ async fn hostile_input_gets_errors_not_panics() {
 }
 
 #[tokio::test]
+async fn compression_that_was_not_offered_is_refused_not_hung() {
+    let proxy = Proxy::start().await;
+    // CLIENT_COMPRESS (zlib), then CLIENT_ZSTD_COMPRESSION_ALGORITHM.
+    for caps in [0x0000_0020u32, 0x0400_0000] {
+        let (mut c, _, reply) = tokio::time::timeout(
+            Duration::from_secs(10),
+            common::raw::hello(
+                proxy.addr,
+                common::APP_USER,
+                common::APP_PASSWORD,
+                None,
+                caps,
+            ),
+        )
+        .await
+        .expect("an answer, not a hang");
+        assert_eq!(
+            (reply[0], u16::from_le_bytes([reply[1], reply[2]])),
+            (0xFF, 1043),
+            "caps {caps:#x}: {:?}",
+            String::from_utf8_lossy(&reply)
+        );
+        assert!(
+            String::from_utf8_lossy(&reply).contains("compression"),
+            "the error says why"
+        );
+        // Then the connection is closed.
+        assert!(
+            tokio::time::timeout(Duration::from_secs(5), c.read_packet(1 << 16))
+                .await
+                .expect("closed in time")
+                .is_err()
+        );
+    }
+    // Everyone else still logs in.
+    let (mut ok, _) = login(proxy.addr, common::APP_USER, common::APP_PASSWORD, None).await;
+    send(&mut ok, &cmd(COM_PING, b"")).await;
+    assert_eq!(read(&mut ok).await[0], 0x00);
+}
+
+#[tokio::test]
 async fn send_long_data_feeds_a_parameter_in_pieces() {
     let proxy = Proxy::start().await;
     let (mut c, _) = login(proxy.addr, common::APP_USER, common::APP_PASSWORD, None).await;

@@ -155,6 +155,27 @@ pub(super) async fn handshake(
             return Ok(None);
         }
     };
+    // A client that turns on protocol compression although it was not offered would send
+    // compressed packets after the login while myveil reads plain ones: both would wait
+    // forever. It gets a clear error now, before any password work, and the connection
+    // closes.
+    let unoffered = response.capabilities
+        & !capabilities
+        & (CapabilityFlags::CLIENT_COMPRESS | CapabilityFlags::CLIENT_ZSTD_COMPRESSION_ALGORITHM);
+    if !unoffered.is_empty() {
+        tracing::info!(
+            capabilities = unoffered.bits(),
+            "client asked for protocol compression, which is not offered"
+        );
+        let reply = ErrorReply::new(
+            packets::ER_HANDSHAKE_ERROR,
+            b"08S01",
+            "myveil: protocol compression was not offered and is not supported yet; connect without compression",
+        );
+        send_error(&mut client, seq, &reply).await;
+        give_back(shared, lease);
+        return Ok(None);
+    }
     let tls = client.stream().is_tls();
     if shared.config.tls.as_ref().is_some_and(|t| t.require) && !tls {
         let reply = ErrorReply::new(

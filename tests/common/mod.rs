@@ -292,6 +292,25 @@ pub mod raw {
         db: Option<&str>,
         extra_caps: u32,
     ) -> (PacketConn, u32, Vec<u8>) {
+        let (c, id, ok) = hello(addr, user, password, db, extra_caps).await;
+        assert_eq!(
+            ok[0],
+            0x00,
+            "login failed: {:?}",
+            String::from_utf8_lossy(&ok)
+        );
+        (c, id, ok)
+    }
+
+    /// Sends a handshake response with extra capability bits; returns the connection, the
+    /// greeting's connection id and the server's reply to the response, whatever it is.
+    pub async fn hello(
+        addr: SocketAddr,
+        user: &str,
+        password: &str,
+        db: Option<&str>,
+        extra_caps: u32,
+    ) -> (PacketConn, u32, Vec<u8>) {
         let mut c = connect_tcp(addr).await;
         let greeting = c.read_packet(1 << 16).await.expect("greeting");
         let g = parse_backend_greeting(&greeting.payload).expect("parse greeting");
@@ -315,14 +334,8 @@ pub mod raw {
         }
         p.extend_from_slice(b"mysql_native_password\0");
         c.write_packet(1, &p).await.expect("send response");
-        let ok = c.read_packet(1 << 16).await.expect("auth reply");
-        assert_eq!(
-            ok.payload[0],
-            0x00,
-            "login failed: {:?}",
-            String::from_utf8_lossy(&ok.payload)
-        );
-        (c, g.connection_id, ok.payload.to_vec())
+        let reply = c.read_packet(1 << 16).await.expect("auth reply");
+        (c, g.connection_id, reply.payload.to_vec())
     }
 
     /// Sends one command (sequence id 0).
