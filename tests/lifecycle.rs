@@ -131,3 +131,63 @@ async fn sysbench_oltp_read_write_in_both_ps_modes() {
     .expect("sysbench thread");
     db.drop_now().await;
 }
+
+#[tokio::test]
+async fn a_clients_session_state_does_not_outlive_it_in_the_pool() {
+    let proxy = Proxy::start().await;
+    let db = TestDb::create("pool").await;
+    let lock = format!("myveil_t_lock_{}", std::process::id());
+    let mut c = proxy.app(Some(&db.name)).await;
+    let got: Option<i64> = c
+        .query_first(format!("SELECT GET_LOCK('{lock}', 0)"))
+        .await
+        .expect("lock");
+    assert_eq!(got, Some(1));
+    c.query_drop("SET @left_behind = 42").await.expect("var");
+    c.query_drop("CREATE TEMPORARY TABLE myveil_t_left (x INT)")
+        .await
+        .expect("temp");
+    let first: Option<u64> = c.query_first("SELECT CONNECTION_ID()").await.expect("id");
+    c.disconnect().await.expect("disconnect");
+
+    // The lock is released once the client has gone, as a direct disconnect would do,
+    // though its backend connection stays open in the pool.
+    let mut root = common::direct(None).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let holder: Option<Option<u64>> = root
+            .query_first(format!("SELECT IS_USED_LOCK('{lock}')"))
+            .await
+            .expect("is used");
+        if holder.flatten().is_none() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "GET_LOCK still held by the pooled connection of a client that left"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let alive: Option<u64> = root
+        .query_first(format!(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE ID = {}",
+            first.expect("an id")
+        ))
+        .await
+        .expect("processlist");
+    assert!(alive.is_some(), "the backend connection was kept for reuse");
+
+    // The next client gets the connection without any of it.
+    let mut next = proxy.app(Some(&db.name)).await;
+    let v: Option<Option<i64>> = next.query_first("SELECT @left_behind").await.expect("var");
+    assert_eq!(v.flatten(), None);
+    assert!(
+        next.query_drop("SELECT * FROM myveil_t_left")
+            .await
+            .is_err(),
+        "the temporary table went with its client"
+    );
+    next.disconnect().await.ok();
+    root.disconnect().await.ok();
+    db.drop_now().await;
+}

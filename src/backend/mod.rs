@@ -3,8 +3,10 @@
 //! A client session is pinned to one backend connection for its life. The connection is
 //! taken before the client is greeted, so the greeting carries the backend's connection id
 //! (KILL and CONNECTION_ID() then agree with what the client was told). A pooled connection
-//! is reset and re-bound with COM_CHANGE_USER, which in one round trip rolls back, drops
-//! session state, authenticates the role's backend account and sets schema and charset.
+//! is reset with COM_RESET_CONNECTION when its client leaves (nothing of that session waits
+//! in the pool: locks, prepared statements, temporary tables, variables), and re-bound with
+//! COM_CHANGE_USER when the next client takes it, which authenticates the role's backend
+//! account and sets schema and charset.
 //! A fresh connection is left waiting after the backend's greeting and answered once the
 //! client is known, with the client's own capabilities.
 
@@ -26,6 +28,8 @@ use crate::wire::packets::{
 use crate::wire::{self, PacketConn, Stream};
 
 pub use pool::{Lease, Pool, PoolConfig};
+
+const COM_RESET_CONNECTION: u8 = 0x1F;
 
 /// Largest packet accepted from the backend during connect and auth.
 const AUTH_PACKET_LIMIT: usize = 64 * 1024;
@@ -250,6 +254,19 @@ impl BackendConn {
             }
             Some(&ERR_HEADER) => Err(refused(&reply.payload)),
             _ => Err(wire::Error::Malformed("reply to the tracking setup").into()),
+        }
+    }
+
+    /// COM_RESET_CONNECTION: the server rolls back, drops temporary tables and prepared
+    /// statements, releases GET_LOCK and table locks, and resets user and session variables,
+    /// as a disconnect would. Run when a client leaves, before the connection is pooled.
+    pub async fn reset(&mut self) -> Result<()> {
+        self.conn.write_packet(0, &[COM_RESET_CONNECTION]).await?;
+        let reply = self.conn.read_packet(AUTH_PACKET_LIMIT).await?;
+        match reply.payload.first() {
+            Some(&OK_HEADER) => Ok(()),
+            Some(&ERR_HEADER) => Err(refused(&reply.payload)),
+            _ => Err(wire::Error::Malformed("reply to the connection reset").into()),
         }
     }
 

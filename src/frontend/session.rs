@@ -243,7 +243,17 @@ impl Session {
         tracing::debug!(?close, "session ended");
         match close {
             Close::Clean if self.reusable && !self.in_transaction => {
-                self.shared.pool.release(self.backend)
+                // Security and correctness: nothing of this client's session (locks, prepared
+                // statements, temporary tables, variables) may outlive it in the pool. A
+                // connection that does not reset in time is closed instead.
+                let limit = self.shared.config.backend.connect_timeout();
+                match tokio::time::timeout(limit, self.backend.reset()).await {
+                    Ok(Ok(())) => self.shared.pool.release(self.backend),
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "backend connection did not reset; closed")
+                    }
+                    Err(_) => tracing::debug!("backend connection reset timed out; closed"),
+                }
             }
             _ => {}
         }
