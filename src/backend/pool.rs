@@ -2,7 +2,7 @@
 //! backend behaviour (found rows, local files, multi statements, …).
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mysql_common::constants::CapabilityFlags;
@@ -47,7 +47,14 @@ pub struct Pool {
     idle: Mutex<Vec<Idle>>,
     /// Capability key of the last client bound: the best guess for the next one.
     last_key: AtomicU32,
+    /// Connections of clients that left, being reset before they are pooled.
+    resetting: AtomicUsize,
+    reset_done: tokio::sync::Notify,
 }
+
+/// How long a new client waits for a connection being reset when none is idle, before a
+/// fresh one is opened (a reset is one round trip; a fresh login is several).
+const RESET_WAIT: Duration = Duration::from_millis(100);
 
 impl Pool {
     pub fn new(cfg: PoolConfig) -> Self {
@@ -55,7 +62,23 @@ impl Pool {
             cfg,
             idle: Mutex::new(Vec::new()),
             last_key: AtomicU32::new(u32::MAX),
+            resetting: AtomicUsize::new(0),
+            reset_done: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Hands back the connection of a client that left: reset (as a disconnect would
+    /// clean the session up), then pooled; closed if the reset fails or takes longer than
+    /// `limit`.
+    pub async fn reset_and_release(&self, mut conn: BackendConn, limit: Duration) {
+        self.resetting.fetch_add(1, Ordering::SeqCst);
+        match tokio::time::timeout(limit, conn.reset()).await {
+            Ok(Ok(())) => self.release(conn),
+            Ok(Err(e)) => tracing::debug!(error = %e, "backend connection did not reset; closed"),
+            Err(_) => tracing::debug!("backend connection reset timed out; closed"),
+        }
+        self.resetting.fetch_sub(1, Ordering::SeqCst);
+        self.reset_done.notify_waiters();
     }
 
     pub fn idle_count(&self) -> usize {
@@ -66,6 +89,22 @@ impl Pool {
     /// capabilities, or a fresh one.
     pub async fn lease(&self) -> Result<Lease> {
         let key = self.last_key.load(Ordering::Relaxed);
+        if let Some(conn) = self.take_idle(key) {
+            return Ok(Lease::Pooled(conn));
+        }
+        // A client that left a moment ago may be handing one back (reconnecting clients).
+        let deadline = tokio::time::Instant::now() + RESET_WAIT;
+        while self.resetting.load(Ordering::SeqCst) > 0 {
+            let done = self.reset_done.notified();
+            if self.resetting.load(Ordering::SeqCst) == 0
+                || tokio::time::timeout_at(deadline, done).await.is_err()
+            {
+                break;
+            }
+            if let Some(conn) = self.take_idle(key) {
+                return Ok(Lease::Pooled(conn));
+            }
+        }
         if let Some(conn) = self.take_idle(key) {
             return Ok(Lease::Pooled(conn));
         }

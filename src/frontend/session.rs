@@ -241,23 +241,16 @@ impl Session {
     async fn serve(mut self, mut shutdown: watch::Receiver<bool>) {
         let close = self.command_loop(&mut shutdown).await;
         tracing::debug!(?close, "session ended");
-        match close {
-            Close::Clean if self.reusable && !self.in_transaction => {
-                // Security and correctness: nothing of this client's session (locks, prepared
-                // statements, temporary tables, variables) may outlive it in the pool. A
-                // connection that does not reset in time is closed instead.
-                let limit = self.shared.config.backend.connect_timeout();
-                match tokio::time::timeout(limit, self.backend.reset()).await {
-                    Ok(Ok(())) => self.shared.pool.release(self.backend),
-                    Ok(Err(e)) => {
-                        tracing::debug!(error = %e, "backend connection did not reset; closed")
-                    }
-                    Err(_) => tracing::debug!("backend connection reset timed out; closed"),
-                }
-            }
-            _ => {}
-        }
         self.client.shutdown().await;
+        if matches!(close, Close::Clean) && self.reusable && !self.in_transaction {
+            // Security and correctness: nothing of this client's session (locks, prepared
+            // statements, temporary tables, variables) may outlive it in the pool.
+            let limit = self.shared.config.backend.connect_timeout();
+            self.shared
+                .pool
+                .reset_and_release(self.backend, limit)
+                .await;
+        }
     }
 
     async fn command_loop(&mut self, shutdown: &mut watch::Receiver<bool>) -> Close {
