@@ -1171,6 +1171,17 @@ impl Tpl<'_> {
                 self.own_envelopes.borrow_mut().push(raw.clone());
                 hex::encode_upper(raw)
             }
+            "stored" => {
+                // The stored cell of a seeded row as it is (a text column's base64).
+                let c = col(1);
+                let raw = self
+                    .envelopes
+                    .get(&(c, row(2)))
+                    .unwrap_or_else(|| panic!("no seeded envelope for {key}"))
+                    .clone();
+                self.own_envelopes.borrow_mut().push(raw.clone());
+                String::from_utf8(raw).expect("a base64 cell")
+            }
             _ => panic!("unknown template {{{{{key}}}}}"),
         }
     }
@@ -1593,12 +1604,7 @@ impl Env {
     async fn await_ddl_seen(&mut self) -> Result<(), String> {
         let rows: Vec<(String, String)> = self
             .root
-            .query(
-                "SHOW GLOBAL STATUS WHERE (Variable_name LIKE 'Com\\_create\\_%' \
-                 OR Variable_name LIKE 'Com\\_alter\\_%' OR Variable_name LIKE 'Com\\_drop\\_%' \
-                 OR Variable_name LIKE 'Com\\_rename\\_%') AND Variable_name NOT LIKE '%temporary%' \
-                 AND Variable_name NOT LIKE '%user' AND Variable_name NOT LIKE '%role'",
-            )
+            .query(myveil::frontend::DDL_COUNTERS)
             .await
             .map_err(|e| e.to_string())?;
         let want: u64 = rows

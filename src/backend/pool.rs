@@ -89,24 +89,23 @@ impl Pool {
     /// capabilities, or a fresh one.
     pub async fn lease(&self) -> Result<Lease> {
         let key = self.last_key.load(Ordering::Relaxed);
-        if let Some(conn) = self.take_idle(key) {
-            return Ok(Lease::Pooled(conn));
-        }
-        // A client that left a moment ago may be handing one back (reconnecting clients).
+        // A client that left a moment ago may be handing one back (reconnecting clients):
+        // wait for resets in flight, briefly, before opening a fresh one.
         let deadline = tokio::time::Instant::now() + RESET_WAIT;
-        while self.resetting.load(Ordering::SeqCst) > 0 {
-            let done = self.reset_done.notified();
-            if self.resetting.load(Ordering::SeqCst) == 0
-                || tokio::time::timeout_at(deadline, done).await.is_err()
-            {
-                break;
-            }
+        loop {
             if let Some(conn) = self.take_idle(key) {
                 return Ok(Lease::Pooled(conn));
             }
-        }
-        if let Some(conn) = self.take_idle(key) {
-            return Ok(Lease::Pooled(conn));
+            if self.resetting.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            // Registered before the second look, so a reset ending in between still wakes it.
+            let done = self.reset_done.notified();
+            if self.resetting.load(Ordering::SeqCst) > 0
+                && tokio::time::timeout_at(deadline, done).await.is_err()
+            {
+                break;
+            }
         }
         Ok(Lease::Fresh(self.open().await?))
     }

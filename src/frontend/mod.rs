@@ -9,7 +9,7 @@ mod session;
 mod statements;
 pub mod transform;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -63,7 +63,7 @@ const DDL_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(
 
 /// The server's counters of schema changes (every CREATE, ALTER, DROP and RENAME of a
 /// database object, by anyone, also inside routines and prepared statements).
-const DDL_COUNTERS: &str = "SHOW GLOBAL STATUS WHERE (Variable_name LIKE 'Com\\_create\\_%' \
+pub const DDL_COUNTERS: &str = "SHOW GLOBAL STATUS WHERE (Variable_name LIKE 'Com\\_create\\_%' \
      OR Variable_name LIKE 'Com\\_alter\\_%' OR Variable_name LIKE 'Com\\_drop\\_%' \
      OR Variable_name LIKE 'Com\\_rename\\_%') AND Variable_name NOT LIKE '%temporary%' \
      AND Variable_name NOT LIKE '%user' AND Variable_name NOT LIKE '%role'";
@@ -80,7 +80,7 @@ pub(crate) struct Decide<'s> {
     pub state: std::borrow::Cow<'s, crate::backend::state::SessionState>,
     pub role: std::borrow::Cow<'s, str>,
     pub server_version: u32,
-    pub store: Option<String>,
+    pub store: Option<std::borrow::Cow<'s, str>>,
     pub sql_prepared:
         std::borrow::Cow<'s, std::collections::HashMap<String, crate::guard::SqlPrepared>>,
     /// The session's cache of decisions (shared with the session, which outlives this).
@@ -169,33 +169,19 @@ impl Decide<'_> {
 /// How often idle backend connections past their idle timeout are closed.
 const POOL_REAP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The policy in force and the names that make a statement worth analyzing.
+/// The policy in force and its version.
 pub struct Protection {
     pub policy: Policy,
-    /// Lower-case table, column and blind-index names of protected columns.
-    pub watched: HashSet<String>,
     /// A short digest of the policy's content, to tell versions apart (status, reloads).
     pub version: String,
 }
 
 impl Protection {
     pub fn new(policy: Policy) -> Self {
-        let mut watched = HashSet::new();
-        for c in policy.columns() {
-            watched.insert(c.table.to_ascii_lowercase());
-            watched.insert(c.column.to_ascii_lowercase());
-            if let Some(b) = &c.blind_index {
-                watched.insert(b.to_ascii_lowercase());
-            }
-        }
         use sha2::Digest;
         let digest = sha2::Sha256::digest(format!("{:?}", policy.columns()).as_bytes());
         let version = hex::encode(&digest[..8]);
-        Self {
-            policy,
-            watched,
-            version,
-        }
+        Self { policy, version }
     }
 
     pub fn is_active(&self) -> bool {

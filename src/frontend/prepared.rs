@@ -224,17 +224,18 @@ impl Prepared {
                     })?;
                     // A ciphertext role restoring cells: a value that opens as this
                     // column's envelope goes on as sent (its blind index from what it holds).
-                    let kept = match u {
+                    let opened = match u {
                         ParamUse::Seal { keep: true, .. }
                         | ParamUse::BlindWrite { keep: true, .. } => sealer.open(col, &text, None),
                         _ => None,
                     };
-                    let v = match &kept {
-                        Some(plain) => plain.clone(),
+                    let kept = opened.is_some();
+                    let v = match opened {
+                        Some(plain) => plain,
                         None => canonical(col, &text)?,
                     };
                     let bytes = match u {
-                        ParamUse::Seal { .. } if kept.is_some() => text.clone(),
+                        ParamUse::Seal { .. } if kept => text.clone(),
                         ParamUse::Seal { row_key, .. } => {
                             let key = match row_key {
                                 None => None,

@@ -747,9 +747,9 @@ impl Session {
 
     /// Runs the guard on a statement text (large ones on a blocking thread).
     async fn decide(&mut self, command: guard::Command, text: &[u8]) -> Decision {
-        let store = self.shared.tokens.as_ref().map(|t| t.schema().to_owned());
+        let store = self.shared.tokens.as_ref().map(|t| t.schema());
         let protection = self.shared.protection.load_full();
-        if !guard::needed(&protection.policy, store.as_deref()) {
+        if !guard::needed(&protection.policy, store) {
             return Decision {
                 outcome: Outcome::Pass,
                 effects: Vec::new(),
@@ -762,7 +762,7 @@ impl Session {
             state: Cow::Borrowed(&self.state),
             role: Cow::Borrowed(&self.user.role),
             server_version: self.server_version,
-            store,
+            store: store.map(Cow::Borrowed),
             sql_prepared: Cow::Borrowed(&self.statements.sql),
             cache: self.decisions.clone(),
         };
@@ -772,6 +772,7 @@ impl Session {
         let input = super::Decide {
             state: Cow::Owned(input.state.into_owned()),
             role: Cow::Owned(input.role.into_owned()),
+            store: input.store.map(|s| Cow::Owned(s.into_owned())),
             sql_prepared: Cow::Owned(input.sql_prepared.into_owned()),
             ..input
         };

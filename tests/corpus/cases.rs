@@ -1642,6 +1642,12 @@ fn writes() -> Vec<Case> {
     let w = |name: &str| case("writes", name.to_owned());
     let mut v = vec![
         w("INSERT … SELECT copying ssn").q("INSERT INTO users (id, ssn) SELECT 500, ssn FROM users WHERE id = 1"),
+        w("a restorer's prepared envelope is kept as it was")
+            .roles(&[Restorer])
+            .x("INSERT INTO users (id, ssn) VALUES (?, ?)", &[Some("906"), Some("{{stored:ssn:1}}")])
+            .q("SELECT ssn FROM users WHERE id IN (1, 906)")
+            .must(&[Restorer])
+            .check(same_cells),
         w("INSERT … SELECT of a literal").q("INSERT INTO users (id, ssn) SELECT 501, '{{c:ssn}}'"),
         w("INSERT … SELECT from a plain table").q("INSERT INTO users (id, ssn) SELECT 502, v FROM plain WHERE id = 1"),
         w("INSERT … SELECT from a derived literal").q("INSERT INTO users (id, ssn) SELECT * FROM (SELECT 503, '{{c:ssn}}') t"),
@@ -2319,6 +2325,23 @@ fn distinct_in_rows(role: Role, outs: &[StepOut]) -> Option<String> {
         }
     }
     None
+}
+
+/// A ciphertext role's two rows hold the same stored cell (an envelope written back as
+/// it was, not sealed again as if it were plaintext).
+fn same_cells(role: Role, outs: &[StepOut]) -> Option<String> {
+    let Some(set) = values(outs).pop() else {
+        return Some(format!("as {}: no result to compare", role.name()));
+    };
+    let cells: Vec<&Vec<u8>> = set.iter().flatten().collect();
+    match cells.as_slice() {
+        [a, b] if a == b => None,
+        _ => Some(format!(
+            "as {}: the rows hold {:?}, not one cell twice",
+            role.name(),
+            cells.iter().map(|c| printable(c, 40)).collect::<Vec<_>>()
+        )),
+    }
 }
 
 /// No two rows of a one-column result share a pseudonym.
