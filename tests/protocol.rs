@@ -298,7 +298,11 @@ async fn hostile_input_gets_errors_not_panics() {
 
 #[tokio::test]
 async fn compression_that_was_not_offered_is_refused_not_hung() {
-    let proxy = Proxy::start().await;
+    let proxy = Proxy::start_with(common::Setup {
+        listen: "compression = false",
+        ..Default::default()
+    })
+    .await;
     // CLIENT_COMPRESS (zlib), then CLIENT_ZSTD_COMPRESSION_ALGORITHM.
     for caps in [0x0000_0020u32, 0x0400_0000] {
         let (mut c, _, reply) = tokio::time::timeout(
@@ -335,6 +339,124 @@ async fn compression_that_was_not_offered_is_refused_not_hung() {
     let (mut ok, _) = login(proxy.addr, common::APP_USER, common::APP_PASSWORD, None).await;
     send(&mut ok, &cmd(COM_PING, b"")).await;
     assert_eq!(read(&mut ok).await[0], 0x00);
+}
+
+/// One compressed frame: zlib or zstd when `packed`, stored otherwise.
+fn frame(seq: u8, plain: &[u8], zstd: bool, packed: bool) -> Vec<u8> {
+    use std::io::Write;
+    let body = match (packed, zstd) {
+        (false, _) => plain.to_vec(),
+        (true, true) => zstd::bulk::compress(plain, 3).expect("test step"),
+        (true, false) => {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(plain).expect("test step");
+            e.finish().expect("test step")
+        }
+    };
+    let mut f = (body.len() as u32).to_le_bytes()[..3].to_vec();
+    f.push(seq);
+    let plain_len = if packed { plain.len() as u32 } else { 0 };
+    f.extend_from_slice(&plain_len.to_le_bytes()[..3]);
+    f.extend_from_slice(&body);
+    f
+}
+
+/// Reads compressed frames until their plain bytes hold whole packets ending in OK, EOF or
+/// ERR; returns the frames' sequence ids and the packets.
+async fn read_frames(tcp: &mut tokio::net::TcpStream, zstd: bool) -> (Vec<u8>, Vec<Vec<u8>>) {
+    use tokio::io::AsyncReadExt;
+    let mut seqs = Vec::new();
+    let mut plain = Vec::new();
+    loop {
+        let mut h = [0u8; 7];
+        tcp.read_exact(&mut h).await.expect("frame header");
+        let len = u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize;
+        let plain_len = u32::from_le_bytes([h[4], h[5], h[6], 0]) as usize;
+        seqs.push(h[3]);
+        let mut body = vec![0u8; len];
+        tcp.read_exact(&mut body).await.expect("frame body");
+        if plain_len == 0 {
+            plain.extend_from_slice(&body);
+        } else if zstd {
+            plain.extend(zstd::bulk::decompress(&body, plain_len).expect("test step"));
+        } else {
+            let mut out = Vec::new();
+            let mut d = flate2::read::ZlibDecoder::new(&body[..]);
+            std::io::Read::read_to_end(&mut d, &mut out).expect("test step");
+            assert_eq!(out.len(), plain_len);
+            plain.extend(out);
+        }
+        // Whole packets so far; the response is over at an OK/ERR, or at the second EOF.
+        let mut packets = Vec::new();
+        let mut at = 0;
+        while plain.len() >= at + 4 {
+            let n = u32::from_le_bytes([plain[at], plain[at + 1], plain[at + 2], 0]) as usize;
+            if plain.len() < at + 4 + n {
+                break;
+            }
+            packets.push(plain[at + 4..at + 4 + n].to_vec());
+            at += 4 + n;
+        }
+        let eofs = packets.iter().filter(|p| is_eof(p)).count();
+        let done = match packets.first().map(|p| p[0]) {
+            Some(0x00) | Some(0xFF) => true,
+            Some(_) => eofs == 2 || packets.last().is_some_and(|p| p[0] == 0xFF),
+            None => false,
+        };
+        if done && at == plain.len() {
+            return (seqs, packets);
+        }
+    }
+}
+
+#[tokio::test]
+async fn compressed_protocol_frames_and_sequence_ids_follow_the_server() {
+    use tokio::io::AsyncWriteExt;
+    let proxy = Proxy::start().await;
+    // CLIENT_COMPRESS (zlib), then CLIENT_ZSTD_COMPRESSION_ALGORITHM.
+    for (caps, zstd) in [(0x0000_0020u32, false), (0x0400_0000, true)] {
+        let (c, _, ok) = common::raw::hello(
+            proxy.addr,
+            common::APP_USER,
+            common::APP_PASSWORD,
+            None,
+            caps,
+        )
+        .await;
+        assert_eq!(ok[0], 0x00, "the login's OK comes plain");
+        let (myveil::wire::Stream::Plain(mut tcp), rest) = c.into_parts() else {
+            panic!("plain stream");
+        };
+        assert!(rest.is_empty());
+        for round in 0..3 {
+            // A stored command, then a compressed one whose result is larger than a frame.
+            let ping = frame(0, &[1, 0, 0, 0, COM_PING], zstd, false);
+            tcp.write_all(&ping).await.expect("test step");
+            let (seqs, packets) = read_frames(&mut tcp, zstd).await;
+            assert_eq!(
+                seqs,
+                [1],
+                "round {round}: a reply goes on from the client's frame"
+            );
+            assert_eq!(packets[0][0], 0x00);
+            let sql = b"SELECT REPEAT('abc', 200000) AS a, 'tail' AS b";
+            let mut q = (sql.len() as u32 + 1).to_le_bytes()[..3].to_vec();
+            q.push(0);
+            q.push(COM_QUERY);
+            q.extend_from_slice(sql);
+            tcp.write_all(&frame(0, &q, zstd, true))
+                .await
+                .expect("test step");
+            let (seqs, packets) = read_frames(&mut tcp, zstd).await;
+            assert_eq!(seqs[0], 1, "round {round}");
+            for w in seqs.windows(2) {
+                assert_eq!(w[1], w[0].wrapping_add(1), "frames are numbered in turn");
+            }
+            let row = packets.iter().find(|p| p.len() > 600_000).expect("the row");
+            assert!(row.windows(4).any(|w| w == b"tail"));
+            assert!(row.windows(6).any(|w| w == b"abcabc"));
+        }
+    }
 }
 
 #[tokio::test]

@@ -72,6 +72,8 @@ pub struct Listen {
     pub auth_failures_per_minute_ip: u32,
     /// Failed logins per minute for one user name, from anywhere, before it is blocked.
     pub auth_failures_per_minute_user: u32,
+    /// Offers the compressed protocol (zlib, and zstd to clients that ask for it).
+    pub compression: bool,
 }
 
 impl Default for Listen {
@@ -87,6 +89,7 @@ impl Default for Listen {
             allow_cleartext_on_loopback: false,
             auth_failures_per_minute_ip: 30,
             auth_failures_per_minute_user: 10,
+            compression: true,
         }
     }
 }

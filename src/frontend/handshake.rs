@@ -107,6 +107,12 @@ pub(super) async fn handshake(
             | CapabilityFlags::CLIENT_PLUGIN_AUTH,
     );
     capabilities.set(CapabilityFlags::CLIENT_SSL, shared.tls.is_some());
+    // Compression is between the client and myveil only: the backend connection stays
+    // plain (the capability never reaches it: backend::complete keeps SUPPORTED_CAPABILITIES).
+    capabilities.set(
+        CapabilityFlags::CLIENT_COMPRESS | CapabilityFlags::CLIENT_ZSTD_COMPRESSION_ALGORITHM,
+        shared.config.listen.compression,
+    );
     let salt = new_salt();
     let greeting = Greeting {
         server_version: &backend_greeting.server_version,
@@ -155,10 +161,10 @@ pub(super) async fn handshake(
             return Ok(None);
         }
     };
-    // A client that turns on protocol compression although it was not offered would send
-    // compressed packets after the login while myveil reads plain ones: both would wait
-    // forever. It gets a clear error now, before any password work, and the connection
-    // closes.
+    // A client that turns on protocol compression although it was not offered (compression
+    // is off in the configuration) would send compressed packets after the login while
+    // myveil reads plain ones: both would wait forever. It gets a clear error now, before
+    // any password work, and the connection closes.
     let unoffered = response.capabilities
         & !capabilities
         & (CapabilityFlags::CLIENT_COMPRESS | CapabilityFlags::CLIENT_ZSTD_COMPRESSION_ALGORITHM);
@@ -170,7 +176,7 @@ pub(super) async fn handshake(
         let reply = ErrorReply::new(
             packets::ER_HANDSHAKE_ERROR,
             b"08S01",
-            "myveil: protocol compression was not offered and is not supported yet; connect without compression",
+            "myveil: protocol compression was not offered (it is off in myveil's configuration); connect without compression",
         );
         send_error(&mut client, seq, &reply).await;
         give_back(shared, lease);
@@ -222,6 +228,7 @@ pub(super) async fn handshake(
     tracing::Span::current().record("user", user.name.as_str());
 
     let client_caps = response.capabilities & capabilities;
+    let compression = response.compression();
     let ClientResponse {
         database,
         collation,
@@ -292,6 +299,14 @@ pub(super) async fn handshake(
     };
     let ok = for_client(&mut state, &ok, &tracking)?;
     client.write_packet(seq, &ok).await.map_err(Error::Client)?;
+    // The login's last packet goes plain; every packet after it is compressed.
+    if let Some(algorithm) = compression {
+        let (stream, early) = client.into_parts();
+        let compressed = wire::compress::Compressed::new(stream, algorithm, early)
+            .map_err(|e| Error::Client(e.into()))?;
+        client = PacketConn::new(Stream::Compressed(Box::new(compressed)));
+        tracing::debug!(?algorithm, "compressed protocol on");
+    }
     tracing::debug!(role = %user.role, tls, "session started");
     Ok(Some(Started {
         client,

@@ -12,10 +12,10 @@ use super::{Error, Result};
 
 /// Capabilities myveil can honour toward a client. Session tracking is offered: myveil
 /// always tracks the backend session for itself and gives a client the records it would
-/// get directly (backend::state). Left out on purpose: compression, CLIENT_DEPRECATE_EOF,
-/// optional metadata, query attributes and MariaDB's extended capabilities — each changes
-/// result framing and none is needed for fidelity (see docs/adr/0001). CLIENT_SSL is added
-/// when TLS is configured.
+/// get directly (backend::state). Left out on purpose: CLIENT_DEPRECATE_EOF, optional
+/// metadata, query attributes and MariaDB's extended capabilities — each changes result
+/// framing and none is needed for fidelity (see docs/adr/0001). CLIENT_SSL is added when TLS
+/// is configured, compression (toward the client only) when `listen.compression` is on.
 pub const SUPPORTED_CAPABILITIES: CapabilityFlags = CapabilityFlags::from_bits_truncate(
     CapabilityFlags::CLIENT_LONG_PASSWORD.bits()
         | CapabilityFlags::CLIENT_FOUND_ROWS.bits()
@@ -161,6 +161,29 @@ pub struct ClientResponse {
     pub database: Option<Vec<u8>>,
     pub plugin: Option<Vec<u8>>,
     pub attributes: Vec<(String, String)>,
+    /// The zstd level a client that asks for zstd compression names (the last byte).
+    pub zstd_level: Option<u8>,
+}
+
+impl ClientResponse {
+    /// The compression the client turned on, if any (zlib wins when both are set, as with
+    /// the server).
+    pub fn compression(&self) -> Option<super::compress::Algorithm> {
+        use super::compress::{Algorithm, ZSTD_DEFAULT_LEVEL};
+        if self.capabilities.contains(CapabilityFlags::CLIENT_COMPRESS) {
+            Some(Algorithm::Zlib)
+        } else if self
+            .capabilities
+            .contains(CapabilityFlags::CLIENT_ZSTD_COMPRESSION_ALGORITHM)
+        {
+            let level = self
+                .zstd_level
+                .map_or(ZSTD_DEFAULT_LEVEL, |l| i32::from(l).clamp(1, 22));
+            Some(Algorithm::Zstd(level))
+        } else {
+            None
+        }
+    }
 }
 
 const SSL_REQUEST_LEN: usize = 32;
@@ -176,6 +199,15 @@ pub fn parse_client_hello(payload: &[u8]) -> Result<ClientHello> {
     if payload.len() == SSL_REQUEST_LEN && caps.contains(CapabilityFlags::CLIENT_SSL) {
         return Ok(ClientHello::SslRequest(caps));
     }
+    // The zstd level is the last field, after everything mysql_common reads.
+    let (payload, zstd_level) = match payload.split_last() {
+        Some((&level, rest))
+            if caps.contains(CapabilityFlags::CLIENT_ZSTD_COMPRESSION_ALGORITHM) =>
+        {
+            (rest, Some(level))
+        }
+        _ => (payload, None),
+    };
     let r = ParseBuf(payload)
         .parse::<HandshakeResponse>(())
         .map_err(|_| Error::Malformed("handshake response"))?;
@@ -193,6 +225,7 @@ pub fn parse_client_hello(payload: &[u8]) -> Result<ClientHello> {
         database: r.db_name().filter(|d| !d.is_empty()).map(<[u8]>::to_vec),
         plugin,
         attributes,
+        zstd_level,
     }))
 }
 

@@ -6,6 +6,7 @@
 //! backend packets as raw bytes without decoding them.
 
 pub mod auth;
+pub mod compress;
 pub mod handshake;
 pub mod packets;
 pub mod stream;

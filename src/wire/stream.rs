@@ -13,6 +13,8 @@ pub enum Stream {
     Plain(TcpStream),
     ServerTls(Box<tokio_rustls::server::TlsStream<Rewind>>),
     ClientTls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// The compressed protocol over one of the others (toward a client).
+    Compressed(Box<super::compress::Compressed>),
 }
 
 /// A TCP stream that first yields bytes already read from it: a client may send its TLS
@@ -64,7 +66,15 @@ impl AsyncWrite for Rewind {
 
 impl Stream {
     pub fn is_tls(&self) -> bool {
-        !matches!(self, Stream::Plain(_))
+        match self {
+            Stream::Plain(_) => false,
+            Stream::Compressed(c) => c.inner().is_tls(),
+            _ => true,
+        }
+    }
+
+    pub fn is_compressed(&self) -> bool {
+        matches!(self, Stream::Compressed(_))
     }
 
     fn tcp(&self) -> &TcpStream {
@@ -72,6 +82,7 @@ impl Stream {
             Stream::Plain(s) => s,
             Stream::ServerTls(s) => &s.get_ref().0.inner,
             Stream::ClientTls(s) => s.get_ref().0,
+            Stream::Compressed(c) => c.inner().tcp(),
         }
     }
 
@@ -97,6 +108,7 @@ impl AsyncRead for Stream {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::ServerTls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Stream::ClientTls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Compressed(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -111,6 +123,7 @@ impl AsyncWrite for Stream {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::ServerTls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Stream::ClientTls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Compressed(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -119,6 +132,7 @@ impl AsyncWrite for Stream {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
             Stream::ServerTls(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Stream::ClientTls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Compressed(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -127,6 +141,7 @@ impl AsyncWrite for Stream {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Stream::ServerTls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Stream::ClientTls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Compressed(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

@@ -111,13 +111,20 @@ impl Proxy {
         }
     }
 
+    /// Options for a client of this proxy. `MYVEIL_TEST_COMPRESSION=1` turns the
+    /// compressed protocol on for every such client (CI runs the relay tests both ways).
     pub fn opts(&self, user: &str, password: &str) -> OptsBuilder {
-        OptsBuilder::default()
+        let b = OptsBuilder::default()
             .ip_or_hostname(self.addr.ip().to_string())
             .tcp_port(self.addr.port())
             .user(Some(user))
             .pass(Some(password))
-            .prefer_socket(false)
+            .prefer_socket(false);
+        if compressed_clients() {
+            b.compression(Some(mysql_async::Compression::default()))
+        } else {
+            b
+        }
     }
 
     pub fn app_opts(&self) -> OptsBuilder {
@@ -151,6 +158,11 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
     }
+}
+
+/// Whether test clients of the proxy use the compressed protocol (MYVEIL_TEST_COMPRESSION).
+pub fn compressed_clients() -> bool {
+    std::env::var("MYVEIL_TEST_COMPRESSION").is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
 pub fn direct_opts() -> OptsBuilder {
@@ -333,6 +345,9 @@ pub mod raw {
             p.push(0);
         }
         p.extend_from_slice(b"mysql_native_password\0");
+        if caps & 0x0400_0000 != 0 {
+            p.push(3); // zstd compression level
+        }
         c.write_packet(1, &p).await.expect("send response");
         let reply = c.read_packet(1 << 16).await.expect("auth reply");
         (c, g.connection_id, reply.payload.to_vec())
