@@ -164,3 +164,53 @@ async fn scripted_cli_session_prints_the_same_through_myveil() {
     direct_db.drop_now().await;
     proxy_db.drop_now().await;
 }
+
+/// The CLI's Ctrl-C opens a second connection and sends `KILL QUERY <greeting id>`: through
+/// myveil that must stop this client's query, not another session's.
+#[tokio::test]
+async fn ctrl_c_in_the_cli_kills_its_own_query() {
+    let proxy = Proxy::start().await;
+    // A bystander whose query must survive.
+    let mut bystander = proxy.app(None).await;
+    let port = proxy.addr.port();
+    let cli = tokio::task::spawn_blocking(move || {
+        let child = Command::new("mariadb")
+            .args([
+                "-h127.0.0.1",
+                &format!("-P{port}"),
+                &format!("-u{}", common::APP_USER),
+                &format!("-p{}", common::APP_PASSWORD),
+                "-e",
+                "SELECT SLEEP(20)",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the mariadb client is installed");
+        let pid = child.id();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let sent = Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()
+            .expect("kill -INT");
+        assert!(sent.success());
+        child.wait_with_output().expect("cli ended")
+    });
+    let (out, slept) = tokio::join!(
+        tokio::time::timeout(std::time::Duration::from_secs(15), cli),
+        bystander.query_first::<i64, _>("SELECT SLEEP(3)")
+    );
+    let out = out
+        .expect("the CLI ended soon after Ctrl-C")
+        .expect("joined");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("1317") || stderr.contains("query killed"),
+        "{stderr}"
+    );
+    assert_eq!(
+        slept.expect("the bystander's query was not touched"),
+        Some(0)
+    );
+    bystander.disconnect().await.ok();
+}

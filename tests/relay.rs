@@ -260,8 +260,16 @@ async fn values_over_16_mib_cross_both_ways() {
     db.drop_now().await;
 }
 
+/// The backend thread a session runs on (its own id is myveil's, ADR 0007).
+async fn backend_thread(c: &mut mysql_async::Conn) -> u32 {
+    c.query_first("SELECT @@pseudo_thread_id")
+        .await
+        .expect("thread id")
+        .expect("row")
+}
+
 #[tokio::test]
-async fn client_sees_backend_connection_id_and_kill_query_works() {
+async fn greeting_id_is_connection_id_and_kill_query_of_it_stops_that_query() {
     let proxy = Proxy::start().await;
     let mut a = proxy.app(None).await;
     let id: u32 = a
@@ -269,23 +277,34 @@ async fn client_sees_backend_connection_id_and_kill_query_works() {
         .await
         .expect("q")
         .expect("row");
-    assert_eq!(a.id(), id, "greeting id must be the backend's");
+    assert_eq!(
+        a.id(),
+        id,
+        "the greeting's id is the session's CONNECTION_ID()"
+    );
     let killer = async {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         let mut b = proxy.app(None).await;
+        assert_ne!(b.id(), id);
         b.query_drop(format!("KILL QUERY {id}"))
             .await
             .expect("kill query");
         b.disconnect().await.ok();
     };
-    let (slept, ()) = tokio::join!(a.query_drop("SELECT SLEEP(30)"), killer);
+    let started = std::time::Instant::now();
+    let (slept, ()) = tokio::join!(a.query_first::<i64, _>("SELECT SLEEP(30)"), killer);
     // MariaDB reports an interrupted SLEEP as a result of 1 or as error 1317.
-    if let Err(e) = slept {
-        assert!(
+    match slept {
+        Ok(v) => assert_eq!(v, Some(1), "SLEEP was interrupted"),
+        Err(e) => assert!(
             matches!(e, mysql_async::Error::Server(ref s) if s.code == 1317),
             "{e:?}"
-        );
+        ),
     }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(25),
+        "the query was stopped"
+    );
     let still: i64 = a
         .query_first("SELECT 7")
         .await
@@ -296,11 +315,86 @@ async fn client_sees_backend_connection_id_and_kill_query_works() {
 }
 
 #[tokio::test]
+async fn every_session_has_its_own_id_though_backend_connections_are_reused() {
+    let proxy = Proxy::start().await;
+    let mut seen = std::collections::HashSet::new();
+    let mut threads = std::collections::HashSet::new();
+    for _ in 0..5 {
+        let mut c = proxy.app(None).await;
+        let id: u32 = c
+            .query_first("SELECT CONNECTION_ID()")
+            .await
+            .expect("q")
+            .expect("row");
+        assert_eq!(c.id(), id);
+        assert!(seen.insert(id), "a reconnect gets a new id");
+        threads.insert(backend_thread(&mut c).await);
+        c.disconnect().await.ok();
+    }
+    assert!(
+        threads.len() < 5,
+        "backend connections were reused: {threads:?}"
+    );
+    // Live sessions at once: all different, and each CONNECTION_ID() is its own, also in
+    // WHERE clauses and prepared statements.
+    let mut a = proxy.app(None).await;
+    let mut b = proxy.app(None).await;
+    assert_ne!(a.id(), b.id());
+    for c in [&mut a, &mut b] {
+        let id = c.id();
+        let same: Option<i64> = c
+            .query_first(format!("SELECT 1 FROM dual WHERE CONNECTION_ID() = {id}"))
+            .await
+            .expect("where");
+        assert_eq!(same, Some(1));
+        let prepared: Option<u64> = c
+            .exec_first("SELECT CONNECTION_ID() + ?", (0,))
+            .await
+            .expect("prepared");
+        assert_eq!(prepared, Some(u64::from(id)));
+    }
+    // KILL of an unknown id, and of another user's session, are refused as the server does.
+    let e = a
+        .query_drop("KILL QUERY 4000000000")
+        .await
+        .expect_err("unknown");
+    assert!(
+        matches!(e, mysql_async::Error::Server(ref s) if s.code == 1094),
+        "{e:?}"
+    );
+    let mut other = mysql_async::Conn::new(proxy.opts(common::OTHER_USER, common::OTHER_PASSWORD))
+        .await
+        .expect("other user");
+    let e = other
+        .query_drop(format!("KILL {}", a.id()))
+        .await
+        .expect_err("not the owner");
+    assert!(
+        matches!(e, mysql_async::Error::Server(ref s) if s.code == 1095),
+        "{e:?}"
+    );
+    // KILL CONNECTION of one's own other session ends it.
+    let b_id = b.id();
+    a.query_drop(format!("KILL CONNECTION {b_id}"))
+        .await
+        .expect("kill connection");
+    assert!(
+        b.query_drop("SELECT 1").await.is_err(),
+        "the killed session is over"
+    );
+    let v: Option<i64> = a.query_first("SELECT 3").await.expect("killer goes on");
+    assert_eq!(v, Some(3));
+    for c in [a, other] {
+        c.disconnect().await.ok();
+    }
+}
+
+#[tokio::test]
 async fn pooled_backend_connections_are_reset_before_reuse() {
     let proxy = Proxy::start().await;
     let db = TestDb::create("pool").await;
     let mut c = proxy.app(None).await;
-    let first_id = c.id();
+    let first_id = backend_thread(&mut c).await;
     c.query_drop(format!("USE `{}`", db.name))
         .await
         .expect("use");
@@ -317,15 +411,15 @@ async fn pooled_backend_connections_are_reset_before_reuse() {
     c.query_drop("SET @secret = 'left behind'")
         .await
         .expect("set");
-    let second_id = c.id();
+    let second_id = backend_thread(&mut c).await;
     c.disconnect().await.expect("disconnect");
     let mut c = proxy.app(None).await;
+    let third_id = backend_thread(&mut c).await;
     assert_ne!(
-        c.id(),
-        first_id,
+        third_id, first_id,
         "a connection left in a transaction is not reused"
     );
-    assert_eq!(c.id(), second_id, "the idle connection is reused");
+    assert_eq!(third_id, second_id, "the idle connection is reused");
     let (v, db_now): (Option<String>, Option<String>) = c
         .query_first("SELECT @secret, DATABASE()")
         .await
@@ -388,7 +482,7 @@ async fn backend_errors_keep_code_state_and_message() {
 async fn killed_backend_ends_the_session_with_an_error_and_others_continue() {
     let proxy = Proxy::start().await;
     let mut victim = proxy.app(None).await;
-    let id = victim.id();
+    let id = backend_thread(&mut victim).await;
     let kill = async {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         let mut root = direct(None).await;

@@ -1,8 +1,8 @@
 //! backend: connections to the real MySQL/MariaDB and the pool they come from.
 //!
 //! A client session is pinned to one backend connection for its life. The connection is
-//! taken before the client is greeted, so the greeting carries the backend's connection id
-//! (KILL and CONNECTION_ID() then agree with what the client was told). A pooled connection
+//! taken before the client is greeted (its server version and capabilities go in the
+//! greeting; the connection id is myveil's own, frontend::ids). A pooled connection
 //! is reset with COM_RESET_CONNECTION when its client leaves (nothing of that session waits
 //! in the pool: locks, prepared statements, temporary tables, variables), and re-bound with
 //! COM_CHANGE_USER when the next client takes it, which authenticates the role's backend

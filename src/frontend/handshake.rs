@@ -1,4 +1,4 @@
-//! frontend::handshake: a client's connection phase — the greeting (with the backend's
+//! frontend::handshake: a client's connection phase — the greeting (with the session's own
 //! connection id), the TLS upgrade, authentication against myveil's users or SQL tokens
 //! behind the failure limits, and the binding of the backend connection with session
 //! tracking on. COM_CHANGE_USER reuses the login here.
@@ -28,6 +28,7 @@ const AUTH_PACKET_LIMIT: usize = 64 * 1024;
 
 /// An authenticated client with its bound backend connection.
 pub(super) struct Started {
+    pub id: super::ids::SessionId,
     pub client: PacketConn,
     pub backend: BackendConn,
     pub peer: SocketAddr,
@@ -85,6 +86,9 @@ pub(super) async fn handshake(
 ) -> Result<Option<Started>, Error> {
     let _ = tcp.set_nodelay(true);
     let mut client = PacketConn::new(Stream::Plain(tcp));
+    // The id this session is known by to its client (ADR 0007), not the backend's.
+    let id = shared.sessions.open();
+    tracing::Span::current().record("id", id.get());
     let lease = match shared.pool.lease().await {
         Ok(lease) => lease,
         Err(e) => {
@@ -99,7 +103,6 @@ pub(super) async fn handshake(
         }
     };
     let backend_greeting = &lease.conn().greeting;
-    tracing::Span::current().record("id", backend_greeting.connection_id);
     let mut capabilities = SUPPORTED_CAPABILITIES & backend_greeting.capabilities;
     capabilities.insert(
         CapabilityFlags::CLIENT_PROTOCOL_41
@@ -116,7 +119,7 @@ pub(super) async fn handshake(
     let salt = new_salt();
     let greeting = Greeting {
         server_version: &backend_greeting.server_version,
-        connection_id: backend_greeting.connection_id,
+        connection_id: id.get(),
         salt: &salt,
         capabilities,
         collation: backend_greeting.collation,
@@ -226,6 +229,7 @@ pub(super) async fn handshake(
         return Ok(None);
     };
     tracing::Span::current().record("user", user.name.as_str());
+    id.set_user(&user.name);
 
     let client_caps = response.capabilities & capabilities;
     let compression = response.compression();
@@ -297,6 +301,8 @@ pub(super) async fn handshake(
             return Ok(None);
         }
     };
+    id.set_backend(backend.connection_id());
+    tracing::debug!(backend_thread = backend.connection_id(), "bound");
     let ok = for_client(&mut state, &ok, &tracking)?;
     client.write_packet(seq, &ok).await.map_err(Error::Client)?;
     // The login's last packet goes plain; every packet after it is compressed.
@@ -309,6 +315,7 @@ pub(super) async fn handshake(
     }
     tracing::debug!(role = %user.role, tls, "session started");
     Ok(Some(Started {
+        id,
         client,
         in_transaction: packets::ok_status(&ok)
             .is_some_and(|s| s.contains(StatusFlags::SERVER_STATUS_IN_TRANS)),

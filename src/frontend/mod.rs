@@ -3,6 +3,7 @@
 
 mod error;
 pub(crate) mod handshake;
+pub mod ids;
 pub(crate) mod prepared;
 pub mod relay;
 mod session;
@@ -238,6 +239,8 @@ pub struct Shared {
     /// a reload and a refresh never leave a reach built from a stale policy.
     update: std::sync::Mutex<()>,
     pub pool: Pool,
+    /// The connection ids clients see, of every live session.
+    pub sessions: Arc<ids::Sessions>,
     /// The server's session-tracking defaults: what a client asking for tracking gets.
     pub tracking_defaults: ArcSwap<TrackingDefaults>,
     pub tls: Option<TlsAcceptor>,
@@ -338,6 +341,7 @@ impl Shared {
             analysis_slots: Semaphore::new(ANALYSIS_SLOTS),
             refreshing: tokio::sync::Mutex::new(()),
             pool,
+            sessions: Arc::default(),
             tracking_defaults: ArcSwap::from_pointee(TrackingDefaults::default()),
             tls,
             passwords,

@@ -11,13 +11,13 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use super::Shared;
 use super::handshake::{
     Login, Started, access_denied, for_client, login, parse_change_user, send_error,
 };
 use super::prepared::Prepared;
 use super::relay::{End, Expect, Failed, Response, forward_packet};
 use super::statements::{Cursor, Statements};
+use super::{Shared, ids};
 use crate::auth::User;
 use crate::backend::state::{ClientTracking, SessionState};
 use crate::backend::{self, BackendConn, Identity};
@@ -30,6 +30,9 @@ use crate::wire::{self, PacketConn};
 
 // Command bytes, with MySQL's names.
 const COM_QUIT: u8 = 0x01;
+/// MariaDB's errors for a KILL of an unknown thread, and of another user's.
+const ER_NO_SUCH_THREAD: u16 = 1094;
+const ER_KILL_DENIED_ERROR: u16 = 1095;
 const COM_INIT_DB: u8 = 0x02;
 const COM_QUERY: u8 = 0x03;
 const COM_FIELD_LIST: u8 = 0x04;
@@ -105,6 +108,8 @@ pub async fn run(
 
 /// An authenticated session with its pinned backend connection.
 struct Session {
+    /// The id the client knows this session by (frontend::ids).
+    id: super::ids::SessionId,
     shared: Arc<Shared>,
     client: PacketConn,
     backend: BackendConn,
@@ -217,6 +222,7 @@ impl Session {
     fn new(shared: Arc<Shared>, s: Started) -> Self {
         let revoked = revocation_watch(&shared, &s.user);
         Self {
+            id: s.id,
             shared,
             client: s.client,
             backend: s.backend,
@@ -241,6 +247,9 @@ impl Session {
     async fn serve(mut self, mut shutdown: watch::Receiver<bool>) {
         let close = self.command_loop(&mut shutdown).await;
         tracing::debug!(?close, "session ended");
+        // From here a KILL of this session's id finds nothing: its backend connection is
+        // about to serve someone else.
+        self.id.set_backend(0);
         self.client.shutdown().await;
         if matches!(close, Close::Clean) && self.reusable && !self.in_transaction {
             // Security and correctness: nothing of this client's session (locks, prepared
@@ -412,7 +421,20 @@ impl Session {
                 }
                 Ok(close)
             }
-            COM_INIT_DB | COM_PING | COM_STATISTICS | COM_PROCESS_KILL | COM_DEBUG => {
+            COM_PROCESS_KILL => match statement_id(&payload) {
+                Some(target) => self.kill(first_seq, seq, "", u64::from(target)).await,
+                None => {
+                    self.reply_error(
+                        seq,
+                        packets::ER_UNKNOWN_COM_ERROR,
+                        b"08S01",
+                        "Malformed COM_PROCESS_KILL",
+                    )
+                    .await?;
+                    Ok(None)
+                }
+            },
+            COM_INIT_DB | COM_PING | COM_STATISTICS | COM_DEBUG => {
                 self.forward(first_seq, &payload, Expect::Single).await
             }
             other => {
@@ -480,6 +502,22 @@ impl Session {
         if tracing::enabled!(tracing::Level::DEBUG) {
             tracing::debug!(statement = %self.fingerprint(&payload[1..]), "query");
         }
+        let rewritten;
+        let payload = match self.connection_ids(&payload[1..], false) {
+            ids::Rewrite::Keep => payload,
+            ids::Rewrite::Text(t) => {
+                rewritten = with_command(COM_QUERY, &t);
+                &rewritten[..]
+            }
+            ids::Rewrite::Kill { words, target } => {
+                return self.kill(first_seq, seq, &words, target).await;
+            }
+            ids::Rewrite::Refuse(why) => {
+                self.refuse(seq, &guard::Refusal::not_supported(why))
+                    .await?;
+                return Ok(None);
+            }
+        };
         let decision = self.decide(guard::Command::Query, &payload[1..]).await;
         // The server stops a multi-statement query at its first error: a PREPARE or
         // DEALLOCATE after it did not run, so its name is forgotten if the query fails.
@@ -543,6 +581,21 @@ impl Session {
         seq: u8,
         payload: &[u8],
     ) -> Result<Option<Close>, Error> {
+        let rewritten;
+        let payload = match self.connection_ids(&payload[1..], true) {
+            ids::Rewrite::Keep => payload,
+            ids::Rewrite::Text(t) => {
+                rewritten = with_command(COM_STMT_PREPARE, &t);
+                &rewritten[..]
+            }
+            ids::Rewrite::Kill { .. } | ids::Rewrite::Refuse(_) => {
+                let r = guard::Refusal::not_supported(
+                    "KILL cannot be prepared through myveil; send it as a query",
+                );
+                self.refuse(seq, &r).await?;
+                return Ok(None);
+            }
+        };
         let decision = self.decide(guard::Command::Prepare, &payload[1..]).await;
         self.statements.apply(decision.effects);
         if crate::backend::state::mentions_tracking(&payload[1..]) {
@@ -743,6 +796,54 @@ impl Session {
             Ok(lexed) => crate::sql::fingerprint(text, &lexed),
             Err(_) => crate::sql::UNREADABLE.into(),
         }
+    }
+
+    /// Reads a text for `CONNECTION_ID()` and KILL, which name the session's own id
+    /// (frontend::ids).
+    fn connection_ids(&self, text: &[u8], prepare: bool) -> ids::Rewrite {
+        let Some(cs) = crate::sql::charset::Charset::named(&self.state.client_charset) else {
+            return ids::Rewrite::Keep;
+        };
+        let mode = crate::guard::lex_mode(cs, &self.state.sql_mode, self.server_version, prepare);
+        ids::rewrite(text, &mode, self.id.get())
+    }
+
+    /// A KILL of session `target` (`words`: HARD/SOFT, CONNECTION/QUERY): sent on as a
+    /// KILL of the backend thread that session runs on, or answered as the server answers
+    /// an unknown or foreign thread id.
+    async fn kill(
+        &mut self,
+        first_seq: u8,
+        seq: u8,
+        words: &str,
+        target: u64,
+    ) -> Result<Option<Close>, Error> {
+        let refused = match self.shared.sessions.kill_target(target, &self.user.name) {
+            Ok(Some(thread)) => {
+                let sql = format!("KILL {words} {thread}");
+                let payload = with_command(COM_QUERY, sql.as_bytes());
+                let (close, _, _) = self
+                    .relay_command(
+                        first_seq,
+                        &payload,
+                        Expect::Query,
+                        Results::Raw,
+                        Resync::NONE,
+                    )
+                    .await?;
+                return Ok(close);
+            }
+            Ok(None) | Err(ids::KillRefused::Unknown(_)) => {
+                (ER_NO_SUCH_THREAD, format!("Unknown thread id: {target}"))
+            }
+            Err(ids::KillRefused::NotOwner(_)) => (
+                ER_KILL_DENIED_ERROR,
+                format!("You are not owner of thread {target}"),
+            ),
+        };
+        self.reply_error(seq, refused.0, b"HY000", &refused.1)
+            .await?;
+        Ok(None)
     }
 
     /// Runs the guard on a statement text (large ones on a blocking thread).
@@ -1229,6 +1330,7 @@ impl Session {
                 self.tracking_prepared = false;
                 self.state_prepared = false;
                 tracing::Span::current().record("user", user.name.as_str());
+                self.id.set_user(&user.name);
                 self.revoked = revocation_watch(&shared, &user);
                 self.user = user;
                 tracing::debug!(role = %self.user.role, "changed user");

@@ -1,0 +1,567 @@
+//! frontend::ids: the connection ids clients see. Each client session gets an id of its own
+//! from myveil (never the backend's thread id, which a pooled connection carries from client
+//! to client): the greeting carries it, `CONNECTION_ID()` returns it, and `KILL` /
+//! `KILL QUERY` / COM_PROCESS_KILL name it and are sent on as the backend thread the session
+//! runs on at that moment (ADR 0007).
+//!
+//! Ids count up from 1 and are not reused while the process runs (a wrap past u32::MAX skips
+//! ids still live), so a reconnect always gets a new one.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::sql::lex::{Kind, Lexed, Mode, Token};
+use crate::sql::view::statements;
+
+/// Every live session's id, with who it is and which backend thread it runs on.
+#[derive(Default)]
+pub struct Sessions {
+    last: AtomicU32,
+    live: Mutex<HashMap<u32, Entry>>,
+}
+
+#[derive(Clone)]
+struct Entry {
+    /// The myveil user (empty until the login succeeds).
+    user: String,
+    /// The backend thread id of the session's connection (0: none at the moment).
+    backend: u32,
+}
+
+/// A session's id, registered while it lives.
+pub struct SessionId {
+    id: u32,
+    sessions: Arc<Sessions>,
+}
+
+impl SessionId {
+    pub fn get(&self) -> u32 {
+        self.id
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Entry)) {
+        if let Ok(mut live) = self.sessions.live.lock()
+            && let Some(e) = live.get_mut(&self.id)
+        {
+            f(e);
+        }
+    }
+
+    /// The session logged in (or changed user) as `user`.
+    pub fn set_user(&self, user: &str) {
+        self.update(|e| user.clone_into(&mut e.user));
+    }
+
+    /// The session now runs on backend thread `thread` (0: on none).
+    pub fn set_backend(&self, thread: u32) {
+        self.update(|e| e.backend = thread);
+    }
+}
+
+impl Drop for SessionId {
+    fn drop(&mut self) {
+        if let Ok(mut live) = self.sessions.live.lock() {
+            live.remove(&self.id);
+        }
+    }
+}
+
+/// Why a KILL cannot be sent on.
+#[derive(Debug, PartialEq, Eq)]
+pub enum KillRefused {
+    /// No live session has that id (MariaDB's 1094).
+    Unknown(u64),
+    /// The session belongs to another user (MariaDB's 1095).
+    NotOwner(u64),
+}
+
+impl Sessions {
+    /// Registers a new session and returns its id.
+    pub fn open(self: &Arc<Self>) -> SessionId {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let id = loop {
+            let id = self.last.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+            if id != 0 && !live.contains_key(&id) {
+                break id;
+            }
+        };
+        live.insert(
+            id,
+            Entry {
+                user: String::new(),
+                backend: 0,
+            },
+        );
+        SessionId {
+            id,
+            sessions: self.clone(),
+        }
+    }
+
+    pub fn live(&self) -> usize {
+        self.live.lock().map(|l| l.len()).unwrap_or(0)
+    }
+
+    /// The backend thread to send a KILL of session `target` to, asked by `user`. Ok(None):
+    /// the session runs on no backend connection at the moment (nothing to stop).
+    /// Security: a user may kill only its own sessions, as MariaDB lets an account kill its
+    /// own threads; every myveil user shares a few backend accounts, so the backend's own
+    /// check would let anyone kill anyone.
+    pub fn kill_target(&self, target: u64, user: &str) -> Result<Option<u32>, KillRefused> {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = u32::try_from(target)
+            .ok()
+            .and_then(|t| live.get(&t))
+            .filter(|e| !e.user.is_empty())
+            .ok_or(KillRefused::Unknown(target))?;
+        if entry.user != user {
+            return Err(KillRefused::NotOwner(target));
+        }
+        Ok((entry.backend != 0).then_some(entry.backend))
+    }
+}
+
+/// What the id layer makes of a command's text before the guard sees it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rewrite {
+    /// Nothing to change.
+    Keep,
+    /// `CONNECTION_ID()` replaced by the session's id.
+    Text(Vec<u8>),
+    /// A KILL of a session: (`HARD`/`SOFT` and `CONNECTION`/`QUERY` words as written, the
+    /// target id).
+    Kill { words: String, target: u64 },
+    /// A KILL myveil cannot send on, with the reason.
+    Refuse(&'static str),
+}
+
+/// Reads `text` for `CONNECTION_ID()` and KILL. Cheap when neither word appears.
+pub fn rewrite(text: &[u8], mode: &Mode<'_>, id: u32) -> Rewrite {
+    let has_cid = contains_word(text, b"connection_id");
+    let has_kill = contains_word(text, b"kill");
+    if !has_cid && !has_kill {
+        return Rewrite::Keep;
+    }
+    let Ok(lexed) = crate::sql::lex::lex(text, mode) else {
+        return Rewrite::Keep;
+    };
+    let t = &lexed.tokens;
+    let word = |i: usize, w: &str| {
+        t.get(i).is_some_and(|k| {
+            k.kind == Kind::Word && text[k.start..k.end].eq_ignore_ascii_case(w.as_bytes())
+        })
+    };
+    let op = |i: usize, o: &[u8]| {
+        t.get(i)
+            .is_some_and(|k| k.kind == Kind::Op && &text[k.start..k.end] == o)
+    };
+    // CONNECTION_ID ( ) → the id, named as the call was written when it is a whole select item.
+    let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::new();
+    if has_cid {
+        let mut i = 0;
+        while i < t.len() {
+            if word(i, "connection_id")
+                && !t[i].after_dot
+                && op(i + 1, b"(")
+                && op(i + 2, b")")
+                && t[i].exec_group == t[i + 2].exec_group
+            {
+                let (start, end) = (t[i].start, t[i + 2].end);
+                // Cast so the column is typed as CONNECTION_ID()'s (INT UNSIGNED, width 10).
+                let mut value = format!("CAST({id:010} AS UNSIGNED)").into_bytes();
+                if is_select_item(text, t, i, i + 2) {
+                    value.extend_from_slice(b" AS `");
+                    for &b in &text[start..end] {
+                        if b == b'`' {
+                            value.push(b'`');
+                        }
+                        value.push(b);
+                    }
+                    value.push(b'`');
+                }
+                edits.push((start, end, value));
+                i += 3;
+            } else {
+                i += 1;
+            }
+        }
+    }
+    let rewritten = if edits.is_empty() {
+        None
+    } else {
+        let mut out = Vec::with_capacity(text.len() + 16 * edits.len());
+        let mut at = 0;
+        for (s, e, v) in &edits {
+            out.extend_from_slice(&text[at..*s]);
+            out.extend_from_slice(v);
+            at = *e;
+        }
+        out.extend_from_slice(&text[at..]);
+        Some(out)
+    };
+    if has_kill && let Some(r) = kill(text, &lexed, id) {
+        return r;
+    }
+    match rewritten {
+        Some(t) => Rewrite::Text(t),
+        None => Rewrite::Keep,
+    }
+}
+
+/// A KILL statement in the text, read as the server reads it. None: there is none.
+fn kill(text: &[u8], lexed: &Lexed, id: u32) -> Option<Rewrite> {
+    let units = statements(text, lexed).ok()?;
+    let t = &lexed.tokens;
+    let is = |k: &Token, w: &str| {
+        k.kind == Kind::Word && text[k.start..k.end].eq_ignore_ascii_case(w.as_bytes())
+    };
+    let kills = units
+        .iter()
+        .filter(|u| t.get(u.first).is_some_and(|k| is(k, "kill")))
+        .count();
+    if kills == 0 {
+        return None;
+    }
+    if units.len() > 1 {
+        return Some(Rewrite::Refuse(
+            "KILL must be sent on its own, not in a multi-statement query, through myveil",
+        ));
+    }
+    let u = &units[0];
+    let toks = &t[u.first + 1..u.last];
+    let mut words = Vec::new();
+    let mut k = 0;
+    if toks.get(k).is_some_and(|x| is(x, "hard") || is(x, "soft")) {
+        words.push(&text[toks[k].start..toks[k].end]);
+        k += 1;
+    }
+    if toks.get(k).is_some_and(|x| is(x, "connection")) {
+        words.push(&text[toks[k].start..toks[k].end]);
+        k += 1;
+    } else if toks.get(k).is_some_and(|x| is(x, "query")) {
+        words.push(&text[toks[k].start..toks[k].end]);
+        k += 1;
+        if toks.get(k).is_some_and(|x| is(x, "id")) {
+            return Some(Rewrite::Refuse(
+                "KILL QUERY ID is not supported through myveil (query ids are the backend's); use KILL QUERY with a connection id",
+            ));
+        }
+    }
+    if toks.get(k).is_some_and(|x| is(x, "user")) {
+        return Some(Rewrite::Refuse(
+            "KILL USER is not supported through myveil (every session shares the backend account); kill sessions by id",
+        ));
+    }
+    let rest = &toks[k..];
+    let target = match rest {
+        [n] if n.kind == Kind::Number => std::str::from_utf8(&text[n.start..n.end])
+            .ok()
+            .and_then(|n| n.parse::<u64>().ok()),
+        [f, open, close]
+            if is(f, "connection_id")
+                && &text[open.start..open.end] == b"("
+                && &text[close.start..close.end] == b")" =>
+        {
+            Some(u64::from(id))
+        }
+        _ => None,
+    };
+    let Some(target) = target else {
+        return Some(Rewrite::Refuse(
+            "KILL through myveil takes a connection id number (or CONNECTION_ID())",
+        ));
+    };
+    let words = words
+        .iter()
+        .map(|w| String::from_utf8_lossy(w).to_ascii_uppercase())
+        .collect::<Vec<_>>()
+        .join(" ");
+    Some(Rewrite::Kill { words, target })
+}
+
+/// Whether tokens `[from, to]` make a whole item of a select list (or RETURNING list), so
+/// that the column is named after them.
+fn is_select_item(text: &[u8], t: &[Token], from: usize, to: usize) -> bool {
+    let is = |k: &Token, ws: &[&str]| {
+        k.kind == Kind::Word
+            && ws
+                .iter()
+                .any(|w| text[k.start..k.end].eq_ignore_ascii_case(w.as_bytes()))
+    };
+    let op = |k: &Token, o: &[u8]| k.kind == Kind::Op && &text[k.start..k.end] == o;
+    const LIST_START: &[&str] = &[
+        "select",
+        "returning",
+        "distinct",
+        "distinctrow",
+        "all",
+        "high_priority",
+        "straight_join",
+        "sql_small_result",
+        "sql_big_result",
+        "sql_buffer_result",
+        "sql_cache",
+        "sql_no_cache",
+        "sql_calc_found_rows",
+    ];
+    const AFTER_ITEM: &[&str] = &[
+        "from",
+        "into",
+        "where",
+        "group",
+        "having",
+        "order",
+        "limit",
+        "union",
+        "except",
+        "intersect",
+        "for",
+        "lock",
+        "window",
+    ];
+    // What follows must end the item.
+    match t.get(to + 1) {
+        None => {}
+        Some(k) if k.kind == Kind::Semicolon || op(k, b",") || op(k, b")") || is(k, AFTER_ITEM) => {
+        }
+        Some(_) => return false,
+    }
+    // Walking back at the same depth: the list's start, or a comma of the same list.
+    let mut depth = 0i32;
+    let mut i = from;
+    let mut first = true;
+    while i > 0 {
+        i -= 1;
+        let k = &t[i];
+        if op(k, b")") {
+            depth += 1;
+        } else if op(k, b"(") {
+            if depth == 0 {
+                return false;
+            }
+            depth -= 1;
+        } else if depth == 0 {
+            if first {
+                if !(op(k, b",") || is(k, LIST_START)) {
+                    return false;
+                }
+                if is(k, LIST_START) {
+                    return true;
+                }
+            } else if is(k, &["select", "returning"]) {
+                return true;
+            } else if k.kind == Kind::Semicolon
+                || is(
+                    k,
+                    &[
+                        "from", "where", "by", "set", "values", "value", "having", "on", "using",
+                        "limit", "into", "when", "then", "else",
+                    ],
+                )
+            {
+                return false;
+            }
+            first = false;
+        }
+    }
+    false
+}
+
+/// Whether `word` (lower-case ASCII) occurs in `text`, ignoring case.
+fn contains_word(text: &[u8], word: &[u8]) -> bool {
+    text.len() >= word.len()
+        && text
+            .windows(word.len())
+            .any(|w| w.eq_ignore_ascii_case(word))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::charset::Charset;
+
+    fn mode() -> Mode<'static> {
+        Mode {
+            charset: Charset::named("utf8mb4").expect("utf8mb4"),
+            ansi_quotes: false,
+            no_backslash_escapes: false,
+            mssql: false,
+            server_version: 101_119,
+            prepare: false,
+        }
+    }
+
+    fn text(sql: &str) -> String {
+        match rewrite(sql.as_bytes(), &mode(), 42) {
+            Rewrite::Text(t) => String::from_utf8(t).expect("utf8"),
+            Rewrite::Keep => sql.to_owned(),
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn connection_id_becomes_the_session_id_and_keeps_its_column_name() {
+        assert_eq!(
+            text("SELECT CONNECTION_ID()"),
+            "SELECT CAST(0000000042 AS UNSIGNED) AS `CONNECTION_ID()`"
+        );
+        assert_eq!(
+            text("select connection_id(), 1"),
+            "select CAST(0000000042 AS UNSIGNED) AS `connection_id()`, 1"
+        );
+        assert_eq!(
+            text("SELECT 1, Connection_Id() FROM dual"),
+            "SELECT 1, CAST(0000000042 AS UNSIGNED) AS `Connection_Id()` FROM dual"
+        );
+        assert_eq!(
+            text("SELECT (SELECT CONNECTION_ID())"),
+            "SELECT (SELECT CAST(0000000042 AS UNSIGNED) AS `CONNECTION_ID()`)"
+        );
+        // Not a whole item: a plain literal.
+        assert_eq!(
+            text("SELECT CONNECTION_ID() + 1"),
+            "SELECT CAST(0000000042 AS UNSIGNED) + 1"
+        );
+        assert_eq!(
+            text("SELECT CONNECTION_ID() AS me"),
+            "SELECT CAST(0000000042 AS UNSIGNED) AS me"
+        );
+        assert_eq!(
+            text("SELECT CONCAT('a', CONNECTION_ID())"),
+            "SELECT CONCAT('a', CAST(0000000042 AS UNSIGNED))"
+        );
+        assert_eq!(
+            text("SELECT * FROM t WHERE id IN (1, CONNECTION_ID())"),
+            "SELECT * FROM t WHERE id IN (1, CAST(0000000042 AS UNSIGNED))"
+        );
+        assert_eq!(
+            text("SELECT a FROM t ORDER BY a, CONNECTION_ID()"),
+            "SELECT a FROM t ORDER BY a, CAST(0000000042 AS UNSIGNED)"
+        );
+        assert_eq!(
+            text("INSERT INTO t VALUES (CONNECTION_ID(), 2)"),
+            "INSERT INTO t VALUES (CAST(0000000042 AS UNSIGNED), 2)"
+        );
+        assert_eq!(
+            text("DO CONNECTION_ID()"),
+            "DO CAST(0000000042 AS UNSIGNED)"
+        );
+        // Strings, comments, quoted names and qualified functions are left alone.
+        for same in [
+            "SELECT 'CONNECTION_ID()'",
+            "SELECT 1 /* CONNECTION_ID() */",
+            "SELECT `CONNECTION_ID`()",
+            "SELECT db.CONNECTION_ID()",
+            "SELECT CONNECTION_ID",
+        ] {
+            assert_eq!(text(same), same);
+        }
+        // An executable comment runs: rewritten inside it.
+        assert_eq!(
+            text("SELECT /*!100000 CONNECTION_ID() */"),
+            "SELECT /*!100000 CAST(0000000042 AS UNSIGNED) AS `CONNECTION_ID()` */"
+        );
+    }
+
+    #[test]
+    fn kills_are_read_as_the_server_reads_them() {
+        let k = |sql: &str| rewrite(sql.as_bytes(), &mode(), 42);
+        assert_eq!(
+            k("KILL 7"),
+            Rewrite::Kill {
+                words: String::new(),
+                target: 7
+            }
+        );
+        assert_eq!(
+            k("kill query 7"),
+            Rewrite::Kill {
+                words: "QUERY".into(),
+                target: 7
+            }
+        );
+        assert_eq!(
+            k("KILL HARD CONNECTION 9;"),
+            Rewrite::Kill {
+                words: "HARD CONNECTION".into(),
+                target: 9
+            }
+        );
+        assert_eq!(
+            k("KILL /* me */ CONNECTION_ID()"),
+            Rewrite::Kill {
+                words: String::new(),
+                target: 42
+            }
+        );
+        assert_eq!(
+            k("KILL QUERY CONNECTION_ID()"),
+            Rewrite::Kill {
+                words: "QUERY".into(),
+                target: 42
+            }
+        );
+        for refused in [
+            "KILL USER bob",
+            "KILL QUERY ID 5",
+            "KILL 1+2",
+            "KILL @v",
+            "SELECT 1; KILL 5",
+            "KILL 5; SELECT 1",
+        ] {
+            assert!(matches!(k(refused), Rewrite::Refuse(_)), "{refused}");
+        }
+        // Not KILL statements.
+        assert_eq!(k("SELECT 'kill 5'"), Rewrite::Keep);
+        assert_eq!(k("SELECT kill FROM t"), Rewrite::Keep);
+    }
+
+    #[test]
+    fn ids_are_unique_while_live_and_never_handed_out_twice() {
+        let s = Arc::new(Sessions::default());
+        let a = s.open();
+        let b = s.open();
+        assert_ne!(a.get(), b.get());
+        let old = a.get();
+        drop(a);
+        let c = s.open();
+        assert!(
+            c.get() != old && c.get() != b.get(),
+            "a reconnect gets a new id"
+        );
+        // Past the wrap, live ids are skipped.
+        s.last.store(u32::MAX - 1, Ordering::Relaxed);
+        let d = s.open();
+        assert_eq!(d.get(), u32::MAX);
+        let e = s.open();
+        assert!(e.get() != 0 && e.get() != b.get() && e.get() != c.get());
+    }
+
+    #[test]
+    fn kill_targets_only_live_sessions_of_the_same_user() {
+        let s = Arc::new(Sessions::default());
+        let a = s.open();
+        a.set_user("ann");
+        a.set_backend(1001);
+        let b = s.open();
+        b.set_user("bob");
+        assert_eq!(s.kill_target(u64::from(a.get()), "ann"), Ok(Some(1001)));
+        assert_eq!(
+            s.kill_target(u64::from(a.get()), "bob"),
+            Err(KillRefused::NotOwner(u64::from(a.get())))
+        );
+        assert_eq!(s.kill_target(u64::from(b.get()), "bob"), Ok(None));
+        assert_eq!(s.kill_target(999, "ann"), Err(KillRefused::Unknown(999)));
+        assert_eq!(
+            s.kill_target(1 << 40, "ann"),
+            Err(KillRefused::Unknown(1 << 40))
+        );
+        let gone = a.get();
+        drop(a);
+        assert_eq!(
+            s.kill_target(u64::from(gone), "ann"),
+            Err(KillRefused::Unknown(u64::from(gone)))
+        );
+    }
+}
