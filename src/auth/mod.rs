@@ -119,6 +119,19 @@ impl User {
         }
     }
 
+    /// A user the backend authenticated (`[backend_users]`), with the role its name maps to.
+    pub fn for_backend(name: &str, role: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            role: role.to_owned(),
+            token: None,
+            bcrypt: String::new(),
+            // Random verifiers: myveil itself never accepts a proof for this user.
+            native: crate::wire::auth::new_salt(),
+            sha2: rand::random(),
+        }
+    }
+
     fn from_record(r: UserRecord) -> std::result::Result<Self, String> {
         let decode = |field: &str, hex_str: &str, len: usize| {
             hex::decode(hex_str)

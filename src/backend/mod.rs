@@ -68,6 +68,16 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// A handshake response's fields (`BackendConn::answer`).
+pub struct Answer<'a> {
+    pub user: &'a [u8],
+    pub auth: &'a [u8],
+    pub plugin: &'a [u8],
+    pub database: Option<&'a [u8]>,
+    pub collation: u16,
+    pub attributes: &'a [(String, String)],
+}
+
 /// Who the backend connection should be, for one client session.
 pub struct Identity<'a> {
     pub account: &'a str,
@@ -131,11 +141,36 @@ impl BackendConn {
     /// Answers the greeting of a fresh connection: optional TLS, then the handshake response
     /// for `who` with the client's capabilities. Returns the backend's final OK payload.
     pub(crate) async fn complete(
-        mut self,
+        self,
         who: &Identity<'_>,
         client_caps: CapabilityFlags,
         tls: Option<(&tokio_rustls::TlsConnector, &str)>,
     ) -> Result<(Self, Vec<u8>)> {
+        let plugin = Plugin::from_name(&self.greeting.plugin).unwrap_or(Plugin::Native);
+        let auth = scramble(plugin, &self.greeting.salt, who.password.expose());
+        let answer = Answer {
+            user: who.user.as_bytes(),
+            auth: &auth,
+            plugin: plugin.name().as_bytes(),
+            database: who.database,
+            collation: who.collation,
+            attributes: who.attributes,
+        };
+        let (mut this, _) = self.answer(&answer, client_caps, tls).await?;
+        let ok = this.finish_auth(who.password).await?;
+        this.account = Some(who.account.to_owned());
+        Ok((this, ok))
+    }
+
+    /// Sends the handshake response of a fresh connection (after TLS when `tls`), with the
+    /// client's capabilities and what myveil always needs. Returns the response's sequence
+    /// id: the backend's next packet follows it.
+    pub(crate) async fn answer(
+        mut self,
+        a: &Answer<'_>,
+        client_caps: CapabilityFlags,
+        tls: Option<(&tokio_rustls::TlsConnector, &str)>,
+    ) -> Result<(Self, u8)> {
         let mut caps = (client_caps & crate::wire::handshake::SUPPORTED_CAPABILITIES)
             | CapabilityFlags::CLIENT_PROTOCOL_41
             | CapabilityFlags::CLIENT_SECURE_CONNECTION
@@ -150,9 +185,9 @@ impl BackendConn {
         caps &= self.greeting.capabilities | CapabilityFlags::CLIENT_CONNECT_WITH_DB;
         caps.set(
             CapabilityFlags::CLIENT_CONNECT_WITH_DB,
-            who.database.is_some(),
+            a.database.is_some(),
         );
-        let collation = u8::try_from(who.collation).unwrap_or(self.greeting.collation);
+        let collation = u8::try_from(a.collation).unwrap_or(self.greeting.collation);
         let mut seq = 1;
         if let Some((connector, name)) = tls {
             if !self
@@ -176,27 +211,23 @@ impl BackendConn {
             self.conn = PacketConn::new(crate::wire::tls::connect(connector, name, tcp).await?);
         }
         self.capabilities = caps;
-        let plugin = Plugin::from_name(&self.greeting.plugin).unwrap_or(Plugin::Native);
-        let auth = scramble(plugin, &self.greeting.salt, who.password.expose());
         let mut p = Vec::with_capacity(128);
         p.extend_from_slice(&caps.bits().to_le_bytes());
         p.extend_from_slice(&CLIENT_MAX_PACKET.to_le_bytes());
         p.push(collation);
         p.extend_from_slice(&[0; 23]);
-        put_nul_str(&mut p, who.user.as_bytes());
-        packets::put_lenenc_int(&mut p, auth.len() as u64);
-        p.extend_from_slice(&auth);
-        if let Some(db) = who.database {
+        put_nul_str(&mut p, a.user);
+        packets::put_lenenc_int(&mut p, a.auth.len() as u64);
+        p.extend_from_slice(a.auth);
+        if let Some(db) = a.database {
             put_nul_str(&mut p, db);
         }
-        put_nul_str(&mut p, plugin.name().as_bytes());
+        put_nul_str(&mut p, a.plugin);
         if caps.contains(CapabilityFlags::CLIENT_CONNECT_ATTRS) {
-            put_attributes(&mut p, who.attributes);
+            put_attributes(&mut p, a.attributes);
         }
         self.conn.write_packet(seq, &p).await?;
-        let ok = self.finish_auth(who.password).await?;
-        self.account = Some(who.account.to_owned());
-        Ok((self, ok))
+        Ok((self, seq))
     }
 
     /// Resets the session and re-authenticates as `who` (COM_CHANGE_USER).

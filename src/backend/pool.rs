@@ -110,6 +110,12 @@ impl Pool {
         Ok(Lease::Fresh(self.open().await?))
     }
 
+    /// A new connection with its greeting read and its handshake left to answer (a login
+    /// that needs the backend's own fresh salt: backend users).
+    pub async fn fresh(&self) -> Result<BackendConn> {
+        self.open().await
+    }
+
     async fn open(&self) -> Result<BackendConn> {
         BackendConn::open(&self.cfg.address, self.cfg.connect_timeout).await
     }
@@ -213,7 +219,7 @@ impl Pool {
             .map(drop)
     }
 
-    fn tls(&self) -> Option<(&TlsConnector, &str)> {
+    pub(crate) fn tls(&self) -> Option<(&TlsConnector, &str)> {
         self.cfg.tls.as_ref().map(|(c, n)| (c, n.as_str()))
     }
 

@@ -40,6 +40,9 @@ pub struct Config {
     pub backend: Backend,
     pub roles: BTreeMap<String, Role>,
     pub users: Users,
+    /// Backend users: names outside the users file that log in with their own backend
+    /// credentials and get a role by name. Absent: off.
+    pub backend_users: Option<BackendUsers>,
     /// Column protection: where the policy and the keys are. Absent: nothing is protected.
     pub protection: Option<Protection>,
     /// The HTTP admin port. Absent: not started.
@@ -52,6 +55,65 @@ pub struct Config {
     /// Directory relative paths in this file are resolved against.
     #[serde(skip)]
     pub base_dir: PathBuf,
+}
+
+/// `[backend_users]`: a user not in the users file is authenticated by the backend itself
+/// (their own password, the backend's own auth plugin) and gets the role of the first
+/// mapping that matches its name. A name no mapping matches is denied.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendUsers {
+    #[serde(default)]
+    pub map: Vec<RoleMapping>,
+}
+
+/// One mapping: `user` is a name, or a pattern with `*` (any run of characters) and `?`
+/// (one character).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleMapping {
+    pub user: String,
+    pub role: String,
+}
+
+impl BackendUsers {
+    /// The role of a backend user: an exact name first, then the first pattern that matches.
+    pub fn role_for(&self, name: &str) -> Option<&str> {
+        self.map
+            .iter()
+            .find(|m| m.user == name)
+            .or_else(|| self.map.iter().find(|m| glob(&m.user, name)))
+            .map(|m| m.role.as_str())
+    }
+}
+
+/// `*` and `?` wildcard match over characters.
+fn glob(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ni));
+                pi += 1;
+            }
+            Some(&c) if c == '?' || c == n[ni] => {
+                pi += 1;
+                ni += 1;
+            }
+            _ => match star {
+                Some((sp, sn)) => {
+                    pi = sp + 1;
+                    ni = sn + 1;
+                    star = Some((sp, sn + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -411,6 +473,19 @@ impl Config {
                 ));
             }
         }
+        if let Some(b) = &self.backend_users {
+            for m in &b.map {
+                if !self.roles.contains_key(&m.role) {
+                    return invalid(format!(
+                        "backend_users.map: user {:?} maps to role {:?}, which is not under [roles]",
+                        m.user, m.role
+                    ));
+                }
+                if m.user.is_empty() {
+                    return invalid("backend_users.map: an empty user name matches nobody".into());
+                }
+            }
+        }
         for (name, account) in &self.backend.accounts {
             if account.password_file.is_some() && account.password_env.is_some() {
                 return invalid(format!(
@@ -598,5 +673,39 @@ mod tests {
     fn password_debug_is_redacted() {
         let p = Password(Zeroizing::new(b"hunter2".to_vec()));
         assert!(!format!("{p:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn backend_users_map_names_then_patterns_and_deny_the_rest() {
+        let c = load(
+            &format!(
+                "{MINIMAL}\n[roles.reporting]\nbackend_account = \"main\"\n[backend_users]\n\
+                 [[backend_users.map]]\nuser = \"report_*\"\nrole = \"reporting\"\n\
+                 [[backend_users.map]]\nuser = \"report_admin\"\nrole = \"app\"\n\
+                 [[backend_users.map]]\nuser = \"svc?\"\nrole = \"app\"\n"
+            ),
+            &[],
+        )
+        .expect("valid");
+        let b = c.backend_users.expect("on");
+        assert_eq!(
+            b.role_for("report_admin"),
+            Some("app"),
+            "an exact name wins"
+        );
+        assert_eq!(b.role_for("report_daily"), Some("reporting"));
+        assert_eq!(b.role_for("svc1"), Some("app"));
+        assert_eq!(b.role_for("svc12"), None);
+        assert_eq!(b.role_for("root"), None, "default deny");
+        assert!(glob("*", ""));
+        assert!(glob("a*b*c", "aXXbYc"));
+        assert!(!glob("a*b", "aXXbYc"));
+        let bad = load(
+            &format!(
+                "{MINIMAL}\n[backend_users]\n[[backend_users.map]]\nuser = \"x\"\nrole = \"nope\"\n"
+            ),
+            &[],
+        );
+        assert!(bad.is_err());
     }
 }

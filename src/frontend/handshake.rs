@@ -34,6 +34,8 @@ pub(super) struct Started {
     pub peer: SocketAddr,
     pub user: User,
     pub salt: [u8; SALT_LEN],
+    /// A backend user's login switched the client to the backend's salt.
+    pub salt_switched: bool,
     pub collation: u16,
     pub attributes: Vec<(String, String)>,
     pub in_transaction: bool,
@@ -196,40 +198,56 @@ pub(super) async fn handshake(
         return Ok(None);
     }
 
-    let (outcome, seq) = login(
-        shared,
-        &mut client,
-        seq,
-        &salt,
-        &response.user,
-        response.plugin.as_deref(),
-        response.auth_response.clone(),
-        &peer,
-    )
-    .await
-    .map_err(Error::Client)?;
-    let user = match outcome {
-        Login::User(u) => Some(u),
-        Login::Denied => None,
-        Login::Blocked(reply) => {
-            send_error(&mut client, seq, &reply).await;
-            give_back(shared, lease);
-            return Ok(None);
+    // A backend user is authenticated by the backend itself, when its connection is bound
+    // (below); everyone else here, by myveil.
+    let backend_role = backend_user_role(shared, &response.user);
+    let (user, mut seq) = match &backend_role {
+        Some(role) => {
+            if let Some(reply) = blocked(shared, &response.user, &peer) {
+                send_error(&mut client, seq, &reply).await;
+                give_back(shared, lease);
+                return Ok(None);
+            }
+            let name = String::from_utf8_lossy(&response.user);
+            (User::for_backend(&name, role), seq)
+        }
+        None => {
+            let (outcome, seq) = login(
+                shared,
+                &mut client,
+                seq,
+                &salt,
+                &response.user,
+                response.plugin.as_deref(),
+                response.auth_response.clone(),
+                &peer,
+            )
+            .await
+            .map_err(Error::Client)?;
+            let user = match outcome {
+                Login::User(u) => Some(u),
+                Login::Denied => None,
+                Login::Blocked(reply) => {
+                    send_error(&mut client, seq, &reply).await;
+                    give_back(shared, lease);
+                    return Ok(None);
+                }
+            };
+            let Some(user) = user else {
+                tracing::info!(user = ?String::from_utf8_lossy(&response.user), "authentication failed");
+                send_error(
+                    &mut client,
+                    seq,
+                    &access_denied(&response.user, &peer, !response.auth_response.is_empty()),
+                )
+                .await;
+                give_back(shared, lease);
+                return Ok(None);
+            };
+            (user, seq)
         }
     };
-    let Some(user) = user else {
-        tracing::info!(user = ?String::from_utf8_lossy(&response.user), "authentication failed");
-        send_error(
-            &mut client,
-            seq,
-            &access_denied(&response.user, &peer, !response.auth_response.is_empty()),
-        )
-        .await;
-        give_back(shared, lease);
-        return Ok(None);
-    };
     tracing::Span::current().record("user", user.name.as_str());
-    id.set_user(&user.name);
 
     let client_caps = response.capabilities & capabilities;
     let compression = response.compression();
@@ -256,7 +274,48 @@ pub(super) async fn handshake(
         give_back(shared, lease);
         return Ok(None);
     }
-    let bound = {
+    let bound = if backend_role.is_some() {
+        let fresh = match lease {
+            Lease::Fresh(c) => Ok(c),
+            Lease::Pooled(c) => {
+                shared.pool.release(c);
+                shared.pool.fresh().await
+            }
+        };
+        match fresh {
+            Err(e) => Err(e),
+            Ok(conn) => {
+                let login = backend_login(
+                    shared,
+                    &mut client,
+                    seq,
+                    conn,
+                    &user.name.clone().into_bytes(),
+                    database.as_deref(),
+                    u16::from(collation),
+                    &attributes,
+                    client_caps,
+                    &peer,
+                )
+                .await?;
+                match login {
+                    BackendLogin::Refused => return Ok(None),
+                    BackendLogin::Accepted(conn, ok, next) => {
+                        seq = next;
+                        let mut conn = *conn;
+                        let defaults = shared.tracking_defaults.load();
+                        match conn
+                            .setup_tracking(database.as_deref(), &defaults.variables)
+                            .await
+                        {
+                            Ok(state) => Ok((conn, ok, state)),
+                            Err(e) => Err(e),
+                        }
+                    }
+                }
+            }
+        }
+    } else {
         let Some((account, password)) = shared.account_for(&user) else {
             tracing::warn!(role = %user.role, "user's role has no backend account in the configuration");
             send_error(
@@ -301,6 +360,7 @@ pub(super) async fn handshake(
             return Ok(None);
         }
     };
+    id.set_user(&user.name);
     id.set_backend(backend.connection_id());
     tracing::debug!(backend_thread = backend.connection_id(), "bound");
     let ok = for_client(&mut state, &ok, &tracking)?;
@@ -323,6 +383,7 @@ pub(super) async fn handshake(
         backend,
         peer,
         salt,
+        salt_switched: backend_role.is_some(),
         collation: u16::from(collation),
         attributes,
         state,
@@ -489,6 +550,56 @@ pub(super) enum Login {
     Blocked(ErrorReply),
 }
 
+/// The MySQL-port failure limits: an answer for a blocked address or name, checked before
+/// any password work.
+pub(super) fn blocked(shared: &Shared, name: &[u8], peer: &SocketAddr) -> Option<ErrorReply> {
+    let ip = crate::limits::ip_key(peer.ip());
+    let user_key = String::from_utf8_lossy(name).into_owned();
+    // Security: a blocked address or name is answered before any password check, so brute
+    // force costs the attacker a round trip and us nothing.
+    if shared.auth_failures_ip.is_blocked(&ip) {
+        METRICS.rate_limited(Limited::MysqlAuth);
+        tracing::info!("login refused: too many failures from this address");
+        return Some(ErrorReply::new(
+            packets::ER_HOST_IS_BLOCKED,
+            b"HY000",
+            format!(
+                "Host '{}' is blocked because of many connection errors; retry in {} s",
+                peer.ip(),
+                shared.auth_failures_ip.blocked_for(&ip).as_secs().max(1)
+            ),
+        ));
+    }
+    if shared.auth_failures_user.is_blocked(&user_key) {
+        METRICS.rate_limited(Limited::MysqlAuth);
+        tracing::info!(user = ?user_key, "login refused: too many failures for this user");
+        return Some(ErrorReply::new(
+            packets::ER_USER_LIMIT_REACHED,
+            b"42000",
+            format!(
+                "User '{user_key}' has exceeded the 'failed logins' resource; retry in {} s",
+                shared
+                    .auth_failures_user
+                    .blocked_for(&user_key)
+                    .as_secs()
+                    .max(1)
+            ),
+        ));
+    }
+    None
+}
+
+/// Counts a failed login against the address and the name.
+pub(super) fn failed(shared: &Shared, name: &[u8], peer: &SocketAddr) {
+    METRICS.auth_failed();
+    shared
+        .auth_failures_ip
+        .failed(&crate::limits::ip_key(peer.ip()));
+    shared
+        .auth_failures_user
+        .failed(&String::from_utf8_lossy(name).into_owned());
+}
+
 /// Runs `authenticate` behind the MySQL-port failure limits (checked before any password
 /// work) and counts the outcome.
 #[allow(clippy::too_many_arguments)]
@@ -502,51 +613,170 @@ pub(super) async fn login(
     response: Vec<u8>,
     peer: &SocketAddr,
 ) -> wire::Result<(Login, u8)> {
-    let ip = crate::limits::ip_key(peer.ip());
-    let user_key = String::from_utf8_lossy(name).into_owned();
-    // Security: a blocked address or name is answered before any password check, so brute
-    // force costs the attacker a round trip and us nothing.
-    if shared.auth_failures_ip.is_blocked(&ip) {
-        METRICS.rate_limited(Limited::MysqlAuth);
-        tracing::info!("login refused: too many failures from this address");
-        let reply = ErrorReply::new(
-            packets::ER_HOST_IS_BLOCKED,
-            b"HY000",
-            format!(
-                "Host '{}' is blocked because of many connection errors; retry in {} s",
-                peer.ip(),
-                shared.auth_failures_ip.blocked_for(&ip).as_secs().max(1)
-            ),
-        );
-        return Ok((Login::Blocked(reply), seq));
-    }
-    if shared.auth_failures_user.is_blocked(&user_key) {
-        METRICS.rate_limited(Limited::MysqlAuth);
-        tracing::info!(user = ?user_key, "login refused: too many failures for this user");
-        let reply = ErrorReply::new(
-            packets::ER_USER_LIMIT_REACHED,
-            b"42000",
-            format!(
-                "User '{user_key}' has exceeded the 'failed logins' resource; retry in {} s",
-                shared
-                    .auth_failures_user
-                    .blocked_for(&user_key)
-                    .as_secs()
-                    .max(1)
-            ),
-        );
+    if let Some(reply) = blocked(shared, name, peer) {
         return Ok((Login::Blocked(reply), seq));
     }
     let (user, seq) = authenticate(shared, client, seq, salt, name, plugin, response, peer).await?;
     match user {
         Some(u) => Ok((Login::User(u), seq)),
         None => {
-            METRICS.auth_failed();
-            shared.auth_failures_ip.failed(&ip);
-            shared.auth_failures_user.failed(&user_key);
+            failed(shared, name, peer);
             Ok((Login::Denied, seq))
         }
     }
+}
+
+/// The role a name gets as a backend user (`[backend_users]`): only for names outside the
+/// users file, and only when a mapping matches (default deny).
+pub(super) fn backend_user_role(shared: &Shared, name: &[u8]) -> Option<String> {
+    let map = shared.config.backend_users.as_ref()?;
+    if shared.users.load().contains(name) {
+        return None;
+    }
+    map.role_for(std::str::from_utf8(name).ok()?)
+        .map(str::to_owned)
+}
+
+/// Answers a backend user's refused login and counts it against the failure limits.
+async fn refuse_backend_user(
+    shared: &Shared,
+    client: &mut PacketConn,
+    seq: u8,
+    reply: ErrorReply,
+    name: &[u8],
+    peer: &SocketAddr,
+) -> Result<BackendLogin, Error> {
+    tracing::info!(user = ?String::from_utf8_lossy(name), "backend user: login refused");
+    failed(shared, name, peer);
+    let _ = client.write_packet(seq, &reply.to_payload()).await;
+    Ok(BackendLogin::Refused)
+}
+
+/// What a backend user's login came to.
+pub(super) enum BackendLogin {
+    /// The backend accepted: the connection, its OK payload and the client's next sequence id.
+    Accepted(Box<BackendConn>, Vec<u8>, u8),
+    /// Refused; the client has been told.
+    Refused,
+}
+
+/// The login of a backend user, on a fresh backend connection: the client is switched to
+/// the backend's own auth plugin with the backend's own fresh salt, and the conversation is
+/// relayed until the backend says OK or ERR, so the client keeps its backend password and
+/// myveil never learns it (except for plugins that send it in clear, below).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn backend_login(
+    shared: &Shared,
+    client: &mut PacketConn,
+    mut seq: u8,
+    conn: BackendConn,
+    name: &[u8],
+    database: Option<&[u8]>,
+    collation: u16,
+    attributes: &[(String, String)],
+    client_caps: CapabilityFlags,
+    peer: &SocketAddr,
+) -> Result<BackendLogin, Error> {
+    const MOST_ROUNDS: usize = 8;
+    let tls = client.stream().is_tls();
+    let clear_allowed =
+        tls || shared.config.listen.allow_cleartext_on_loopback && peer.ip().is_loopback();
+    let backend_tls = shared.pool.tls().is_some();
+    let backend_loopback = conn
+        .conn
+        .stream()
+        .peer_addr()
+        .is_ok_and(|a| a.ip().is_loopback());
+    // Security: a password in clear goes only where clear text may travel on both legs:
+    // from the client (TLS, or loopback when allowed) and on to the backend (TLS, or a
+    // backend on this host).
+    let clear_ok = clear_allowed && (backend_tls || backend_loopback);
+    let denied = |_: u8| access_denied(name, peer, true);
+    let deny = |client, seq, reply| refuse_backend_user(shared, client, seq, reply, name, peer);
+    let plugin = conn.greeting.plugin.clone();
+    if Plugin::from_name(&plugin) == Some(Plugin::Clear) && !clear_ok {
+        return deny(client, seq, denied(seq)).await;
+    }
+    let switch = auth_switch_payload(&String::from_utf8_lossy(&plugin), &conn.greeting.salt);
+    client
+        .write_packet(seq, &switch)
+        .await
+        .map_err(Error::Client)?;
+    let first = client
+        .read_packet(AUTH_PACKET_LIMIT)
+        .await
+        .map_err(Error::Client)?;
+    seq = first.seq.wrapping_add(1);
+    let answer = backend::Answer {
+        user: name,
+        auth: &first.payload,
+        plugin: &plugin,
+        database,
+        collation,
+        attributes,
+    };
+    let (mut conn, _) = conn
+        .answer(&answer, client_caps, shared.pool.tls())
+        .await
+        .map_err(Error::Backend)?;
+    for _ in 0..MOST_ROUNDS {
+        let packet = conn
+            .conn
+            .read_packet(AUTH_PACKET_LIMIT)
+            .await
+            .map_err(backend_io)?;
+        match packet.payload.first() {
+            Some(&0x00) => {
+                conn.account = Some(format!("backend user {}", String::from_utf8_lossy(name)));
+                return Ok(BackendLogin::Accepted(
+                    Box::new(conn),
+                    packet.payload.to_vec(),
+                    seq,
+                ));
+            }
+            Some(&0xFF) => {
+                tracing::info!(
+                    code = packets::err_code(&packet.payload).unwrap_or(0),
+                    "backend refused a backend user's login"
+                );
+                let reply = match packets::err_code(&packet.payload) {
+                    Some(packets::ER_ACCESS_DENIED_ERROR) | None => denied(seq),
+                    Some(code) => {
+                        ErrorReply::new(code, b"HY000", "myveil: the backend refused the login")
+                    }
+                };
+                return deny(client, seq, reply).await;
+            }
+            Some(&0xFE) | Some(&0x01) => {
+                let p = &packet.payload[..];
+                let to_clear = p[0] == 0xFE && p[1..].starts_with(Plugin::Clear.name().as_bytes());
+                // caching_sha2_password full authentication: the client sends its password
+                // in clear when its own connection is TLS.
+                let full_auth = p == [0x01, 0x04] && tls;
+                if (to_clear || full_auth) && !clear_ok {
+                    return deny(client, seq, denied(seq)).await;
+                }
+                seq = client.write_packet(seq, p).await.map_err(Error::Client)?;
+                if p == [0x01, 0x03] {
+                    // Fast authentication succeeded: the backend's OK follows, no answer.
+                    continue;
+                }
+                let reply = client
+                    .read_packet(AUTH_PACKET_LIMIT)
+                    .await
+                    .map_err(Error::Client)?;
+                seq = reply.seq.wrapping_add(1);
+                conn.conn
+                    .write_packet(packet.seq.wrapping_add(1), &reply.payload)
+                    .await
+                    .map_err(backend_io)?;
+            }
+            _ => return Err(backend_io(wire::Error::Malformed("backend auth reply"))),
+        }
+    }
+    Err(backend_io(wire::Error::Malformed(
+        "backend auth went on too long",
+    )))
 }
 
 pub(super) fn clear_password(bytes: &[u8]) -> Zeroizing<Vec<u8>> {

@@ -12,7 +12,8 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::handshake::{
-    Login, Started, access_denied, for_client, login, parse_change_user, send_error,
+    BackendLogin, Login, Started, access_denied, backend_login, backend_user_role, blocked,
+    for_client, login, parse_change_user, send_error,
 };
 use super::prepared::Prepared;
 use super::relay::{End, Expect, Failed, Response, forward_packet};
@@ -116,6 +117,10 @@ struct Session {
     peer: SocketAddr,
     user: User,
     salt: [u8; SALT_LEN],
+    /// The client was switched to another salt since the greeting (a backend user's
+    /// login): which salt it answers a change of user with is then up to the driver, so the
+    /// next change of user to a file user is switched to a fresh salt first.
+    salt_switched: bool,
     collation: u16,
     attributes: Vec<(String, String)>,
     in_transaction: bool,
@@ -229,6 +234,7 @@ impl Session {
             peer: s.peer,
             user: s.user,
             salt: s.salt,
+            salt_switched: s.salt_switched,
             collation: s.collation,
             attributes: s.attributes,
             in_transaction: s.in_transaction,
@@ -1252,13 +1258,25 @@ impl Session {
             return Ok(Some(Close::Dirty));
         };
         let shared = self.shared.clone();
+        if let Some(role) = backend_user_role(&shared, request.user) {
+            return self
+                .change_to_backend_user(seq.wrapping_add(1), &request, &role)
+                .await;
+        }
+        // An empty plugin name is no plugin myveil knows: the login switches the client to a
+        // fresh salt, whatever salt it answered with.
+        let plugin = if self.salt_switched {
+            Some(&b""[..])
+        } else {
+            request.plugin
+        };
         let (outcome, seq) = login(
             &shared,
             &mut self.client,
             seq.wrapping_add(1),
             &self.salt,
             request.user,
-            request.plugin,
+            plugin,
             request.auth.to_vec(),
             &self.peer,
         )
@@ -1318,22 +1336,7 @@ impl Session {
         };
         match changed {
             Ok((ok, state)) => {
-                self.state = state;
-                let ok = for_client(&mut self.state, &ok, &self.tracking)?;
-                self.client
-                    .write_packet(seq, &ok)
-                    .await
-                    .map_err(Error::Client)?;
-                self.in_transaction = false;
-                // The backend forgot every prepared statement (and may reuse their ids).
-                self.statements.clear();
-                self.tracking_prepared = false;
-                self.state_prepared = false;
-                tracing::Span::current().record("user", user.name.as_str());
-                self.id.set_user(&user.name);
-                self.revoked = revocation_watch(&shared, &user);
-                self.user = user;
-                tracing::debug!(role = %self.user.role, "changed user");
+                self.changed_user(user, state, &ok, seq).await?;
                 Ok(None)
             }
             Err(backend::Error::Refused { payload, .. }) => {
@@ -1342,6 +1345,106 @@ impl Session {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// After a change of user: the new state, the OK to the client, nothing of the old
+    /// session kept.
+    async fn changed_user(
+        &mut self,
+        user: User,
+        state: SessionState,
+        ok: &[u8],
+        seq: u8,
+    ) -> Result<(), Error> {
+        self.state = state;
+        let ok = for_client(&mut self.state, ok, &self.tracking)?;
+        self.client
+            .write_packet(seq, &ok)
+            .await
+            .map_err(Error::Client)?;
+        self.in_transaction = false;
+        // The backend forgot every prepared statement (and may reuse their ids).
+        self.statements.clear();
+        self.tracking_prepared = false;
+        self.state_prepared = false;
+        tracing::Span::current().record("user", user.name.as_str());
+        self.id.set_user(&user.name);
+        self.revoked = revocation_watch(&self.shared, &user);
+        self.user = user;
+        tracing::debug!(role = %self.user.role, "changed user");
+        Ok(())
+    }
+
+    /// COM_CHANGE_USER to a backend user (`[backend_users]`): the backend authenticates it
+    /// on a fresh connection (its own fresh salt), which then replaces the session's; the old
+    /// one is reset and pooled as if its client had left. The client's id stays the same.
+    async fn change_to_backend_user(
+        &mut self,
+        seq: u8,
+        request: &super::handshake::ChangeUser<'_>,
+        role: &str,
+    ) -> Result<Option<Close>, Error> {
+        let shared = self.shared.clone();
+        if let Some(reply) = blocked(&shared, request.user, &self.peer) {
+            send_error(&mut self.client, seq, &reply).await;
+            return Ok(Some(Close::Dirty));
+        }
+        if let Some(c) = request.collation {
+            self.collation = c;
+        }
+        let fresh = match shared.pool.fresh().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "no backend connection for a change of user");
+                let reply = ErrorReply::new(
+                    packets::ER_UNKNOWN_ERROR,
+                    b"HY000",
+                    "myveil: the backend database is unavailable",
+                );
+                send_error(&mut self.client, seq, &reply).await;
+                return Ok(Some(Close::Dirty));
+            }
+        };
+        let login = backend_login(
+            &shared,
+            &mut self.client,
+            seq,
+            fresh,
+            request.user,
+            request.database,
+            self.collation,
+            &self.attributes,
+            self.backend.capabilities,
+            &self.peer,
+        )
+        .await?;
+        let BackendLogin::Accepted(conn, ok, seq) = login else {
+            return Ok(Some(Close::Dirty));
+        };
+        let mut conn = *conn;
+        let defaults = shared.tracking_defaults.load();
+        let state = match conn
+            .setup_tracking(request.database, &defaults.variables)
+            .await
+        {
+            Ok(state) => state,
+            Err(backend::Error::Refused { payload, .. }) => {
+                let _ = self.client.write_packet(seq, &payload).await;
+                return Ok(Some(Close::Dirty));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.salt_switched = true;
+        let old = std::mem::replace(&mut self.backend, conn);
+        self.id.set_backend(self.backend.connection_id());
+        self.reusable = true;
+        let limit = shared.config.backend.connect_timeout();
+        let pool_owner = shared.clone();
+        tokio::spawn(async move { pool_owner.pool.reset_and_release(old, limit).await });
+        let name = String::from_utf8_lossy(request.user);
+        self.changed_user(User::for_backend(&name, role), state, &ok, seq)
+            .await?;
+        Ok(None)
     }
 }
 

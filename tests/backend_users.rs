@@ -1,0 +1,219 @@
+//! `[backend_users]`: names outside the users file log in with their own MariaDB credentials,
+//! checked by MariaDB itself, and get the role their name maps to; unmapped names are
+//! denied. Real accounts are created on the server for each test and dropped after it.
+
+mod common;
+
+use common::{Proxy, Setup, TestDb};
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Opts};
+use myveil::crypto::keyring::{Keyring, Purpose};
+
+const POLICY: &str = r#"
+[[column]]
+table = "people"
+column = "email"
+type = "varchar(100)"
+roles = { app = "plaintext", reporting = { mask = "email" } }
+"#;
+
+/// A MariaDB account made for one test, dropped after it (also when the test fails).
+struct Account {
+    name: String,
+}
+
+impl Account {
+    async fn create(label: &str, password: &str, db: &str) -> Account {
+        let name = format!("myveil_bu_{label}_{}", std::process::id());
+        let mut c = common::direct(None).await;
+        for host in ["127.0.0.1", "localhost"] {
+            c.query_drop(format!("DROP USER IF EXISTS '{name}'@'{host}'"))
+                .await
+                .expect("drop old");
+            c.query_drop(format!(
+                "CREATE USER '{name}'@'{host}' IDENTIFIED BY '{password}'"
+            ))
+            .await
+            .expect("create user");
+            c.query_drop(format!("GRANT ALL ON `{db}`.* TO '{name}'@'{host}'"))
+                .await
+                .expect("grant");
+        }
+        c.disconnect().await.ok();
+        Account { name }
+    }
+}
+
+impl Drop for Account {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(async move {
+                    if let Ok(mut c) = Conn::new(common::direct_opts()).await {
+                        for host in ["127.0.0.1", "localhost"] {
+                            let _ = c
+                                .query_drop(format!("DROP USER IF EXISTS '{name}'@'{host}'"))
+                                .await;
+                        }
+                        let _ = c.disconnect().await;
+                    }
+                });
+            }
+        })
+        .join();
+    }
+}
+
+async fn proxy(
+    app_pattern: &str,
+    reporting: &str,
+    keys_dir: &std::path::Path,
+    policy_dir: &std::path::Path,
+) -> Proxy {
+    Proxy::start_with(Setup {
+        extra: format!(
+            "[protection]\npolicy_dir = \"{}\"\nkeys_dir = \"{}\"\n\
+             [backend_users]\n\
+             [[backend_users.map]]\nuser = \"{app_pattern}\"\nrole = \"app\"\n\
+             [[backend_users.map]]\nuser = \"{reporting}\"\nrole = \"reporting\"\n",
+            policy_dir.display(),
+            keys_dir.display()
+        ),
+        ..Default::default()
+    })
+    .await
+}
+
+fn server_code(e: &mysql_async::Error) -> Option<u16> {
+    match e {
+        mysql_async::Error::Server(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn an_app_logs_in_with_its_backend_credentials_and_gets_its_mapped_role() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy_dir = dir.path().join("policy");
+    std::fs::create_dir_all(&policy_dir).expect("mkdir");
+    std::fs::write(policy_dir.join("people.toml"), POLICY).expect("policy");
+    let keys = dir.path().join("keys");
+    Keyring::generate(
+        &keys,
+        &[
+            (Purpose::Column, "*"),
+            (Purpose::BlindIndex, "*"),
+            (Purpose::Mask, "*"),
+        ],
+    )
+    .expect("keys");
+    let db = TestDb::create("backend_users").await;
+    let app = Account::create("app", "app-secret-1", &db.name).await;
+    let rep = Account::create("app_rep", "rep-secret-1", &db.name).await;
+    // `myveil_bu_app_1*` (a pattern) → app; the reporting account by its exact name.
+    let app_pattern = format!("{}*", &app.name[..app.name.len() - 1]);
+    let proxy = proxy(&app_pattern, &rep.name, &keys, &policy_dir).await;
+    let opts = |user: &str, password: &str| {
+        Opts::from(proxy.opts(user, password).db_name(Some(db.name.clone())))
+    };
+
+    // The app's own MariaDB account and password, through myveil.
+    let mut c = Conn::new(opts(&app.name, "app-secret-1"))
+        .await
+        .expect("backend user logs in");
+    let (current, id): (String, u32) = c
+        .query_first("SELECT CURRENT_USER(), CONNECTION_ID()")
+        .await
+        .expect("q")
+        .expect("row");
+    assert!(current.starts_with(&format!("{}@", app.name)), "{current}");
+    assert_eq!(id, c.id());
+    c.query_drop("CREATE TABLE people (id INT PRIMARY KEY, email VARBINARY(255))")
+        .await
+        .expect("create");
+    c.query_drop("INSERT INTO people VALUES (1, 'ann@example.com')")
+        .await
+        .expect("insert through the app role");
+    let email: Option<String> = c
+        .query_first("SELECT email FROM people WHERE id = 1")
+        .await
+        .expect("read");
+    assert_eq!(
+        email.as_deref(),
+        Some("ann@example.com"),
+        "app role: plaintext"
+    );
+    let mut direct = common::direct(Some(&db.name)).await;
+    let raw: Option<Vec<u8>> = direct
+        .query_first("SELECT email FROM people WHERE id = 1")
+        .await
+        .expect("raw");
+    let raw = raw.expect("a cell");
+    assert!(!raw.windows(3).any(|w| w == b"ann"), "stored sealed");
+
+    // The reporting account gets the reporting role: a mask, never the plaintext.
+    let mut r = Conn::new(opts(&rep.name, "rep-secret-1"))
+        .await
+        .expect("reporting backend user");
+    let masked: Option<String> = r
+        .query_first("SELECT email FROM people WHERE id = 1")
+        .await
+        .expect("masked read");
+    let masked = masked.expect("a value");
+    assert_ne!(masked, "ann@example.com");
+    assert!(
+        masked.contains('*') && masked.ends_with("@example.com"),
+        "{masked}"
+    );
+    r.disconnect().await.ok();
+
+    // A wrong password is refused by the backend: 1045, and nothing is opened.
+    let e = Conn::new(opts(&app.name, "wrong"))
+        .await
+        .expect_err("wrong password");
+    assert_eq!(server_code(&e), Some(1045), "{e:?}");
+    // An account no mapping names is denied, whatever its password (default deny).
+    let e = Conn::new(opts("root", "")).await.expect_err("unmapped");
+    assert_eq!(server_code(&e), Some(1045), "{e:?}");
+    // myveil's own users still log in as before.
+    let mut own = Conn::new(opts(common::APP_USER, common::APP_PASSWORD))
+        .await
+        .expect("file user");
+
+    // Change user to a backend user, and back.
+    own.change_user(
+        mysql_async::ChangeUserOpts::default()
+            .with_user(Some(app.name.clone()))
+            .with_pass(Some("app-secret-1".to_owned()))
+            .with_db_name(Some(db.name.clone())),
+    )
+    .await
+    .expect("change user to a backend user");
+    let (current, id2): (String, u32) = own
+        .query_first("SELECT CURRENT_USER(), CONNECTION_ID()")
+        .await
+        .expect("q")
+        .expect("row");
+    assert!(current.starts_with(&format!("{}@", app.name)), "{current}");
+    assert_eq!(id2, own.id(), "the session keeps its id");
+    own.change_user(
+        mysql_async::ChangeUserOpts::default()
+            .with_user(Some(common::APP_USER.to_owned()))
+            .with_pass(Some(common::APP_PASSWORD.to_owned())),
+    )
+    .await
+    .expect("change back");
+    let current: Option<String> = own.query_first("SELECT CURRENT_USER()").await.expect("q");
+    assert!(current.expect("row").starts_with("root@"));
+
+    for c in [c, own] {
+        c.disconnect().await.ok();
+    }
+    direct.disconnect().await.ok();
+    drop(rep);
+    db.drop_now().await;
+}
