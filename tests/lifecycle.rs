@@ -147,6 +147,10 @@ async fn a_clients_session_state_does_not_outlive_it_in_the_pool() {
     c.query_drop("CREATE TEMPORARY TABLE myveil_t_left (x INT)")
         .await
         .expect("temp");
+    c.query_drop("PREPARE myveil_t_stmt FROM 'SELECT 1'")
+        .await
+        .expect("prepare");
+    let _binary = c.prep("SELECT ?").await.expect("binary prepare");
     // The backend thread (CONNECTION_ID() is myveil's own id for the session).
     let first: Option<u64> = c
         .query_first("SELECT @@pseudo_thread_id")
@@ -183,6 +187,19 @@ async fn a_clients_session_state_does_not_outlive_it_in_the_pool() {
 
     // The next client gets the connection without any of it.
     let mut next = proxy.app(Some(&db.name)).await;
+    let thread: Option<u64> = next
+        .query_first("SELECT @@pseudo_thread_id")
+        .await
+        .expect("thread");
+    assert_eq!(thread, first, "the same backend connection, reused");
+    let e = next
+        .query_drop("EXECUTE myveil_t_stmt")
+        .await
+        .expect_err("the prepared statement went with its client");
+    assert!(
+        matches!(e, mysql_async::Error::Server(ref s) if s.code == 1243),
+        "{e:?}"
+    );
     let v: Option<Option<i64>> = next.query_first("SELECT @left_behind").await.expect("var");
     assert_eq!(v.flatten(), None);
     assert!(
@@ -194,4 +211,45 @@ async fn a_clients_session_state_does_not_outlive_it_in_the_pool() {
     next.disconnect().await.ok();
     root.disconnect().await.ok();
     db.drop_now().await;
+}
+
+/// A backend connection keeps the packet limit of its first login; after `SET GLOBAL
+/// max_allowed_packet` a pooled one would refuse what a direct connection now takes (sqlx's
+/// split-packet test). Such a connection is not handed out again.
+#[tokio::test]
+async fn a_pooled_connection_from_before_a_max_allowed_packet_change_is_not_reused() {
+    async fn thread(c: &mut mysql_async::Conn) -> (u64, u64) {
+        c.query_first("SELECT @@pseudo_thread_id, @@max_allowed_packet")
+            .await
+            .expect("q")
+            .expect("row")
+    }
+    let proxy = Proxy::start().await;
+    let mut root = common::direct(None).await;
+    let before: u64 = root
+        .query_first("SELECT @@global.max_allowed_packet")
+        .await
+        .expect("q")
+        .expect("row");
+    let mut c = proxy.app(None).await;
+    let (first, _) = thread(&mut c).await;
+    c.disconnect().await.expect("disconnect");
+    let mut c = proxy.app(None).await;
+    let (again, _) = thread(&mut c).await;
+    assert_eq!(again, first, "reused while nothing changed");
+    c.disconnect().await.expect("disconnect");
+    // Raised a little (never lowered: other tests run beside this one).
+    let raised = before + 1024;
+    root.query_drop(format!("SET GLOBAL max_allowed_packet = {raised}"))
+        .await
+        .expect("raise");
+    let mut c = proxy.app(None).await;
+    let (fresh, limit) = thread(&mut c).await;
+    assert_ne!(
+        fresh, first,
+        "the connection from before the change was replaced"
+    );
+    assert!(limit >= raised, "the new connection has the new limit");
+    c.disconnect().await.ok();
+    root.disconnect().await.ok();
 }

@@ -96,6 +96,9 @@ pub struct BackendConn {
     pub capabilities: CapabilityFlags,
     /// Backend account the connection is authenticated as.
     pub account: Option<String>,
+    /// The server's max_allowed_packet when the connection logged in: its network limit
+    /// for good, whatever the variable says after a reset (0: not read yet).
+    pub max_packet: u64,
 }
 
 impl BackendConn {
@@ -135,6 +138,7 @@ impl BackendConn {
             greeting,
             capabilities: CapabilityFlags::empty(),
             account: None,
+            max_packet: 0,
         })
     }
 
@@ -299,6 +303,16 @@ impl BackendConn {
             Some(&ERR_HEADER) => Err(refused(&reply.payload)),
             _ => Err(wire::Error::Malformed("reply to the connection reset").into()),
         }
+    }
+
+    /// The server's max_allowed_packet now (`SET GLOBAL` changes it for new logins only).
+    pub(crate) async fn global_max_packet(&mut self) -> Result<u64> {
+        let row = self.query_row("SELECT @@global.max_allowed_packet").await?;
+        row.first()
+            .and_then(|c| c.as_deref())
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| wire::Error::Malformed("max_allowed_packet").into())
     }
 
     /// Runs a statement of myveil's own and returns the first row of its result (text

@@ -170,7 +170,20 @@ impl Pool {
         match lease {
             Lease::Pooled(mut conn) if conn.session_key() == want => {
                 match conn.change_user(who).await {
-                    Ok(ok) => return Ok((conn, ok)),
+                    // A connection keeps the packet limit of its first login: after a
+                    // `SET GLOBAL max_allowed_packet` it would refuse what a new connection
+                    // takes (and `@@max_allowed_packet` would not say so). It is replaced.
+                    Ok(ok) => match conn.global_max_packet().await {
+                        Ok(now) if now == conn.max_packet => return Ok((conn, ok)),
+                        Ok(now) => tracing::debug!(
+                            then = conn.max_packet,
+                            now,
+                            "max_allowed_packet changed since the pooled connection logged in; closed"
+                        ),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "pooled backend connection failed a check")
+                        }
+                    },
                     Err(e @ Error::Refused { .. }) => return Err(e),
                     Err(e) => tracing::debug!(error = %e, "pooled backend connection failed reset"),
                 }
@@ -180,14 +193,19 @@ impl Pool {
                 Err(Error::Wire(e)) => {
                     tracing::debug!(error = %e, "fresh backend connection went away")
                 }
+                Ok((mut conn, ok)) => {
+                    conn.max_packet = conn.global_max_packet().await?;
+                    return Ok((conn, ok));
+                }
                 other => return other,
             },
         }
-        let (conn, ok) = self
+        let (mut conn, ok) = self
             .open()
             .await?
             .complete(who, client_caps, self.tls())
             .await?;
+        conn.max_packet = conn.global_max_packet().await?;
         tracing::debug!(
             greeted_id,
             connection_id = conn.connection_id(),

@@ -728,6 +728,7 @@ pub(super) async fn backend_login(
         match packet.payload.first() {
             Some(&0x00) => {
                 conn.account = Some(format!("backend user {}", String::from_utf8_lossy(name)));
+                conn.max_packet = conn.global_max_packet().await.map_err(Error::Backend)?;
                 return Ok(BackendLogin::Accepted(
                     Box::new(conn),
                     packet.payload.to_vec(),
