@@ -353,6 +353,37 @@ async fn every_session_has_its_own_id_though_backend_connections_are_reused() {
             .expect("prepared");
         assert_eq!(prepared, Some(u64::from(id)));
     }
+    // SHOW PROCESSLIST lists this user's sessions by their own ids, this one with its text.
+    let rows: Vec<(u64, String, String, Option<String>)> = a
+        .query("SHOW PROCESSLIST")
+        .await
+        .expect("processlist")
+        .into_iter()
+        .map(|r: mysql_async::Row| {
+            (
+                r.get::<u64, _>("Id").expect("Id"),
+                r.get::<String, _>("User").expect("User"),
+                r.get::<String, _>("Host").expect("Host"),
+                r.get::<Option<String>, _>("Info").expect("Info"),
+            )
+        })
+        .collect();
+    let ids: Vec<u64> = rows.iter().map(|r| r.0).collect();
+    assert!(
+        ids.contains(&u64::from(a.id())) && ids.contains(&u64::from(b.id())),
+        "{rows:?}"
+    );
+    let own = rows
+        .iter()
+        .find(|r| r.0 == u64::from(a.id()))
+        .expect("own row");
+    assert_eq!(own.1, common::APP_USER);
+    assert_eq!(own.3.as_deref(), Some("SHOW PROCESSLIST"));
+    assert!(
+        own.2.starts_with("127.0.0.1:"),
+        "the client's address: {}",
+        own.2
+    );
     // KILL of an unknown id, and of another user's session, are refused as the server does.
     let e = a
         .query_drop("KILL QUERY 4000000000")
@@ -365,6 +396,17 @@ async fn every_session_has_its_own_id_though_backend_connections_are_reused() {
     let mut other = mysql_async::Conn::new(proxy.opts(common::OTHER_USER, common::OTHER_PASSWORD))
         .await
         .expect("other user");
+    let theirs: Vec<u64> = other
+        .query_map("SHOW FULL PROCESSLIST", |r: mysql_async::Row| {
+            r.get::<u64, _>("Id").expect("Id")
+        })
+        .await
+        .expect("processlist");
+    assert_eq!(
+        theirs,
+        vec![u64::from(other.id())],
+        "another user's sessions are not listed"
+    );
     let e = other
         .query_drop(format!("KILL {}", a.id()))
         .await

@@ -95,11 +95,17 @@ pub(super) async fn handshake(
         Ok(lease) => lease,
         Err(e) => {
             tracing::warn!(error = %e, "no backend connection for a new client");
-            let reply = ErrorReply::new(
-                packets::ER_UNKNOWN_ERROR,
-                b"HY000",
-                "myveil: the backend database is unavailable",
-            );
+            let reply = match e {
+                // The backend is up but full: the client gets the server's own answer.
+                backend::Error::Refused { code, .. } if code == packets::ER_CON_COUNT_ERROR => {
+                    ErrorReply::new(code, b"08004", "Too many connections")
+                }
+                _ => ErrorReply::new(
+                    packets::ER_UNKNOWN_ERROR,
+                    b"HY000",
+                    "myveil: the backend database is unavailable",
+                ),
+            };
             send_error(&mut client, 0, &reply).await;
             return Ok(None);
         }
@@ -361,6 +367,7 @@ pub(super) async fn handshake(
         }
     };
     id.set_user(&user.name);
+    id.set_peer(&peer);
     id.set_backend(backend.connection_id());
     tracing::debug!(backend_thread = backend.connection_id(), "bound");
     let ok = for_client(&mut state, &ok, &tracking)?;

@@ -27,6 +27,8 @@ struct Entry {
     user: String,
     /// The backend thread id of the session's connection (0: none at the moment).
     backend: u32,
+    /// The client's address, as SHOW PROCESSLIST's Host shows it.
+    peer: String,
 }
 
 /// A session's id, registered while it lives.
@@ -51,6 +53,12 @@ impl SessionId {
     /// The session logged in (or changed user) as `user`.
     pub fn set_user(&self, user: &str) {
         self.update(|e| user.clone_into(&mut e.user));
+    }
+
+    /// The client's address (`ip:port`).
+    pub fn set_peer(&self, peer: &std::net::SocketAddr) {
+        let peer = peer.to_string();
+        self.update(|e| e.peer = peer);
     }
 
     /// The session now runs on backend thread `thread` (0: on none).
@@ -91,6 +99,7 @@ impl Sessions {
             Entry {
                 user: String::new(),
                 backend: 0,
+                peer: String::new(),
             },
         );
         SessionId {
@@ -122,6 +131,74 @@ impl Sessions {
     }
 }
 
+impl Sessions {
+    /// `SHOW [FULL] PROCESSLIST` as a query of the backend's process list that shows what a
+    /// direct server would: the sessions of `user` (Security: never other users' — they share
+    /// backend accounts), each with its own id, user name and client address; `own` is the
+    /// asking session, whose row shows the statement as the client sent it.
+    pub fn processlist_sql(
+        &self,
+        user: &str,
+        own: u32,
+        text: &[u8],
+        full: bool,
+        quote: impl Fn(&[u8]) -> Vec<u8>,
+    ) -> Vec<u8> {
+        let mine: Vec<(u32, Entry)> = {
+            let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+            let mut v: Vec<(u32, Entry)> = live
+                .iter()
+                .filter(|(_, e)| e.user == user && e.backend != 0)
+                .map(|(id, e)| (*id, e.clone()))
+                .collect();
+            v.sort_by_key(|(id, _)| *id);
+            v
+        };
+        let mut sql = b"SELECT CASE ID".to_vec();
+        let case = |sql: &mut Vec<u8>, f: &dyn Fn(&(u32, Entry)) -> Vec<u8>, name: &str| {
+            if mine.is_empty() {
+                sql.extend_from_slice(b" WHEN 0 THEN NULL");
+            }
+            for m in &mine {
+                sql.extend_from_slice(format!(" WHEN {} THEN ", m.1.backend).as_bytes());
+                sql.extend_from_slice(&f(m));
+            }
+            sql.extend_from_slice(format!(" END AS {name}").as_bytes());
+        };
+        case(&mut sql, &|m| m.0.to_string().into_bytes(), "Id");
+        sql.extend_from_slice(b", CASE ID");
+        case(&mut sql, &|m| quote(m.1.user.as_bytes()), "User");
+        sql.extend_from_slice(b", CASE ID");
+        case(&mut sql, &|m| quote(m.1.peer.as_bytes()), "Host");
+        sql.extend_from_slice(
+            format!(
+                ", DB AS db, COMMAND AS Command, TIME AS Time, \
+                 CASE WHEN ID = {own} THEN 'starting' ELSE STATE END AS State, \
+                 CASE WHEN ID = {own} THEN "
+            )
+            .as_bytes(),
+        );
+        sql.extend_from_slice(&quote(text));
+        sql.extend_from_slice(if full {
+            b" ELSE INFO END AS Info"
+        } else {
+            b" ELSE LEFT(INFO, 100) END AS Info"
+        });
+        sql.extend_from_slice(b", CAST(PROGRESS AS DOUBLE) AS Progress FROM information_schema.PROCESSLIST WHERE ID IN (");
+        let ids: Vec<String> = mine.iter().map(|m| m.1.backend.to_string()).collect();
+        sql.extend_from_slice(
+            if ids.is_empty() {
+                "0".to_owned()
+            } else {
+                ids.join(", ")
+            }
+            .as_bytes(),
+        );
+        sql.extend_from_slice(b") ORDER BY ID");
+        sql
+    }
+}
+
 /// What the id layer makes of a command's text before the guard sees it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Rewrite {
@@ -134,19 +211,36 @@ pub enum Rewrite {
     Kill { words: String, target: u64 },
     /// A KILL myveil cannot send on, with the reason.
     Refuse(&'static str),
+    /// `SHOW [FULL] PROCESSLIST`.
+    ProcessList { full: bool },
 }
 
 /// Reads `text` for `CONNECTION_ID()` and KILL. Cheap when neither word appears.
 pub fn rewrite(text: &[u8], mode: &Mode<'_>, id: u32) -> Rewrite {
     let has_cid = contains_word(text, b"connection_id");
     let has_kill = contains_word(text, b"kill");
-    if !has_cid && !has_kill {
+    let has_list = contains_word(text, b"processlist");
+    if !has_cid && !has_kill && !has_list {
         return Rewrite::Keep;
     }
     let Ok(lexed) = crate::sql::lex::lex(text, mode) else {
         return Rewrite::Keep;
     };
     let t = &lexed.tokens;
+    if has_list {
+        let w = |k: &Token, s: &str| {
+            k.kind == Kind::Word && text[k.start..k.end].eq_ignore_ascii_case(s.as_bytes())
+        };
+        match t.as_slice() {
+            [a, b] if w(a, "show") && w(b, "processlist") => {
+                return Rewrite::ProcessList { full: false };
+            }
+            [a, f, b] if w(a, "show") && w(f, "full") && w(b, "processlist") => {
+                return Rewrite::ProcessList { full: true };
+            }
+            _ => {}
+        }
+    }
     let word = |i: usize, w: &str| {
         t.get(i).is_some_and(|k| {
             k.kind == Kind::Word && text[k.start..k.end].eq_ignore_ascii_case(w.as_bytes())

@@ -518,6 +518,22 @@ impl Session {
             ids::Rewrite::Kill { words, target } => {
                 return self.kill(first_seq, seq, &words, target).await;
             }
+            ids::Rewrite::ProcessList { full } => {
+                let Some(cs) = crate::sql::charset::Charset::named(&self.state.client_charset)
+                else {
+                    return self.forward(first_seq, payload, Expect::Query).await;
+                };
+                let mode = guard::lex_mode(cs, &self.state.sql_mode, self.server_version, false);
+                let sql = self.shared.sessions.processlist_sql(
+                    &self.user.name,
+                    self.backend.connection_id(),
+                    &payload[1..],
+                    full,
+                    |t| guard::quote(t, &mode),
+                );
+                rewritten = with_command(COM_QUERY, &sql);
+                &rewritten[..]
+            }
             ids::Rewrite::Refuse(why) => {
                 self.refuse(seq, &guard::Refusal::not_supported(why))
                     .await?;
@@ -594,6 +610,7 @@ impl Session {
                 rewritten = with_command(COM_STMT_PREPARE, &t);
                 &rewritten[..]
             }
+            ids::Rewrite::ProcessList { .. } => payload,
             ids::Rewrite::Kill { .. } | ids::Rewrite::Refuse(_) => {
                 let r = guard::Refusal::not_supported(
                     "KILL cannot be prepared through myveil; send it as a query",

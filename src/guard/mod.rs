@@ -42,8 +42,8 @@ const MAX_OPERATORS: usize = 1_000;
 /// Most set operations and joins in one analyzed statement: sqlparser chains them without
 /// counting them against its recursion limit, and the tree is as deep as the chain.
 const MAX_CHAINED: usize = 256;
-/// How much longer than one analyzed statement a whole text may be (it is lexed whole).
-const LEXED_PER_ANALYZED: usize = 4;
+/// Most tokens read in one text (about 64 MiB of tokens at most).
+const MAX_LEXED_TOKENS: usize = 2_000_000;
 /// Most changes of sql_mode or the character set in one text (each re-reads the rest).
 const MAX_RELEX: usize = 16;
 /// Most tokens in one analyzed statement.
@@ -281,18 +281,6 @@ impl<'c, 'a> Decider<'c, 'a> {
                 "the session's state is not known; reconnect",
             ));
         }
-        // Every text is lexed (to know what it reaches), and tokens take memory: a text
-        // longer than a few statements myveil analyzes is refused while columns are protected.
-        let most = self
-            .cx
-            .max_analyzed_bytes
-            .saturating_mul(LEXED_PER_ANALYZED);
-        if self.active && text.len() > most {
-            return Err(Refusal::not_supported(format!(
-                "a query of {} bytes is over the {most} bytes myveil reads while columns are protected; split it",
-                text.len()
-            )));
-        }
         let mut state = LexState {
             database: self.cx.state.database.clone(),
             sql_mode: self.cx.state.sql_mode.clone(),
@@ -311,8 +299,17 @@ impl<'c, 'a> Decider<'c, 'a> {
             let rest = &text[pos..];
             let charset = self.charset(&state.charset)?;
             let mode = lex_mode(charset, &state.sql_mode, self.cx.server_version, prepare);
-            let lexed = lex::lex(rest, &mode).map_err(|e| Refusal::Syntax {
-                message: format!("cannot read the statement: {e}"),
+            // Every text is lexed (to know what it reaches), and tokens take memory (32 bytes
+            // each): a text of more tokens than that bound is refused. Its length alone is
+            // not (a 16 MiB string literal is one token); large texts are lexed a few at a
+            // time (the session's analysis slots).
+            let lexed = lex::lex_bounded(rest, &mode, MAX_LEXED_TOKENS).map_err(|e| match e {
+                lex::LexError::TooManyTokens { limit } => Refusal::not_supported(format!(
+                    "a query of more than {limit} tokens is more than myveil reads while columns are protected; split it"
+                )),
+                e => Refusal::Syntax {
+                    message: format!("cannot read the statement: {e}"),
+                },
             })?;
             let units = statements(rest, &lexed).map_err(|at| Refusal::Syntax {
                 message: format!("';' inside an executable comment at byte {}", pos + at),

@@ -84,6 +84,8 @@ pub enum LexError {
     Nul { at: usize },
     #[error("malformed {what} at byte {at}")]
     Malformed { what: &'static str, at: usize },
+    #[error("more than {limit} tokens")]
+    TooManyTokens { limit: usize },
 }
 
 /// The lexed statement text.
@@ -106,10 +108,17 @@ struct Lexer<'s, 'c> {
     in_exec: bool,
     executable: bool,
     group: u32,
+    max_tokens: usize,
 }
 
 /// Reads `src` into tokens, or says why the server would reject it.
 pub fn lex(src: &[u8], mode: &Mode<'_>) -> Result<Lexed, LexError> {
+    lex_bounded(src, mode, usize::MAX)
+}
+
+/// `lex`, giving up past `max_tokens` tokens: tokens, not bytes, are what lexing costs in
+/// memory (a 16 MiB string literal is one token; `1,1,1,…` is one per two bytes).
+pub fn lex_bounded(src: &[u8], mode: &Mode<'_>, max_tokens: usize) -> Result<Lexed, LexError> {
     let cs = mode.charset;
     let mut start = 0;
     while start < src.len() && cs.is_space(src[start]) {
@@ -129,6 +138,7 @@ pub fn lex(src: &[u8], mode: &Mode<'_>) -> Result<Lexed, LexError> {
         in_exec: false,
         executable: false,
         group: 0,
+        max_tokens,
     };
     lx.run()?;
     Ok(Lexed {
@@ -174,6 +184,11 @@ impl Lexer<'_, '_> {
 
     fn run(&mut self) -> Result<(), LexError> {
         while self.at < self.end {
+            if self.tokens.len() > self.max_tokens {
+                return Err(LexError::TooManyTokens {
+                    limit: self.max_tokens,
+                });
+            }
             let b = self.src[self.at];
             if self.cs().is_space(b) {
                 self.at += 1;
