@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Relay benchmark: sysbench point-select, read-only and read-write at several thread counts,
-# interleaving three targets in one run — MariaDB directly, a plain TCP forwarder (the floor)
-# and myveil — so noise on this shared machine hits all three alike. Prints throughput, p95
+# interleaving four targets in one run — MariaDB directly, a plain TCP forwarder (the floor),
+# myveil, and myveil with the client on the compressed protocol (myveil-z) — so noise on
+# this shared machine hits all of them alike. Prints throughput, p95
 # latency and proxy CPU µs per query (from /proc/PID/stat) with ratios; writes the same table
 # as markdown to $OUT.
 #
@@ -27,7 +28,7 @@ if [ "${PROTECTED:-0}" = 1 ]; then
   [ -n "${BASELINE_BIN:-}" ] && TARGETS="base-protected unprotected protected"
   EXTRA=(--order-ranges=0 --distinct-ranges=0)
 else
-  TARGETS="direct forwarder myveil"
+  TARGETS="direct forwarder myveil myveil-z"
   EXTRA=()
 fi
 
@@ -154,8 +155,9 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 RESULTS="$TMP/results.tsv"
 : >"$RESULTS"
 run_one() { # workload threads target
-  local workload=$1 threads=$2 target=$3 port user pass pid="" db=$DB
+  local workload=$1 threads=$2 target=$3 port user pass pid="" db=$DB z=()
   case $target in
+    myveil-z) port=$MYVEIL_PORT; user=bench; pass=bench-password-1; pid=$MYVEIL_PID; z=(--mysql-compression=on) ;;
     direct) port=3306; user=root; pass="" ;;
     forwarder) port=$FORWARDER_PORT; user=root; pass=""; pid=$FORWARDER_PID ;;
     myveil | unprotected) port=$MYVEIL_PORT; user=bench; pass=bench-password-1; pid=$MYVEIL_PID ;;
@@ -165,7 +167,7 @@ run_one() { # workload threads target
   local before=0 after=0
   [ -n "$pid" ] && before=$(cpu_ticks "$pid")
   local out
-  if ! out=$(sysbench "$workload" "${common[@]}" --mysql-db="$db" "${EXTRA[@]}" --mysql-port="$port" --mysql-user="$user" --mysql-password="$pass" \
+  if ! out=$(sysbench "$workload" "${common[@]}" --mysql-db="$db" "${EXTRA[@]}" "${z[@]}" --mysql-port="$port" --mysql-user="$user" --mysql-password="$pass" \
       --threads="$threads" --time="$DURATION" --report-interval=0 --percentile=95 --db-ps-mode="$PS_MODE" run 2>&1); then
     echo "sysbench failed against $target:" >&2
     echo "$out" >&2
@@ -175,10 +177,10 @@ run_one() { # workload threads target
   fi
   [ -n "$pid" ] && after=$(cpu_ticks "$pid")
   local queries qps tps p95
-  queries=$(echo "$out" | awk '/^ *total:/ && !q {print $2; q=1}')
-  qps=$(echo "$out" | awk '/queries:/ && /per sec/ {gsub(/\(/,"",$3); print $3; exit}')
-  tps=$(echo "$out" | awk '/transactions:/ {gsub(/\(/,"",$3); print $3; exit}')
-  p95=$(echo "$out" | awk '/95th percentile:/ {print $3; exit}')
+  queries=$(awk '/^ *total:/ && !q {print $2; q=1}' <<<"$out")
+  qps=$(awk '/queries:/ && /per sec/ {gsub(/\(/,"",$3); print $3; exit}' <<<"$out")
+  tps=$(awk '/transactions:/ {gsub(/\(/,"",$3); print $3; exit}' <<<"$out")
+  p95=$(awk '/95th percentile:/ {print $3; exit}' <<<"$out")
   local cpu_us=0
   if [ -n "$pid" ] && [ "${queries:-0}" -gt 0 ]; then
     cpu_us=$(awk -v a="$after" -v b="$before" -v t="$TICKS" -v q="$queries" 'BEGIN {printf "%.1f", (a-b)/t*1e6/q}')
@@ -209,7 +211,10 @@ for line in open(sys.argv[1]):
     rows[(w, int(t), target)].append((float(qps), float(tps), float(p95), float(cpu)))
 med = lambda xs: statistics.median(xs)
 targets = sys.argv[6].split()
-base, floor = targets[0], targets[-2]
+base = targets[0]
+floor = "forwarder" if "forwarder" in targets else targets[-2]
+# Targets after the floor are the proxy's: they are compared with the floor.
+proxies = targets[targets.index(floor) + 1:]
 out = [f"sysbench medians of {sys.argv[5]} rounds x {sys.argv[4]} s, --db-ps-mode={sys.argv[3]}", "",
        f"| workload | threads | target | qps | tps | p95 ms | proxy CPU µs/query | qps vs {base} | qps vs {floor if floor != base else '-'} | CPU vs {floor} |",
        "|---|---|---|---|---|---|---|---|---|---|"]
@@ -220,14 +225,13 @@ for w, t in keys:
         r = rows.get((w, t, target))
         if r:
             m[target] = [med([x[i] for x in r]) for i in range(4)]
-    last = targets[-1]
     for target in targets:
         if target not in m:
             continue
         qps, tps, p95, cpu = m[target]
         vs_base = f"{qps / m[base][0]:.2f}" if target != base and m.get(base) else ""
-        vs_floor = f"{qps / m[floor][0]:.2f}" if target == last and floor != base and m.get(floor) else ""
-        cpu_floor = f"{cpu / m[floor][3]:.2f}" if target == last and m.get(floor) and m[floor][3] else ""
+        vs_floor = f"{qps / m[floor][0]:.2f}" if target in proxies and floor != base and m.get(floor) else ""
+        cpu_floor = f"{cpu / m[floor][3]:.2f}" if target in proxies and m.get(floor) and m[floor][3] else ""
         cpu_s = f"{cpu:.1f}" if cpu else ""
         out.append(f"| {w} | {t} | {target} | {qps:.0f} | {tps:.0f} | {p95:.2f} | {cpu_s} | {vs_base} | {vs_floor} | {cpu_floor} |")
 text = "\n".join(out) + "\n"

@@ -219,6 +219,22 @@ async fn pipelined_commands_and_process_kill() {
     assert_eq!(read(&mut a).await[0], 0x00);
     send(&mut a, &cmd(COM_PROCESS_KILL, &b_id.to_le_bytes())).await;
     assert_eq!(read(&mut a).await[0], 0x00, "kill accepted");
+    // As with the server, the victim's connection is already closed when the KILL is
+    // answered (clients' pools check exactly that).
+    assert!(
+        b.stream().is_stale(),
+        "the killed session closed before the OK"
+    );
+    // Again with fresh victims (without the wait, the close loses the race now and then).
+    for _ in 0..20 {
+        let (v, v_id) = login(proxy.addr, common::APP_USER, common::APP_PASSWORD, None).await;
+        send(&mut a, &cmd(COM_PROCESS_KILL, &v_id.to_le_bytes())).await;
+        assert_eq!(read(&mut a).await[0], 0x00, "kill accepted");
+        assert!(
+            v.stream().is_stale(),
+            "the killed session closed before the OK"
+        );
+    }
     send(&mut b, &cmd(COM_PING, b"")).await;
     // The killed session gets the backend's error or a closed connection, never a hang.
     let r = tokio::time::timeout(Duration::from_secs(5), b.read_packet(1 << 16))

@@ -29,6 +29,36 @@ struct Entry {
     backend: u32,
     /// The client's address, as SHOW PROCESSLIST's Host shows it.
     peer: String,
+    /// Turns true once the session has closed its client's socket.
+    gone: Arc<Gone>,
+}
+
+/// A session's end, for a KILL CONNECTION that must not answer before it.
+#[derive(Default)]
+pub struct Gone {
+    flag: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Gone {
+    fn set(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// Waits until the session is gone, at most `limit`.
+    pub async fn wait(&self, limit: std::time::Duration) {
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                let notified = self.notify.notified();
+                if self.flag.load(Ordering::SeqCst) {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+    }
 }
 
 /// A session's id, registered while it lives.
@@ -67,10 +97,19 @@ impl SessionId {
     }
 }
 
+impl SessionId {
+    /// The session has closed its client's socket.
+    pub fn closed(&self) {
+        self.update(|e| e.gone.set());
+    }
+}
+
 impl Drop for SessionId {
     fn drop(&mut self) {
-        if let Ok(mut live) = self.sessions.live.lock() {
-            live.remove(&self.id);
+        if let Ok(mut live) = self.sessions.live.lock()
+            && let Some(e) = live.remove(&self.id)
+        {
+            e.gone.set();
         }
     }
 }
@@ -100,6 +139,7 @@ impl Sessions {
                 user: String::new(),
                 backend: 0,
                 peer: String::new(),
+                gone: Arc::default(),
             },
         );
         SessionId {
@@ -117,7 +157,11 @@ impl Sessions {
     /// Security: a user may kill only its own sessions, as MariaDB lets an account kill its
     /// own threads; every myveil user shares a few backend accounts, so the backend's own
     /// check would let anyone kill anyone.
-    pub fn kill_target(&self, target: u64, user: &str) -> Result<Option<u32>, KillRefused> {
+    pub fn kill_target(
+        &self,
+        target: u64,
+        user: &str,
+    ) -> Result<Option<(u32, Arc<Gone>)>, KillRefused> {
         let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         let entry = u32::try_from(target)
             .ok()
@@ -127,7 +171,7 @@ impl Sessions {
         if entry.user != user {
             return Err(KillRefused::NotOwner(target));
         }
-        Ok((entry.backend != 0).then_some(entry.backend))
+        Ok((entry.backend != 0).then(|| (entry.backend, entry.gone.clone())))
     }
 }
 
@@ -640,21 +684,30 @@ mod tests {
         a.set_backend(1001);
         let b = s.open();
         b.set_user("bob");
-        assert_eq!(s.kill_target(u64::from(a.get()), "ann"), Ok(Some(1001)));
         assert_eq!(
-            s.kill_target(u64::from(a.get()), "bob"),
+            s.kill_target(u64::from(a.get()), "ann")
+                .map(|t| t.map(|t| t.0)),
+            Ok(Some(1001))
+        );
+        assert_eq!(
+            s.kill_target(u64::from(a.get()), "bob")
+                .map(|t| t.map(|t| t.0)),
             Err(KillRefused::NotOwner(u64::from(a.get())))
         );
-        assert_eq!(s.kill_target(u64::from(b.get()), "bob"), Ok(None));
-        assert_eq!(s.kill_target(999, "ann"), Err(KillRefused::Unknown(999)));
+        assert!(matches!(s.kill_target(u64::from(b.get()), "bob"), Ok(None)));
         assert_eq!(
-            s.kill_target(1 << 40, "ann"),
+            s.kill_target(999, "ann").map(|t| t.map(|t| t.0)),
+            Err(KillRefused::Unknown(999))
+        );
+        assert_eq!(
+            s.kill_target(1 << 40, "ann").map(|t| t.map(|t| t.0)),
             Err(KillRefused::Unknown(1 << 40))
         );
         let gone = a.get();
         drop(a);
         assert_eq!(
-            s.kill_target(u64::from(gone), "ann"),
+            s.kill_target(u64::from(gone), "ann")
+                .map(|t| t.map(|t| t.0)),
             Err(KillRefused::Unknown(u64::from(gone)))
         );
     }

@@ -34,6 +34,8 @@ const COM_QUIT: u8 = 0x01;
 /// MariaDB's errors for a KILL of an unknown thread, and of another user's.
 const ER_NO_SUCH_THREAD: u16 = 1094;
 const ER_KILL_DENIED_ERROR: u16 = 1095;
+/// Longest a KILL CONNECTION's answer waits for its victim to close its client.
+const KILL_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 const COM_INIT_DB: u8 = 0x02;
 const COM_QUERY: u8 = 0x03;
 const COM_FIELD_LIST: u8 = 0x04;
@@ -257,6 +259,7 @@ impl Session {
         // about to serve someone else.
         self.id.set_backend(0);
         self.client.shutdown().await;
+        self.id.closed();
         if matches!(close, Close::Clean) && self.reusable && !self.in_transaction {
             // Security and correctness: nothing of this client's session (locks, prepared
             // statements, temporary tables, variables) may outlive it in the pool.
@@ -842,18 +845,22 @@ impl Session {
         target: u64,
     ) -> Result<Option<Close>, Error> {
         let refused = match self.shared.sessions.kill_target(target, &self.user.name) {
-            Ok(Some(thread)) => {
+            Ok(Some((thread, gone))) => {
                 let sql = format!("KILL {words} {thread}");
                 let payload = with_command(COM_QUERY, sql.as_bytes());
-                let (close, _, _) = self
-                    .relay_command(
-                        first_seq,
-                        &payload,
-                        Expect::Query,
-                        Results::Raw,
-                        Resync::NONE,
-                    )
-                    .await?;
+                self.backend
+                    .conn
+                    .write_packet(first_seq, &payload)
+                    .await
+                    .map_err(backend_io)?;
+                // The server closes a killed connection before it answers the KILL; the
+                // killed session closes its client only once it sees its backend go. The
+                // answer waits for that (briefly), so the killer never sees an OK while its
+                // victim still looks alive.
+                if !words.contains("QUERY") && target != u64::from(self.id.get()) {
+                    gone.wait(KILL_CLOSE_WAIT).await;
+                }
+                let (close, _, _) = self.relay(Expect::Query, Results::Raw, false).await?;
                 return Ok(close);
             }
             Ok(None) | Err(ids::KillRefused::Unknown(_)) => {
