@@ -9,6 +9,8 @@
 #   bash benches/sysbench.sh                 # full run (~15 min)
 #   QUICK=1 bash benches/sysbench.sh         # smoke run
 #   PROTECTED=1 bash benches/sysbench.sh     # protected vs unprotected columns, both via myveil
+#   BASELINE_BIN=/path/to/old/myveil bash benches/sysbench.sh
+#                                            # an older build as one more target (base)
 #   PROTECTED=1 BASELINE_BIN=/path/to/old/myveil bash benches/sysbench.sh
 #                                            # …and the protected run through an older build,
 #                                            # interleaved (qps vs base-protected is new/old)
@@ -29,6 +31,8 @@ if [ "${PROTECTED:-0}" = 1 ]; then
   EXTRA=(--order-ranges=0 --distinct-ranges=0)
 else
   TARGETS="direct forwarder myveil myveil-z"
+  # BASELINE_BIN: an older build beside this one, interleaved (qps vs forwarder for both).
+  [ -n "${BASELINE_BIN:-}" ] && TARGETS="direct forwarder base myveil myveil-z"
   EXTRA=()
 fi
 
@@ -162,6 +166,7 @@ run_one() { # workload threads target
     forwarder) port=$FORWARDER_PORT; user=root; pass=""; pid=$FORWARDER_PID ;;
     myveil | unprotected) port=$MYVEIL_PORT; user=bench; pass=bench-password-1; pid=$MYVEIL_PID ;;
     protected) port=$MYVEIL_PORT; user=bench; pass=bench-password-1; pid=$MYVEIL_PID; db=$PDB ;;
+    base) port=$BASE_PORT; user=bench; pass=bench-password-1; pid=$BASE_PID ;;
     base-protected) port=$BASE_PORT; user=bench; pass=bench-password-1; pid=$BASE_PID; db=$PDB ;;
   esac
   local before=0 after=0

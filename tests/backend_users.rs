@@ -114,8 +114,9 @@ async fn an_app_logs_in_with_its_backend_credentials_and_gets_its_mapped_role() 
     let db = TestDb::create("backend_users").await;
     let app = Account::create("app", "app-secret-1", &db.name).await;
     let rep = Account::create("app_rep", "rep-secret-1", &db.name).await;
-    // `myveil_bu_app_1*` (a pattern) → app; the reporting account by its exact name.
-    let app_pattern = format!("{}*", &app.name[..app.name.len() - 1]);
+    // `myveil_bu_app*` (a pattern) → app; the reporting account (which the pattern matches
+    // too) by its exact name, which wins.
+    let app_pattern = "myveil_bu_app*".to_owned();
     let proxy = proxy(&app_pattern, &rep.name, &keys, &policy_dir).await;
     let opts = |user: &str, password: &str| {
         Opts::from(proxy.opts(user, password).db_name(Some(db.name.clone())))
@@ -179,6 +180,15 @@ async fn an_app_logs_in_with_its_backend_credentials_and_gets_its_mapped_role() 
     // An account no mapping names is denied, whatever its password (default deny).
     let e = Conn::new(opts("root", "")).await.expect_err("unmapped");
     assert_eq!(server_code(&e), Some(1045), "{e:?}");
+    // An account without a password logs in with none (the empty answer goes on as is).
+    let open = Account::create("app_open", "", &db.name).await;
+    let mut o = Conn::new(opts(&open.name, ""))
+        .await
+        .expect("empty password");
+    let who: Option<String> = o.query_first("SELECT CURRENT_USER()").await.expect("q");
+    assert!(who.expect("row").starts_with(&format!("{}@", open.name)));
+    o.disconnect().await.ok();
+    drop(open);
     // myveil's own users still log in as before.
     let mut own = Conn::new(opts(common::APP_USER, common::APP_PASSWORD))
         .await

@@ -353,6 +353,10 @@ async fn every_session_has_its_own_id_though_backend_connections_are_reused() {
             .expect("prepared");
         assert_eq!(prepared, Some(u64::from(id)));
     }
+    // The backend's unix socket is never named (drivers would reconnect through it, past
+    // myveil).
+    let socket: Option<Option<String>> = a.query_first("SELECT @@socket").await.expect("socket");
+    assert_eq!(socket, Some(None));
     // SHOW PROCESSLIST lists this user's sessions by their own ids, this one with its text.
     let rows: Vec<(u64, String, String, Option<String>)> = a
         .query("SHOW PROCESSLIST")
@@ -641,4 +645,50 @@ async fn binary_values_and_nulls_survive_prepared_selects() {
     assert_eq!(row.len(), 4);
     assert_eq!(row.as_ref(0), Some(&Value::NULL));
     c.disconnect().await.ok();
+}
+
+/// LOAD DATA LOCAL INFILE in the middle of a multi-statement query, after a result set
+/// (mysql_async's own test): under compression the client numbers its file packets after
+/// the frames, which myveil must renumber for the backend and back.
+#[tokio::test]
+async fn local_infile_in_the_middle_of_a_multi_result_query() {
+    use mysql_async::WhiteListFsHandler;
+    let proxy = Proxy::start().await;
+    let db = TestDb::create("infile").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("rows.txt");
+    std::fs::write(&file, b"AAAAAA\nBBBBBB\nCCCCCC\n").expect("file");
+    let opts = proxy
+        .app_opts()
+        .db_name(Some(db.name.clone()))
+        .local_infile_handler(Some(WhiteListFsHandler::new(&[file.clone()][..])));
+    let mut c = mysql_async::Conn::new(opts).await.expect("connect");
+    c.query_drop("CREATE TEMPORARY TABLE tmp (a TEXT)")
+        .await
+        .expect("temp");
+    let name = file.to_str().expect("path");
+    let mut result = c
+        .query_iter(format!(
+            "SELECT * FROM tmp; LOAD DATA LOCAL INFILE '{name}' INTO TABLE tmp; \
+             LOAD DATA LOCAL INFILE '{name}' INTO TABLE tmp; SELECT * FROM tmp"
+        ))
+        .await
+        .expect("query");
+    let first: Vec<String> = result.collect().await.expect("first result");
+    assert!(first.is_empty());
+    for _ in 0..2 {
+        let loaded: Vec<String> = result.collect().await.expect("load");
+        assert!(loaded.is_empty());
+        assert_eq!(result.affected_rows(), 3);
+    }
+    let rows: Vec<String> = result.collect().await.expect("last result");
+    assert_eq!(rows.len(), 6);
+    drop(result);
+    let n: Option<i64> = c
+        .query_first("SELECT COUNT(*) FROM tmp")
+        .await
+        .expect("after");
+    assert_eq!(n, Some(6));
+    c.disconnect().await.ok();
+    db.drop_now().await;
 }

@@ -302,6 +302,7 @@ pub(super) async fn handshake(
                     &attributes,
                     client_caps,
                     &peer,
+                    &response.auth_response,
                 )
                 .await?;
                 match login {
@@ -683,6 +684,7 @@ pub(super) async fn backend_login(
     attributes: &[(String, String)],
     client_caps: CapabilityFlags,
     peer: &SocketAddr,
+    first_auth: &[u8],
 ) -> Result<BackendLogin, Error> {
     const MOST_ROUNDS: usize = 8;
     let tls = client.stream().is_tls();
@@ -704,19 +706,28 @@ pub(super) async fn backend_login(
     if Plugin::from_name(&plugin) == Some(Plugin::Clear) && !clear_ok {
         return deny(client, seq, denied(seq)).await;
     }
-    let switch = auth_switch_payload(&String::from_utf8_lossy(&plugin), &conn.greeting.salt);
-    client
-        .write_packet(seq, &switch)
-        .await
-        .map_err(Error::Client)?;
-    let first = client
-        .read_packet(AUTH_PACKET_LIMIT)
-        .await
-        .map_err(Error::Client)?;
-    seq = first.seq.wrapping_add(1);
+    // An empty first answer is an empty password whatever the salt: it goes on as it is
+    // (after a switch, some drivers hash the empty password into 20 bytes, which the server
+    // refuses for an account without one). Anything else is answered again for the
+    // backend's salt.
+    let auth = if first_auth.is_empty() {
+        Vec::new()
+    } else {
+        let switch = auth_switch_payload(&String::from_utf8_lossy(&plugin), &conn.greeting.salt);
+        client
+            .write_packet(seq, &switch)
+            .await
+            .map_err(Error::Client)?;
+        let first = client
+            .read_packet(AUTH_PACKET_LIMIT)
+            .await
+            .map_err(Error::Client)?;
+        seq = first.seq.wrapping_add(1);
+        first.payload.to_vec()
+    };
     let answer = backend::Answer {
         user: name,
-        auth: &first.payload,
+        auth: &auth,
         plugin: &plugin,
         database,
         collation,

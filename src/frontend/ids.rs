@@ -261,10 +261,9 @@ pub enum Rewrite {
 
 /// Reads `text` for `CONNECTION_ID()` and KILL. Cheap when neither word appears.
 pub fn rewrite(text: &[u8], mode: &Mode<'_>, id: u32) -> Rewrite {
-    let has_cid = contains_word(text, b"connection_id");
-    let has_kill = contains_word(text, b"kill");
-    let has_list = contains_word(text, b"processlist");
-    if !has_cid && !has_kill && !has_list {
+    let [has_cid, has_kill, has_list, has_socket] =
+        contains_words(text, [b"connection_id", b"kill", b"processlist", b"socket"]);
+    if !has_cid && !has_kill && !has_list && !has_socket {
         return Rewrite::Keep;
     }
     let Ok(lexed) = crate::sql::lex::lex(text, mode) else {
@@ -296,34 +295,62 @@ pub fn rewrite(text: &[u8], mode: &Mode<'_>, id: u32) -> Rewrite {
     };
     // CONNECTION_ID ( ) → the id, named as the call was written when it is a whole select item.
     let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::new();
-    if has_cid {
-        let mut i = 0;
-        while i < t.len() {
-            if word(i, "connection_id")
-                && !t[i].after_dot
-                && op(i + 1, b"(")
-                && op(i + 2, b")")
-                && t[i].exec_group == t[i + 2].exec_group
-            {
-                let (start, end) = (t[i].start, t[i + 2].end);
-                // Cast so the column is typed as CONNECTION_ID()'s (INT UNSIGNED, width 10).
-                let mut value = format!("CAST({id:010} AS UNSIGNED)").into_bytes();
-                if is_select_item(text, t, i, i + 2) {
-                    value.extend_from_slice(b" AS `");
-                    for &b in &text[start..end] {
-                        if b == b'`' {
-                            value.push(b'`');
-                        }
-                        value.push(b);
-                    }
+    // The call (or variable) as written, as a column alias when it is a whole select item.
+    let aliased = |mut value: Vec<u8>, from: usize, to: usize| {
+        if is_select_item(text, t, from, to) {
+            value.extend_from_slice(b" AS `");
+            for &b in &text[t[from].start..t[to].end] {
+                if b == b'`' {
                     value.push(b'`');
                 }
-                edits.push((start, end, value));
-                i += 3;
+                value.push(b);
+            }
+            value.push(b'`');
+        }
+        value
+    };
+    let mut i = 0;
+    while (has_cid || has_socket) && i < t.len() {
+        if has_cid
+            && word(i, "connection_id")
+            && !t[i].after_dot
+            && op(i + 1, b"(")
+            && op(i + 2, b")")
+            && t[i].exec_group == t[i + 2].exec_group
+        {
+            // Cast so the column is typed as CONNECTION_ID()'s (INT UNSIGNED, width 10).
+            let value = format!("CAST({id:010} AS UNSIGNED)").into_bytes();
+            edits.push((t[i].start, t[i + 2].end, aliased(value, i, i + 2)));
+            i += 3;
+            continue;
+        }
+        // Security: `@@socket` names the backend's unix socket; drivers that prefer sockets
+        // (mysql_async, the mysql crate) would reconnect through it straight to the
+        // database, past myveil. Through myveil there is no socket: NULL.
+        if has_socket && t[i].kind == Kind::SysVar {
+            let name = &text[t[i].start..t[i].end];
+            let scoped =
+                name.eq_ignore_ascii_case(b"@@global") || name.eq_ignore_ascii_case(b"@@session");
+            let last = if name.eq_ignore_ascii_case(b"@@socket") {
+                Some(i)
+            } else if scoped
+                && t.get(i + 1).is_some_and(|k| k.kind == Kind::Dot)
+                && word(i + 2, "socket")
+            {
+                Some(i + 2)
             } else {
-                i += 1;
+                None
+            };
+            if let Some(last) = last
+                && t[i].exec_group == t[last].exec_group
+            {
+                let value = b"CAST(NULL AS CHAR)".to_vec();
+                edits.push((t[i].start, t[last].end, aliased(value, i, last)));
+                i = last + 1;
+                continue;
             }
         }
+        i += 1;
     }
     let rewritten = if edits.is_empty() {
         None
@@ -506,12 +533,23 @@ fn is_select_item(text: &[u8], t: &[Token], from: usize, to: usize) -> bool {
     false
 }
 
-/// Whether `word` (lower-case ASCII) occurs in `text`, ignoring case.
-fn contains_word(text: &[u8], word: &[u8]) -> bool {
-    text.len() >= word.len()
-        && text
-            .windows(word.len())
-            .any(|w| w.eq_ignore_ascii_case(word))
+/// Which of `words` (lower-case ASCII, distinct first letters) occur in `text`, ignoring
+/// case: one pass over the text, every query pays it.
+fn contains_words<const N: usize>(text: &[u8], words: [&[u8]; N]) -> [bool; N] {
+    let mut found = [false; N];
+    for (i, &b) in text.iter().enumerate() {
+        let b = b.to_ascii_lowercase();
+        for (k, w) in words.iter().enumerate() {
+            if !found[k]
+                && w[0] == b
+                && text.len() - i >= w.len()
+                && text[i..i + w.len()].eq_ignore_ascii_case(w)
+            {
+                found[k] = true;
+            }
+        }
+    }
+    found
 }
 
 #[cfg(test)]
@@ -600,6 +638,25 @@ mod tests {
             text("SELECT /*!100000 CONNECTION_ID() */"),
             "SELECT /*!100000 CAST(0000000042 AS UNSIGNED) AS `CONNECTION_ID()` */"
         );
+    }
+
+    #[test]
+    fn the_backend_socket_is_never_named() {
+        assert_eq!(
+            text("SELECT @@socket"),
+            "SELECT CAST(NULL AS CHAR) AS `@@socket`"
+        );
+        assert_eq!(
+            text("select @@global.socket, 1"),
+            "select CAST(NULL AS CHAR) AS `@@global.socket`, 1"
+        );
+        assert_eq!(
+            text("SELECT @@SOCKET IS NULL"),
+            "SELECT CAST(NULL AS CHAR) IS NULL"
+        );
+        for same in ["SELECT @socket", "SELECT 'socket'", "SELECT @@port"] {
+            assert_eq!(text(same), same);
+        }
     }
 
     #[test]

@@ -1440,6 +1440,7 @@ impl Session {
             &self.attributes,
             self.backend.capabilities,
             &self.peer,
+            request.auth,
         )
         .await?;
         let BackendLogin::Accepted(conn, ok, seq) = login else {
