@@ -15,7 +15,11 @@ mkdir -p "$cache"
 out=$(realpath -m "$out")
 ver=5.1.15
 apps=${DJANGO_APPS:-basic queries transactions model_fields backends migrations introspection
-  schema aggregation expressions lookup select_for_update bulk_create}
+  schema aggregation expressions lookup select_for_update bulk_create db_functions
+  expressions_window expressions_case annotations aggregation_regress timezones
+  transaction_hooks multiple_database raw_query inspectdb constraints indexes
+  prefetch_related update delete get_or_create datetimes model_inheritance many_to_many
+  custom_lookups fixtures queryset_pickle datatypes defer select_related ordering test_utils}
 src=$cache/django-$ver
 if [ ! -d "$src" ]; then
   (cd "$cache" && python3 -m pip download --quiet --no-deps --no-binary :all: "django==$ver" -d . \
@@ -35,7 +39,7 @@ prefix=myveil_compat_django_$port
 sql() { mariadb -h127.0.0.1 -uroot -N -e "$1"; }
 cleanup() {
   for db in $(sql "SHOW DATABASES LIKE '${prefix}\\_%'" || true); do
-    sql "DROP DATABASE IF EXISTS \`$db\`" || true
+    sql "SET foreign_key_checks = 0; DROP DATABASE IF EXISTS \`$db\`" || true
   done
   [ -z "${work:-}" ] || rm -rf "$work"
 }
@@ -43,6 +47,9 @@ trap cleanup EXIT
 work=
 cleanup
 work=$(mktemp -d)
+# Some test modules (inspectdb) query the server at import, before the test databases exist,
+# on the configured NAMEs: give them empty databases.
+sql "CREATE DATABASE ${prefix}_default_main; CREATE DATABASE ${prefix}_other_main"
 cp -r "$src/tests" "$work/tests"
 cat > "$work/tests/myveil_settings.py" <<PY
 PREFIX = "$prefix"

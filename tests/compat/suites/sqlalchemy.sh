@@ -61,7 +61,8 @@ export MYVEIL_SQLA_TEST_SCHEMA=${db}_ts MYVEIL_SQLA_TEST_SCHEMA_2=${db}_ts2
 dbs="$db $MYVEIL_SQLA_TEST_SCHEMA $MYVEIL_SQLA_TEST_SCHEMA_2"
 sql() { mariadb -h127.0.0.1 -uroot -e "$1"; }
 cleanup() {
-  for d in $dbs; do sql "DROP DATABASE IF EXISTS $d" || true; done
+  # Tables left behind by a failed test can reference each other across these databases.
+  for d in $dbs; do sql "SET foreign_key_checks = 0; DROP DATABASE IF EXISTS $d" || true; done
   [ -z "${work:-}" ] || rm -rf "$work"
 }
 work=
@@ -83,6 +84,9 @@ cp -r "$al" "$work/alembic"
 pytest_run "$work/sqlalchemy" "$work/sa.xml" $sa_tests
 # shellcheck disable=SC2086
 pytest_run "$work/alembic" "$work/al.xml" $al_tests
+# The reports stay beside OUT (OUT.sqlalchemy.xml, OUT.alembic.xml) for the failures' details.
+cp "$work/sa.xml" "$out.sqlalchemy.xml" 2>/dev/null || true
+cp "$work/al.xml" "$out.alembic.xml" 2>/dev/null || true
 python3 "$here/junit.py" "$work/sa.xml" "$work/sa.txt" || true
 python3 "$here/junit.py" "$work/al.xml" "$work/al.txt" || true
 # Test class names carry the backend and its version (..._mariadb+pymysql_10_11_19): drop them.
