@@ -1243,9 +1243,11 @@ impl Session {
     async fn backend_lost(&mut self, e: wire::Error, response: &Response) -> Close {
         tracing::warn!(error = %e, "backend connection lost during a command");
         if let Some(seq) = response.next_seq() {
+            // A communication error (08S01), as a server reports a lost link: drivers map it
+            // to their lost-connection errors (Connector/Python's Bug809033 test).
             let reply = ErrorReply::new(
-                packets::ER_UNKNOWN_ERROR,
-                b"HY000",
+                packets::ER_NET_READ_ERROR,
+                b"08S01",
                 "myveil: lost the backend connection during the query; the session is closed",
             );
             send_error(&mut self.client, seq, &reply).await;

@@ -4,14 +4,19 @@ and writes one line per test to OUT: `PASS id`, `FAIL id` or `SKIP id`.
 
     python3 connector_python_runner.py OUT TIMEOUT [unittests.py options...]
 
-Each test gets TIMEOUT seconds (SIGALRM), so a test that hangs fails instead of stalling the
-run. A class or module whose set-up fails is one FAIL line, `module.Class::setUpClass`.
+Each test (set-up and tear-down included), and each class or module set-up and tear-down,
+gets TIMEOUT seconds (SIGALRM, raised again every 5 s until it ends, as BaseException inside a
+test so that the client's own `except Exception` cannot swallow it), so a hang fails instead
+of stalling the run. A class or module whose set-up fails is one FAIL line,
+`module.Class::setUpClass`.
 """
 import os
 import re
 import signal
 import sys
 import time
+import unittest
+import unittest.suite
 
 out_path, timeout = sys.argv[1], int(sys.argv[2])
 sys.argv = ["unittests.py"] + sys.argv[3:]
@@ -22,12 +27,38 @@ import unittests  # noqa: E402  (the sdist's runner; puts lib/ first on sys.path
 outcome = {}  # test id -> PASS/FAIL/SKIP, in run order
 
 
-class TestTimeout(Exception):
-    pass
+class TestTimeout(BaseException):
+    """Raised inside a test: unittest's test-part executor reports any exception."""
+
+
+class FixtureTimeout(Exception):
+    """Raised in a class or module fixture: unittest reports only Exception there."""
+
+
+in_test = False
 
 
 def _alarm(signum, frame):
-    raise TestTimeout(f"test took longer than {timeout}s")
+    signal.alarm(5)  # again, in case the first one is caught and the wait resumed
+    if in_test:
+        raise TestTimeout(f"test took longer than {timeout}s")
+    raise FixtureTimeout(f"class or module fixture took longer than {timeout}s")
+
+
+def _with_alarm(fn):
+    def wrapper(*args, **kwargs):
+        signal.alarm(timeout)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            signal.alarm(0)
+
+    return wrapper
+
+
+for _name in ("_handleClassSetUp", "_handleModuleFixture", "_tearDownPreviousClass",
+              "_handleModuleTearDown"):
+    setattr(unittest.suite.TestSuite, _name, _with_alarm(getattr(unittest.suite.TestSuite, _name)))
 
 
 signal.signal(signal.SIGALRM, _alarm)
@@ -41,12 +72,16 @@ def _id(test):
 
 class RecordingResult(unittests.BasicTestResult):
     def startTest(self, test):
+        global in_test
         self._t0 = time.time()
+        in_test = True
         signal.alarm(timeout)
         super().startTest(test)
 
     def stopTest(self, test):
+        global in_test
         signal.alarm(0)
+        in_test = False
         super().stopTest(test)
         if self.showAll:
             self.stream.writeln(f"    [{time.time() - self._t0:.2f}s]")

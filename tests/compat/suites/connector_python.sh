@@ -2,7 +2,9 @@
 # MySQL Connector/Python 26.10.0's own tests (unittests.py from its PyPI sdist) against an
 # external server, pure-Python implementation only (the C extension needs MySQL's
 # libmysqlclient, not MariaDB's). Sync and asyncio tests both run. Prints unittest's verbose
-# output, so the log shows each failure's traceback.
+# output, so the log shows each failure's traceback. COMPAT_CPY_ARGS adds unittests.py options,
+# e.g. "-T tests.test_bugs.Bug809033.test_lost_connection" for one test or "-t bugs" for a module.
+# COMPAT_TEST_TIMEOUT: seconds per test (default 30; the slowest passing test takes 15).
 set -euo pipefail
 port=$1 out=$2
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -45,8 +47,8 @@ if [ "${COMPAT_COMPRESS:-0}" = 1 ]; then
   sed -i 's/"connection_timeout": 60,/"connection_timeout": 60, "compress": True,/' unittests.py
 fi
 # unittests.py drops and re-creates the main database itself, then runs every test module.
-python3 -u "$here/connector_python_runner.py" "$out" "${COMPAT_TEST_TIMEOUT:-120}" \
+python3 -u "$here/connector_python_runner.py" "$out" "${COMPAT_TEST_TIMEOUT:-30}" \
   --use-external-server --skip-install --host 127.0.0.1 --port "$port" \
-  --user root --password "" --verbosity 2 2>&1 || true
+  --user root --password "" --verbosity 2 ${COMPAT_CPY_ARGS:-} 2>&1 || true
 [ -f "$out" ] || : > "$out"
 echo "results: $(grep -c '^PASS ' "$out" || true) passed, $(grep -c '^FAIL ' "$out" || true) failed, $(grep -c '^SKIP ' "$out" || true) skipped"
