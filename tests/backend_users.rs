@@ -7,7 +7,6 @@ mod common;
 use common::{Proxy, Setup, TestDb};
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts};
-use myveil::crypto::keyring::{Keyring, Purpose};
 
 const POLICY: &str = r#"
 [[column]]
@@ -68,20 +67,12 @@ impl Drop for Account {
     }
 }
 
-async fn proxy(
-    app_pattern: &str,
-    reporting: &str,
-    keys_dir: &std::path::Path,
-    policy_dir: &std::path::Path,
-) -> Proxy {
+async fn proxy(app_pattern: &str, reporting: &str, protection: &str) -> Proxy {
     Proxy::start_with(Setup {
         extra: format!(
-            "[protection]\npolicy_dir = \"{}\"\nkeys_dir = \"{}\"\n\
-             [backend_users]\n\
+            "{protection}[backend_users]\n\
              [[backend_users.map]]\nuser = \"{app_pattern}\"\nrole = \"app\"\n\
-             [[backend_users.map]]\nuser = \"{reporting}\"\nrole = \"reporting\"\n",
-            policy_dir.display(),
-            keys_dir.display()
+             [[backend_users.map]]\nuser = \"{reporting}\"\nrole = \"reporting\"\n"
         ),
         ..Default::default()
     })
@@ -97,27 +88,14 @@ fn server_code(e: &mysql_async::Error) -> Option<u16> {
 
 #[tokio::test]
 async fn an_app_logs_in_with_its_backend_credentials_and_gets_its_mapped_role() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy_dir = dir.path().join("policy");
-    std::fs::create_dir_all(&policy_dir).expect("mkdir");
-    std::fs::write(policy_dir.join("people.toml"), POLICY).expect("policy");
-    let keys = dir.path().join("keys");
-    Keyring::generate(
-        &keys,
-        &[
-            (Purpose::Column, "*"),
-            (Purpose::BlindIndex, "*"),
-            (Purpose::Mask, "*"),
-        ],
-    )
-    .expect("keys");
+    let (_dir, protection) = common::protection(POLICY);
     let db = TestDb::create("backend_users").await;
     let app = Account::create("app", "app-secret-1", &db.name).await;
     let rep = Account::create("app_rep", "rep-secret-1", &db.name).await;
     // `myveil_bu_app*` (a pattern) → app; the reporting account (which the pattern matches
     // too) by its exact name, which wins.
     let app_pattern = "myveil_bu_app*".to_owned();
-    let proxy = proxy(&app_pattern, &rep.name, &keys, &policy_dir).await;
+    let proxy = proxy(&app_pattern, &rep.name, &protection).await;
     let opts = |user: &str, password: &str| {
         Opts::from(proxy.opts(user, password).db_name(Some(db.name.clone())))
     };

@@ -11,7 +11,6 @@ use std::process::Command;
 use base64::Engine;
 use common::{Proxy, Setup, TestDb};
 use mysql_async::prelude::*;
-use myveil::crypto::keyring::{Keyring, Purpose};
 
 const CANARY: &str = "CANARY-dump-5c1e@example.com";
 const SSN: &str = "987-65-4321";
@@ -45,26 +44,9 @@ const DUMPER: &str = "dumper";
 const DUMPER_PASSWORD: &str = "dumper-password-1";
 
 async fn start() -> (Proxy, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy_dir = dir.path().join("policy");
-    std::fs::create_dir_all(&policy_dir).expect("mkdir");
-    std::fs::write(policy_dir.join("patients.toml"), POLICY).expect("policy");
-    let keys = dir.path().join("keys");
-    Keyring::generate(
-        &keys,
-        &[
-            (Purpose::Column, "*"),
-            (Purpose::BlindIndex, "*"),
-            (Purpose::Mask, "*"),
-        ],
-    )
-    .expect("keys");
+    let (dir, protection) = common::protection(POLICY);
     let proxy = Proxy::start_with(Setup {
-        extra: format!(
-            "[protection]\npolicy_dir = \"{}\"\nkeys_dir = \"{}\"\n",
-            policy_dir.display(),
-            keys.display()
-        ),
+        extra: protection,
         users: vec![(DUMPER, "dumper", DUMPER_PASSWORD)],
         ..Default::default()
     })

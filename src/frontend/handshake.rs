@@ -700,11 +700,11 @@ pub(super) async fn backend_login(
     // from the client (TLS, or loopback when allowed) and on to the backend (TLS, or a
     // backend on this host).
     let clear_ok = clear_allowed && (backend_tls || backend_loopback);
-    let denied = |_: u8| access_denied(name, peer, true);
+    let denied = || access_denied(name, peer, true);
     let deny = |client, seq, reply| refuse_backend_user(shared, client, seq, reply, name, peer);
     let plugin = conn.greeting.plugin.clone();
     if Plugin::from_name(&plugin) == Some(Plugin::Clear) && !clear_ok {
-        return deny(client, seq, denied(seq)).await;
+        return deny(client, seq, denied()).await;
     }
     // An empty first answer is an empty password whatever the salt: it goes on as it is
     // (after a switch, some drivers hash the empty password into 20 bytes, which the server
@@ -759,7 +759,7 @@ pub(super) async fn backend_login(
                     "backend refused a backend user's login"
                 );
                 let reply = match packets::err_code(&packet.payload) {
-                    Some(packets::ER_ACCESS_DENIED_ERROR) | None => denied(seq),
+                    Some(packets::ER_ACCESS_DENIED_ERROR) | None => denied(),
                     Some(code) => {
                         ErrorReply::new(code, b"HY000", "myveil: the backend refused the login")
                     }
@@ -773,7 +773,7 @@ pub(super) async fn backend_login(
                 // in clear when its own connection is TLS.
                 let full_auth = p == [0x01, 0x04] && tls;
                 if (to_clear || full_auth) && !clear_ok {
-                    return deny(client, seq, denied(seq)).await;
+                    return deny(client, seq, denied()).await;
                 }
                 seq = client.write_packet(seq, p).await.map_err(Error::Client)?;
                 if p == [0x01, 0x03] {

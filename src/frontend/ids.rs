@@ -148,10 +148,6 @@ impl Sessions {
         }
     }
 
-    pub fn live(&self) -> usize {
-        self.live.lock().map(|l| l.len()).unwrap_or(0)
-    }
-
     /// The backend thread to send a KILL of session `target` to, asked by `user`. Ok(None):
     /// the session runs on no backend connection at the moment (nothing to stop).
     /// Security: a user may kill only its own sessions, as MariaDB lets an account kill its

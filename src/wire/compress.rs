@@ -144,10 +144,6 @@ impl Compressed {
         &self.inner
     }
 
-    pub fn algorithm(&self) -> Algorithm {
-        self.algorithm
-    }
-
     /// Decodes one whole frame from `raw` into `plain`. Ok(false): more bytes are needed.
     fn decode(&mut self) -> io::Result<bool> {
         if self.raw.len() < HEADER {

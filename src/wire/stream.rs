@@ -73,10 +73,6 @@ impl Stream {
         }
     }
 
-    pub fn is_compressed(&self) -> bool {
-        matches!(self, Stream::Compressed(_))
-    }
-
     fn tcp(&self) -> &TcpStream {
         match self {
             Stream::Plain(s) => s,

@@ -160,6 +160,32 @@ impl Drop for Proxy {
     }
 }
 
+/// A directory with `policy` as its only policy file and keys for every column, blind
+/// index and mask; returns it with the `[protection]` table that names both.
+pub fn protection(policy: &str) -> (tempfile::TempDir, String) {
+    use myveil::crypto::keyring::{Keyring, Purpose};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy_dir = dir.path().join("policy");
+    std::fs::create_dir_all(&policy_dir).expect("mkdir");
+    std::fs::write(policy_dir.join("policy.toml"), policy).expect("policy");
+    let keys = dir.path().join("keys");
+    Keyring::generate(
+        &keys,
+        &[
+            (Purpose::Column, "*"),
+            (Purpose::BlindIndex, "*"),
+            (Purpose::Mask, "*"),
+        ],
+    )
+    .expect("keys");
+    let table = format!(
+        "[protection]\npolicy_dir = \"{}\"\nkeys_dir = \"{}\"\n",
+        policy_dir.display(),
+        keys.display()
+    );
+    (dir, table)
+}
+
 /// Whether test clients of the proxy use the compressed protocol (MYVEIL_TEST_COMPRESSION).
 pub fn compressed_clients() -> bool {
     std::env::var("MYVEIL_TEST_COMPRESSION").is_ok_and(|v| !v.is_empty() && v != "0")

@@ -37,6 +37,7 @@ pub fn all() -> Vec<Case> {
     v.extend(bounds());
     v.extend(multi());
     v.extend(own_ideas());
+    v.extend(connection_ids());
     let mut names = std::collections::BTreeSet::new();
     for c in &v {
         assert!(
@@ -2598,6 +2599,40 @@ fn multi() -> Vec<Case> {
 // ---------------------------------------------------------------------------------------
 // Other ideas: system routines, handlers, session tracking, RETURNING, …
 // ---------------------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------------------
+// The id layer's rewrites (CONNECTION_ID(), @@socket, KILL, SHOW PROCESSLIST) run before
+// the guard: none of them may carry a payload past it.
+// ---------------------------------------------------------------------------------------
+
+fn connection_ids() -> Vec<Case> {
+    let n = |name: &str| case("ids", name.to_owned());
+    vec![
+        n("CONNECTION_ID() in the WHERE of a write")
+            .q("UPDATE users SET ssn = '{{c:ssn}}' WHERE id = 1 OR id = CONNECTION_ID()"),
+        n("CONNECTION_ID() inside an executable comment of a write")
+            .q("UPDATE users SET ssn = /*!100000 '{{c:ssn}}' */ WHERE id = /*!100000 CONNECTION_ID() */ - CONNECTION_ID() + 1"),
+        n("CONNECTION_ID() aliased next to a protected column")
+            .q("SELECT ssn, CONNECTION_ID(), email FROM users WHERE id = 1"),
+        n("CONNECTION_ID() in an insert of protected values")
+            .q("INSERT INTO users (id, ssn, email) VALUES (CONNECTION_ID() + 800, '{{c:ssn}}', '{{c:em}}')"),
+        n("a string that spells CONNECTION_ID() is a value")
+            .q("UPDATE users SET ssn = 'CONNECTION_ID() {{c:ssn}}' WHERE id = 1"),
+        n("@@socket next to a protected write")
+            .q("UPDATE users SET ssn = '{{c:ssn}}' WHERE id = 1 AND @@socket IS NULL"),
+        n("@@global.socket in a read of protected data")
+            .q("SELECT @@global.socket, ssn FROM users WHERE id = 1"),
+        n("KILL of a literal carrying a payload")
+            .q("KILL QUERY 4000000000 /* '{{c:ssn}}' */"),
+        n("KILL in a multi-statement with a write")
+            .q("KILL QUERY 4000000000; UPDATE users SET ssn = '{{c:ssn}}' WHERE id = 1"),
+        n("SHOW PROCESSLIST after a protected write")
+            .q("UPDATE users SET ssn = '{{c:ssn}}' WHERE id = 1")
+            .q("SHOW FULL PROCESSLIST"),
+        n("SHOW PROCESSLIST with a trailing comment")
+            .q("SHOW PROCESSLIST /* '{{c:ssn}}' */"),
+    ]
+}
 
 fn own_ideas() -> Vec<Case> {
     let i = |name: &str| case("ideas", name.to_owned());
