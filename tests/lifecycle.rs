@@ -9,6 +9,10 @@ use std::time::Duration;
 use common::{Proxy, Setup, TestDb};
 use mysql_async::prelude::*;
 
+/// Held by tests that change a global the pool reacts to (max_allowed_packet) and by tests
+/// that need a pooled connection reused: they must not overlap.
+static GLOBALS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn shutdown_drains_idle_sessions_and_lets_transactions_finish() {
     let proxy = Proxy::start().await;
@@ -134,6 +138,7 @@ async fn sysbench_oltp_read_write_in_both_ps_modes() {
 
 #[tokio::test]
 async fn a_clients_session_state_does_not_outlive_it_in_the_pool() {
+    let _globals = GLOBALS.lock().await;
     let proxy = Proxy::start().await;
     let db = TestDb::create("pool").await;
     let lock = format!("myveil_t_lock_{}", std::process::id());
@@ -218,6 +223,7 @@ async fn a_clients_session_state_does_not_outlive_it_in_the_pool() {
 /// split-packet test). Such a connection is not handed out again.
 #[tokio::test]
 async fn a_pooled_connection_from_before_a_max_allowed_packet_change_is_not_reused() {
+    let _globals = GLOBALS.lock().await;
     async fn thread(c: &mut mysql_async::Conn) -> (u64, u64) {
         c.query_first("SELECT @@pseudo_thread_id, @@max_allowed_packet")
             .await
