@@ -1079,6 +1079,101 @@ async fn views_are_read_through_and_routines_and_triggers_refused() {
     env.db.drop_now().await;
 }
 
+/// A policy for one database: another database's table of the same name, and views over
+/// it, are that database's own and unprotected (SQLAlchemy's reflection suite); a view in
+/// another database over the protected table is still a dependent.
+#[tokio::test]
+async fn dependents_are_matched_with_their_database() {
+    let shop = TestDb::create("depdb_shop").await;
+    let other = TestDb::create("depdb_other").await;
+    let (_dir, protection) = common::protection(&format!(
+        "[[column]]\ndatabase = \"{}\"\ntable = \"users\"\ncolumn = \"email\"\ntype = \"varchar(100)\"\nroles = {{ app = \"plaintext\" }}\n",
+        shop.name
+    ));
+    let mut d = common::direct(None).await;
+    for ddl in [
+        format!(
+            "CREATE TABLE `{}`.users (id INT PRIMARY KEY, email VARBINARY(255))",
+            shop.name
+        ),
+        format!(
+            "CREATE TABLE `{}`.users (id INT PRIMARY KEY, email VARCHAR(100))",
+            other.name
+        ),
+        // Unqualified in the other database: its own users.
+        format!(
+            "CREATE VIEW `{}`.own_v AS SELECT id, email FROM `{}`.users",
+            other.name, other.name
+        ),
+        // Qualified, from the other database: the protected table.
+        format!(
+            "CREATE VIEW `{}`.reach_v AS SELECT id, email FROM `{}`.users",
+            other.name, shop.name
+        ),
+    ] {
+        d.query_drop(ddl).await.expect("ddl");
+    }
+    let proxy = Proxy::start_with(Setup {
+        extra: protection,
+        ..Default::default()
+    })
+    .await;
+    let mut c = proxy.app(Some(&other.name)).await;
+    // The other database's own objects work as they would directly.
+    c.query_drop("CREATE VIEW users_v AS SELECT * FROM users")
+        .await
+        .expect("a view over an unprotected table of the same name");
+    proxy.shared.refresh_schema().await.expect("schema refresh");
+    for sql in [
+        "INSERT INTO users_v VALUES (1, 'plain@example.com')",
+        "INSERT INTO own_v VALUES (2, 'plain2@example.com')",
+        "CREATE VIEW users_vv AS SELECT * FROM users_v",
+        "DROP VIEW users_vv",
+    ] {
+        c.query_drop(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let n: Option<i64> = c
+        .query_first("SELECT COUNT(*) FROM own_v")
+        .await
+        .expect("read");
+    assert_eq!(n, Some(2));
+    // The view over the protected table is refused for writes, named with its database and
+    // from either database.
+    for (db, sql) in [
+        (
+            &other.name,
+            "INSERT INTO reach_v VALUES (9, 'leak@example.com')".to_owned(),
+        ),
+        (
+            &shop.name,
+            format!(
+                "INSERT INTO `{}`.reach_v VALUES (9, 'leak@example.com')",
+                other.name
+            ),
+        ),
+    ] {
+        c.query_drop(format!("USE `{db}`")).await.expect("use");
+        match c.query_drop(&sql).await {
+            Err(mysql_async::Error::Server(e)) => {
+                assert_eq!(e.code, 1235, "{sql}: {}", e.message);
+                assert!(e.message.contains("reach_v"), "{sql}: {}", e.message);
+            }
+            other => panic!("{sql}: expected a refusal, got {other:?}"),
+        }
+    }
+    let leaked: Option<i64> = d
+        .query_first(format!("SELECT COUNT(*) FROM `{}`.users", shop.name))
+        .await
+        .expect("count");
+    assert_eq!(leaked, Some(0), "nothing reached the protected table");
+    c.disconnect().await.ok();
+    d.disconnect().await.ok();
+    shop.drop_now().await;
+    other.drop_now().await;
+}
+
 #[tokio::test]
 async fn statement_id_minus_one_means_the_last_prepared_statement() {
     let env = setup("lastid").await;

@@ -144,7 +144,7 @@ const NO_ROUTINES: &str = "('information_schema', 'performance_schema')";
 /// The identifier names a stored body mentions, read with the lexer under its own sql_mode
 /// (and, when that is not known, under every quoting mode), lower-case. None: the body
 /// cannot be read (it then counts as reaching protected data).
-fn body_names(body: &str, sql_mode: Option<&str>) -> Option<HashSet<String>> {
+fn body_names(body: &str, sql_mode: Option<&str>) -> Option<BodyNames> {
     use crate::sql::lex::{Kind, Mode, lex};
     let cs = crate::sql::charset::Charset::named("utf8mb4")?;
     let modes: Vec<(bool, bool)> = match sql_mode {
@@ -158,7 +158,7 @@ fn body_names(body: &str, sql_mode: Option<&str>) -> Option<HashSet<String>> {
         }
         None => vec![(false, false), (true, false), (false, true), (true, true)],
     };
-    let mut names = HashSet::new();
+    let mut names = BodyNames::default();
     for (ansi, nbe) in modes {
         let mode = Mode {
             charset: cs,
@@ -169,15 +169,56 @@ fn body_names(body: &str, sql_mode: Option<&str>) -> Option<HashSet<String>> {
             prepare: true,
         };
         let lexed = lex(body.as_bytes(), &mode).ok()?;
-        for t in &lexed.tokens {
-            if matches!(t.kind, Kind::Word | Kind::Quoted | Kind::SysVar) {
-                names.insert(
-                    String::from_utf8_lossy(&t.name(body.as_bytes(), &mode)).to_lowercase(),
-                );
+        let is_name = |k: Kind| matches!(k, Kind::Word | Kind::Quoted | Kind::SysVar);
+        let name = |i: usize| {
+            String::from_utf8_lossy(&lexed.tokens[i].name(body.as_bytes(), &mode)).to_lowercase()
+        };
+        for (i, t) in lexed.tokens.iter().enumerate() {
+            if !is_name(t.kind) {
+                continue;
             }
+            let n = name(i);
+            if i >= 2 && lexed.tokens[i - 1].kind == Kind::Dot && is_name(lexed.tokens[i - 2].kind)
+            {
+                names.qualified.insert((name(i - 2), n.clone()));
+            } else {
+                names.bare.insert(n.clone());
+            }
+            names.words.insert(n);
         }
     }
     Some(names)
+}
+
+/// The names a view, routine, trigger or generation expression mentions, lower-case.
+#[derive(Debug, Default)]
+struct BodyNames {
+    /// Every word (keywords, columns, objects).
+    words: HashSet<String>,
+    /// Names written without a qualifier.
+    bare: HashSet<String>,
+    /// Names written `q.name`, as (q, name).
+    qualified: HashSet<(String, String)>,
+}
+
+impl BodyNames {
+    fn contains(&self, word: &str) -> bool {
+        self.words.contains(word)
+    }
+
+    /// Whether the body can name the object `database.name` (`None`: that name in every
+    /// database) when its unqualified names resolve in `home`. `q.name` with another `q`
+    /// is another database's object (or a column of a table `name`); an unqualified name
+    /// is `home`'s.
+    fn names(&self, database: Option<&str>, name: &str, home: &str) -> bool {
+        match database {
+            None => self.words.contains(name),
+            Some(db) => {
+                (db == home && self.bare.contains(name))
+                    || self.qualified.contains(&(db.to_owned(), name.to_owned()))
+            }
+        }
+    }
 }
 
 /// A row of information_schema.COLUMNS: schema, table, column, type, length, default,
@@ -208,7 +249,6 @@ type Body = (
 async fn load_dependents(
     conn: &mut mysql_async::Conn,
     policy: &Policy,
-    tables: &[String],
     views: &[((String, String), String)],
     computed: &HashSet<String>,
 ) -> Result<Vec<Dependent>, mysql_async::Error> {
@@ -243,8 +283,21 @@ async fn load_dependents(
     for (db, name, table, def, mode) in triggers {
         bodies.push(("trigger".into(), db, name, Some(table), def, Some(mode)));
     }
-    let mut reached: HashSet<String> = tables.iter().map(|t| t.to_ascii_lowercase()).collect();
-    let mut routines_reached: HashSet<String> = HashSet::new();
+    // What a body can reach protected data through, as (database, name), lower-case: the
+    // policy's tables (`None`: a rule for every database), then each object found.
+    // Unqualified names in a body are its own database's, so a view over another
+    // database's table of the same name is not taken for one over protected data.
+    let mut reached: HashSet<(Option<String>, String)> = policy
+        .columns()
+        .iter()
+        .map(|c| {
+            (
+                c.database.as_deref().map(str::to_ascii_lowercase),
+                c.table.to_ascii_lowercase(),
+            )
+        })
+        .collect();
+    let mut routines_reached: HashSet<(String, String)> = HashSet::new();
     let mut found: Vec<Dependent> = Vec::new();
     loop {
         let before = found.len();
@@ -261,14 +314,23 @@ async fn load_dependents(
                 Some(b) => match body_names(b, mode.as_deref()) {
                     None => Some("(its definition cannot be read)".to_owned()),
                     Some(names) => {
-                        let table_hit = names.iter().find(|n| reached.contains(*n)).cloned();
+                        let home = db.to_ascii_lowercase();
+                        let table_hit = reached
+                            .iter()
+                            .find(|(d, n)| names.names(d.as_deref(), n, &home))
+                            .map(|(d, n)| match d {
+                                Some(d) => format!("{d}.{n}"),
+                                None => n.clone(),
+                            });
                         let computed_hit = (kind == "view")
-                            .then(|| names.iter().find(|n| computed.contains(*n)).cloned())
+                            .then(|| names.words.iter().find(|n| computed.contains(*n)).cloned())
                             .flatten();
                         reads_refused = computed_hit.is_some()
-                            || names.iter().any(|n| routines_reached.contains(n));
+                            || routines_reached
+                                .iter()
+                                .any(|(d, n)| names.names(Some(d), n, &home));
                         let dynamic = (kind == "procedure" || kind == "function")
-                            && names.iter().any(|n| {
+                            && names.words.iter().any(|n| {
                                 n == "prepare" || n == "execute" || n.starts_with("session_track_")
                             });
                         let column_hit = on_table.as_deref().and_then(|t| {
@@ -301,17 +363,19 @@ async fn load_dependents(
             break;
         }
         for d in &found[before..] {
+            let db = d.database.to_ascii_lowercase();
             if d.kind == "procedure" || d.kind == "function" {
-                routines_reached.insert(d.name.to_ascii_lowercase());
+                routines_reached.insert((db.clone(), d.name.to_ascii_lowercase()));
             }
             // Views and routines can be named by other bodies; a trigger is reached through
             // the table it fires on (a view writing into that table reaches it too).
-            reached.insert(
+            reached.insert((
+                Some(db),
                 d.on_table
                     .as_deref()
                     .unwrap_or(&d.name)
                     .to_ascii_lowercase(),
-            );
+            ));
         }
     }
     Ok(found)
@@ -439,7 +503,7 @@ pub async fn load(
         .iter()
         .map(|(_, _, c, _)| c.clone())
         .collect();
-    snapshot.dependents = load_dependents(conn, policy, &names, &views, &computed).await?;
+    snapshot.dependents = load_dependents(conn, policy, &views, &computed).await?;
     for ((d, n), def) in views {
         snapshot.views.insert(key(&d, &n), def);
     }
@@ -571,5 +635,25 @@ mod tests {
             "every quoting mode when it is not known"
         );
         assert!(body_names("BEGIN SELECT 'unterminated; END", Some("")).is_none());
+    }
+
+    #[test]
+    fn body_names_resolve_in_the_bodys_database() {
+        let n = body_names(
+            "select `shop`.`users`.`ssn` AS `ssn` from `shop`.`users` join orders o",
+            Some(""),
+        )
+        .expect("lexes");
+        assert!(n.names(Some("shop"), "users", "test"), "qualified");
+        assert!(
+            !n.names(Some("test"), "users", "test"),
+            "another database's users"
+        );
+        assert!(
+            n.names(Some("test"), "orders", "test"),
+            "unqualified: the body's database"
+        );
+        assert!(!n.names(Some("shop"), "orders", "test"));
+        assert!(n.names(None, "orders", "test") && n.names(None, "users", "x"));
     }
 }

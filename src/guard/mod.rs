@@ -675,7 +675,19 @@ impl<'c, 'a> Decider<'c, 'a> {
     /// Whether a statement can reach protected data by what it names.
     fn reaches(&self, s: &Stmt<'_>, state: &LexState) -> bool {
         let db = state.database.as_deref();
-        if s.names_any(&|n| self.cx.reach.names(n, db)) {
+        let reach = self.cx.reach;
+        if s.names_any(&|n| reach.names(n, db)) {
+            return true;
+        }
+        // A view, routine or trigger table over protected data, named with its database
+        // (`db.v`, or `v` while `db` is current): another database's object of the same
+        // name does not reach it.
+        if s.names_any(&|n| reach.dependent_names.contains(n))
+            && reach
+                .dependents
+                .iter()
+                .any(|(d, n)| s.names_object(d, n, db))
+        {
             return true;
         }
         // A non-ASCII name in a character set myveil cannot read could be a protected one.
@@ -711,7 +723,7 @@ impl<'c, 'a> Decider<'c, 'a> {
     /// see: statements naming them (routines) or writing them (tables with such triggers).
     fn dependents(&self, s: &Stmt<'_>, write: bool, database: Option<&str>) -> Result<(), Refusal> {
         // Most statements name none of them: one pass over the names decides that.
-        if !s.names_any(&|n| self.cx.reach.dependents.contains(n)) {
+        if !s.names_any(&|n| self.cx.reach.dependent_names.contains(n)) {
             return Ok(());
         }
         // The current database's objects first, so the message names the right one.

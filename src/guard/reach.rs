@@ -18,8 +18,11 @@ pub struct Reach {
     pub tables: HashMap<String, HashSet<String>>,
     /// Tables protected in any database (rules without a database), lower-case.
     pub anywhere: HashSet<String>,
-    /// Views, routines and trigger tables that reach protected data, lower-case.
-    pub dependents: HashSet<String>,
+    /// Views, routines and trigger tables that reach protected data, as (database, name),
+    /// lower-case.
+    pub dependents: HashSet<(String, String)>,
+    /// Their names alone: most statements name none of them, which one pass decides.
+    pub dependent_names: HashSet<String>,
     /// Generated columns computed from a protected column (lower-case): statements that
     /// name one are refused.
     pub computed: HashSet<String>,
@@ -56,12 +59,13 @@ impl Reach {
             }
         }
         for d in &snapshot.dependents {
-            r.dependents.insert(
-                d.on_table
-                    .as_deref()
-                    .unwrap_or(&d.name)
-                    .to_ascii_lowercase(),
-            );
+            let name = d
+                .on_table
+                .as_deref()
+                .unwrap_or(&d.name)
+                .to_ascii_lowercase();
+            r.dependent_names.insert(name.clone());
+            r.dependents.insert((d.database.to_ascii_lowercase(), name));
         }
         r.computed = snapshot
             .computed
@@ -72,18 +76,19 @@ impl Reach {
             .databases
             .iter()
             .chain(&r.anywhere)
-            .chain(&r.dependents)
+            .chain(&r.dependent_names)
             .chain(r.tables.values().flatten())
             .any(|n| !n.is_ascii());
         r
     }
 
     /// Whether a name (an identifier of the statement, lower-case) can lead to protected
-    /// data when the session's database is `database`.
+    /// data when the session's database is `database`. Dependents are matched with their
+    /// database by the guard (`Stmt::names_object`), after `dependent_names` says one may
+    /// be named.
     pub fn names(&self, name: &str, database: Option<&str>) -> bool {
         self.databases.contains(name)
             || self.anywhere.contains(name)
-            || self.dependents.contains(name)
             || database.is_some_and(|db| {
                 self.tables
                     .get(&db.to_ascii_lowercase())

@@ -249,6 +249,38 @@ fn quoting_follows_the_session_sql_mode() {
 }
 
 #[test]
+fn dependents_are_named_with_their_database() {
+    let w = world();
+    let other = state(Some("other"), DEFAULT_MODE, "utf8mb4");
+    let elsewhere = state(Some("elsewhere"), DEFAULT_MODE, "utf8mb4");
+    // `other.leak` reaches shop.users: refused where `leak` means it, qualified or not.
+    assert!(run(&w, &other, "app", b"CALL leak()").starts_with("REFUSE"));
+    assert!(run(&w, &elsewhere, "app", b"CALL other.leak()").starts_with("REFUSE"));
+    assert!(run(&w, &elsewhere, "app", b"CALL `other` . `leak`()").starts_with("REFUSE"));
+    // Another database's routine or view of the same name is its own.
+    assert_eq!(run(&w, &elsewhere, "app", b"CALL leak()"), "PASS");
+    assert_eq!(run(&w, &elsewhere, "app", b"CALL elsewhere.leak()"), "PASS");
+    assert_eq!(
+        run(&w, &other, "app", b"INSERT INTO v_users VALUES (1, 'x')"),
+        "PASS"
+    );
+    // (DDL passes marked as a schema change.)
+    assert_eq!(
+        run(&w, &other, "app", b"CREATE VIEW v_users AS SELECT 1 AS one"),
+        "PROTECT"
+    );
+    assert!(
+        run(
+            &w,
+            &other,
+            "app",
+            b"INSERT INTO shop.v_users VALUES (1, 'x')"
+        )
+        .starts_with("REFUSE")
+    );
+}
+
+#[test]
 fn the_charset_decides_spaces_and_multibyte_characters() {
     let w = world();
     let latin1 = state(Some("shop"), DEFAULT_MODE, "latin1");
