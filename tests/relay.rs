@@ -692,3 +692,77 @@ async fn local_infile_in_the_middle_of_a_multi_result_query() {
     c.disconnect().await.ok();
     db.drop_now().await;
 }
+
+/// A multi-statement query's finished results reach the client while a later statement
+/// still runs (Connector/Python's read-timeout tests), as directly, plain and compressed:
+/// the second statement waits for a lock that is released only once the client has read
+/// the whole first result.
+#[tokio::test]
+async fn earlier_results_arrive_while_a_later_statement_runs() {
+    use myveil::wire::compress::{Algorithm, Compressed};
+    use myveil::wire::{PacketConn, Stream};
+    let proxy = Proxy::start().await;
+    let direct_addr: std::net::SocketAddr = "127.0.0.1:3306".parse().expect("addr");
+    let lock = format!("myveil_t_results_{}", std::process::id());
+    for (target, addr, user, password, compress) in [
+        ("direct", direct_addr, "root", "", false),
+        (
+            "myveil",
+            proxy.addr,
+            common::APP_USER,
+            common::APP_PASSWORD,
+            false,
+        ),
+        (
+            "myveil compressed",
+            proxy.addr,
+            common::APP_USER,
+            common::APP_PASSWORD,
+            true,
+        ),
+    ] {
+        let mut holder = direct(None).await;
+        let got: Option<i64> = holder
+            .query_first(format!("SELECT GET_LOCK('{lock}', 5)"))
+            .await
+            .expect("lock");
+        assert_eq!(got, Some(1));
+        let multi = 0x0001_0000;
+        let caps = if compress { multi | 0x20 } else { multi };
+        let (c, _, _) = common::raw::login_with(addr, user, password, None, caps).await;
+        let mut c: PacketConn = if compress {
+            let (stream, early) = c.into_parts();
+            let z = Compressed::new(stream, Algorithm::Zlib, early).expect("compressed");
+            PacketConn::new(Stream::Compressed(Box::new(z)))
+        } else {
+            c
+        };
+        common::raw::send(
+            &mut c,
+            format!("\x03SELECT 1; SELECT GET_LOCK('{lock}', 20)").as_bytes(),
+        )
+        .await;
+        // Column count, definition, EOF, the row, EOF (more results follow).
+        let first: Vec<Vec<u8>> = read_n(&mut c, 5).await;
+        assert_eq!(first[3], b"\x011", "{target}: the first result's row");
+        // Only now can the second statement take the lock.
+        holder
+            .query_drop(format!("DO RELEASE_LOCK('{lock}')"))
+            .await
+            .expect("release");
+        let second = read_n(&mut c, 5).await;
+        assert_eq!(
+            second[3], b"\x011",
+            "{target}: the lock was taken after the release"
+        );
+        holder.disconnect().await.ok();
+    }
+
+    async fn read_n(c: &mut PacketConn, n: usize) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            out.push(common::raw::read(c).await);
+        }
+        out
+    }
+}

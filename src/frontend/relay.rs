@@ -285,9 +285,8 @@ impl Response {
             }
         }
         loop {
-            let pkt = backend
-                .read_packet(t.row_limit)
-                .await
+            let pkt = flushing(client, backend.read_packet(t.row_limit))
+                .await?
                 .map_err(Failed::Backend)?;
             let before = self.phase;
             if before == Phase::ResultStart {
@@ -559,7 +558,9 @@ impl Response {
                     return Ok(e);
                 }
                 _ => {
-                    backend.fill().await.map_err(Failed::Backend)?;
+                    flushing(client, backend.fill())
+                        .await?
+                        .map_err(Failed::Backend)?;
                 }
             }
         }
@@ -595,6 +596,32 @@ pub async fn forward_packet(from: &mut PacketConn, to: &mut PacketConn) -> wire:
             return Ok(len);
         }
         from.fill().await?;
+    }
+}
+
+/// Awaits a read from the backend; when it cannot finish at once, first sends the client
+/// what is queued for it. The backend is then busy (the next statement of a multi-statement
+/// query, a slow row), and what came before reaches the client meanwhile: a compressed
+/// client's frames, and rewritten packets, wait for a flush otherwise.
+async fn flushing<T>(
+    client: &mut PacketConn,
+    read: impl std::future::Future<Output = T>,
+) -> Result<T, Failed> {
+    use std::task::Poll;
+    let mut read = std::pin::pin!(read);
+    let now = std::future::poll_fn(|cx| {
+        Poll::Ready(match read.as_mut().poll(cx) {
+            Poll::Ready(r) => Some(r),
+            Poll::Pending => None,
+        })
+    })
+    .await;
+    match now {
+        Some(r) => Ok(r),
+        None => {
+            client.flush().await.map_err(Failed::Client)?;
+            Ok(read.await)
+        }
     }
 }
 

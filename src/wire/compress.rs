@@ -4,15 +4,20 @@
 //! Each compressed frame is a 7-byte header — compressed length (3 bytes), the compressed
 //! sequence id, uncompressed length (3 bytes; 0: the payload is stored as it is) — and a
 //! payload that holds any slice of the plain packet stream: a frame may carry several
-//! packets or part of one. Reads take one frame at a time and yield its plain bytes; writes
-//! gather plain bytes and send a frame at every flush or when `FRAME_BYTES` are pending, so
-//! memory stays bounded however large the packets or results are. The compressed sequence id
-//! restarts with every command the client sends (its first frame has id 0); replies go on
-//! from the id after the client's last frame.
+//! packets or part of one. Reads take one frame at a time and yield its plain bytes. Writes
+//! gather whole packets and send a frame at every flush or when `FRAME_BYTES` are pending;
+//! a frame ends where a packet ends (a packet larger than a frame gets a frame of its own,
+//! split only where a frame's 16 MiB length field ends), as the server's frames do: some
+//! clients read at most one more frame for a packet (Connector/Python), and take a stored
+//! frame for a single packet. Memory stays bounded: a frame's worth of small packets, or
+//! one packet (≤ 16 MiB). The compressed sequence id restarts with every command the client
+//! sends (its first frame has id 0); replies go on from the id after the client's last frame.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+
+use std::collections::VecDeque;
 
 use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -53,6 +58,10 @@ pub struct Compressed {
     plain: BytesMut,
     /// Plain bytes written and not yet framed.
     pending: BytesMut,
+    /// Offsets in `pending` where a whole packet ends, in order.
+    ends: VecDeque<usize>,
+    /// `pending` starts inside a packet (the rest of one split at the 16 MiB field limit).
+    mid_packet: bool,
     /// Framed bytes not yet written to the socket.
     out: BytesMut,
     /// Sequence id of the next frame sent.
@@ -64,17 +73,17 @@ pub struct Compressed {
 
 /// Packet sequence ids under compression. The backend numbers packets as the plain
 /// protocol does; a compressed server instead restarts the packet numbering from the frame
-/// numbering whenever it has read from the client, and so do clients (a LOCAL INFILE's data
-/// after a result, a long command over several frames). Packets toward the client are
-/// renumbered the server's way, packets from it back the plain way.
+/// numbering whenever it has read from the client or flushed (`net_flush` syncs them), and
+/// clients rely on it: mysql_async expects a result that starts a frame to be numbered
+/// from that frame, and clients number a LOCAL INFILE's data or a long command after
+/// their frames. So a packet that starts a frame toward the client takes the frame's id
+/// (the rest follow it), and packets from the client are renumbered back the plain way.
 #[derive(Default)]
 struct Seqs {
     /// The next id in the plain numbering (what the backend sends or expects next).
     plain_next: u8,
-    /// The next id toward the client.
+    /// The next id toward the client, for a packet that does not start a frame.
     out: u8,
-    /// A client packet was read since the last packet out: numbering restarts.
-    restart: bool,
     write: Cursor,
     read: Cursor,
 }
@@ -89,18 +98,18 @@ struct Cursor {
 
 impl Cursor {
     /// Feeds `bytes` through, calling `renumber` on each whole header (which may change its
-    /// sequence id) and `emit` on everything in order.
+    /// sequence id) and `emit` on everything in order, with `true` where a packet ends.
     fn feed(
         &mut self,
         mut bytes: &[u8],
         mut renumber: impl FnMut(&mut [u8; 4]),
-        mut emit: impl FnMut(&[u8]),
+        mut emit: impl FnMut(&[u8], bool),
     ) {
         while !bytes.is_empty() {
             if self.left > 0 {
                 let k = self.left.min(bytes.len());
-                emit(&bytes[..k]);
                 self.left -= k;
+                emit(&bytes[..k], self.left == 0);
                 bytes = &bytes[k..];
                 continue;
             }
@@ -110,9 +119,9 @@ impl Cursor {
             bytes = &bytes[k..];
             if self.have == 4 {
                 renumber(&mut self.header);
-                emit(&self.header);
                 let h = self.header;
                 self.left = usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16;
+                emit(&self.header, self.left == 0);
                 self.have = 0;
             }
         }
@@ -132,6 +141,8 @@ impl Compressed {
             raw: early,
             plain: BytesMut::new(),
             pending: BytesMut::new(),
+            ends: VecDeque::new(),
+            mid_packet: false,
             out: BytesMut::new(),
             seq: 0,
             zstd,
@@ -185,10 +196,7 @@ impl Compressed {
     fn take_in(&mut self, bytes: &[u8]) {
         let Self { seqs, plain, .. } = self;
         let Seqs {
-            plain_next,
-            restart,
-            read,
-            ..
+            plain_next, read, ..
         } = seqs;
         read.feed(
             bytes,
@@ -197,51 +205,95 @@ impl Compressed {
                     h[3] = *plain_next;
                 }
                 *plain_next = h[3].wrapping_add(1);
-                *restart = true;
             },
-            |b| plain.extend_from_slice(b),
+            |b, _| plain.extend_from_slice(b),
         );
     }
 
-    /// Plain bytes toward the client, renumbered the compressed server's way.
+    /// Plain bytes toward the client (renumbered as they are framed).
     fn take_out(&mut self, bytes: &[u8]) {
-        let frame_seq = self.seq;
-        let Self { seqs, pending, .. } = self;
-        let Seqs {
-            plain_next,
-            out,
-            restart,
-            write,
+        let Self {
+            seqs,
+            pending,
+            ends,
             ..
+        } = self;
+        let Seqs {
+            plain_next, write, ..
         } = seqs;
         write.feed(
             bytes,
-            |h| {
-                *plain_next = h[3].wrapping_add(1);
-                if *restart {
-                    *out = frame_seq;
-                    *restart = false;
+            |h| *plain_next = h[3].wrapping_add(1),
+            |b, end| {
+                pending.extend_from_slice(b);
+                if end {
+                    ends.push_back(pending.len());
                 }
-                h[3] = *out;
-                *out = out.wrapping_add(1);
             },
-            |b| pending.extend_from_slice(b),
         );
     }
 
-    /// Frames up to `FRAME_BYTES` of pending plain bytes into `out`.
-    fn frame(&mut self) -> io::Result<()> {
-        let take = self.pending.len().min(FRAME_BYTES).min(MAX_FIELD);
-        let chunk = self.pending.split_to(take);
-        let packed = if chunk.len() < MIN_COMPRESS {
+    /// How many pending bytes the next frame takes, if one is due: whole packets up to
+    /// `FRAME_BYTES` once that much is pending (or at a flush), a larger whole packet on its
+    /// own, and a packet longer than a frame can hold cut at that length. A packet still
+    /// arriving waits (`all`: at shutdown, everything goes).
+    fn next_frame(&self, flush: bool, all: bool) -> Option<usize> {
+        let fit = self.ends.iter().take_while(|&&e| e <= FRAME_BYTES).last();
+        match (fit, self.ends.front()) {
+            (Some(&e), _) if flush || self.pending.len() >= FRAME_BYTES => Some(e),
+            (None, Some(&first)) => Some(first.min(MAX_FIELD)),
+            (None, None) if self.pending.len() >= MAX_FIELD => Some(MAX_FIELD),
+            _ if all && !self.pending.is_empty() => Some(self.pending.len().min(MAX_FIELD)),
+            _ => None,
+        }
+    }
+
+    /// Frames the next `take` pending plain bytes into `out`.
+    fn frame(&mut self, take: usize) -> io::Result<()> {
+        let mut chunk = self.pending.split_to(take);
+        // Packet ids the compressed server's way: a packet that starts the frame and ends
+        // in it takes the frame's id, the others follow. (One that goes on into the next
+        // frame does not: mysql_common accepts a synced id only from the frame where the
+        // packet ends.)
+        let sync = !self.mid_packet && self.ends.front().is_some_and(|&e| e <= take);
+        let mut next = if sync { self.seq } else { self.seqs.out };
+        let starts = (!self.mid_packet)
+            .then_some(0)
+            .into_iter()
+            .chain(self.ends.iter().copied().take_while(|&e| e < take));
+        for at in starts {
+            if let Some(id) = chunk.get_mut(at + 3) {
+                *id = next;
+                next = next.wrapping_add(1);
+            }
+        }
+        self.seqs.out = next;
+        let single = !self.mid_packet && self.ends.front() == Some(&take);
+        let mut at_end = false;
+        while let Some(&e) = self.ends.front()
+            && e <= take
+        {
+            at_end = e == take;
+            self.ends.pop_front();
+        }
+        for e in &mut self.ends {
+            *e -= take;
+        }
+        // A frame cut inside a packet: the next one starts inside it.
+        self.mid_packet = !at_end;
+        // Stored only for a single whole packet that compression does not shrink (short, or
+        // already compressed or random data): a reader may take a stored frame for one
+        // packet. Anything else is compressed even when that does not pay, unless the
+        // result would not fit the length field.
+        let packed = if single && chunk.len() < MIN_COMPRESS {
             None
         } else {
             let packed = match (&mut self.zstd, self.algorithm) {
                 (Some(z), _) => z.compress(&chunk)?,
                 (None, _) => deflate_with(self.zlib.get_or_insert_with(new_deflater), &chunk)?,
             };
-            // Stored when compression does not pay (already compressed or random data).
-            (packed.len() < chunk.len()).then_some(packed)
+            let pays = packed.len() < chunk.len();
+            (packed.len() <= MAX_FIELD && (pays || !single)).then_some(packed)
         };
         let (body, plain_len): (&[u8], usize) = match &packed {
             Some(p) => (p, chunk.len()),
@@ -272,6 +324,21 @@ impl Compressed {
             self.out = BytesMut::new();
         }
         Poll::Ready(Ok(()))
+    }
+}
+
+impl Compressed {
+    /// Sends every whole packet pending (`all`: a packet cut short too). A packet still
+    /// arriving stays: the client cannot use part of one, and it goes in one frame.
+    fn flush_frames(&mut self, cx: &mut Context<'_>, all: bool) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.drain(cx))?;
+            match self.next_frame(true, all) {
+                Some(take) => self.frame(take)?,
+                None => break,
+            }
+        }
+        Pin::new(&mut self.inner).poll_flush(cx)
     }
 }
 
@@ -412,30 +479,30 @@ impl AsyncWrite for Compressed {
             // Back-pressure: a frame waits for the socket before more plain bytes are taken.
             ready!(this.drain(cx))?;
         }
-        let room = (FRAME_BYTES - this.pending.len().min(FRAME_BYTES)).max(1);
+        // Up to a frame's worth, or the rest of a packet larger than that (up to what one
+        // frame holds).
+        let room = if this.pending.len() < FRAME_BYTES {
+            FRAME_BYTES - this.pending.len()
+        } else {
+            MAX_FIELD.saturating_sub(this.pending.len()).max(1)
+        };
         let n = buf.len().min(room);
         this.take_out(&buf[..n]);
-        if this.pending.len() >= FRAME_BYTES {
-            this.frame()?;
+        while let Some(take) = this.next_frame(false, false) {
+            this.frame(take)?;
         }
         Poll::Ready(Ok(n))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        loop {
-            ready!(this.drain(cx))?;
-            if this.pending.is_empty() {
-                break;
-            }
-            this.frame()?;
-        }
-        Pin::new(&mut this.inner).poll_flush(cx)
+        this.flush_frames(cx, false)
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        ready!(self.as_mut().poll_flush(cx))?;
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.flush_frames(cx, true))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }
 
@@ -479,6 +546,13 @@ mod tests {
         assert!(c.decode().expect("decodes"));
     }
 
+    /// Frames every whole pending packet, as a flush does.
+    fn frame_all(c: &mut Compressed) {
+        while let Some(take) = c.next_frame(true, false) {
+            c.frame(take).expect("frame");
+        }
+    }
+
     #[tokio::test]
     async fn packets_are_renumbered_the_compressed_way_and_back() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -494,25 +568,42 @@ mod tests {
         client_frame(&mut c, 0, &[0]);
         assert_eq!(seqs_of(&c.plain.split()), [0]);
         c.take_out(&packets(&[vec![1], vec![2], vec![3], vec![4], vec![0xFB]])[5..]);
-        assert_eq!(seqs_of(&c.pending), [1, 2, 3, 4]);
-        c.frame().expect("frame");
+        assert_eq!(sent(&mut c), [(1, vec![1, 2, 3, 4])]);
         // The client numbers its file packets after its frame numbering (2, 3): the backend
         // gets them as the plain protocol numbers them (5, 6).
         client_frame(&mut c, 2, &[2, 3]);
         assert_eq!(seqs_of(&c.plain.split()), [5, 6]);
-        // The backend's OK (plain 7) goes out numbered after the client's frame (3).
+        // The backend's OK (plain 7) goes out numbered after the client's frame (3), even
+        // when it arrives in pieces.
         let mut ok = vec![1, 0, 0, 7, 0];
-        let at = c.pending.len();
         c.take_out(&ok[..2]);
         c.take_out(&ok.split_off(2));
-        assert_eq!(seqs_of(&c.pending[at..]), [3]);
+        assert_eq!(sent(&mut c), [(3, vec![3])]);
         // A new command starts at 0 again, and its answer follows its frame (0 → 1).
-        c.frame().expect("frame");
         client_frame(&mut c, 0, &[0]);
         assert_eq!(seqs_of(&c.plain.split()), [0]);
-        let at = c.pending.len();
-        c.take_out(&[1, 0, 0, 1, 0]);
-        assert_eq!(seqs_of(&c.pending[at..]), [1]);
+        // A result, flushed while the backend runs the next statement: the next result
+        // starts a frame and takes its id (as the server's flush syncs the ids).
+        c.take_out(&packets(&[vec![9], vec![1], vec![2], vec![0xFE]])[5..]);
+        frame_all(&mut c);
+        c.take_out(&packets(&[vec![9], vec![9], vec![9], vec![9], vec![0]])[20..]);
+        assert_eq!(sent(&mut c), [(1, vec![1, 2, 3]), (2, vec![2])]);
+    }
+
+    /// Frames everything pending and decodes what went out: (frame id, packet ids).
+    fn sent(c: &mut Compressed) -> Vec<(u8, Vec<u8>)> {
+        frame_all(c);
+        let wire = c.out.split();
+        let mut bytes: &[u8] = &wire;
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            let len =
+                usize::from(bytes[0]) | usize::from(bytes[1]) << 8 | usize::from(bytes[2]) << 16;
+            let plain = frames(&bytes[..HEADER + len], Algorithm::Zlib);
+            out.push((bytes[3], seqs_of(&plain)));
+            bytes = &bytes[HEADER + len..];
+        }
+        out
     }
 
     fn frames(mut bytes: &[u8], algorithm: Algorithm) -> Vec<u8> {
@@ -536,6 +627,153 @@ mod tests {
             bytes = &bytes[HEADER + len..];
         }
         plain
+    }
+
+    /// The frames of `wire`: (stored, id, plain bytes).
+    fn frame_list(mut bytes: &[u8], algorithm: Algorithm) -> Vec<(bool, u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            let len =
+                usize::from(bytes[0]) | usize::from(bytes[1]) << 8 | usize::from(bytes[2]) << 16;
+            let at = HEADER + len;
+            out.push((
+                bytes[4..7] == [0, 0, 0],
+                bytes[3],
+                frames(&bytes[..at], algorithm),
+            ));
+            bytes = &bytes[at..];
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn frames_end_where_packets_end() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut rng = 11u64;
+        let mut noise = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    (rng >> 56) as u8
+                })
+                .collect()
+        };
+        // Rows of a result: small ones, a 1 MiB one (Connector/Python reads one more frame
+        // for a packet, no more), incompressible ones, and one at the 16 MiB packet limit
+        // with its continuation.
+        let mut payloads: Vec<Vec<u8>> =
+            (0..3000).map(|i| format!("row {i}").into_bytes()).collect();
+        payloads.push(vec![b'r'; 1 << 20]);
+        payloads.push(noise(40));
+        payloads.push(noise(300));
+        payloads.extend((0..500).map(|i| format!("more {i}").into_bytes()));
+        payloads.push(noise(MAX_FIELD));
+        payloads.push(noise(10));
+        payloads.push(b"end".to_vec());
+        let sent = packets(&payloads);
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let peer = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.expect("accept");
+            let mut all = Vec::new();
+            s.read_to_end(&mut all).await.expect("read");
+            all
+        });
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut c =
+            Compressed::new(Stream::Plain(tcp), Algorithm::Zlib, BytesMut::new()).expect("new");
+        // Written in odd pieces (cutting headers too), with flushes in between: a flush
+        // sends whole packets only.
+        let mut at = 0;
+        let mut step = 1;
+        while at < sent.len() {
+            let n = step.min(sent.len() - at);
+            c.write_all(&sent[at..at + n]).await.expect("write");
+            at += n;
+            step = (step * 7 + 3) % 70_001;
+            if step % 3 == 0 {
+                c.flush().await.expect("flush");
+            }
+        }
+        c.shutdown().await.expect("shutdown");
+        drop(c);
+        let list = frame_list(&peer.await.expect("peer"), Algorithm::Zlib);
+        let plain: Vec<u8> = list.iter().flat_map(|(_, _, p)| p.clone()).collect();
+        // The same packets (their ids are the frames' business).
+        let ids_cleared = |b: &[u8]| {
+            let mut b = b.to_vec();
+            let mut at = 0;
+            while at + 4 <= b.len() {
+                b[at + 3] = 0;
+                at += 4
+                    + (usize::from(b[at])
+                        | usize::from(b[at + 1]) << 8
+                        | usize::from(b[at + 2]) << 16);
+            }
+            b
+        };
+        assert!(
+            ids_cleared(&plain) == ids_cleared(&sent),
+            "the packets arrive as sent"
+        );
+        // Where each packet starts and ends, in frames.
+        let mut bounds = vec![0usize];
+        for (_, _, p) in &list {
+            bounds.push(bounds.last().expect("bound") + p.len());
+        }
+        let frame_of = |offset: usize| bounds.partition_point(|&b| b <= offset) - 1;
+        let mut offset = 0;
+        let mut expected = 0u8;
+        let mut starts = Vec::new();
+        while offset < sent.len() {
+            starts.push(offset);
+            let len = usize::from(sent[offset])
+                | usize::from(sent[offset + 1]) << 8
+                | usize::from(sent[offset + 2]) << 16;
+            let (first, last) = (frame_of(offset), frame_of(offset + 4 + len - 1));
+            // mysql_common's rule: an id follows the last one, or is the id of the frame
+            // where the packet ends (the server synced its ids at a flush).
+            let id = plain[offset + 3];
+            assert!(
+                id == expected || id == list[last].1,
+                "packet at {offset}: id {id}, expected {expected} or {}",
+                list[last].1
+            );
+            expected = id.wrapping_add(1);
+            assert_eq!(first, frame_of(offset + 3), "a header is never cut");
+            if len + 4 <= MAX_FIELD {
+                assert_eq!(first, last, "a packet of {len} bytes in one frame");
+            } else {
+                assert_eq!(last, first + 1, "a packet over 16 MiB in two frames");
+            }
+            offset += 4 + len;
+        }
+        for (i, (stored, _, p)) in list.iter().enumerate() {
+            if *stored && p.len() != MAX_FIELD {
+                // (A 16 MiB cut of random data does not compress into a frame's length field.)
+                let len = usize::from(p[0]) | usize::from(p[1]) << 8 | usize::from(p[2]) << 16;
+                assert_eq!(p.len(), 4 + len, "stored frame {i} is one whole packet");
+            }
+            if p.len() > FRAME_BYTES {
+                let starts = starts.iter().filter(|&&s| frame_of(s) == i).count();
+                assert!(
+                    starts <= 1,
+                    "frame {i} of {} bytes holds {starts} packets",
+                    p.len()
+                );
+            }
+        }
+        assert!(
+            list.iter().any(|(stored, _, _)| *stored),
+            "incompressible packets are stored"
+        );
+        assert!(
+            list.len() < 40,
+            "small packets share frames: {}",
+            list.len()
+        );
     }
 
     #[test]
