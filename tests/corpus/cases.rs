@@ -327,6 +327,18 @@ fn legit() -> Vec<Case> {
             .q("SELECT ssn FROM bview2 WHERE id = 2")
             .expect(Support, &[&[Some("b-ssn-2")]])
             .must(&ROLES),
+        b("a view over users created directly, written through")
+            .root("CREATE VIEW {{B}}.bview3 AS SELECT id, ssn FROM {{B}}.users")
+            .q("INSERT INTO bview3 (id, ssn) VALUES (30, 'b-ssn-30')")
+            .q("SELECT ssn FROM bview3 WHERE id = 30")
+            .expect(Auditor, &[&[Some("b-ssn-30")]])
+            .must(&ROLES),
+        b("a routine over its own users, called")
+            .root("CREATE PROCEDURE {{B}}.bset(IN v TEXT) UPDATE {{B}}.users SET ssn = v WHERE id = 1")
+            .q("CALL bset('b-ssn-set')")
+            .q("SELECT ssn FROM users WHERE id = 1")
+            .expect(Support, &[&[Some("b-ssn-set")]])
+            .must(&ROLES),
         b("prepared ssn search")
             .x("SELECT id FROM users WHERE ssn = ? OR email LIKE ?", &[Some("b-ssn-2"), Some("nobody%")])
             .expect(Support, &[&[Some("2")]])
@@ -1202,6 +1214,17 @@ fn dynamic() -> Vec<Case> {
         y("a routine in the twin that writes the protected table")
             .root("CREATE PROCEDURE {{B}}.set_ssn_b(IN v TEXT) UPDATE {{A}}.users SET ssn = v WHERE id = 1")
             .q("CALL {{B}}.set_ssn_b('{{c:ssn}}')"),
+        y("a view in the twin over the protected table, written from the twin")
+            .root("CREATE VIEW {{B}}.v_reach AS SELECT id, ssn FROM {{A}}.users")
+            .db(Some("{{B}}"))
+            .q("INSERT INTO v_reach (id, ssn) VALUES (40, '{{c:ssn}}')"),
+        y("a view in the twin over the protected table, written qualified")
+            .root("CREATE VIEW {{B}}.v_reach2 AS SELECT id, ssn FROM {{A}}.users")
+            .q("UPDATE {{B}}.v_reach2 SET ssn = '{{c:ssn}}' WHERE id = 1"),
+        y("a routine in the twin named like a protected one's, called unqualified")
+            .root("CREATE PROCEDURE set_ssn3(IN v TEXT) UPDATE users SET ssn = v WHERE id = 1")
+            .root("CREATE PROCEDURE {{B}}.set_ssn3(IN v TEXT) UPDATE {{B}}.users SET ssn = v WHERE id = 1")
+            .q("CALL set_ssn3('{{c:ssn}}')"),
         y("a routine that reads ssn")
             .root("CREATE PROCEDURE read_ssn() SELECT id, ssn, email FROM users")
             .q("CALL read_ssn()"),
