@@ -238,10 +238,20 @@ impl Compressed {
     /// own, and a packet longer than a frame can hold cut at that length. A packet still
     /// arriving waits (`all`: at shutdown, everything goes).
     fn next_frame(&self, flush: bool, all: bool) -> Option<usize> {
-        let fit = self.ends.iter().take_while(|&&e| e <= FRAME_BYTES).last();
-        match (fit, self.ends.front()) {
+        let first = self.ends.front().copied();
+        // Called after every write: nothing is due while less than a frame is pending.
+        if !flush
+            && !all
+            && self.pending.len() < FRAME_BYTES
+            && first.is_none_or(|e| e <= FRAME_BYTES)
+        {
+            return None;
+        }
+        let fits = self.ends.partition_point(|&e| e <= FRAME_BYTES);
+        let fit = fits.checked_sub(1).and_then(|i| self.ends.get(i));
+        match (fit, first) {
             (Some(&e), _) if flush || self.pending.len() >= FRAME_BYTES => Some(e),
-            (None, Some(&first)) => Some(first.min(MAX_FIELD)),
+            (None, Some(first)) => Some(first.min(MAX_FIELD)),
             (None, None) if self.pending.len() >= MAX_FIELD => Some(MAX_FIELD),
             _ if all && !self.pending.is_empty() => Some(self.pending.len().min(MAX_FIELD)),
             _ => None,
@@ -255,27 +265,32 @@ impl Compressed {
         // in it takes the frame's id, the others follow. (One that goes on into the next
         // frame does not: mysql_common accepts a synced id only from the frame where the
         // packet ends.)
-        let sync = !self.mid_packet && self.ends.front().is_some_and(|&e| e <= take);
+        let first = self.ends.front().copied();
+        let sync = !self.mid_packet && first.is_some_and(|e| e <= take);
+        let single = !self.mid_packet && first == Some(take);
         let mut next = if sync { self.seq } else { self.seqs.out };
-        let starts = (!self.mid_packet)
-            .then_some(0)
-            .into_iter()
-            .chain(self.ends.iter().copied().take_while(|&e| e < take));
-        for at in starts {
+        let mut renumber = |at: usize| {
             if let Some(id) = chunk.get_mut(at + 3) {
                 *id = next;
                 next = next.wrapping_add(1);
             }
+        };
+        if !self.mid_packet {
+            renumber(0);
         }
-        self.seqs.out = next;
-        let single = !self.mid_packet && self.ends.front() == Some(&take);
+        // The packets ending in this frame: the next one starts where each ends.
         let mut at_end = false;
         while let Some(&e) = self.ends.front()
             && e <= take
         {
-            at_end = e == take;
             self.ends.pop_front();
+            if e < take {
+                renumber(e);
+            } else {
+                at_end = true;
+            }
         }
+        self.seqs.out = next;
         for e in &mut self.ends {
             *e -= take;
         }
@@ -325,9 +340,7 @@ impl Compressed {
         }
         Poll::Ready(Ok(()))
     }
-}
 
-impl Compressed {
     /// Sends every whole packet pending (`all`: a packet cut short too). A packet still
     /// arriving stays: the client cannot use part of one, and it goes in one frame.
     fn flush_frames(&mut self, cx: &mut Context<'_>, all: bool) -> Poll<io::Result<()>> {
@@ -646,18 +659,41 @@ mod tests {
         out
     }
 
+    /// `n` bytes that do not compress (a linear congruential stream from `state`).
+    fn noise(state: &mut u64, n: usize) -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                *state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                (*state >> 56) as u8
+            })
+            .collect()
+    }
+
+    /// A compressed writer over loopback, and the bytes its peer reads until it closes.
+    async fn writer_and_peer(
+        algorithm: Algorithm,
+    ) -> (Compressed, tokio::task::JoinHandle<Vec<u8>>) {
+        use tokio::io::AsyncReadExt;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let peer = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.expect("accept");
+            let mut all = Vec::new();
+            s.read_to_end(&mut all).await.expect("read");
+            all
+        });
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let c = Compressed::new(Stream::Plain(tcp), algorithm, BytesMut::new()).expect("new");
+        (c, peer)
+    }
+
     #[tokio::test]
     async fn frames_end_where_packets_end() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let mut rng = 11u64;
-        let mut noise = |n: usize| -> Vec<u8> {
-            (0..n)
-                .map(|_| {
-                    rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1);
-                    (rng >> 56) as u8
-                })
-                .collect()
-        };
+        let mut noise = |n: usize| noise(&mut rng, n);
         // Rows of a result: small ones, a 1 MiB one (Connector/Python reads one more frame
         // for a packet, no more), incompressible ones, and one at the 16 MiB packet limit
         // with its continuation.
@@ -671,19 +707,7 @@ mod tests {
         payloads.push(noise(10));
         payloads.push(b"end".to_vec());
         let sent = packets(&payloads);
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = l.local_addr().expect("addr");
-        let peer = tokio::spawn(async move {
-            let (mut s, _) = l.accept().await.expect("accept");
-            let mut all = Vec::new();
-            s.read_to_end(&mut all).await.expect("read");
-            all
-        });
-        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let mut c =
-            Compressed::new(Stream::Plain(tcp), Algorithm::Zlib, BytesMut::new()).expect("new");
+        let (mut c, peer) = writer_and_peer(Algorithm::Zlib).await;
         // Written in odd pieces (cutting headers too), with flushes in between: a flush
         // sends whole packets only.
         let mut at = 0;
@@ -801,31 +825,11 @@ mod tests {
 
     #[tokio::test]
     async fn writes_become_frames_that_decode_to_the_same_bytes() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         for algorithm in [Algorithm::Zlib, Algorithm::Zstd(3)] {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("test step");
-            let addr = listener.local_addr().expect("test step");
-            let peer = tokio::spawn(async move {
-                let (mut s, _) = listener.accept().await.expect("test step");
-                let mut all = Vec::new();
-                s.read_to_end(&mut all).await.expect("test step");
-                all
-            });
-            let tcp = tokio::net::TcpStream::connect(addr)
-                .await
-                .expect("test step");
-            let mut c =
-                Compressed::new(Stream::Plain(tcp), algorithm, BytesMut::new()).expect("test step");
+            let (mut c, peer) = writer_and_peer(algorithm).await;
             // Small, compressible, incompressible and larger than a frame.
-            let mut rng = 7u64;
-            let noise: Vec<u8> = (0..100_000)
-                .map(|_| {
-                    rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1);
-                    (rng >> 56) as u8
-                })
-                .collect();
+            let noise = noise(&mut 7u64, 100_000);
             let sent = packets(&[
                 b"tiny".to_vec(),
                 vec![b'x'; 3 * FRAME_BYTES + 17],
