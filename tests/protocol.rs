@@ -379,6 +379,91 @@ fn frame(seq: u8, plain: &[u8], zstd: bool, packed: bool) -> Vec<u8> {
 
 /// Reads compressed frames until their plain bytes hold whole packets ending in OK, EOF or
 /// ERR; returns the frames' sequence ids and the packets.
+/// `SHOW STATUS` reports the compression of the asking client's own leg, plain or
+/// compressed, as a direct connection with the same setting sees it; an aborted client's
+/// backend connection is closed, so the server counts it in `Aborted_clients`.
+#[tokio::test]
+async fn status_reports_the_clients_own_leg() {
+    let proxy = Proxy::start().await;
+    let queries = [
+        "SHOW STATUS LIKE 'Compression'",
+        "show session status like 'compr%'",
+        "SHOW GLOBAL STATUS WHERE Variable_name = 'Compression'",
+        "/* x */ SHOW LOCAL STATUS LIKE 'Compression'",
+    ];
+    for compressed in [false, true] {
+        let z = compressed.then(mysql_async::Compression::default);
+        let mut direct = mysql_async::Conn::new(common::direct_opts().compression(z))
+            .await
+            .expect("direct");
+        let mut through = mysql_async::Conn::new(
+            proxy
+                .opts(common::APP_USER, common::APP_PASSWORD)
+                .compression(z),
+        )
+        .await
+        .expect("through myveil");
+        for q in queries {
+            let want: Vec<(String, String)> = direct.query(q).await.expect("direct status");
+            let got: Vec<(String, String)> = through.query(q).await.expect("status");
+            assert_eq!(got, want, "{q} (compressed: {compressed})");
+            let on = if compressed { "ON" } else { "OFF" };
+            assert_eq!(want, [("Compression".to_owned(), on.to_owned())], "{q}");
+        }
+        // Other rows pass as they are.
+        let got: Vec<(String, String)> = through
+            .query("SHOW SESSION STATUS LIKE 'Com_select'")
+            .await
+            .expect("status");
+        assert_eq!(got.len(), 1);
+        assert_ne!(got[0].1, "ON");
+        direct.disconnect().await.expect("disconnect");
+        through.disconnect().await.expect("disconnect");
+    }
+
+    // A client that drops its socket without COM_QUIT.
+    let mut root = common::direct(None).await;
+    let aborted = |r: Option<(String, u64)>| r.expect("Aborted_clients").1;
+    let before = aborted(
+        root.query_first("SHOW GLOBAL STATUS LIKE 'Aborted_clients'")
+            .await
+            .expect("status"),
+    );
+    let (mut c, _) = login(proxy.addr, common::APP_USER, common::APP_PASSWORD, None).await;
+    send(&mut c, &cmd(COM_QUERY, b"SELECT @@pseudo_thread_id")).await;
+    let rows = until_eof(&mut c).await;
+    let row = until_eof(&mut c).await;
+    assert!(rows.len() > 1 && row.len() == 2, "{rows:?} {row:?}");
+    let thread: u64 = std::str::from_utf8(&row[0][1..])
+        .expect("digits")
+        .parse()
+        .expect("thread id");
+    drop(c);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let alive: Option<u64> = root
+            .query_first(format!(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE ID = {thread}"
+            ))
+            .await
+            .expect("processlist");
+        let now = aborted(
+            root.query_first("SHOW GLOBAL STATUS LIKE 'Aborted_clients'")
+                .await
+                .expect("status"),
+        );
+        if alive.is_none() && now > before {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "backend thread alive: {}, Aborted_clients {before} -> {now}",
+            alive.is_some()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn read_frames(tcp: &mut tokio::net::TcpStream, zstd: bool) -> (Vec<u8>, Vec<Vec<u8>>) {
     use tokio::io::AsyncReadExt;
     let mut seqs = Vec::new();

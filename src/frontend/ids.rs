@@ -370,6 +370,39 @@ pub fn rewrite(text: &[u8], mode: &Mode<'_>, id: u32) -> Rewrite {
     }
 }
 
+/// Whether `text` is one `SHOW [GLOBAL | SESSION | LOCAL] STATUS …` statement. Its
+/// `Compression` row (in either scope: the server reads it from the asking connection)
+/// describes the backend's leg, which myveil never compresses; the client asks about its own.
+/// Cheap when the word `status` does not appear.
+pub fn shows_status(text: &[u8], mode: &Mode<'_>) -> bool {
+    if !contains_words(text, [b"status"])[0] {
+        return false;
+    }
+    let Ok(lexed) = crate::sql::lex::lex(text, mode) else {
+        return false;
+    };
+    let Ok(units) = statements(text, &lexed) else {
+        return false;
+    };
+    let [u] = units.as_slice() else {
+        return false;
+    };
+    let t = &lexed.tokens[u.first..u.last];
+    let is = |i: usize, w: &str| {
+        t.get(i).is_some_and(|k| {
+            k.kind == Kind::Word && text[k.start..k.end].eq_ignore_ascii_case(w.as_bytes())
+        })
+    };
+    let at = if is(1, "session") || is(1, "local") || is(1, "global") {
+        2
+    } else {
+        1
+    };
+    is(0, "show")
+        && is(at, "status")
+        && (t.len() == at + 1 || is(at + 1, "like") || is(at + 1, "where"))
+}
+
 /// A KILL statement in the text, read as the server reads it. None: there is none.
 fn kill(text: &[u8], lexed: &Lexed, id: u32) -> Option<Rewrite> {
     let units = statements(text, lexed).ok()?;
@@ -652,6 +685,31 @@ mod tests {
         );
         for same in ["SELECT @socket", "SELECT 'socket'", "SELECT @@port"] {
             assert_eq!(text(same), same);
+        }
+    }
+
+    #[test]
+    fn status_is_read_as_the_server_reads_it() {
+        let yes = |sql: &str| shows_status(sql.as_bytes(), &mode());
+        for sql in [
+            "SHOW STATUS",
+            "show session status like 'Compression'",
+            "SHOW LOCAL STATUS WHERE Variable_name = 'Compression'",
+            "/* a */ SHOW /* b */ STATUS LIKE 'Compr%';",
+            "/*!50000 SHOW SESSION STATUS */",
+            "SHOW GLOBAL STATUS LIKE 'Compression'",
+        ] {
+            assert!(yes(sql), "{sql}");
+        }
+        for sql in [
+            "SHOW SLAVE STATUS",
+            "SHOW TABLE STATUS",
+            "SELECT status FROM t",
+            "SHOW STATUS; SELECT 1",
+            "SELECT 'SHOW STATUS'",
+            "SHOW STATUS x",
+        ] {
+            assert!(!yes(sql), "{sql}");
         }
     }
 

@@ -41,6 +41,9 @@ pub struct Transform<'a> {
     /// Keep the backend's column definitions in `Response::captured_defs` (an execute that
     /// may open a cursor).
     pub capture: bool,
+    /// The rows are a `SHOW STATUS` result and the client's leg is compressed: its
+    /// `Compression` row says ON, as a direct server would tell a compressed client.
+    pub compressed_status: bool,
 }
 
 /// Where the session state reported in OK packets goes, and what the client sees of it.
@@ -370,6 +373,7 @@ impl Response {
                         }
                     }
                 }
+                (None, true) if t.compressed_status => compression_on(&pkt.payload),
                 _ if self.state_ok => tracker.ok(&pkt.payload)?,
                 _ => None,
             };
@@ -565,6 +569,20 @@ impl Response {
             }
         }
     }
+}
+
+/// A `SHOW STATUS` text row (name, value) with the value `ON` when it is the `Compression`
+/// row; None for every other row.
+fn compression_on(row: &[u8]) -> Option<Vec<u8>> {
+    let (len, at) = lenenc_int(row)?;
+    let end = at.checked_add(usize::try_from(len).ok()?)?;
+    let name = row.get(at..end)?;
+    if !name.eq_ignore_ascii_case(b"Compression") {
+        return None;
+    }
+    let mut out = row[..end].to_vec();
+    out.extend_from_slice(b"\x02ON");
+    Some(out)
 }
 
 /// Queues `payload` for the client in place of `pkt`, keeping sequence ids consistent when

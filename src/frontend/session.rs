@@ -182,6 +182,8 @@ enum Results {
     },
     /// Rows of an open cursor.
     Fetch(Cursor),
+    /// A `SHOW STATUS` result for a compressed client (relay::compression_on).
+    CompressedStatus,
 }
 
 fn revocation_watch(shared: &Shared, user: &User) -> Option<watch::Receiver<bool>> {
@@ -220,7 +222,7 @@ impl Results {
         match self {
             Results::Shaped { shapes, binary, .. } => (shapes, *binary, None),
             Results::Fetch(c) => (&[], true, Some((c.defs.as_slice(), &c.shape))),
-            Results::Raw => (&[], false, None),
+            Results::Raw | Results::CompressedStatus => (&[], false, None),
         }
     }
 }
@@ -291,7 +293,10 @@ impl Session {
                     .reset(tokio::time::Instant::now() + idle);
                 tokio::select! {
                     biased;
-                    r = self.client.fill() => if r.is_err() { return Close::Clean },
+                    // The client went away without COM_QUIT: its backend connection goes
+                    // the same way (closed, not pooled), so the server counts an aborted
+                    // client (`Aborted_clients`) as it would for a direct connection.
+                    r = self.client.fill() => if r.is_err() { return Close::Dirty },
                     r = self.backend.conn.fill() => {
                         // The backend spoke unasked (killed, shut down) or closed: pass an
                         // error packet on and end the session.
@@ -559,8 +564,13 @@ impl Session {
         let resync = self.resync_after(COM_QUERY, payload);
         match decision.outcome {
             Outcome::Pass => {
+                let results = if self.shows_compressed_status(&payload[1..]) {
+                    Results::CompressedStatus
+                } else {
+                    Results::Raw
+                };
                 let (close, ok, _) = self
-                    .relay_command(first_seq, payload, Expect::Query, Results::Raw, resync)
+                    .relay_command(first_seq, payload, Expect::Query, results, resync)
                     .await?;
                 if !ok {
                     self.statements.forget(&named);
@@ -832,6 +842,18 @@ impl Session {
         };
         let mode = crate::guard::lex_mode(cs, &self.state.sql_mode, self.server_version, prepare);
         ids::rewrite(text, &mode, self.id.get())
+    }
+
+    /// A compressed client asks for status variables (ids::shows_status).
+    fn shows_compressed_status(&self, text: &[u8]) -> bool {
+        if !matches!(self.client.stream(), wire::stream::Stream::Compressed(_)) {
+            return false;
+        }
+        let Some(cs) = crate::sql::charset::Charset::named(&self.state.client_charset) else {
+            return false;
+        };
+        let mode = crate::guard::lex_mode(cs, &self.state.sql_mode, self.server_version, false);
+        ids::shows_status(text, &mode)
     }
 
     /// A KILL of session `target` (`words`: HARD/SOFT, CONNECTION/QUERY): sent on as a
@@ -1156,24 +1178,34 @@ impl Session {
         let capture = matches!(results, Results::Shaped { capture: true, .. });
         loop {
             let relayed = if let Some((protection, shared)) = &protected {
-                let Some(keyring) = shared.keyring.as_deref() else {
-                    return Err(Error::Client(wire::Error::Malformed(
-                        "protected result without keys",
-                    )));
-                };
-                let cells = super::transform::KeyringCells(keyring);
+                let keyring_cells;
+                let cells: &(dyn super::transform::Cells + Sync) =
+                    match (shared.keyring.as_deref(), &results) {
+                        (Some(keyring), _) => {
+                            keyring_cells = super::transform::KeyringCells(keyring);
+                            &keyring_cells
+                        }
+                        // Opens nothing: no result of it has a shape.
+                        (None, Results::CompressedStatus) => &super::transform::NoCells,
+                        (None, _) => {
+                            return Err(Error::Client(wire::Error::Malformed(
+                                "protected result without keys",
+                            )));
+                        }
+                    };
                 let (shapes, binary, fetch) = results.parts();
                 let results_charset = self.state.results_charset.clone();
                 let t = super::relay::Transform {
                     policy: &protection.policy,
                     role: &self.user.role,
                     results_charset: results_charset.as_deref(),
-                    cells: &cells,
+                    cells,
                     binary,
                     row_limit: shared.config.listen.max_packet_bytes,
                     shapes,
                     fetch,
                     capture,
+                    compressed_status: matches!(results, Results::CompressedStatus),
                 };
                 let mut tracker = super::relay::Tracker {
                     state: &mut self.state,

@@ -548,6 +548,19 @@ pub fn original_types(defs: &[Vec<u8>]) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// No keyring: nothing opens (a relay that transforms no protected column).
+pub struct NoCells;
+
+impl Cells for NoCells {
+    fn open(&self, column: &Protected, _: &[u8], _: Option<&[u8]>) -> Result<Vec<u8>, String> {
+        Err(format!("no keys to open {}", column.scope()))
+    }
+
+    fn mask_key(&self, column: &Protected) -> Result<[u8; 32], String> {
+        Err(format!("no keys to mask {}", column.scope()))
+    }
+}
+
 /// Cells opened with the keyring.
 pub struct KeyringCells<'a>(pub &'a crate::crypto::keyring::Keyring);
 
