@@ -35,6 +35,7 @@ const COM_RESET_CONNECTION: u8 = 0x1F;
 const AUTH_PACKET_LIMIT: usize = 64 * 1024;
 const COM_CHANGE_USER: u8 = 0x11;
 const COM_QUERY: u8 = 0x03;
+const COM_QUIT: u8 = 0x01;
 /// Max packet size announced to the backend (the backend's max_allowed_packet still rules).
 const CLIENT_MAX_PACKET: u32 = 1 << 30;
 
@@ -102,6 +103,19 @@ pub struct BackendConn {
 }
 
 impl BackendConn {
+    /// Closes a connection myveil gives up (a session that cannot be pooled, pool overflow
+    /// or expiry) the way a client that quits does: COM_QUIT first, so the server does not
+    /// count an aborted client (`Aborted_clients`). A client's own abort is passed on by
+    /// dropping the connection instead. Best effort, without waiting: one non-blocking write
+    /// on a plain connection (a TLS one just closes).
+    pub fn close(self) {
+        if self.account.is_some()
+            && let Stream::Plain(tcp) = self.conn.stream()
+        {
+            let _ = tcp.try_write(&[1, 0, 0, 0, COM_QUIT]);
+        }
+    }
+
     pub fn connection_id(&self) -> u32 {
         self.greeting.connection_id
     }

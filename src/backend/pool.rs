@@ -124,7 +124,12 @@ impl Pool {
     pub fn reap(&self) {
         if let Ok(mut idle) = self.idle.lock() {
             let now = Instant::now();
-            idle.retain(|i| now.duration_since(i.since) < self.cfg.idle_timeout);
+            while let Some(pos) = idle
+                .iter()
+                .position(|i| now.duration_since(i.since) >= self.cfg.idle_timeout)
+            {
+                idle.remove(pos).conn.close();
+            }
         }
     }
 
@@ -253,6 +258,8 @@ impl Pool {
                     conn,
                     since: Instant::now(),
                 });
+            } else {
+                conn.close();
             }
         }
     }

@@ -72,9 +72,14 @@ pub(super) fn backend_io(e: wire::Error) -> Error {
 /// Why a session ended.
 #[derive(Debug)]
 enum Close {
-    /// At a command boundary with the backend idle: the connection can be pooled.
+    /// The client quit at a command boundary with the backend idle: the connection can be
+    /// pooled.
     Clean,
-    /// Anything else: the backend connection is dropped.
+    /// The client went away without COM_QUIT: its backend connection goes the same way
+    /// (dropped without one, not pooled), so the server counts an aborted client
+    /// (`Aborted_clients`) as it would for a direct connection.
+    Aborted,
+    /// Anything else: the backend connection is closed with COM_QUIT.
     Dirty,
 }
 
@@ -262,14 +267,19 @@ impl Session {
         self.id.set_backend(0);
         self.client.shutdown().await;
         self.id.closed();
-        if matches!(close, Close::Clean) && self.reusable && !self.in_transaction {
-            // Security and correctness: nothing of this client's session (locks, prepared
-            // statements, temporary tables, variables) may outlive it in the pool.
-            let limit = self.shared.config.backend.connect_timeout();
-            self.shared
-                .pool
-                .reset_and_release(self.backend, limit)
-                .await;
+        match close {
+            Close::Clean if self.reusable && !self.in_transaction => {
+                // Security and correctness: nothing of this client's session (locks, prepared
+                // statements, temporary tables, variables) may outlive it in the pool.
+                let limit = self.shared.config.backend.connect_timeout();
+                self.shared
+                    .pool
+                    .reset_and_release(self.backend, limit)
+                    .await;
+            }
+            // Dropped as it is: the server sees the client's abort.
+            Close::Aborted => {}
+            Close::Clean | Close::Dirty => self.backend.close(),
         }
     }
 
@@ -293,10 +303,7 @@ impl Session {
                     .reset(tokio::time::Instant::now() + idle);
                 tokio::select! {
                     biased;
-                    // The client went away without COM_QUIT: its backend connection goes
-                    // the same way (closed, not pooled), so the server counts an aborted
-                    // client (`Aborted_clients`) as it would for a direct connection.
-                    r = self.client.fill() => if r.is_err() { return Close::Dirty },
+                    r = self.client.fill() => if r.is_err() { return Close::Aborted },
                     r = self.backend.conn.fill() => {
                         // The backend spoke unasked (killed, shut down) or closed: pass an
                         // error packet on and end the session.
@@ -342,7 +349,8 @@ impl Session {
                     send_error(&mut self.client, 1, &reply).await;
                     return Close::Dirty;
                 }
-                Err(_) => return Close::Dirty,
+                // A broken or malformed read: the client's connection is gone.
+                Err(_) => return Close::Aborted,
             };
             let started = std::time::Instant::now();
             let kind = match packet.payload.first() {
@@ -360,7 +368,10 @@ impl Session {
                 Ok(Some(close)) => return close,
                 Err(e) => {
                     tracing::info!(error = %e, "session failed");
-                    return Close::Dirty;
+                    return match e {
+                        Error::Client(_) => Close::Aborted,
+                        _ => Close::Dirty,
+                    };
                 }
             }
         }
