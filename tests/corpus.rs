@@ -1857,7 +1857,9 @@ impl Env {
                 ));
                 continue;
             }
+            let scope = format!("{}.{}", col.table(), col.column());
             let cell = Cell {
+                scope: &scope,
                 table: col.table(),
                 column: col.column(),
                 plaintext_type: col.plain_type(),

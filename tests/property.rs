@@ -476,7 +476,9 @@ fn opens(keyring: &Keyring, column: &str, stored: &[u8]) -> bool {
     } else {
         stored.to_vec()
     };
+    let scope = format!("users.{column}");
     let cell = myveil::crypto::cells::Cell {
+        scope: &scope,
         table: "users",
         column,
         plaintext_type: if column == "ssn" {

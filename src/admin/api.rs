@@ -681,11 +681,11 @@ pub async fn decrypt(
     }
     let row_key = row_key_for(&column, &req)?;
     // The service takes the envelope itself (base64 on the wire), whatever the storage.
-    let type_name = column.plain_type.name();
     let cell = crate::crypto::cells::Cell {
+        scope: column.key_scope(),
         table: &column.table,
         column: &column.column,
-        plaintext_type: &type_name,
+        plaintext_type: column.type_name(),
         normalize: column.normalize,
         row_key: row_key.as_deref(),
     };

@@ -10,6 +10,8 @@ use crate::telemetry::metrics::METRICS;
 /// Where a cell belongs, as the policy names it.
 #[derive(Debug, Clone, Copy)]
 pub struct Cell<'a> {
+    /// `table.column`: the scope its keys are looked up by.
+    pub scope: &'a str,
     pub table: &'a str,
     pub column: &'a str,
     pub plaintext_type: &'a str,
@@ -19,10 +21,6 @@ pub struct Cell<'a> {
 }
 
 impl Cell<'_> {
-    fn scope(&self) -> String {
-        format!("{}.{}", self.table, self.column)
-    }
-
     fn context(&self) -> CellContext<'_> {
         CellContext {
             table: self.table,
@@ -35,24 +33,36 @@ impl Cell<'_> {
 
 /// Seals with the primary column key of the cell's scope.
 pub fn seal(keyring: &Keyring, cell: &Cell<'_>, plaintext: &[u8]) -> Result<Vec<u8>> {
-    let scope = cell.scope();
     let (id, key) = keyring
-        .primary(Purpose::Column, &scope)
-        .ok_or(Error::NoKey {
+        .primary(Purpose::Column, cell.scope)
+        .ok_or_else(|| Error::NoKey {
             purpose: "column",
-            scope,
+            scope: cell.scope.to_owned(),
         })?;
     keyring.note_use(id)?;
-    let sealed = envelope::seal(key.bytes(), id, &cell.context(), plaintext)?;
+    let sealed = envelope::seal_with(key.cipher(), id, &cell.context(), plaintext)?;
     METRICS.encrypted();
     Ok(sealed)
 }
 
 /// Opens with the key the envelope names.
 pub fn open(keyring: &Keyring, cell: &Cell<'_>, envelope: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(envelope::plaintext_len(envelope.len()));
+    open_into(keyring, cell, envelope, &mut out)?;
+    Ok(out)
+}
+
+/// Opens with the key the envelope names, appending the plaintext to `out` (decrypted in
+/// place there); on failure `out` is as it was.
+pub fn open_into(
+    keyring: &Keyring,
+    cell: &Cell<'_>,
+    envelope: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<()> {
     let opened = envelope::key_id(envelope).and_then(|id| {
         let key = keyring.key(id).ok_or(Error::UnknownKey { key_id: id })?;
-        envelope::open(key.bytes(), &cell.context(), envelope)
+        envelope::open_into(key.cipher(), &cell.context(), envelope, out)
     });
     match &opened {
         Ok(_) => METRICS.decrypted(),
@@ -63,12 +73,11 @@ pub fn open(keyring: &Keyring, cell: &Cell<'_>, envelope: &[u8]) -> Result<Vec<u
 
 /// The blind index under the primary blind-index key (for writes).
 pub fn blind(keyring: &Keyring, cell: &Cell<'_>, plaintext: &[u8]) -> Result<[u8; 32]> {
-    let scope = cell.scope();
     let (_, key) = keyring
-        .primary(Purpose::BlindIndex, &scope)
-        .ok_or(Error::NoKey {
+        .primary(Purpose::BlindIndex, cell.scope)
+        .ok_or_else(|| Error::NoKey {
             purpose: "blind-index",
-            scope,
+            scope: cell.scope.to_owned(),
         })?;
     Ok(blind_index(
         key.bytes(),
@@ -81,11 +90,11 @@ pub fn blind(keyring: &Keyring, cell: &Cell<'_>, plaintext: &[u8]) -> Result<[u8
 
 /// The blind indexes under every blind-index key in use (for searches during rotation).
 pub fn blind_all(keyring: &Keyring, cell: &Cell<'_>, plaintext: &[u8]) -> Result<Vec<[u8; 32]>> {
-    let keys = keyring.in_use(Purpose::BlindIndex, &cell.scope());
+    let keys = keyring.in_use(Purpose::BlindIndex, cell.scope);
     if keys.is_empty() {
         return Err(Error::NoKey {
             purpose: "blind-index",
-            scope: cell.scope(),
+            scope: cell.scope.to_owned(),
         });
     }
     Ok(keys
@@ -148,6 +157,7 @@ mod tests {
         )
         .expect("keys");
         let cell = Cell {
+            scope: "users.email",
             table: "users",
             column: "email",
             plaintext_type: "varchar(100)",
@@ -157,6 +167,7 @@ mod tests {
         let env = seal(&ring, &cell, b"ann@x.io").expect("seal");
         assert_eq!(open(&ring, &cell, &env).expect("open"), b"ann@x.io");
         let other = Cell {
+            scope: "users.phone",
             column: "phone",
             ..cell
         };

@@ -7,7 +7,7 @@
 //! policy declares one, a row key — so a ciphertext copied to another column, table or row,
 //! or relabelled with another key id, fails to open.
 
-use aes_gcm::aead::{Aead, Payload};
+use aes_gcm::aead::AeadInPlace;
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 use rand::RngCore;
 
@@ -32,28 +32,64 @@ pub struct CellContext<'a> {
     pub row_key: Option<&'a [u8]>,
 }
 
+/// AADs up to this length are built on the stack (names and row keys are short).
+const STACK_AAD: usize = 512;
+
 impl CellContext<'_> {
-    fn aad(&self, header: &[u8]) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(64);
-        aad.extend_from_slice(header);
+    fn aad_len(&self) -> usize {
+        HEADER_LEN
+            + 12
+            + self.table.len()
+            + self.column.len()
+            + self.plaintext_type.len()
+            + 1
+            + self.row_key.map_or(0, |k| 4 + k.len())
+    }
+
+    fn write_aad(&self, header: &[u8], aad: &mut [u8]) {
+        let mut at = 0;
+        let mut put = |bytes: &[u8]| {
+            aad[at..at + bytes.len()].copy_from_slice(bytes);
+            at += bytes.len();
+        };
+        put(header);
         for part in [
             self.table.as_bytes(),
             self.column.as_bytes(),
             self.plaintext_type.as_bytes(),
         ] {
-            aad.extend_from_slice(&(part.len() as u32).to_be_bytes());
-            aad.extend_from_slice(part);
+            put(&(part.len() as u32).to_be_bytes());
+            put(part);
         }
         match self.row_key {
             Some(k) => {
-                aad.push(1);
-                aad.extend_from_slice(&(k.len() as u32).to_be_bytes());
-                aad.extend_from_slice(k);
+                put(&[1]);
+                put(&(k.len() as u32).to_be_bytes());
+                put(k);
             }
-            None => aad.push(0),
+            None => put(&[0]),
         }
-        aad
     }
+
+    /// Runs `f` on the AAD for `header`, built without allocating when it is short.
+    fn with_aad<T>(&self, header: &[u8], f: impl FnOnce(&[u8]) -> T) -> T {
+        let len = self.aad_len();
+        if len <= STACK_AAD {
+            let mut buf = [0u8; STACK_AAD];
+            self.write_aad(header, &mut buf[..len]);
+            f(&buf[..len])
+        } else {
+            let mut buf = vec![0u8; len];
+            self.write_aad(header, &mut buf);
+            f(&buf)
+        }
+    }
+}
+
+/// An AES-256-GCM cipher: the key schedule and GHASH key, built once per key and kept with
+/// it (crypto::keyring) rather than for every cell.
+pub fn cipher(key: &[u8; 32]) -> Aes256Gcm {
+    Aes256Gcm::new(key.into())
 }
 
 fn header(key_id: u32) -> [u8; HEADER_LEN] {
@@ -99,42 +135,77 @@ pub fn seal(
     ctx: &CellContext<'_>,
     plaintext: &[u8],
 ) -> Result<Vec<u8>> {
-    let cipher = Aes256Gcm::new(key.into());
+    seal_with(&cipher(key), key_id, ctx, plaintext)
+}
+
+/// `seal` with a cipher built beforehand.
+pub fn seal_with(
+    cipher: &Aes256Gcm,
+    key_id: u32,
+    ctx: &CellContext<'_>,
+    plaintext: &[u8],
+) -> Result<Vec<u8>> {
     let head = header(key_id);
+    let mut out = Vec::with_capacity(OVERHEAD + plaintext.len());
+    out.extend_from_slice(&head);
     let mut nonce = [0u8; NONCE_LEN];
     rand::rng().fill_bytes(&mut nonce);
-    let aad = ctx.aad(&head);
-    let ct = cipher
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad: &aad,
-            },
-        )
-        .map_err(|_| Error::Seal)?;
-    let mut out = Vec::with_capacity(HEADER_LEN + NONCE_LEN + ct.len());
-    out.extend_from_slice(&head);
     out.extend_from_slice(&nonce);
-    out.extend_from_slice(&ct);
+    out.extend_from_slice(plaintext);
+    let tag = ctx
+        .with_aad(&head, |aad| {
+            cipher.encrypt_in_place_detached(
+                Nonce::from_slice(&nonce),
+                aad,
+                &mut out[HEADER_LEN + NONCE_LEN..],
+            )
+        })
+        .map_err(|_| Error::Seal)?;
+    out.extend_from_slice(&tag);
     Ok(out)
 }
 
 /// Decrypts an envelope with `key`; the caller picked the key by `key_id(envelope)`.
 pub fn open(key: &[u8; 32], ctx: &CellContext<'_>, envelope: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(envelope.len().saturating_sub(OVERHEAD));
+    open_into(&cipher(key), ctx, envelope, &mut out)?;
+    Ok(out)
+}
+
+/// The length of the plaintext in an envelope of `len` bytes.
+pub fn plaintext_len(len: usize) -> usize {
+    len.saturating_sub(OVERHEAD)
+}
+
+/// Decrypts an envelope in place at the end of `out` (the outgoing row): the ciphertext is
+/// copied there and decrypted where it lies. On failure `out` is as it was.
+pub fn open_into(
+    cipher: &Aes256Gcm,
+    ctx: &CellContext<'_>,
+    envelope: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<()> {
     let id = key_id(envelope)?;
-    let cipher = Aes256Gcm::new(key.into());
-    let aad = ctx.aad(&envelope[..HEADER_LEN]);
+    let start = out.len();
+    let body = &envelope[HEADER_LEN + NONCE_LEN..envelope.len() - TAG_LEN];
+    let tag = &envelope[envelope.len() - TAG_LEN..];
     let nonce = &envelope[HEADER_LEN..HEADER_LEN + NONCE_LEN];
-    cipher
-        .decrypt(
+    out.extend_from_slice(body);
+    let opened = ctx.with_aad(&envelope[..HEADER_LEN], |aad| {
+        cipher.decrypt_in_place_detached(
             Nonce::from_slice(nonce),
-            Payload {
-                msg: &envelope[HEADER_LEN + NONCE_LEN..],
-                aad: &aad,
-            },
+            aad,
+            &mut out[start..],
+            aes_gcm::Tag::from_slice(tag),
         )
-        .map_err(|_| Error::Open { key_id: id })
+    });
+    if opened.is_err() {
+        // Security: nothing of a cell that failed its tag check is kept.
+        out[start..].fill(0);
+        out.truncate(start);
+        return Err(Error::Open { key_id: id });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -206,6 +277,59 @@ mod tests {
         let mut extended = env.clone();
         extended.push(0);
         assert!(open(&KEY, &CTX, &extended).is_err());
+    }
+
+    /// Envelopes at rest stay readable: the AAD is byte for byte the documented layout.
+    #[test]
+    fn the_aad_layout_is_stable() {
+        use aes_gcm::aead::{Aead, Payload};
+        let ctx = CellContext {
+            row_key: Some(b"42"),
+            ..CTX
+        };
+        let head = header(5);
+        let mut aad = head.to_vec();
+        for part in [&b"users"[..], b"email", b"varchar"] {
+            aad.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            aad.extend_from_slice(part);
+        }
+        aad.extend_from_slice(&[1, 0, 0, 0, 2, b'4', b'2']);
+        let nonce = [3u8; NONCE_LEN];
+        let ct = cipher(&KEY)
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: b"x@y",
+                    aad: &aad,
+                },
+            )
+            .expect("encrypt");
+        let env = [&head[..], &nonce, &ct].concat();
+        assert_eq!(open(&KEY, &ctx, &env).expect("open"), b"x@y");
+    }
+
+    #[test]
+    fn long_row_keys_and_reused_ciphers_open_the_same() {
+        let long = vec![b'k'; 2 * STACK_AAD];
+        let ctx = CellContext {
+            row_key: Some(&long),
+            ..CTX
+        };
+        let c = cipher(&KEY);
+        let env = seal_with(&c, 4, &ctx, b"value").expect("seal");
+        assert_eq!(open(&KEY, &ctx, &env).expect("open"), b"value");
+        let mut out = b"row so far|".to_vec();
+        open_into(
+            &c,
+            &CTX,
+            &seal(&KEY, 4, &CTX, b"v2").expect("seal"),
+            &mut out,
+        )
+        .expect("open");
+        assert_eq!(out, b"row so far|v2");
+        // A failed open leaves the row as it was.
+        assert!(open_into(&c, &CTX, &env, &mut out).is_err());
+        assert_eq!(out, b"row so far|v2");
     }
 
     #[test]

@@ -85,18 +85,28 @@ struct KeyringFile {
     keys: Vec<Record>,
 }
 
-/// A 256-bit key. No Debug, Clone or Serialize; zeroized on drop.
-pub struct Key(Zeroizing<[u8; 32]>);
+/// A 256-bit key. No Debug, Clone or Serialize; zeroized on drop, with its AES-GCM cipher
+/// (key schedule and GHASH key, built on first use and wiped on drop too).
+pub struct Key(Zeroizing<[u8; 32]>, std::sync::OnceLock<aes_gcm::Aes256Gcm>);
 
 impl Key {
+    fn new(bytes: Zeroizing<[u8; 32]>) -> Self {
+        Self(bytes, std::sync::OnceLock::new())
+    }
+
     fn random() -> Self {
         let mut k = Zeroizing::new([0u8; 32]);
         rand::rng().fill_bytes(k.as_mut());
-        Self(k)
+        Self::new(k)
     }
 
     pub fn bytes(&self) -> &[u8; 32] {
         &self.0
+    }
+
+    /// The key's AES-256-GCM cipher, built once.
+    pub fn cipher(&self) -> &aes_gcm::Aes256Gcm {
+        self.1.get_or_init(|| super::envelope::cipher(&self.0))
     }
 }
 
@@ -198,7 +208,7 @@ impl Keyring {
         hex::decode_to_slice(hex_kek.trim(), kek.as_mut()).map_err(|_| {
             Error::Corrupt(format!("{} is not a 32-byte hex key", master.display()))
         })?;
-        let kek = Key(kek);
+        let kek = Key::new(kek);
         let text = std::fs::read_to_string(&file)
             .map_err(|e| Error::Io(format!("{}: {e}", file.display())))?;
         let parsed: KeyringFile = toml::from_str(&text)
@@ -252,7 +262,7 @@ impl Keyring {
                 r.info.id,
                 Entry {
                     info: r.info,
-                    key: Key(key),
+                    key: Key::new(key),
                     uses: AtomicU64::new(0),
                 },
             );

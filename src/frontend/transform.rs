@@ -46,6 +46,17 @@ pub trait Cells: Sync {
         row_key: Option<&[u8]>,
     ) -> Result<Vec<u8>, String>;
     fn mask_key(&self, column: &Protected) -> Result<[u8; 32], String>;
+    /// `open`, appending the plaintext to `out`; on failure `out` is as it was.
+    fn open_into(
+        &self,
+        column: &Protected,
+        stored: &[u8],
+        row_key: Option<&[u8]>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        out.extend_from_slice(&self.open(column, stored, row_key)?);
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -318,6 +329,23 @@ fn expand(shape: &Shape, n: usize) -> Result<Vec<Out>, Failure> {
 }
 
 impl ResultPlan<'_> {
+    /// The canonical row key cell `i` is bound to (None: it is bound to none).
+    fn row_key(
+        &self,
+        i: usize,
+        col: &Protected,
+        row_key: Option<&[u8]>,
+    ) -> Result<Option<Vec<u8>>, Failure> {
+        match (self.row_keys[i], row_key) {
+            (None, _) => Ok(None),
+            (Some(_), Some(k)) => Ok(Some(crate::sql::rewrite::canonical_row_key(k))),
+            (Some(_), None) => Err(Failure::Cell {
+                scope: col.scope(),
+                reason: "the row key is NULL".into(),
+            }),
+        }
+    }
+
     /// The client's view of one stored cell (None: NULL).
     fn cell(
         &self,
@@ -331,16 +359,7 @@ impl ResultPlan<'_> {
             Action::Open(col) => (*col, None),
             Action::Mask(col, m) => (*col, Some(m)),
         };
-        let row_key = match (self.row_keys[i], row_key) {
-            (None, _) => None,
-            (Some(_), Some(k)) => Some(crate::sql::rewrite::canonical_row_key(k)),
-            (Some(_), None) => {
-                return Err(Failure::Cell {
-                    scope: col.scope(),
-                    reason: "the row key is NULL".into(),
-                });
-            }
-        };
+        let row_key = self.row_key(i, col, row_key)?;
         let plain = cells
             .open(col, stored, row_key.as_deref())
             .map_err(|reason| Failure::Cell {
@@ -401,6 +420,23 @@ impl ResultPlan<'_> {
                 continue;
             }
             let key = self.row_keys[i].and_then(value);
+            if let Action::Open(col) = self.actions[i]
+                && !(self.latin1 && col.plain_type.kind() == Kind::Text)
+            {
+                // Decrypted in place at the end of the row, then given its length prefix.
+                let row_key = self.row_key(i, col, key)?;
+                let start = out.len();
+                cells
+                    .open_into(col, &row[vs..end], row_key.as_deref(), &mut out)
+                    .map_err(|reason| Failure::Cell {
+                        scope: col.scope(),
+                        reason,
+                    })?;
+                let mut prefix = Vec::with_capacity(9);
+                put_lenenc_int(&mut prefix, (out.len() - start) as u64);
+                out.splice(start..start, prefix);
+                continue;
+            }
             match self.cell(i, &row[vs..end], key, cells)? {
                 Some(v) => {
                     put_lenenc_int(&mut out, v.len() as u64);
@@ -572,6 +608,17 @@ impl Cells for KeyringCells<'_> {
         row_key: Option<&[u8]>,
     ) -> Result<Vec<u8>, String> {
         crate::sql::rewrite::open_cell(self.0, column, stored, row_key).map_err(|e| e.to_string())
+    }
+
+    fn open_into(
+        &self,
+        column: &Protected,
+        stored: &[u8],
+        row_key: Option<&[u8]>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        crate::sql::rewrite::open_cell_into(self.0, column, stored, row_key, out)
+            .map_err(|e| e.to_string())
     }
 
     fn mask_key(&self, column: &Protected) -> Result<[u8; 32], String> {

@@ -16,6 +16,7 @@
 
 mod ddl;
 mod error;
+mod plan;
 pub mod reach;
 mod statement;
 
@@ -96,12 +97,16 @@ pub struct Context<'a> {
 pub struct ShapeCache {
     valid_for: Option<(String, u64, String, u32)>,
     entries: HashMap<Vec<u8>, Cached>,
+    /// Statements decided from an entry.
+    hits: u64,
 }
 
 #[derive(Debug, Clone)]
 struct Cached {
     shape: Option<Shape>,
     protected: bool,
+    /// The rewrite, without its values (empty: none).
+    plan: plan::Template,
 }
 
 /// Most entries of a session's cache, and the longest statement it keeps.
@@ -151,7 +156,14 @@ fn cache_key(s: &Stmt<'_>, from: usize, state: &LexState, prepare: bool) -> Opti
     for i in 0..s.len() {
         let t = s.token(i)?;
         k.push(t.kind as u8);
-        k.push(u8::from(t.gap_before) | u8::from(t.after_dot) << 1 | u8::from(t.in_exec) << 2);
+        // Which tokens share an executable comment (a rewrite may not cross one's edge).
+        let same_comment = i > 0 && s.token(i - 1).is_some_and(|p| p.exec_group == t.exec_group);
+        k.push(
+            u8::from(t.gap_before)
+                | u8::from(t.after_dot) << 1
+                | u8::from(t.in_exec) << 2
+                | u8::from(same_comment) << 3,
+        );
         match t.kind {
             Kind::Str | Kind::Hex | Kind::Bit | Kind::Number => {}
             _ => part(&mut k, t.text(s.src)),
@@ -245,8 +257,6 @@ struct UnitResult<'p> {
     call: bool,
     /// DDL on a protected table.
     ddl: bool,
-    /// The analysis did not depend on any literal's value.
-    literal_free: bool,
 }
 
 /// Decides what to do with `text`.
@@ -911,17 +921,36 @@ impl<'c, 'a> Decider<'c, 'a> {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             c.check(self.cx);
-            if let Some(hit) = c.entries.get(&key) {
-                return Ok(UnitResult {
+            let empty_string_is_null = state.sql_mode.has(ModeFlags::EMPTY_STRING_IS_NULL);
+            let replayed = c.entries.get(&key).and_then(|hit| {
+                let edits = hit.plan.replay(
+                    self.cx.policy,
+                    s.src,
+                    s.tokens,
+                    s.unit.first,
+                    &s.mode,
+                    empty_string_is_null,
+                )?;
+                Some(UnitResult {
                     shape: hit.shape.clone(),
                     protected: hit.protected,
-                    literal_free: true,
+                    edits,
                     ..UnitResult::default()
-                });
+                })
+            });
+            if let Some(r) = replayed {
+                c.hits += 1;
+                return Ok(r);
             }
         }
-        let r = self.analyze(s, lexed, 0, state, prepare)?;
-        if r.edits.is_empty() && r.literal_free {
+        let (r, flows, values_decide) = self.analyze_flows(s, lexed, state, prepare)?;
+        let plan = if values_decide {
+            None
+        } else {
+            let tokens = &s.tokens[s.unit.first..s.unit.last];
+            plan::Template::of(&r.edits, &flows, self.cx.policy, tokens, s.unit.first)
+        };
+        if let Some(plan) = plan {
             let mut c = cache
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -933,6 +962,7 @@ impl<'c, 'a> Decider<'c, 'a> {
                 Cached {
                     shape: r.shape.clone(),
                     protected: r.protected,
+                    plan,
                 },
             );
         }
@@ -948,6 +978,28 @@ impl<'c, 'a> Decider<'c, 'a> {
         state: &LexState,
         _prepare: bool,
     ) -> Result<UnitResult<'a>, Refusal> {
+        self.analyze_from(s, lexed, from, state).map(|(r, _, _)| r)
+    }
+
+    /// Analyzes a whole statement; also where its literal values went, and whether a value
+    /// decided more than that (for the plan cache).
+    fn analyze_flows(
+        &mut self,
+        s: &Stmt<'_>,
+        lexed: &Lexed,
+        state: &LexState,
+        _prepare: bool,
+    ) -> Result<(UnitResult<'a>, Vec<crate::sql::analyze::Flow>, bool), Refusal> {
+        self.analyze_from(s, lexed, 0, state)
+    }
+
+    fn analyze_from(
+        &mut self,
+        s: &Stmt<'_>,
+        lexed: &Lexed,
+        from: usize,
+        state: &LexState,
+    ) -> Result<(UnitResult<'a>, Vec<crate::sql::analyze::Flow>, bool), Refusal> {
         let unit = Unit {
             first: s.unit.first + from,
             last: s.unit.last,
@@ -988,14 +1040,17 @@ impl<'c, 'a> Decider<'c, 'a> {
                 ));
             }
         }
-        Ok(UnitResult {
-            protected: a.protected,
-            edits: a.edits,
-            shape: a.shape,
-            call: false,
-            ddl: false,
-            literal_free: a.literal_free,
-        })
+        Ok((
+            UnitResult {
+                protected: a.protected,
+                edits: a.edits,
+                shape: a.shape,
+                call: false,
+                ddl: false,
+            },
+            a.flows,
+            a.values_decide,
+        ))
     }
 
     /// A SET STATEMENT's inner statement.

@@ -78,13 +78,17 @@ struct World {
 }
 
 fn world() -> World {
+    world_with(POLICY, &["id", "email", "email_bidx", "ssn", "name"])
+}
+
+fn world_with(policy_toml: &str, users: &[&str]) -> World {
     let mut policy = Policy::default();
-    policy.add_toml(POLICY, "t").expect("policy");
+    policy.add_toml(policy_toml, "t").expect("policy");
     let schema = Snapshot::from_parts(
         vec![
             (
                 ("shop".into(), "users".into()),
-                meta(&["id", "email", "email_bidx", "ssn", "name"]),
+                meta(users),
             ),
             (("shop".into(), "orders".into()), meta(&["id", "user_id", "note"])),
         ],
@@ -829,6 +833,239 @@ fn cached_decisions_are_the_analysis_decisions() {
     }
     let entries = cache.lock().expect("cache").entries.len();
     assert!(entries >= 2, "plain reads are kept ({entries})");
+}
+
+/// A cached plan rewrites the next statement of its form exactly as the analysis would:
+/// values sealed, indexed and searched where the analysis puts them, under every mode and
+/// character set that changes how a literal reads; a form whose values cannot be traced is
+/// analyzed every time.
+#[test]
+fn plans_replay_what_the_analysis_would_write() {
+    let w = world_with(
+        &format!(
+            r#"{POLICY}
+[[column]]
+database = "shop"
+table = "users"
+column = "phone"
+type = "varchar(20)"
+row_key = "id"
+roles = {{ app = "plaintext" }}
+
+[[column]]
+database = "shop"
+table = "users"
+column = "age"
+type = "int"
+roles = {{ app = "plaintext" }}
+"#
+        ),
+        &["id", "email", "email_bidx", "ssn", "name", "phone", "age"],
+    );
+    let prepared = HashMap::new();
+    // Each family: statements of one form, the first primes the cache.
+    let families: &[&[&str]] = &[
+        &[
+            "INSERT INTO users (id, email, ssn, name) VALUES (1, 'a@b.c', '123', 'n')",
+            "INSERT INTO users (id, email, ssn, name) VALUES (2, 'x@y.z', '456', 'm')",
+            "INSERT INTO users (id, email, ssn, name) VALUES (3, '', '', '')",
+            "INSERT INTO users (id, email, ssn, name) VALUES (4, 'same', 'same', 'n')",
+            "INSERT INTO users (id, email, ssn, name) VALUES (5, 'é', 'ü', 'x')",
+            "INSERT INTO users (id, email, ssn, name) VALUES (6, 'it''s', 'a\\'b', '\\n')",
+            "INSERT INTO users (id, email, ssn, name) VALUES (7, 'q', 'q', 'q')",
+            "INSERT INTO users (id, email, ssn, name) VALUES (8, 'r', 's', 't')",
+        ],
+        &[
+            "INSERT INTO users (id, email) VALUES (1, 'a'), (2, 'b'), (3, 'c')",
+            "INSERT INTO users (id, email) VALUES (4, 'd'), (5, 'e'), (6, 'f')",
+            "INSERT INTO users (id, email) VALUES (7, 'g'), (8, 'g'), (9, 'h')",
+            "INSERT INTO users (id, email) VALUES (7, 'i'), (8, 'j'), (9, 'k')",
+        ],
+        &[
+            "INSERT INTO users (id, email, ssn) VALUES (1, 'a', 'b') ON DUPLICATE KEY UPDATE email = VALUES(email), ssn = 'c'",
+            "INSERT INTO users (id, email, ssn) VALUES (2, 'd', 'e') ON DUPLICATE KEY UPDATE email = VALUES(email), ssn = 'f'",
+            "INSERT INTO users (id, email, ssn) VALUES (3, 'g', 'h') ON DUPLICATE KEY UPDATE email = VALUES(email), ssn = 'h'",
+        ],
+        &[
+            "UPDATE users SET email = 'a', ssn = 'b' WHERE id = 1",
+            "UPDATE users SET email = 'c', ssn = 'd' WHERE id = 2",
+            "UPDATE users SET email = 'e', ssn = 'f' WHERE email = 'g'",
+            "UPDATE users SET email = 'h', ssn = 'i' WHERE email = 'j'",
+        ],
+        &[
+            "DELETE FROM users WHERE email = 'a@b.c'",
+            "DELETE FROM users WHERE email = 'x@y.z'",
+            "DELETE FROM users WHERE email IN ('a', 'b')",
+            "DELETE FROM users WHERE email IN ('c', 'c')",
+            "DELETE FROM users WHERE email IN ('d', 'e')",
+            "DELETE FROM users WHERE email NOT IN ('f', 'g')",
+        ],
+        &[
+            "SELECT id, email FROM users WHERE email = 'a' 'b'",
+            "SELECT id, email FROM users WHERE email = 'c' 'd'",
+            "SELECT id, email FROM users WHERE email = _latin1'é'",
+            "SELECT id, email FROM users WHERE email = _latin1'x'",
+            "SELECT id, email FROM users WHERE email = X'616263'",
+            "SELECT id, email FROM users WHERE email = X'646566'",
+            "SELECT id, email FROM users WHERE email = N'abc'",
+            "SELECT id, email FROM users WHERE email = N'def'",
+            "SELECT id, email FROM users WHERE email = 5",
+            "SELECT id, email FROM users WHERE email = 6",
+        ],
+        &[
+            "INSERT INTO users (id, phone) VALUES (10, '555')",
+            "INSERT INTO users (id, phone) VALUES (11, '556')",
+            "INSERT INTO users (id, phone) VALUES (12, '12')",
+            "INSERT INTO users (id, phone) VALUES (13, '14')",
+            "INSERT INTO users (id, phone) VALUES ('14', '15')",
+            "UPDATE users SET phone = '1' WHERE id = 2",
+            "UPDATE users SET phone = '3' WHERE id = 4",
+        ],
+        &[
+            "INSERT INTO users (id, age) VALUES (1, 5)",
+            "INSERT INTO users (id, age) VALUES (2, 500)",
+            "INSERT INTO users (id, age) VALUES (3, -5)",
+            "INSERT INTO users (id, age) VALUES (4, -6)",
+            "INSERT INTO users (id, age) VALUES (5, '7')",
+            "INSERT INTO users (id, age) VALUES (6, 'x')",
+            "INSERT INTO users (id, age) VALUES (7, 8.5)",
+        ],
+        &[
+            "UPDATE users SET email = 'a' /*!100000 , ssn = 'b' */ WHERE id = 1",
+            "UPDATE users SET email = 'c' /*!100000 , ssn = 'd' */ WHERE id = 2",
+            "UPDATE users SET email = /*!100000 'e' */ WHERE id = 3",
+            "UPDATE users SET email = /*!100000 'f' */ WHERE id = 4",
+        ],
+    ];
+    let mut replayed = 0;
+    for mode in [
+        DEFAULT_MODE,
+        "EMPTY_STRING_IS_NULL",
+        "NO_BACKSLASH_ESCAPES",
+        "ANSI_QUOTES",
+    ] {
+        for charset in ["utf8mb4", "latin1"] {
+            let st = state(Some("shop"), mode, charset);
+            for role in ["app", "support", "dumper"] {
+                let cache = std::sync::Mutex::new(ShapeCache::default());
+                let with = |sql: &[u8], cache: Option<&std::sync::Mutex<ShapeCache>>| {
+                    let cx = Context {
+                        state: &st,
+                        policy: &w.policy,
+                        schema: &w.schema,
+                        reach: &w.reach,
+                        role,
+                        server_version: 101_119,
+                        store_schema: Some("myveil"),
+                        sealer: &Fake,
+                        sql_prepared: &prepared,
+                        max_analyzed_bytes: 1 << 20,
+                        cache,
+                    };
+                    match decide(sql, Command::Query, &cx).outcome {
+                        Outcome::Pass => "PASS".to_owned(),
+                        Outcome::Refuse(r) => format!("REFUSE {r}"),
+                        Outcome::Protect(p) => {
+                            format!("{:?} {:?}", p.text.map(|t| readable(&t)), p.shapes)
+                        }
+                    }
+                };
+                for family in families {
+                    for sql in *family {
+                        // In latin1 the client sends latin1 bytes.
+                        let bytes: Vec<u8> = if charset == "latin1" {
+                            sql.chars().map(|c| c as u32 as u8).collect()
+                        } else {
+                            sql.as_bytes().to_vec()
+                        };
+                        let before = cache.lock().expect("cache").hits;
+                        assert_eq!(
+                            with(&bytes, Some(&cache)),
+                            with(&bytes, None),
+                            "{sql} ({role}, {mode}, {charset})"
+                        );
+                        let hit = cache.lock().expect("cache").hits - before;
+                        if std::env::var("PLAN_DEBUG").is_ok() {
+                            eprintln!("{hit} {role} {mode} {charset} {sql}");
+                        }
+                        replayed += hit;
+                    }
+                }
+            }
+        }
+    }
+    // Most statements after the first of their family came from a plan.
+    assert!(replayed >= 200, "plans replayed {replayed} times");
+}
+
+/// A plan holds the policy's columns by position and the schema's columns by order: a
+/// policy reload or a schema change drops the session's plans (`ShapeCache::check`).
+#[test]
+fn plans_are_dropped_with_the_policy_or_schema_they_were_made_under() {
+    let a = world();
+    // The same columns declared in the other order.
+    let at = POLICY.rfind("[[column]]").expect("two columns");
+    let swapped = format!("{}\n{}", &POLICY[at..], &POLICY[..at]);
+    let b_policy = world_with(&swapped, &["id", "email", "email_bidx", "ssn", "name"]).policy;
+    let b = World {
+        reach: Reach::new(&b_policy, "reloaded", &a.schema),
+        policy: b_policy,
+        schema: a.schema.clone(),
+    };
+    // The same policy over a table whose columns moved.
+    let c = world_with(POLICY, &["id", "ssn", "email_bidx", "email", "name"]);
+    let st = state(Some("shop"), DEFAULT_MODE, "utf8mb4");
+    let prepared = HashMap::new();
+    let cache = std::sync::Mutex::new(ShapeCache::default());
+    let with = |w: &World, sql: &str, cache: Option<&std::sync::Mutex<ShapeCache>>| {
+        let cx = Context {
+            state: &st,
+            policy: &w.policy,
+            schema: &w.schema,
+            reach: &w.reach,
+            role: "app",
+            server_version: 101_119,
+            store_schema: Some("myveil"),
+            sealer: &Fake,
+            sql_prepared: &prepared,
+            max_analyzed_bytes: 1 << 20,
+            cache,
+        };
+        match decide(sql.as_bytes(), Command::Query, &cx).outcome {
+            Outcome::Protect(p) => readable(&p.text.expect("rewritten")),
+            other => panic!("{sql}: {other:?}"),
+        }
+    };
+    let named = |n: u32| format!("INSERT INTO users (id, email, ssn) VALUES ({n}, 'e{n}', 's{n}')");
+    let implicit = |n: u32| format!("INSERT INTO users VALUES ({n}, 'v{n}', NULL, 'w{n}', 'x{n}')");
+    for n in 0..3 {
+        assert_eq!(with(&a, &named(n), Some(&cache)), with(&a, &named(n), None));
+        assert_eq!(
+            with(&a, &implicit(n), Some(&cache)),
+            with(&a, &implicit(n), None)
+        );
+    }
+    assert!(cache.lock().expect("cache").hits >= 4, "plans were used");
+    for (w, what) in [
+        (&c, "schema changed"),
+        (&b, "policy reloaded"),
+        (&a, "back"),
+    ] {
+        for n in 3..5 {
+            assert_eq!(
+                with(w, &named(n), Some(&cache)),
+                with(w, &named(n), None),
+                "{what}"
+            );
+            assert_eq!(
+                with(w, &implicit(n), Some(&cache)),
+                with(w, &implicit(n), None),
+                "{what}"
+            );
+        }
+    }
+    // The schema change moves the values (a stale plan would seal them where they were).
+    assert_ne!(with(&a, &implicit(9), None), with(&c, &implicit(9), None));
 }
 
 #[test]

@@ -195,12 +195,26 @@ pub struct Protected {
     roles: BTreeMap<String, Access>,
     /// Roles granted `write` without plaintext access.
     writers: Vec<String>,
+    /// `table.column` and the plaintext type's name, made once (every cell's key lookup and
+    /// AAD use them).
+    key_scope: String,
+    type_name: String,
 }
 
 impl Protected {
     /// `table.column`, the key scope and the name used in errors and logs.
     pub fn scope(&self) -> String {
-        format!("{}.{}", self.table, self.column)
+        self.key_scope.clone()
+    }
+
+    /// `table.column`, borrowed.
+    pub fn key_scope(&self) -> &str {
+        &self.key_scope
+    }
+
+    /// The plaintext type's name as envelopes bind it (`PlainType::name`).
+    pub fn type_name(&self) -> &str {
+        &self.type_name
     }
 
     /// The roles the policy names for this column and what each gets.
@@ -312,6 +326,8 @@ impl Policy {
             }
             let column = Protected {
                 database: spec.database,
+                key_scope: format!("{}.{}", spec.table, spec.column),
+                type_name: plain_type.name(),
                 table: spec.table,
                 column: spec.column,
                 plain_type,

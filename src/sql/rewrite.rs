@@ -526,11 +526,11 @@ fn with_cell<T>(
     row_key: Option<&[u8]>,
     f: impl FnOnce(&crate::crypto::cells::Cell<'_>) -> T,
 ) -> T {
-    let type_name = column.plain_type.name();
     let cell = crate::crypto::cells::Cell {
+        scope: column.key_scope(),
         table: &column.table,
         column: &column.column,
-        plaintext_type: &type_name,
+        plaintext_type: column.type_name(),
         normalize: column.normalize,
         row_key,
     };
@@ -591,6 +591,19 @@ pub fn open_cell(
     stored: &[u8],
     row_key: Option<&[u8]>,
 ) -> Result<Vec<u8>, crate::crypto::Error> {
+    let mut out = Vec::with_capacity(crate::crypto::envelope::plaintext_len(stored.len()));
+    open_cell_into(keyring, column, stored, row_key, &mut out)?;
+    Ok(out)
+}
+
+/// `open_cell`, appending the plaintext to `out`; on failure `out` is as it was.
+pub fn open_cell_into(
+    keyring: &crate::crypto::keyring::Keyring,
+    column: &Protected,
+    stored: &[u8],
+    row_key: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) -> Result<(), crate::crypto::Error> {
     let envelope = match column.storage {
         Storage::Binary => std::borrow::Cow::Borrowed(stored),
         Storage::Base64 => std::borrow::Cow::Owned(
@@ -600,7 +613,7 @@ pub fn open_cell(
         ),
     };
     with_cell(column, row_key, |c| {
-        crate::crypto::cells::open(keyring, c, &envelope)
+        crate::crypto::cells::open_into(keyring, c, &envelope, out)
     })
 }
 

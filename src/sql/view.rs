@@ -142,6 +142,10 @@ pub struct View<'s> {
     /// The analysis looked at a literal or a number's value: its outcome may depend on
     /// literals, so it is not reused for another statement of the same form.
     pub read_literals: std::cell::Cell<bool>,
+    /// A literal's value decided more than the value written where the literal was (an
+    /// ORDER BY position, a value kept as stored): the outcome is not a template for other
+    /// literals (guard's plan cache).
+    pub decided: std::cell::Cell<bool>,
 }
 
 /// A literal as written: one token, or adjacent strings (`'a' 'b'`) with an introducer.
@@ -300,6 +304,7 @@ impl<'s> View<'s> {
             tokens,
             mode,
             read_literals: std::cell::Cell::new(false),
+            decided: std::cell::Cell::new(false),
         })
     }
 
@@ -337,45 +342,53 @@ impl<'s> View<'s> {
     /// they are in (None: binary, from a hex or bit literal or `_binary`). A NULL literal
     /// gives Ok(None).
     pub fn value(&self, lit: &Literal) -> Result<LiteralValue, ViewError> {
-        let toks = &self.tokens[lit.first..=lit.last];
-        let mut charset: Option<&'static str> = Some(self.mode.charset.name);
-        let mut strings = toks;
-        if let Some(first) = toks.first()
-            && first.kind == Kind::Word
-        {
-            let name = String::from_utf8_lossy(&first.text(self.src)[1..]).to_ascii_lowercase();
-            charset = match super::charset::Charset::named(&name) {
-                Some(cs) if cs.name == "binary" => None,
-                Some(cs) => Some(cs.name),
-                None => return Err(ViewError::Literal),
-            };
-            strings = &toks[1..];
-        }
-        let mut out = Vec::new();
-        for t in strings {
-            match t.kind {
-                Kind::Str | Kind::NStr => {
-                    let v = string_value(t.text(self.src), &self.mode).ok_or(ViewError::Literal)?;
-                    out.extend_from_slice(&v);
-                    if t.kind == Kind::NStr {
-                        charset = Some("utf8mb3");
-                    }
-                }
-                Kind::Hex | Kind::Bit => {
-                    out.extend_from_slice(
-                        &binary_value(t.text(self.src)).ok_or(ViewError::Literal)?,
-                    );
-                    if strings.len() == toks.len() {
-                        charset = None;
-                    }
-                }
-                Kind::Number => out.extend_from_slice(t.text(self.src)),
-                Kind::Null => return Ok(None),
-                _ => return Err(ViewError::Literal),
-            }
-        }
-        Ok(Some((out, charset)))
+        literal_value(self.src, self.tokens, lit, &self.mode)
     }
+}
+
+/// The value of the literal of tokens `lit` in `src` (see `View::value`).
+pub fn literal_value(
+    src: &[u8],
+    tokens: &[Token],
+    lit: &Literal,
+    mode: &Mode<'_>,
+) -> Result<LiteralValue, ViewError> {
+    let toks = tokens.get(lit.first..=lit.last).ok_or(ViewError::Literal)?;
+    let mut charset: Option<&'static str> = Some(mode.charset.name);
+    let mut strings = toks;
+    if let Some(first) = toks.first()
+        && first.kind == Kind::Word
+    {
+        let name = String::from_utf8_lossy(&first.text(src)[1..]).to_ascii_lowercase();
+        charset = match super::charset::Charset::named(&name) {
+            Some(cs) if cs.name == "binary" => None,
+            Some(cs) => Some(cs.name),
+            None => return Err(ViewError::Literal),
+        };
+        strings = &toks[1..];
+    }
+    let mut out = Vec::new();
+    for t in strings {
+        match t.kind {
+            Kind::Str | Kind::NStr => {
+                let v = string_value(t.text(src), mode).ok_or(ViewError::Literal)?;
+                out.extend_from_slice(&v);
+                if t.kind == Kind::NStr {
+                    charset = Some("utf8mb3");
+                }
+            }
+            Kind::Hex | Kind::Bit => {
+                out.extend_from_slice(&binary_value(t.text(src)).ok_or(ViewError::Literal)?);
+                if strings.len() == toks.len() {
+                    charset = None;
+                }
+            }
+            Kind::Number => out.extend_from_slice(t.text(src)),
+            Kind::Null => return Ok(None),
+            _ => return Err(ViewError::Literal),
+        }
+    }
+    Ok(Some((out, charset)))
 }
 
 fn word_at(src: &[u8], tokens: &[Token], i: usize, last: usize, w: &str) -> bool {

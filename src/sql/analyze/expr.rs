@@ -537,6 +537,8 @@ impl<'p> Work<'_, 'p> {
         let Some(lit) = self.view.literal_at(start) else {
             return Ok(None);
         };
+        // A value kept as stored: the plan cache does not template it.
+        self.view.decided.set(true);
         if self.view.tokens[lit.first].kind == Kind::Number {
             return Ok(None);
         }
@@ -593,36 +595,28 @@ impl<'p> Work<'_, 'p> {
         let Ok(value) = self.view.value(&lit) else {
             return refuse(col.scope(), "literal not understood");
         };
-        let Some((bytes, charset)) = value else {
-            return Ok((!neg).then_some(Lit::Null));
-        };
         let number = self.view.tokens[lit.first].kind == Kind::Number;
-        if neg && !number {
-            return Ok(None);
+        let made = lit_of(value, neg, number, col, self.empty_string_is_null)?;
+        // Where the value went, for the plan cache: the same tokens of another statement of
+        // this form give their value the same way (`lit_of`).
+        match (
+            &made,
+            self.an
+                .policy
+                .columns()
+                .iter()
+                .position(|c| std::ptr::eq(c, col)),
+        ) {
+            (Some(l), Some(column)) => self.flows.borrow_mut().push(super::Flow {
+                first: lit.first,
+                last: lit.last,
+                neg,
+                column,
+                lit: l.clone(),
+            }),
+            _ => self.view.decided.set(true),
         }
-        if self.empty_string_is_null && bytes.is_empty() && charset.is_some() && !number {
-            return Ok(Some(Lit::Null));
-        }
-        let mut out = Vec::with_capacity(bytes.len() + 1);
-        if neg {
-            out.push(b'-');
-        }
-        match (col.plain_type.kind(), charset) {
-            (crate::crypto::mask::Kind::Bytes, _) | (_, None) => out.extend_from_slice(&bytes),
-            (_, Some(cs)) => {
-                let text = crate::sql::charset::Charset::named(cs)
-                    .and_then(|c| c.to_utf8(&bytes))
-                    .ok_or_else(|| super::Refusal {
-                        target: col.scope(),
-                        reason: format!(
-                            "the value is not text in character set {cs} (values of utf8mb4, utf8mb3, latin1, ascii and binary literals can be protected)"
-                        ),
-                        denied: false,
-                    })?;
-                out.extend_from_slice(text.as_bytes());
-            }
-        }
-        Ok(Some(Lit::Bytes(out)))
+        Ok(made)
     }
 
     /// The original byte range of a literal expression, its sign included.
@@ -642,6 +636,47 @@ impl<'p> Work<'_, 'p> {
         };
         self.token_bytes(first, last)
     }
+}
+
+/// A literal's value (`View::value`) in the form `col` stores: its sign applied, text in
+/// UTF-8 (bytes columns keep the bytes), `''` as NULL under EMPTY_STRING_IS_NULL. None: not a
+/// value for the column (a negated string).
+pub(crate) fn lit_of(
+    value: crate::sql::view::LiteralValue,
+    neg: bool,
+    number: bool,
+    col: &Protected,
+    empty_string_is_null: bool,
+) -> Outcome<Option<Lit>> {
+    let Some((bytes, charset)) = value else {
+        return Ok((!neg).then_some(Lit::Null));
+    };
+    if neg && !number {
+        return Ok(None);
+    }
+    if empty_string_is_null && bytes.is_empty() && charset.is_some() && !number {
+        return Ok(Some(Lit::Null));
+    }
+    let mut out = Vec::with_capacity(bytes.len() + 1);
+    if neg {
+        out.push(b'-');
+    }
+    match (col.plain_type.kind(), charset) {
+        (crate::crypto::mask::Kind::Bytes, _) | (_, None) => out.extend_from_slice(&bytes),
+        (_, Some(cs)) => {
+            let text = crate::sql::charset::Charset::named(cs)
+                .and_then(|c| c.to_utf8(&bytes))
+                .ok_or_else(|| super::Refusal {
+                    target: col.scope(),
+                    reason: format!(
+                        "the value is not text in character set {cs} (values of utf8mb4, utf8mb3, latin1, ascii and binary literals can be protected)"
+                    ),
+                    denied: false,
+                })?;
+            out.extend_from_slice(text.as_bytes());
+        }
+    }
+    Ok(Some(Lit::Bytes(out)))
 }
 
 /// A comparison operand that is a column reference, with what it resolves to.

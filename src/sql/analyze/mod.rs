@@ -173,6 +173,45 @@ pub struct Analysis<'p> {
     pub protected: bool,
     /// Nothing in the outcome depended on a literal's value (see `View::read_literals`).
     pub literal_free: bool,
+    /// Every literal value the outcome holds, and where it came from.
+    pub flows: Vec<Flow>,
+    /// A literal's value decided more than the value it became (`View::decided`).
+    pub values_decide: bool,
+}
+
+/// A literal read into a value for a protected column: tokens `first..=last` of the
+/// statement, with a minus sign before them or not, read for the policy's column `column`
+/// (an index into `Policy::columns`), became `lit` (`expr::lit_of`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flow {
+    pub first: usize,
+    pub last: usize,
+    pub neg: bool,
+    pub column: usize,
+    pub lit: Lit,
+}
+
+/// `Flow::lit` again, from the same tokens of another statement of the same form (its
+/// `tokens` and `src`, lexed under `mode`). None: the literal is not read the same way (the
+/// caller analyzes the statement instead).
+pub fn replay(
+    flow: &Flow,
+    src: &[u8],
+    tokens: &[crate::sql::lex::Token],
+    mode: &crate::sql::lex::Mode<'_>,
+    col: &Protected,
+    empty_string_is_null: bool,
+) -> Option<Lit> {
+    let lit = crate::sql::view::Literal {
+        first: flow.first,
+        last: flow.last,
+    };
+    let value = crate::sql::view::literal_value(src, tokens, &lit, mode).ok()?;
+    let number = tokens[flow.first].kind == crate::sql::lex::Kind::Number;
+    match expr::lit_of(value, flow.neg, number, col, empty_string_is_null) {
+        Ok(Some(l)) if std::mem::discriminant(&l) == std::mem::discriminant(&flow.lit) => Some(l),
+        _ => None,
+    }
 }
 
 pub struct Analyzer<'a, 'q> {
@@ -256,6 +295,7 @@ impl<'a> Analyzer<'a, '_> {
             in_view: false,
             high_not: self.high_not_precedence,
             empty_string_is_null: self.empty_string_is_null,
+            flows: std::cell::RefCell::new(Vec::new()),
         };
         let shape = work.statement(&statement)?;
         let mut edits = work.edits;
@@ -266,6 +306,8 @@ impl<'a> Analyzer<'a, '_> {
         Ok(Analysis {
             protected: work.protected || !edits.is_empty(),
             literal_free: !view.read_literals.get(),
+            values_decide: view.decided.get(),
+            flows: work.flows.into_inner(),
             edits,
             shape,
         })
@@ -304,6 +346,8 @@ pub(crate) struct Work<'w, 'p> {
     in_view: bool,
     high_not: bool,
     empty_string_is_null: bool,
+    /// Literal values read so far (`Analysis::flows`).
+    flows: std::cell::RefCell<Vec<Flow>>,
 }
 
 impl<'p> Work<'_, 'p> {

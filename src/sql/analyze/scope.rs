@@ -539,6 +539,7 @@ impl<'p> Work<'_, 'p> {
             in_view: true,
             high_not: false,
             empty_string_is_null: false,
+            flows: std::cell::RefCell::new(Vec::new()),
         };
         let mut inner = inner_work;
         let items = inner.query(&q, &Frames::root(), 0)?;
@@ -837,6 +838,7 @@ impl<'p> Work<'_, 'p> {
                 Expr::Value(v) => {
                     // A position in ORDER/GROUP BY depends on the number written.
                     self.view.read_literals.set(true);
+                    self.view.decided.set(true);
                     if let Value::Number(n, _) = &v.value
                         && let Ok(k) = n.parse::<usize>()
                         && items
