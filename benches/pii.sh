@@ -34,6 +34,7 @@ BASE_PORT=3413
 TARGETS="direct forwarder plain pii"
 [ -n "${BASELINE_BIN:-}" ] && TARGETS="$TARGETS base-pii"
 
+command -v sysbench >/dev/null || { echo "benches/pii.sh needs sysbench (apt-get install sysbench)" >&2; exit 1; }
 cargo build --release --quiet --bin myveil --example tcp_forwarder
 TMP=$(mktemp -d)
 PIDS=()

@@ -250,9 +250,21 @@ pub struct Shared {
     pub auth_failures_ip: Failures<IpAddr>,
     pub auth_failures_user: Failures<String>,
     passwords: BTreeMap<String, Password>,
+    /// The guard's plan cache of each role, shared by the role's sessions (a decision
+    /// depends on the role, never on the session: guard::ShapeCache).
+    plans: std::sync::Mutex<BTreeMap<String, Arc<std::sync::Mutex<crate::guard::ShapeCache>>>>,
 }
 
 impl Shared {
+    /// The plan cache `role`'s sessions share.
+    pub(crate) fn plans_for(&self, role: &str) -> Arc<std::sync::Mutex<crate::guard::ShapeCache>> {
+        let mut plans = self
+            .plans
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        plans.entry(role.to_owned()).or_default().clone()
+    }
+
     /// Loads users, backend credentials and TLS material named by the configuration.
     pub fn new(config: Config) -> Result<Self, Error> {
         let users = UserStore::load(&config.resolve(&config.users.file))?;
@@ -332,6 +344,7 @@ impl Shared {
             tokens,
             auth_failures_ip: Failures::new(config.listen.auth_failures_per_minute_ip, &clock),
             auth_failures_user: Failures::new(config.listen.auth_failures_per_minute_user, &clock),
+            plans: std::sync::Mutex::default(),
             users: ArcSwap::from_pointee(users),
             protection: ArcSwap::new(protection),
             keyring,

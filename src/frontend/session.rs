@@ -141,7 +141,7 @@ struct Session {
     tracking_prepared: bool,
     /// A prepared statement's text may change state the server does not report.
     state_prepared: bool,
-    /// Decisions of this session that needed no rewrite, by statement form (guard).
+    /// The plan cache of the session's role (guard::ShapeCache, shared by its sessions).
     decisions: Arc<std::sync::Mutex<guard::ShapeCache>>,
     /// Prepared statements as the guard left them.
     statements: Statements,
@@ -235,6 +235,7 @@ impl Results {
 impl Session {
     fn new(shared: Arc<Shared>, s: Started) -> Self {
         let revoked = revocation_watch(&shared, &s.user);
+        let decisions = shared.plans_for(&s.user.role);
         Self {
             id: s.id,
             shared,
@@ -252,7 +253,7 @@ impl Session {
             tracking: s.tracking,
             tracking_prepared: false,
             state_prepared: false,
-            decisions: Arc::default(),
+            decisions,
             statements: Statements::default(),
             revoked,
             server_version: s.server_version,
@@ -1439,6 +1440,7 @@ impl Session {
         tracing::Span::current().record("user", user.name.as_str());
         self.id.set_user(&user.name);
         self.revoked = revocation_watch(&self.shared, &user);
+        self.decisions = self.shared.plans_for(&user.role);
         self.user = user;
         tracing::debug!(role = %self.user.role, "changed user");
         Ok(())

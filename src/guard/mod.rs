@@ -96,7 +96,7 @@ pub struct Context<'a> {
 #[derive(Debug, Default)]
 pub struct ShapeCache {
     valid_for: Option<(String, u64, String, u32)>,
-    entries: HashMap<Vec<u8>, Cached>,
+    entries: HashMap<Vec<u8>, std::sync::Arc<Cached>>,
     /// Statements decided from an entry.
     hits: u64,
 }
@@ -109,8 +109,9 @@ struct Cached {
     plan: plan::Template,
 }
 
-/// Most entries of a session's cache, and the longest statement it keeps.
-const CACHE_ENTRIES: usize = 256;
+/// Most entries of a cache (one per role, shared by its sessions), and the longest statement
+/// it keeps.
+const CACHE_ENTRIES: usize = 1024;
 const CACHE_STATEMENT_BYTES: usize = 2048;
 
 impl ShapeCache {
@@ -916,33 +917,38 @@ impl<'c, 'a> Decider<'c, 'a> {
         else {
             return self.analyze(s, lexed, 0, state, prepare);
         };
-        {
+        let hit = {
             let mut c = cache
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             c.check(self.cx);
+            c.entries.get(&key).cloned()
+        };
+        // Replayed outside the lock (the cache may be shared by many sessions).
+        if let Some(hit) = hit {
             let empty_string_is_null = state.sql_mode.has(ModeFlags::EMPTY_STRING_IS_NULL);
-            let replayed = c.entries.get(&key).and_then(|hit| {
-                let edits = hit.plan.replay(
-                    self.cx.policy,
-                    s.src,
-                    s.tokens,
-                    s.unit.first,
-                    &s.mode,
-                    empty_string_is_null,
-                )?;
-                Some(UnitResult {
+            if let Some(edits) = hit.plan.replay(
+                self.cx.policy,
+                s.src,
+                s.tokens,
+                s.unit.first,
+                &s.mode,
+                empty_string_is_null,
+            ) {
+                cache
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .hits += 1;
+                crate::telemetry::metrics::METRICS.plan(true);
+                return Ok(UnitResult {
                     shape: hit.shape.clone(),
                     protected: hit.protected,
                     edits,
                     ..UnitResult::default()
-                })
-            });
-            if let Some(r) = replayed {
-                c.hits += 1;
-                return Ok(r);
+                });
             }
         }
+        crate::telemetry::metrics::METRICS.plan(false);
         let (r, flows, values_decide) = self.analyze_flows(s, lexed, state, prepare)?;
         let plan = if values_decide {
             None
@@ -954,16 +960,19 @@ impl<'c, 'a> Decider<'c, 'a> {
             let mut c = cache
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Security: a cache shared by sessions may have moved on to another policy or
+            // snapshot since the lookup; the plan goes in only under what it was made under.
+            c.check(self.cx);
             if c.entries.len() >= CACHE_ENTRIES {
                 c.entries.clear();
             }
             c.entries.insert(
                 key,
-                Cached {
+                std::sync::Arc::new(Cached {
                     shape: r.shape.clone(),
                     protected: r.protected,
                     plan,
-                },
+                }),
             );
         }
         Ok(r)

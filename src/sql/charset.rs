@@ -39,12 +39,14 @@ fn within(ranges: &[(u8, u8)], b: u8) -> bool {
 impl Charset {
     /// The charset named as MariaDB reports character_set_client (`utf8` is utf8mb3).
     pub fn named(name: &str) -> Option<&'static Charset> {
-        let name = name.trim().to_ascii_lowercase();
-        let name = match name.as_str() {
-            "utf8" => "utf8mb3",
-            n => n,
+        // Asked for on every statement and literal: no allocation.
+        let name = name.trim();
+        let name = if name.eq_ignore_ascii_case("utf8") {
+            "utf8mb3"
+        } else {
+            name
         };
-        CHARSETS.iter().find(|c| c.name == name)
+        CHARSETS.iter().find(|c| c.name.eq_ignore_ascii_case(name))
     }
 
     pub fn is_space(&self, b: u8) -> bool {

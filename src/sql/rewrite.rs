@@ -204,6 +204,29 @@ impl Text<'_> {
     fn push_str(&mut self, s: &str) {
         self.0.extend_from_slice(s.as_bytes());
     }
+    /// `X'…'` of `bytes`, written straight into the statement.
+    fn push_hex(&mut self, bytes: &[u8]) {
+        push_hex_literal(self.0, bytes);
+    }
+    /// A sealed value as its column stores it, written straight into the statement.
+    fn push_sealed(&mut self, column: &Protected, envelope: &[u8]) {
+        match column.storage {
+            Storage::Binary => self.push_hex(envelope),
+            Storage::Base64 => {
+                use base64::Engine as _;
+                let engine = &base64::engine::general_purpose::STANDARD;
+                self.0.push(b'\'');
+                let at = self.0.len();
+                let len = base64::encoded_len(envelope.len(), true).unwrap_or(0);
+                self.0.resize(at + len, 0);
+                let written = engine
+                    .encode_slice(envelope, &mut self.0[at..])
+                    .unwrap_or(0);
+                self.0.truncate(at + written);
+                self.0.push(b'\'');
+            }
+        }
+    }
     fn push(&mut self, c: char) {
         let mut b = [0u8; 4];
         self.0.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
@@ -246,6 +269,18 @@ pub fn stored_literal(column: &Protected, stored: &[u8]) -> String {
         Storage::Binary => format!("X'{}'", hex::encode_upper(stored)),
         Storage::Base64 => format!("'{}'", String::from_utf8_lossy(stored)),
     }
+}
+
+/// Appends `X'…'` (upper-case hex) of `bytes` to `out`.
+fn push_hex_literal(out: &mut Vec<u8>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.reserve(bytes.len() * 2 + 3);
+    out.extend_from_slice(b"X'");
+    for &b in bytes {
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 0x0F)]);
+    }
+    out.push(b'\'');
 }
 
 fn sealed_literal(column: &Protected, envelope: &[u8]) -> String {
@@ -300,10 +335,10 @@ pub fn render(
                         Lit::Bytes(b) => {
                             let key = literal_key(col, &row_key)?;
                             let v = canonical(col, b)?;
-                            out.push_str(&sealed_literal(
+                            out.push_sealed(
                                 col,
                                 &sealer.seal(col, &v, key).map_err(|e| crypto_err(col, e))?,
-                            ));
+                            );
                         }
                         Lit::Stored(raw, plain) => {
                             let key = literal_key(col, &row_key)?;
@@ -327,10 +362,10 @@ pub fn render(
                                     });
                                 };
                                 let v = canonical(col, plain)?;
-                                out.push_str(&sealed_literal(
+                                out.push_sealed(
                                     col,
                                     &sealer.seal(col, &v, key).map_err(|e| crypto_err(col, e))?,
-                                ));
+                                );
                             }
                         }
                         Lit::Param(_) if *keep == Keep::OnlyEnvelopes => {
@@ -366,7 +401,7 @@ pub fn render(
                     Lit::Bytes(b) => {
                         let v = canonical(col, b)?;
                         let idx = sealer.blind(col, &v).map_err(|e| crypto_err(col, e))?;
-                        out.push_str(&format!("X'{}'", hex::encode_upper(idx)));
+                        out.push_hex(&idx);
                     }
                     Lit::Stored(raw, plain) => {
                         let row_key = row_key_of(col, row_key.as_ref())?;
@@ -386,7 +421,7 @@ pub fn render(
                             }
                         };
                         let idx = sealer.blind(col, &v).map_err(|e| crypto_err(col, e))?;
-                        out.push_str(&format!("X'{}'", hex::encode_upper(idx)));
+                        out.push_hex(&idx);
                     }
                     Lit::Param(i) => {
                         out.push('?');
@@ -433,7 +468,7 @@ pub fn render(
                                     .map_err(|e| crypto_err(column, e))?
                                 {
                                     sep(out);
-                                    out.push_str(&format!("X'{}'", hex::encode_upper(idx)));
+                                    out.push_hex(&idx);
                                 }
                             }
                             Lit::Param(i) => {

@@ -93,6 +93,8 @@ pub struct Metrics {
     decrypted: AtomicU64,
     decrypt_failures: AtomicU64,
     refusals: AtomicU64,
+    plan_hits: AtomicU64,
+    plan_misses: AtomicU64,
     auth_failures: AtomicU64,
     token_logins: AtomicU64,
     rate_limited: [AtomicU64; 3],
@@ -128,6 +130,8 @@ impl Metrics {
             decrypted: AtomicU64::new(0),
             decrypt_failures: AtomicU64::new(0),
             refusals: AtomicU64::new(0),
+            plan_hits: AtomicU64::new(0),
+            plan_misses: AtomicU64::new(0),
             auth_failures: AtomicU64::new(0),
             token_logins: AtomicU64::new(0),
             rate_limited: [const { AtomicU64::new(0) }; 3],
@@ -167,6 +171,14 @@ impl Metrics {
     }
     pub fn refused(&self) {
         self.refusals.fetch_add(1, Relaxed);
+    }
+    /// A statement on protected data decided from a cached plan (`hit`), or analyzed.
+    pub fn plan(&self, hit: bool) {
+        if hit {
+            self.plan_hits.fetch_add(1, Relaxed);
+        } else {
+            self.plan_misses.fetch_add(1, Relaxed);
+        }
     }
     pub fn auth_failed(&self) {
         self.auth_failures.fetch_add(1, Relaxed);
@@ -226,6 +238,18 @@ impl Metrics {
             "counter",
             "Statements refused before reaching the database.",
             self.refusals.load(Relaxed).to_string(),
+        );
+        one(
+            "myveil_plan_cache_hits_total",
+            "counter",
+            "Statements on protected data rewritten from a cached plan, without parsing.",
+            self.plan_hits.load(Relaxed).to_string(),
+        );
+        one(
+            "myveil_plan_cache_misses_total",
+            "counter",
+            "Statements on protected data analyzed (no plan of their form, or none usable).",
+            self.plan_misses.load(Relaxed).to_string(),
         );
         one(
             "myveil_auth_failures_total",
