@@ -277,6 +277,8 @@ impl Response {
     ) -> Result<End, Failed> {
         let mut shift: u8 = 0;
         let mut held: Vec<Packet> = Vec::new();
+        // One buffer for every transformed text row of the response.
+        let mut row_buf: Vec<u8> = Vec::new();
         let mut plan: Option<(ResultPlan<'_>, Vec<u8>)> = None;
         if let Some((defs, shape)) = t.fetch {
             // Rows of an open cursor: the plan comes from the definitions its execute sent.
@@ -351,15 +353,18 @@ impl Response {
             // more results) moves it on and is never a row.
             let is_row =
                 before == Phase::Rows && self.phase == Phase::Rows && matches!(step, Step::More);
+            let mut in_buf = false;
             let transformed = match (&plan, is_row) {
                 (Some((p, original)), true) => {
                     let r = if t.binary {
-                        p.binary_row(&pkt.payload, original, t.cells)
+                        p.binary_row(&pkt.payload, original, t.cells).map(Some)
                     } else {
-                        p.text_row(&pkt.payload, t.cells)
+                        in_buf = true;
+                        p.text_row_into(&pkt.payload, t.cells, &mut row_buf)
+                            .map(|()| None)
                     };
                     match r {
-                        Ok(row) => Some(row),
+                        Ok(row) => row,
                         Err(f) => {
                             return self
                                 .fail(
@@ -377,12 +382,12 @@ impl Response {
                 _ if self.state_ok => tracker.ok(&pkt.payload)?,
                 _ => None,
             };
-            emit(
-                client,
-                &pkt,
-                transformed.as_deref().unwrap_or(&pkt.payload),
-                &mut shift,
-            );
+            let payload = if in_buf {
+                &row_buf[..]
+            } else {
+                transformed.as_deref().unwrap_or(&pkt.payload)
+            };
+            emit(client, &pkt, payload, &mut shift);
             if self.phase == Phase::ResultStart {
                 plan = None;
             }

@@ -392,24 +392,48 @@ impl ResultPlan<'_> {
 
     /// Transforms a text-protocol row.
     pub fn text_row(&self, row: &[u8], cells: &dyn Cells) -> Result<Vec<u8>, Failure> {
+        let mut out = Vec::with_capacity(row.len());
+        self.text_row_into(row, cells, &mut out)?;
+        Ok(out)
+    }
+
+    /// Transforms a text-protocol row into `out` (emptied first; the relay keeps one buffer
+    /// for all rows). Columns that pass are copied; opened cells are decrypted in place.
+    pub fn text_row_into(
+        &self,
+        row: &[u8],
+        cells: &dyn Cells,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Failure> {
+        out.clear();
+        out.reserve(row.len());
         // Cells first (a row key may come after the column bound to it), then the new row.
-        let mut spans: Vec<Option<(usize, usize, usize)>> = Vec::with_capacity(self.actions.len());
+        // Where each value is: on the stack for up to 32 columns.
+        type Span = Option<(usize, usize, usize)>;
+        let n = self.actions.len();
+        let mut stack: [Span; 32] = [None; 32];
+        let mut heap: Vec<Span>;
+        let spans: &mut [Span] = if n <= stack.len() {
+            &mut stack[..n]
+        } else {
+            heap = vec![None; n];
+            &mut heap
+        };
         let mut at = 0;
-        for _ in 0..self.actions.len() {
+        for span in spans.iter_mut() {
             if row.get(at) == Some(&0xFB) {
-                spans.push(None);
                 at += 1;
                 continue;
             }
             let (value, next) = lenenc_str(row, at).ok_or(Failure::Malformed)?;
-            spans.push(Some((at, next - value.len(), next)));
+            *span = Some((at, next - value.len(), next));
             at = next;
         }
         if at != row.len() {
             return Err(Failure::Malformed);
         }
+        let spans: &[Span] = spans;
         let value = |i: usize| spans[i].map(|(_, s, e)| &row[s..e]);
-        let mut out = Vec::with_capacity(row.len());
         for (i, span) in spans.iter().enumerate() {
             let Some((start, vs, end)) = *span else {
                 out.push(0xFB);
@@ -427,25 +451,24 @@ impl ResultPlan<'_> {
                 let row_key = self.row_key(i, col, key)?;
                 let start = out.len();
                 cells
-                    .open_into(col, &row[vs..end], row_key.as_deref(), &mut out)
+                    .open_into(col, &row[vs..end], row_key.as_deref(), out)
                     .map_err(|reason| Failure::Cell {
                         scope: col.scope(),
                         reason,
                     })?;
-                let mut prefix = Vec::with_capacity(9);
-                put_lenenc_int(&mut prefix, (out.len() - start) as u64);
-                out.splice(start..start, prefix);
+                let (prefix, len) = lenenc_prefix((out.len() - start) as u64);
+                out.splice(start..start, prefix[..len].iter().copied());
                 continue;
             }
             match self.cell(i, &row[vs..end], key, cells)? {
                 Some(v) => {
-                    put_lenenc_int(&mut out, v.len() as u64);
+                    put_lenenc_int(out, v.len() as u64);
                     out.extend_from_slice(&v);
                 }
                 None => out.push(0xFB),
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Transforms a binary-protocol row (header 0x00, NULL bitmap offset 2, typed values).
@@ -517,6 +540,33 @@ impl ResultPlan<'_> {
     pub fn types(&self) -> &[u8] {
         &self.types
     }
+}
+
+/// A length-encoded integer's bytes, on the stack.
+fn lenenc_prefix(n: u64) -> ([u8; 9], usize) {
+    let mut b = [0u8; 9];
+    let len = match n {
+        0..=250 => {
+            b[0] = n as u8;
+            1
+        }
+        251..=0xFFFF => {
+            b[0] = 0xFC;
+            b[1..3].copy_from_slice(&(n as u16).to_le_bytes());
+            3
+        }
+        0x1_0000..=0xFF_FFFF => {
+            b[0] = 0xFD;
+            b[1..4].copy_from_slice(&(n as u32).to_le_bytes()[..3]);
+            4
+        }
+        _ => {
+            b[0] = 0xFE;
+            b[1..9].copy_from_slice(&n.to_le_bytes());
+            9
+        }
+    };
+    (b, len)
 }
 
 /// The text form of a binary-protocol value (integers and strings: what row keys are).
@@ -661,6 +711,27 @@ mod tests {
         }
         fn mask_key(&self, _: &Protected) -> Result<[u8; 32], String> {
             Ok([3; 32])
+        }
+    }
+
+    #[test]
+    fn length_prefixes_match_the_wire_encoder() {
+        for n in [
+            0u64,
+            1,
+            250,
+            251,
+            252,
+            0xFFFF,
+            0x1_0000,
+            0xFF_FFFF,
+            0x100_0000,
+            u64::MAX,
+        ] {
+            let mut want = Vec::new();
+            put_lenenc_int(&mut want, n);
+            let (b, len) = lenenc_prefix(n);
+            assert_eq!(&b[..len], &want[..], "{n}");
         }
     }
 
