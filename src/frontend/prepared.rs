@@ -164,30 +164,32 @@ impl Prepared {
         }
         // The client's values: None for NULL; the bytes, and whether they are raw long data
         // rather than the packet's encoding. Values sent as long data are not in the packet.
-        let mut values: Vec<Option<(Vec<u8>, bool)>> = Vec::with_capacity(n);
+        // Borrowed from the packet (no copy per parameter); long data is owned.
+        let mut values: Vec<Option<(std::borrow::Cow<'_, [u8]>, bool)>> = Vec::with_capacity(n);
         for i in 0..n {
             if nulls[i / 8] & (1 << (i % 8)) != 0 {
                 values.push(None);
                 continue;
             }
             if let Some(data) = self.long.remove(&i) {
-                values.push(Some((data, true)));
+                values.push(Some((data.into(), true)));
                 continue;
             }
             if self.long_plain.contains(&i) {
-                values.push(Some((Vec::new(), true)));
+                values.push(Some((Vec::new().into(), true)));
                 continue;
             }
             let (ty, _) = self.types[i];
             let end = binary_value_end(payload, at, ty)
                 .ok_or_else(|| bad("malformed parameter value"))?;
-            values.push(Some((payload[at..end].to_vec(), false)));
+            values.push(Some((payload[at..end].into(), false)));
             at = end;
         }
         let long_plain = std::mem::take(&mut self.long_plain);
         let m = self.uses.len();
         // The flags byte (cursor type) is kept: cursor rows are transformed on fetch.
-        let mut out = head.to_vec();
+        let mut out = Vec::with_capacity(payload.len() + 64 * m);
+        out.extend_from_slice(head);
         if m == 0 {
             return Ok(Some(out));
         }

@@ -166,7 +166,8 @@ fn cache_key(s: &Stmt<'_>, from: usize, state: &LexState, prepare: bool) -> Opti
                 | u8::from(same_comment) << 3,
         );
         match t.kind {
-            Kind::Str | Kind::Hex | Kind::Bit | Kind::Number => {}
+            // Security: no literal's value is kept in a key (nor in a plan: guard::plan).
+            Kind::Str | Kind::NStr | Kind::Hex | Kind::Bit | Kind::Number => {}
             _ => part(&mut k, t.text(s.src)),
         }
     }

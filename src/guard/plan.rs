@@ -54,7 +54,8 @@ struct Step {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Template {
     steps: Vec<Step>,
-    /// Every literal the analysis read, token indices relative to the statement's first.
+    /// Every literal the analysis read, token indices relative to the statement's first, and
+    /// the kind of value each gave (its bytes left out).
     flows: Vec<Flow>,
 }
 
@@ -167,6 +168,18 @@ impl Template {
                 parts,
             });
         }
+        // Security: the plan keeps how each literal was read, not what it held (a cache
+        // lives long; the values are the first statement's, often personal data).
+        let flows = flows
+            .into_iter()
+            .map(|f| Flow {
+                lit: match f.lit {
+                    Lit::Bytes(_) => Lit::Bytes(Vec::new()),
+                    other => other,
+                },
+                ..f
+            })
+            .collect();
         Some(Template { steps, flows })
     }
 

@@ -998,6 +998,48 @@ roles = {{ app = "plaintext" }}
     assert!(replayed >= 200, "plans replayed {replayed} times");
 }
 
+/// Plans and their keys keep no literal's value: a cache lives long, and the values are
+/// personal data.
+#[test]
+fn plans_keep_no_values() {
+    let w = world();
+    let st = state(Some("shop"), DEFAULT_MODE, "utf8mb4");
+    let prepared = HashMap::new();
+    let cache = std::sync::Mutex::new(ShapeCache::default());
+    let cx = Context {
+        state: &st,
+        policy: &w.policy,
+        schema: &w.schema,
+        reach: &w.reach,
+        role: "app",
+        server_version: 101_119,
+        store_schema: Some("myveil"),
+        sealer: &Fake,
+        sql_prepared: &prepared,
+        max_analyzed_bytes: 1 << 20,
+        cache: Some(&cache),
+    };
+    for sql in [
+        "INSERT INTO users (id, email, ssn) VALUES (7, 'zq9secret@x.io', 'zq9ssn')",
+        "UPDATE users SET email = N'zq9national' WHERE email = 'zq9where'",
+        "SELECT id FROM users WHERE email IN ('zq9in', X'7A713968')",
+    ] {
+        assert!(matches!(
+            decide(sql.as_bytes(), Command::Query, &cx).outcome,
+            Outcome::Protect(_)
+        ));
+    }
+    let c = cache.lock().expect("cache");
+    assert_eq!(c.entries.len(), 3, "all three are cached");
+    for (key, entry) in &c.entries {
+        assert!(!key.windows(3).any(|w| w == b"zq9"), "a key holds a value");
+        let shown = format!("{entry:?}");
+        for needle in ["zq9", "122, 113, 57", "7A713968"] {
+            assert!(!shown.contains(needle), "a plan holds a value: {shown}");
+        }
+    }
+}
+
 /// A plan holds the policy's columns by position and the schema's columns by order: a
 /// policy reload or a schema change drops the session's plans (`ShapeCache::check`).
 #[test]
