@@ -998,6 +998,79 @@ roles = {{ app = "plaintext" }}
     assert!(replayed >= 200, "plans replayed {replayed} times");
 }
 
+/// The session state a plan was made in is part of its key: the same text in another
+/// database (where the protected table's columns are in another order) is planned anew.
+#[test]
+fn plans_are_kept_apart_by_the_session_state() {
+    // The table is protected in every database.
+    let anywhere = POLICY.replace("database = \"shop\"\n", "");
+    let mut policy = Policy::default();
+    policy.add_toml(&anywhere, "t").expect("policy");
+    let schema = Snapshot::from_parts(
+        vec![
+            (
+                ("shop".into(), "users".into()),
+                meta(&["id", "email", "email_bidx", "ssn", "name"]),
+            ),
+            (
+                ("other".into(), "users".into()),
+                meta(&["id", "ssn", "email_bidx", "email", "name"]),
+            ),
+        ],
+        vec![],
+        vec![],
+        vec![],
+    );
+    let reach = Reach::new(&policy, "t", &schema);
+    let w = World {
+        policy,
+        schema,
+        reach,
+    };
+    let prepared = HashMap::new();
+    let cache = std::sync::Mutex::new(ShapeCache::default());
+    let with = |db: &str, sql: &str, cache: Option<&std::sync::Mutex<ShapeCache>>| {
+        let st = state(Some(db), DEFAULT_MODE, "utf8mb4");
+        let cx = Context {
+            state: &st,
+            policy: &w.policy,
+            schema: &w.schema,
+            reach: &w.reach,
+            role: "app",
+            server_version: 101_119,
+            store_schema: Some("myveil"),
+            sealer: &Fake,
+            sql_prepared: &prepared,
+            max_analyzed_bytes: 1 << 20,
+            cache,
+        };
+        match decide(sql.as_bytes(), Command::Query, &cx).outcome {
+            Outcome::Protect(p) => readable(&p.text.expect("rewritten")),
+            other => panic!("{sql}: {other:?}"),
+        }
+    };
+    let implicit = |n: u32| format!("INSERT INTO users VALUES ({n}, 'v{n}', NULL, 'w{n}', 'x{n}')");
+    for (db, n) in [
+        ("shop", 1),
+        ("shop", 2),
+        ("other", 3),
+        ("other", 4),
+        ("shop", 5),
+    ] {
+        assert_eq!(
+            with(db, &implicit(n), Some(&cache)),
+            with(db, &implicit(n), None),
+            "in {db}"
+        );
+    }
+    assert!(cache.lock().expect("cache").hits >= 2, "plans were used");
+    assert_ne!(
+        with("shop", &implicit(9), None),
+        with("other", &implicit(9), None),
+        "the two databases seal different positions"
+    );
+}
+
 /// Plans and their keys keep no literal's value: a cache lives long, and the values are
 /// personal data.
 #[test]
