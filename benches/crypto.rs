@@ -35,6 +35,19 @@ type = "char(11)"
 roles = { app = "plaintext" }
 "#;
 
+/// Keys (column and blind index for every scope) and the bench policy.
+fn fixture() -> (tempfile::TempDir, Keyring, Policy) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keyring = Keyring::generate(
+        dir.path(),
+        &[(Purpose::Column, "*"), (Purpose::BlindIndex, "*")],
+    )
+    .expect("keys");
+    let mut policy = Policy::default();
+    policy.add_toml(POLICY, "bench").expect("policy");
+    (dir, keyring, policy)
+}
+
 fn envelope(c: &mut Criterion) {
     let key = [7u8; 32];
     let ctx = CellContext {
@@ -65,14 +78,7 @@ fn envelope(c: &mut Criterion) {
 }
 
 fn rewrite(c: &mut Criterion) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let keyring = Keyring::generate(
-        dir.path(),
-        &[(Purpose::Column, "*"), (Purpose::BlindIndex, "*")],
-    )
-    .expect("keys");
-    let mut policy = Policy::default();
-    policy.add_toml(POLICY, "bench").expect("policy");
+    let (_dir, keyring, policy) = fixture();
     let schema = Snapshot::default();
     let reach = Reach::new(&policy, "bench", &schema);
     let state = SessionState {
@@ -184,14 +190,7 @@ fn results(c: &mut Criterion) {
     use myveil::frontend::transform::{KeyringCells, plan};
     use myveil::sql::analyze::{Out, Shape};
     use myveil::sql::rewrite::Sealer;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let keyring = Keyring::generate(
-        dir.path(),
-        &[(Purpose::Column, "*"), (Purpose::BlindIndex, "*")],
-    )
-    .expect("keys");
-    let mut policy = Policy::default();
-    policy.add_toml(POLICY, "bench").expect("policy");
+    let (_dir, keyring, policy) = fixture();
     let email = policy
         .columns()
         .iter()

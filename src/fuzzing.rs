@@ -268,9 +268,9 @@ pub fn guard(data: &[u8]) {
     }
 }
 
-/// A sealer whose output shows its input: `S[plaintext]`, `B[plaintext]` (deterministic, so
-/// two rewrites compare byte for byte).
-struct Shown;
+/// A sealer whose output shows its input (deterministic, so two rewrites compare byte for
+/// byte): `S[plaintext]` sealed, `B0[plaintext]` (padded with dots) as a blind index.
+pub(crate) struct Shown;
 
 impl crate::sql::rewrite::Sealer for Shown {
     fn seal(
@@ -279,17 +279,16 @@ impl crate::sql::rewrite::Sealer for Shown {
         p: &[u8],
         _: Option<&[u8]>,
     ) -> Result<Vec<u8>, crate::crypto::Error> {
-        Ok([b"S[", p, b"]"].concat())
+        Ok(format!("S[{}]", String::from_utf8_lossy(p)).into_bytes())
     }
     fn blind(
         &self,
         _: &crate::policy::Protected,
         p: &[u8],
     ) -> Result<[u8; 32], crate::crypto::Error> {
-        let mut out = [0u8; 32];
-        for (i, b) in p.iter().enumerate() {
-            out[i % 32] ^= b.wrapping_add(i as u8);
-        }
+        let mut out = [b'.'; 32];
+        let s = format!("B0[{}]", String::from_utf8_lossy(p));
+        out[..s.len().min(32)].copy_from_slice(&s.as_bytes()[..s.len().min(32)]);
         Ok(out)
     }
     fn blind_all(
@@ -302,6 +301,7 @@ impl crate::sql::rewrite::Sealer for Shown {
     fn blind_keys(&self, _: &crate::policy::Protected) -> usize {
         1
     }
+    /// Fake envelopes are `S[plaintext]`.
     fn open(
         &self,
         _: &crate::policy::Protected,

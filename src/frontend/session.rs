@@ -539,11 +539,9 @@ impl Session {
                 return self.kill(first_seq, seq, &words, target).await;
             }
             ids::Rewrite::ProcessList { full } => {
-                let Some(cs) = crate::sql::charset::Charset::named(&self.state.client_charset)
-                else {
+                let Some(mode) = self.lex_mode(false) else {
                     return self.forward(first_seq, payload, Expect::Query).await;
                 };
-                let mode = guard::lex_mode(cs, &self.state.sql_mode, self.server_version, false);
                 let sql = self.shared.sessions.processlist_sql(
                     &self.user.name,
                     self.backend.connection_id(),
@@ -834,12 +832,23 @@ impl Session {
         Ok(None)
     }
 
+    /// How the server reads the session's texts now (None: a character set myveil cannot
+    /// read).
+    fn lex_mode(&self, prepare: bool) -> Option<crate::sql::lex::Mode<'static>> {
+        let cs = crate::sql::charset::Charset::named(&self.state.client_charset)?;
+        Some(crate::guard::lex_mode(
+            cs,
+            &self.state.sql_mode,
+            self.server_version,
+            prepare,
+        ))
+    }
+
     /// The statement's literal-free fingerprint, read the way the server reads it.
     fn fingerprint(&self, text: &[u8]) -> String {
-        let Some(cs) = crate::sql::charset::Charset::named(&self.state.client_charset) else {
+        let Some(mode) = self.lex_mode(false) else {
             return crate::sql::UNREADABLE.into();
         };
-        let mode = crate::guard::lex_mode(cs, &self.state.sql_mode, self.server_version, false);
         match crate::sql::lex::lex(text, &mode) {
             Ok(lexed) => crate::sql::fingerprint(text, &lexed),
             Err(_) => crate::sql::UNREADABLE.into(),
@@ -849,10 +858,9 @@ impl Session {
     /// Reads a text for `CONNECTION_ID()` and KILL, which name the session's own id
     /// (frontend::ids).
     fn connection_ids(&self, text: &[u8], prepare: bool) -> ids::Rewrite {
-        let Some(cs) = crate::sql::charset::Charset::named(&self.state.client_charset) else {
+        let Some(mode) = self.lex_mode(prepare) else {
             return ids::Rewrite::Keep;
         };
-        let mode = crate::guard::lex_mode(cs, &self.state.sql_mode, self.server_version, prepare);
         ids::rewrite(text, &mode, self.id.get())
     }
 
@@ -861,11 +869,8 @@ impl Session {
         if !matches!(self.client.stream(), wire::stream::Stream::Compressed(_)) {
             return false;
         }
-        let Some(cs) = crate::sql::charset::Charset::named(&self.state.client_charset) else {
-            return false;
-        };
-        let mode = crate::guard::lex_mode(cs, &self.state.sql_mode, self.server_version, false);
-        ids::shows_status(text, &mode)
+        self.lex_mode(false)
+            .is_some_and(|mode| ids::shows_status(text, &mode))
     }
 
     /// A KILL of session `target` (`words`: HARD/SOFT, CONNECTION/QUERY): sent on as a

@@ -456,7 +456,8 @@ impl ResultPlan<'_> {
                         scope: col.scope(),
                         reason,
                     })?;
-                let (prefix, len) = lenenc_prefix((out.len() - start) as u64);
+                let (prefix, len) =
+                    crate::wire::packets::lenenc_int_bytes((out.len() - start) as u64);
                 out.splice(start..start, prefix[..len].iter().copied());
                 continue;
             }
@@ -540,33 +541,6 @@ impl ResultPlan<'_> {
     pub fn types(&self) -> &[u8] {
         &self.types
     }
-}
-
-/// A length-encoded integer's bytes, on the stack.
-fn lenenc_prefix(n: u64) -> ([u8; 9], usize) {
-    let mut b = [0u8; 9];
-    let len = match n {
-        0..=250 => {
-            b[0] = n as u8;
-            1
-        }
-        251..=0xFFFF => {
-            b[0] = 0xFC;
-            b[1..3].copy_from_slice(&(n as u16).to_le_bytes());
-            3
-        }
-        0x1_0000..=0xFF_FFFF => {
-            b[0] = 0xFD;
-            b[1..4].copy_from_slice(&(n as u32).to_le_bytes()[..3]);
-            4
-        }
-        _ => {
-            b[0] = 0xFE;
-            b[1..9].copy_from_slice(&n.to_le_bytes());
-            9
-        }
-    };
-    (b, len)
 }
 
 /// The text form of a binary-protocol value (integers and strings: what row keys are).
@@ -711,27 +685,6 @@ mod tests {
         }
         fn mask_key(&self, _: &Protected) -> Result<[u8; 32], String> {
             Ok([3; 32])
-        }
-    }
-
-    #[test]
-    fn length_prefixes_match_the_wire_encoder() {
-        for n in [
-            0u64,
-            1,
-            250,
-            251,
-            252,
-            0xFFFF,
-            0x1_0000,
-            0xFF_FFFF,
-            0x100_0000,
-            u64::MAX,
-        ] {
-            let mut want = Vec::new();
-            put_lenenc_int(&mut want, n);
-            let (b, len) = lenenc_prefix(n);
-            assert_eq!(&b[..len], &want[..], "{n}");
         }
     }
 

@@ -97,16 +97,18 @@ pub struct Context<'a> {
 pub struct ShapeCache {
     valid_for: Option<(String, u64, String, u32)>,
     entries: HashMap<Vec<u8>, std::sync::Arc<Cached>>,
-    /// Statements decided from an entry.
-    hits: u64,
+    hits: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Cached {
     shape: Option<Shape>,
     protected: bool,
     /// The rewrite, without its values (empty: none).
     plan: plan::Template,
+    /// Statements its cache decided from a plan: the cache's own counter, counted through
+    /// the entry so that a hit needs no second lock.
+    hits: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Most entries of a cache (one per role, shared by its sessions), and the longest statement
@@ -115,6 +117,12 @@ const CACHE_ENTRIES: usize = 1024;
 const CACHE_STATEMENT_BYTES: usize = 2048;
 
 impl ShapeCache {
+    /// Statements decided from a plan.
+    #[cfg(test)]
+    fn hits(&self) -> u64 {
+        self.hits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Empties the cache when what its entries were decided under has changed.
     fn check(&mut self, cx: &Context<'_>) {
         let same = self.valid_for.as_ref().is_some_and(|(p, s, r, v)| {
@@ -936,10 +944,7 @@ impl<'c, 'a> Decider<'c, 'a> {
                 &s.mode,
                 empty_string_is_null,
             ) {
-                cache
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .hits += 1;
+                hit.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 crate::telemetry::metrics::METRICS.plan(true);
                 return Ok(UnitResult {
                     shape: hit.shape.clone(),
@@ -950,7 +955,7 @@ impl<'c, 'a> Decider<'c, 'a> {
             }
         }
         crate::telemetry::metrics::METRICS.plan(false);
-        let (r, flows, values_decide) = self.analyze_flows(s, lexed, state, prepare)?;
+        let (r, flows, values_decide) = self.analyze_from(s, lexed, 0, state)?;
         let plan = if values_decide {
             None
         } else {
@@ -967,12 +972,14 @@ impl<'c, 'a> Decider<'c, 'a> {
             if c.entries.len() >= CACHE_ENTRIES {
                 c.entries.clear();
             }
+            let hits = c.hits.clone();
             c.entries.insert(
                 key,
                 std::sync::Arc::new(Cached {
                     shape: r.shape.clone(),
                     protected: r.protected,
                     plan,
+                    hits,
                 }),
             );
         }
@@ -991,18 +998,8 @@ impl<'c, 'a> Decider<'c, 'a> {
         self.analyze_from(s, lexed, from, state).map(|(r, _, _)| r)
     }
 
-    /// Analyzes a whole statement; also where its literal values went, and whether a value
+    /// Analyzes tokens `[from, …)`; also where its literal values went, and whether a value
     /// decided more than that (for the plan cache).
-    fn analyze_flows(
-        &mut self,
-        s: &Stmt<'_>,
-        lexed: &Lexed,
-        state: &LexState,
-        _prepare: bool,
-    ) -> Result<(UnitResult<'a>, Vec<crate::sql::analyze::Flow>, bool), Refusal> {
-        self.analyze_from(s, lexed, 0, state)
-    }
-
     fn analyze_from(
         &mut self,
         s: &Stmt<'_>,

@@ -110,6 +110,13 @@ impl Template {
                 }
             }
         };
+        // A row key: none, or one that is traced.
+        let key_source = |key: &Option<Lit>| -> Option<Option<Source>> {
+            match key {
+                None => Some(None),
+                Some(k) => source(k).map(Some),
+            }
+        };
         let anchor = |at: usize, prefer_end: bool| -> Option<Anchor> {
             // Tokens are in text order: their starts and their ends both ascend.
             let starts = tokens
@@ -133,22 +140,12 @@ impl Template {
                 parts.push(match p {
                     Piece::Text(t) => Part::Text(t.clone()),
                     Piece::Raw(_) => return None,
-                    Piece::Seal(col, lit, key, keep) => Part::Seal(
-                        index(col)?,
-                        source(lit)?,
-                        key.as_ref()
-                            .map(source)
-                            .map_or(Some(None), |s| s.map(Some))?,
-                        *keep,
-                    ),
-                    Piece::BlindWrite(col, lit, key, keep) => Part::BlindWrite(
-                        index(col)?,
-                        source(lit)?,
-                        key.as_ref()
-                            .map(source)
-                            .map_or(Some(None), |s| s.map(Some))?,
-                        *keep,
-                    ),
+                    Piece::Seal(col, lit, key, keep) => {
+                        Part::Seal(index(col)?, source(lit)?, key_source(key)?, *keep)
+                    }
+                    Piece::BlindWrite(col, lit, key, keep) => {
+                        Part::BlindWrite(index(col)?, source(lit)?, key_source(key)?, *keep)
+                    }
                     Piece::BlindSearch {
                         column,
                         qualifier,

@@ -3,7 +3,6 @@
 
 use super::*;
 use crate::backend::schema::Dependent;
-use crate::policy::Protected;
 use crate::sql::analyze::ColumnMeta;
 
 const POLICY: &str = r#"
@@ -26,38 +25,8 @@ roles = { app = "plaintext", dumper = "ciphertext" }
 write = ["dumper"]
 "#;
 
-/// Readable stand-ins: S[value] sealed, B<k>[value] blind indexes.
-struct Fake;
-
-impl Sealer for Fake {
-    fn seal(
-        &self,
-        _: &Protected,
-        p: &[u8],
-        _: Option<&[u8]>,
-    ) -> Result<Vec<u8>, crate::crypto::Error> {
-        Ok(format!("S[{}]", String::from_utf8_lossy(p)).into_bytes())
-    }
-    fn blind(&self, _: &Protected, p: &[u8]) -> Result<[u8; 32], crate::crypto::Error> {
-        let mut out = [b'.'; 32];
-        let s = format!("B0[{}]", String::from_utf8_lossy(p));
-        out[..s.len().min(32)].copy_from_slice(&s.as_bytes()[..s.len().min(32)]);
-        Ok(out)
-    }
-    fn blind_all(&self, c: &Protected, p: &[u8]) -> Result<Vec<[u8; 32]>, crate::crypto::Error> {
-        Ok(vec![self.blind(c, p)?])
-    }
-    fn blind_keys(&self, _: &Protected) -> usize {
-        1
-    }
-    /// Fake envelopes are `S[plaintext]`.
-    fn open(&self, _: &Protected, stored: &[u8], _: Option<&[u8]>) -> Option<Vec<u8>> {
-        stored
-            .strip_prefix(b"S[")
-            .and_then(|s| s.strip_suffix(b"]"))
-            .map(<[u8]>::to_vec)
-    }
-}
+/// Readable stand-ins: S[value] sealed, B0[value] blind indexes (the fuzz target's).
+use crate::fuzzing::Shown as Fake;
 
 fn meta(names: &[&str]) -> Vec<ColumnMeta> {
     names
@@ -136,6 +105,18 @@ fn state(db: Option<&str>, mode: &str, charset: &str) -> SessionState {
 }
 
 fn decide_in(w: &World, st: &SessionState, role: &str, sql: &[u8], command: Command) -> Decision {
+    decide_cached(w, st, role, sql, command, None)
+}
+
+/// `decide_in` with a plan cache.
+fn decide_cached(
+    w: &World,
+    st: &SessionState,
+    role: &str,
+    sql: &[u8],
+    command: Command,
+    cache: Option<&std::sync::Mutex<ShapeCache>>,
+) -> Decision {
     let prepared = HashMap::new();
     let cx = Context {
         state: st,
@@ -148,9 +129,26 @@ fn decide_in(w: &World, st: &SessionState, role: &str, sql: &[u8], command: Comm
         sealer: &Fake,
         sql_prepared: &prepared,
         max_analyzed_bytes: 1 << 20,
-        cache: None,
+        cache,
     };
     decide(sql, command, &cx)
+}
+
+/// A decision as text: "PASS", "REFUSE …", or the rewritten text (readable) and the shapes.
+fn shown(o: Outcome) -> String {
+    match o {
+        Outcome::Pass => "PASS".to_owned(),
+        Outcome::Refuse(r) => format!("REFUSE {r}"),
+        Outcome::Protect(p) => format!("{:?} {:?}", p.text.map(|t| readable(&t)), p.shapes),
+    }
+}
+
+/// The rewritten text of a statement that must be protected.
+fn rewritten(o: Outcome, sql: &str) -> String {
+    match o {
+        Outcome::Protect(p) => readable(&p.text.expect("rewritten")),
+        other => panic!("{sql}: {other:?}"),
+    }
 }
 
 /// What the backend gets: "PASS", "REFUSE <code-ish>", or the rewritten text (readable).
@@ -784,27 +782,9 @@ fn the_second_attack_run_is_closed() {
 fn cached_decisions_are_the_analysis_decisions() {
     let w = world();
     let st = state(Some("shop"), DEFAULT_MODE, "utf8mb4");
-    let prepared = HashMap::new();
     let cache = std::sync::Mutex::new(ShapeCache::default());
     let with = |sql: &[u8], cache: Option<&std::sync::Mutex<ShapeCache>>| {
-        let cx = Context {
-            state: &st,
-            policy: &w.policy,
-            schema: &w.schema,
-            reach: &w.reach,
-            role: "support",
-            server_version: 101_119,
-            store_schema: Some("myveil"),
-            sealer: &Fake,
-            sql_prepared: &prepared,
-            max_analyzed_bytes: 1 << 20,
-            cache,
-        };
-        match decide(sql, Command::Query, &cx).outcome {
-            Outcome::Pass => "PASS".to_owned(),
-            Outcome::Refuse(r) => format!("REFUSE {r}"),
-            Outcome::Protect(p) => format!("{:?} {:?}", p.text.map(|t| readable(&t)), p.shapes),
-        }
+        shown(decide_cached(&w, &st, "support", sql, Command::Query, cache).outcome)
     };
     for sql in [
         &b"SELECT id, email FROM users WHERE id = 1"[..],
@@ -862,7 +842,6 @@ roles = {{ app = "plaintext" }}
         ),
         &["id", "email", "email_bidx", "ssn", "name", "phone", "age"],
     );
-    let prepared = HashMap::new();
     // Each family: statements of one form, the first primes the cache.
     let families: &[&[&str]] = &[
         &[
@@ -949,26 +928,7 @@ roles = {{ app = "plaintext" }}
             for role in ["app", "support", "dumper"] {
                 let cache = std::sync::Mutex::new(ShapeCache::default());
                 let with = |sql: &[u8], cache: Option<&std::sync::Mutex<ShapeCache>>| {
-                    let cx = Context {
-                        state: &st,
-                        policy: &w.policy,
-                        schema: &w.schema,
-                        reach: &w.reach,
-                        role,
-                        server_version: 101_119,
-                        store_schema: Some("myveil"),
-                        sealer: &Fake,
-                        sql_prepared: &prepared,
-                        max_analyzed_bytes: 1 << 20,
-                        cache,
-                    };
-                    match decide(sql, Command::Query, &cx).outcome {
-                        Outcome::Pass => "PASS".to_owned(),
-                        Outcome::Refuse(r) => format!("REFUSE {r}"),
-                        Outcome::Protect(p) => {
-                            format!("{:?} {:?}", p.text.map(|t| readable(&t)), p.shapes)
-                        }
-                    }
+                    shown(decide_cached(&w, &st, role, sql, Command::Query, cache).outcome)
                 };
                 for family in families {
                     for sql in *family {
@@ -978,13 +938,13 @@ roles = {{ app = "plaintext" }}
                         } else {
                             sql.as_bytes().to_vec()
                         };
-                        let before = cache.lock().expect("cache").hits;
+                        let before = cache.lock().expect("cache").hits();
                         assert_eq!(
                             with(&bytes, Some(&cache)),
                             with(&bytes, None),
                             "{sql} ({role}, {mode}, {charset})"
                         );
-                        let hit = cache.lock().expect("cache").hits - before;
+                        let hit = cache.lock().expect("cache").hits() - before;
                         if std::env::var("PLAN_DEBUG").is_ok() {
                             eprintln!("{hit} {role} {mode} {charset} {sql}");
                         }
@@ -1027,27 +987,11 @@ fn plans_are_kept_apart_by_the_session_state() {
         schema,
         reach,
     };
-    let prepared = HashMap::new();
     let cache = std::sync::Mutex::new(ShapeCache::default());
     let with = |db: &str, sql: &str, cache: Option<&std::sync::Mutex<ShapeCache>>| {
         let st = state(Some(db), DEFAULT_MODE, "utf8mb4");
-        let cx = Context {
-            state: &st,
-            policy: &w.policy,
-            schema: &w.schema,
-            reach: &w.reach,
-            role: "app",
-            server_version: 101_119,
-            store_schema: Some("myveil"),
-            sealer: &Fake,
-            sql_prepared: &prepared,
-            max_analyzed_bytes: 1 << 20,
-            cache,
-        };
-        match decide(sql.as_bytes(), Command::Query, &cx).outcome {
-            Outcome::Protect(p) => readable(&p.text.expect("rewritten")),
-            other => panic!("{sql}: {other:?}"),
-        }
+        let d = decide_cached(&w, &st, "app", sql.as_bytes(), Command::Query, cache);
+        rewritten(d.outcome, sql)
     };
     let implicit = |n: u32| format!("INSERT INTO users VALUES ({n}, 'v{n}', NULL, 'w{n}', 'x{n}')");
     for (db, n) in [
@@ -1063,7 +1007,7 @@ fn plans_are_kept_apart_by_the_session_state() {
             "in {db}"
         );
     }
-    assert!(cache.lock().expect("cache").hits >= 2, "plans were used");
+    assert!(cache.lock().expect("cache").hits() >= 2, "plans were used");
     assert_ne!(
         with("shop", &implicit(9), None),
         with("other", &implicit(9), None),
@@ -1077,28 +1021,14 @@ fn plans_are_kept_apart_by_the_session_state() {
 fn plans_keep_no_values() {
     let w = world();
     let st = state(Some("shop"), DEFAULT_MODE, "utf8mb4");
-    let prepared = HashMap::new();
     let cache = std::sync::Mutex::new(ShapeCache::default());
-    let cx = Context {
-        state: &st,
-        policy: &w.policy,
-        schema: &w.schema,
-        reach: &w.reach,
-        role: "app",
-        server_version: 101_119,
-        store_schema: Some("myveil"),
-        sealer: &Fake,
-        sql_prepared: &prepared,
-        max_analyzed_bytes: 1 << 20,
-        cache: Some(&cache),
-    };
     for sql in [
         "INSERT INTO users (id, email, ssn) VALUES (7, 'zq9secret@x.io', 'zq9ssn')",
         "UPDATE users SET email = N'zq9national' WHERE email = 'zq9where'",
         "SELECT id FROM users WHERE email IN ('zq9in', X'7A713968')",
     ] {
         assert!(matches!(
-            decide(sql.as_bytes(), Command::Query, &cx).outcome,
+            decide_cached(&w, &st, "app", sql.as_bytes(), Command::Query, Some(&cache)).outcome,
             Outcome::Protect(_)
         ));
     }
@@ -1130,26 +1060,10 @@ fn plans_are_dropped_with_the_policy_or_schema_they_were_made_under() {
     // The same policy over a table whose columns moved.
     let c = world_with(POLICY, &["id", "ssn", "email_bidx", "email", "name"]);
     let st = state(Some("shop"), DEFAULT_MODE, "utf8mb4");
-    let prepared = HashMap::new();
     let cache = std::sync::Mutex::new(ShapeCache::default());
     let with = |w: &World, sql: &str, cache: Option<&std::sync::Mutex<ShapeCache>>| {
-        let cx = Context {
-            state: &st,
-            policy: &w.policy,
-            schema: &w.schema,
-            reach: &w.reach,
-            role: "app",
-            server_version: 101_119,
-            store_schema: Some("myveil"),
-            sealer: &Fake,
-            sql_prepared: &prepared,
-            max_analyzed_bytes: 1 << 20,
-            cache,
-        };
-        match decide(sql.as_bytes(), Command::Query, &cx).outcome {
-            Outcome::Protect(p) => readable(&p.text.expect("rewritten")),
-            other => panic!("{sql}: {other:?}"),
-        }
+        let d = decide_cached(w, &st, "app", sql.as_bytes(), Command::Query, cache);
+        rewritten(d.outcome, sql)
     };
     let named = |n: u32| format!("INSERT INTO users (id, email, ssn) VALUES ({n}, 'e{n}', 's{n}')");
     let implicit = |n: u32| format!("INSERT INTO users VALUES ({n}, 'v{n}', NULL, 'w{n}', 'x{n}')");
@@ -1160,7 +1074,7 @@ fn plans_are_dropped_with_the_policy_or_schema_they_were_made_under() {
             with(&a, &implicit(n), None)
         );
     }
-    assert!(cache.lock().expect("cache").hits >= 4, "plans were used");
+    assert!(cache.lock().expect("cache").hits() >= 4, "plans were used");
     for (w, what) in [
         (&c, "schema changed"),
         (&b, "policy reloaded"),

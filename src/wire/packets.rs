@@ -90,21 +90,35 @@ pub fn auth_more_data_payload(data: &[u8]) -> Vec<u8> {
 }
 
 pub fn put_lenenc_int(buf: &mut Vec<u8>, v: u64) {
-    match v {
-        0..=250 => buf.push(v as u8),
+    let (bytes, len) = lenenc_int_bytes(v);
+    buf.extend_from_slice(&bytes[..len]);
+}
+
+/// A length-encoded integer's bytes, on the stack (for a prefix written after its value).
+pub fn lenenc_int_bytes(v: u64) -> ([u8; 9], usize) {
+    let mut b = [0u8; 9];
+    let len = match v {
+        0..=250 => {
+            b[0] = v as u8;
+            1
+        }
         251..=0xFFFF => {
-            buf.push(0xFC);
-            buf.extend_from_slice(&(v as u16).to_le_bytes());
+            b[0] = 0xFC;
+            b[1..3].copy_from_slice(&(v as u16).to_le_bytes());
+            3
         }
         0x1_0000..=0xFF_FFFF => {
-            buf.push(0xFD);
-            buf.extend_from_slice(&(v as u32).to_le_bytes()[..3]);
+            b[0] = 0xFD;
+            b[1..4].copy_from_slice(&(v as u32).to_le_bytes()[..3]);
+            4
         }
         _ => {
-            buf.push(0xFE);
-            buf.extend_from_slice(&v.to_le_bytes());
+            b[0] = 0xFE;
+            b[1..9].copy_from_slice(&v.to_le_bytes());
+            9
         }
-    }
+    };
+    (b, len)
 }
 
 /// Reads a length-encoded integer; returns the value and the bytes it took.
