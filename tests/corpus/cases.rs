@@ -38,6 +38,7 @@ pub fn all() -> Vec<Case> {
     v.extend(multi());
     v.extend(own_ideas());
     v.extend(connection_ids());
+    v.extend(plans());
     let mut names = std::collections::BTreeSet::new();
     for c in &v {
         assert!(
@@ -2654,6 +2655,62 @@ fn connection_ids() -> Vec<Case> {
             .q("SHOW FULL PROCESSLIST"),
         n("SHOW PROCESSLIST with a trailing comment")
             .q("SHOW PROCESSLIST /* '{{c:ssn}}' */"),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------
+// The plan cache: a statement of a form seen before is rewritten from the plan of the first
+// (shared by a role's sessions). Each case primes a form, then sends canaries in it.
+// ---------------------------------------------------------------------------------------
+
+fn plans() -> Vec<Case> {
+    let p = |name: &str| case("plans", name.to_owned());
+    vec![
+        p("an INSERT form seen before seals the next values")
+            .q("INSERT INTO users (id, email, ssn) VALUES (80, 'prime80@example.com', '{{p}}')")
+            .q("INSERT INTO users (id, email, ssn) VALUES (81, '{{c:em}}', '{{c:ssn}}')")
+            .q("SELECT email, ssn FROM users WHERE id = 81")
+            .expect(App, &[&[Some("{{c:em}}"), Some("{{c:ssn}}")]]),
+        p("a multi-row INSERT form seen before")
+            .q("INSERT INTO users (id, phone) VALUES (82, '{{p}}'), (83, '{{p}}')")
+            .q("INSERT INTO users (id, phone) VALUES (84, '{{c:ph}}'), (85, '{{c2:ph}}')")
+            .q("SELECT phone FROM users WHERE id IN (84, 85) ORDER BY id")
+            .expect(App, &[&[Some("{{c:ph}}")], &[Some("{{c2:ph}}")]]),
+        p("a form primed with one value in two columns")
+            .q("UPDATE users SET ssn = '{{p}}', phone = '{{p}}' WHERE id = 4")
+            .q("UPDATE users SET ssn = '{{c:ssn}}', phone = '{{c:ph}}' WHERE id = 4")
+            .q("SELECT ssn, phone FROM users WHERE id = 4")
+            .expect(App, &[&[Some("{{c:ssn}}"), Some("{{c:ph}}")]]),
+        p("a form seen alone, then second in a multi-statement query")
+            .q("UPDATE users SET ssn = '{{p}}' WHERE id = 3")
+            .q("SELECT 1; UPDATE users SET ssn = '{{c:ssn}}' WHERE id = 3"),
+        p("a form primed with an empty value under EMPTY_STRING_IS_NULL")
+            .q("SET sql_mode = CONCAT(@@sql_mode, ',EMPTY_STRING_IS_NULL')")
+            .q("UPDATE users SET phone = '' WHERE id = 2")
+            .q("UPDATE users SET phone = '{{c:ph}}' WHERE id = 2"),
+        p("a form primed in an executable comment, the value moved out of it")
+            .q("UPDATE users SET ssn = /*!100000 '{{p}}' */ WHERE id = 2")
+            .q("UPDATE users SET ssn = /*!100000 */ '{{c:ssn}}' WHERE id = 2")
+            .q("UPDATE users SET ssn = /*!999999 '{{p}}' */ '{{c2:ssn}}' WHERE id = 2"),
+        p("a form primed in one character set, sent in another")
+            .q("UPDATE users SET full_name = '{{p}}' WHERE id = 2")
+            .q("SET NAMES latin1")
+            .q("UPDATE users SET full_name = '{{c:fn}}' WHERE id = 2")
+            .q("SET NAMES binary")
+            .q("UPDATE users SET full_name = '{{c2:fn}}' WHERE id = 2"),
+        p("a form primed in the twin, sent in the protected database")
+            .db(Some("{{B}}"))
+            .q("UPDATE users SET ssn = '{{p}}' WHERE id = 1")
+            .q("USE {{A}}")
+            .q("UPDATE users SET ssn = '{{c:ssn}}' WHERE id = 1"),
+        p("a search form seen before finds the next values")
+            .q("SELECT id FROM users WHERE email IN ('{{p}}', '{{p}}') ORDER BY id")
+            .q("SELECT id FROM users WHERE email IN ('{{s:em:2}}', '{{s:em:3}}') ORDER BY id")
+            .expect(App, &[&[Some("2")], &[Some("3")]]),
+        p("a form with a national string, then a hex value")
+            .q("UPDATE users SET ssn = N'{{p}}' WHERE id = 5")
+            .q("UPDATE users SET ssn = N'{{c:ssn}}' WHERE id = 5")
+            .q("UPDATE users SET ssn = X'{{x:c2:ssn}}' WHERE id = 5"),
     ]
 }
 
