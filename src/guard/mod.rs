@@ -20,6 +20,7 @@ mod plan;
 pub mod reach;
 mod statement;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 pub use error::Refusal;
@@ -144,7 +145,7 @@ impl ShapeCache {
 }
 
 /// The cache key of tokens `[from, …)` of a statement under a lexing state (None: too long).
-fn cache_key(s: &Stmt<'_>, from: usize, state: &LexState, prepare: bool) -> Option<Vec<u8>> {
+fn cache_key(s: &Stmt<'_>, from: usize, state: &LexState<'_>, prepare: bool) -> Option<Vec<u8>> {
     if s.len() == 0 {
         return None;
     }
@@ -250,11 +251,13 @@ pub fn needed(policy: &Policy, store_schema: Option<&str>) -> bool {
 }
 
 /// The lexing state a statement starts in (it changes along a multi-statement text).
+/// It borrows the session's state until a statement of the text changes it (no copy per
+/// statement).
 #[derive(Debug, Clone)]
-struct LexState {
-    database: Option<String>,
-    sql_mode: SqlMode,
-    charset: String,
+struct LexState<'s> {
+    database: Option<Cow<'s, str>>,
+    sql_mode: Cow<'s, SqlMode>,
+    charset: Cow<'s, str>,
 }
 
 /// One statement's part of the decision.
@@ -302,9 +305,9 @@ impl<'c, 'a> Decider<'c, 'a> {
             ));
         }
         let mut state = LexState {
-            database: self.cx.state.database.clone(),
-            sql_mode: self.cx.state.sql_mode.clone(),
-            charset: self.cx.state.client_charset.clone(),
+            database: self.cx.state.database.as_deref().map(Cow::Borrowed),
+            sql_mode: Cow::Borrowed(&self.cx.state.sql_mode),
+            charset: Cow::Borrowed(&self.cx.state.client_charset),
         };
         let prepare = command == Command::Prepare;
         let mut edits: Vec<Edit<'a>> = Vec::new();
@@ -345,7 +348,7 @@ impl<'c, 'a> Decider<'c, 'a> {
                     unit: *unit,
                     mode,
                 };
-                let before = (state.sql_mode.clone(), state.charset.clone());
+                let before = lexing(&state);
                 let mut unknown = false;
                 let r = self.unit(&stmt, &lexed, &mut state, &mut unknown, prepare)?;
                 if r.protected && calls {
@@ -383,7 +386,7 @@ impl<'c, 'a> Decider<'c, 'a> {
                         "a statement that changes sql_mode or the character set in a way myveil cannot read must be the last of a multi-statement query",
                     ));
                 }
-                let relex = lexing_changed(&before, &state);
+                let relex = before != lexing(&state);
                 if more && relex {
                     // Each change re-reads the rest of the text: bounded, so work stays
                     // linear in the text's length.
@@ -446,7 +449,7 @@ impl<'c, 'a> Decider<'c, 'a> {
         &mut self,
         s: &Stmt<'_>,
         lexed: &Lexed,
-        state: &mut LexState,
+        state: &mut LexState<'_>,
         unknown: &mut bool,
         prepare: bool,
     ) -> Result<UnitResult<'a>, Refusal> {
@@ -461,10 +464,10 @@ impl<'c, 'a> Decider<'c, 'a> {
                     ));
                 }
                 if let Some(m) = eff.sql_mode {
-                    state.sql_mode = m;
+                    state.sql_mode = Cow::Owned(m);
                 }
                 if let Some(cs) = eff.charset {
-                    state.charset = cs;
+                    state.charset = Cow::Owned(cs);
                 }
                 *unknown |= eff.unknown;
                 if let Some(at) = eff.statement_for {
@@ -479,7 +482,7 @@ impl<'c, 'a> Decider<'c, 'a> {
             StatementKind::Use => {
                 if let Some(db) = s.name(1) {
                     self.store_check(&db)?;
-                    state.database = Some(db);
+                    state.database = Some(Cow::Owned(db));
                 }
             }
             StatementKind::Execute => {
@@ -585,8 +588,8 @@ impl<'c, 'a> Decider<'c, 'a> {
                 | StatementKind::Call
                 | StatementKind::Do
         ) || (matches!(kind, StatementKind::Explain(_)) && s.word(0, "analyze"));
-        let database = state.database.clone();
-        self.dependents(s, writes, database.as_deref())?;
+        let database = state.database.as_deref();
+        self.dependents(s, writes, database)?;
         if !self.cx.reach.computed.is_empty()
             && let Some(c) = (0..s.len())
                 .filter_map(|i| s.name(i))
@@ -617,7 +620,7 @@ impl<'c, 'a> Decider<'c, 'a> {
                         "this statement holds a query over protected data myveil cannot analyze",
                     ));
                 }
-                ddl::drop_table(s, self.cx.policy, database.as_deref(), self.cx.role)?;
+                ddl::drop_table(s, self.cx.policy, database, self.cx.role)?;
                 // DROP, TRUNCATE, CREATE INDEX …: the snapshot follows.
                 let ddl = kind == StatementKind::NoData
                     && (s.word(0, "drop") || s.word(0, "create") || s.word(0, "truncate"));
@@ -628,34 +631,32 @@ impl<'c, 'a> Decider<'c, 'a> {
                 })
             }
             StatementKind::AlterTable => {
-                ddl::alter_table(s, self.cx.policy, database.as_deref())?;
+                ddl::alter_table(s, self.cx.policy, database)?;
                 Ok(UnitResult {
                     protected: true,
                     ddl: true,
                     ..UnitResult::default()
                 })
             }
-            StatementKind::CreateTable => {
-                match ddl::create_table(s, self.cx.policy, database.as_deref())? {
-                    ddl::CreateTable::Plain => Ok(UnitResult {
-                        protected: true,
-                        ddl: true,
-                        ..UnitResult::default()
-                    }),
-                    ddl::CreateTable::Select(at) => {
-                        let mut r = self.analyze(s, lexed, at, state, prepare)?;
-                        if r.shape.as_ref().is_some_and(|sh| !sh.is_plain()) {
-                            return Err(Refusal::not_supported(
-                                "copying encrypted columns into a new table is not supported",
-                            ));
-                        }
-                        r.shape = None;
-                        Ok(r)
+            StatementKind::CreateTable => match ddl::create_table(s, self.cx.policy, database)? {
+                ddl::CreateTable::Plain => Ok(UnitResult {
+                    protected: true,
+                    ddl: true,
+                    ..UnitResult::default()
+                }),
+                ddl::CreateTable::Select(at) => {
+                    let mut r = self.analyze(s, lexed, at, state, prepare)?;
+                    if r.shape.as_ref().is_some_and(|sh| !sh.is_plain()) {
+                        return Err(Refusal::not_supported(
+                            "copying encrypted columns into a new table is not supported",
+                        ));
                     }
+                    r.shape = None;
+                    Ok(r)
                 }
-            }
+            },
             StatementKind::RenameTable => {
-                ddl::rename_table(s, self.cx.policy, database.as_deref())?;
+                ddl::rename_table(s, self.cx.policy, database)?;
                 Ok(UnitResult {
                     protected: true,
                     ddl: true,
@@ -693,16 +694,18 @@ impl<'c, 'a> Decider<'c, 'a> {
     }
 
     /// Whether a statement can reach protected data by what it names.
-    fn reaches(&self, s: &Stmt<'_>, state: &LexState) -> bool {
+    fn reaches(&self, s: &Stmt<'_>, state: &LexState<'_>) -> bool {
         let db = state.database.as_deref();
         let reach = self.cx.reach;
-        if s.names_any(&|n| reach.names(n, db)) {
+        let current = reach.tables_of(db);
+        if s.names_any(&|n| reach.names(n, current)) {
             return true;
         }
         // A view, routine or trigger table over protected data, named with its database
         // (`db.v`, or `v` while `db` is current): another database's object of the same
         // name does not reach it.
-        if s.names_any(&|n| reach.dependent_names.contains(n))
+        if !reach.dependent_names.is_empty()
+            && s.names_any(&|n| reach.dependent_names.contains(n))
             && reach
                 .dependents
                 .iter()
@@ -722,7 +725,7 @@ impl<'c, 'a> Decider<'c, 'a> {
 
     /// Whether a name of the statement is a protected table: `db.t` with a protected `t` of
     /// `db`, or an unqualified `t` of the current database or of every database.
-    fn names_protected_table(&self, s: &Stmt<'_>, state: &LexState) -> bool {
+    fn names_protected_table(&self, s: &Stmt<'_>, state: &LexState<'_>) -> bool {
         let reach = self.cx.reach;
         let current = state.database.as_deref().map(str::to_ascii_lowercase);
         (0..s.len()).any(|i| {
@@ -743,7 +746,8 @@ impl<'c, 'a> Decider<'c, 'a> {
     /// see: statements naming them (routines) or writing them (tables with such triggers).
     fn dependents(&self, s: &Stmt<'_>, write: bool, database: Option<&str>) -> Result<(), Refusal> {
         // Most statements name none of them: one pass over the names decides that.
-        if !s.names_any(&|n| self.cx.reach.dependent_names.contains(n)) {
+        let names = &self.cx.reach.dependent_names;
+        if names.is_empty() || !s.names_any(&|n| names.contains(n)) {
             return Ok(());
         }
         // The current database's objects first, so the message names the right one.
@@ -790,7 +794,11 @@ impl<'c, 'a> Decider<'c, 'a> {
     }
 
     /// Without protected columns: the literals of dynamic SQL may still name the store.
-    fn store_dynamic(&mut self, s: &Stmt<'_>, state: &LexState) -> Result<UnitResult<'a>, Refusal> {
+    fn store_dynamic(
+        &mut self,
+        s: &Stmt<'_>,
+        state: &LexState<'_>,
+    ) -> Result<UnitResult<'a>, Refusal> {
         let kind = s.kind();
         if matches!(
             kind,
@@ -812,11 +820,11 @@ impl<'c, 'a> Decider<'c, 'a> {
 
     /// Runs the whole decision on an inner text (a PREPARE or EXECUTE IMMEDIATE literal)
     /// in the current lexing state.
-    fn run_inner(self, inner: &[u8], state: &LexState) -> Result<Decision, Refusal> {
+    fn run_inner(self, inner: &[u8], state: &LexState<'_>) -> Result<Decision, Refusal> {
         let mut st = self.cx.state.clone();
-        st.database = state.database.clone();
-        st.sql_mode = state.sql_mode.clone();
-        st.client_charset = state.charset.clone();
+        st.database = state.database.as_deref().map(str::to_owned);
+        st.sql_mode = state.sql_mode.clone().into_owned();
+        st.client_charset = state.charset.clone().into_owned();
         let cx = Context {
             state: &st,
             policy: self.cx.policy,
@@ -916,7 +924,7 @@ impl<'c, 'a> Decider<'c, 'a> {
         &mut self,
         s: &Stmt<'_>,
         lexed: &Lexed,
-        state: &LexState,
+        state: &LexState<'_>,
         prepare: bool,
     ) -> Result<UnitResult<'a>, Refusal> {
         let Some((cache, key)) = self
@@ -992,7 +1000,7 @@ impl<'c, 'a> Decider<'c, 'a> {
         s: &Stmt<'_>,
         lexed: &Lexed,
         from: usize,
-        state: &LexState,
+        state: &LexState<'_>,
         _prepare: bool,
     ) -> Result<UnitResult<'a>, Refusal> {
         self.analyze_from(s, lexed, from, state).map(|(r, _, _)| r)
@@ -1005,7 +1013,7 @@ impl<'c, 'a> Decider<'c, 'a> {
         s: &Stmt<'_>,
         lexed: &Lexed,
         from: usize,
-        state: &LexState,
+        state: &LexState<'_>,
     ) -> Result<(UnitResult<'a>, Vec<crate::sql::analyze::Flow>, bool), Refusal> {
         let unit = Unit {
             first: s.unit.first + from,
@@ -1066,7 +1074,7 @@ impl<'c, 'a> Decider<'c, 'a> {
         s: &Stmt<'_>,
         lexed: &Lexed,
         at: usize,
-        state: &mut LexState,
+        state: &mut LexState<'_>,
         prepare: bool,
     ) -> Result<UnitResult<'a>, Refusal> {
         let inner = Stmt {
@@ -1113,7 +1121,7 @@ impl<'c, 'a> Decider<'c, 'a> {
 
     /// `PREPARE name FROM '…'`: the text is decided like a prepare; a protected one is
     /// re-sent rewritten.
-    fn prepare(&mut self, s: &Stmt<'_>, state: &LexState) -> Result<UnitResult<'a>, Refusal> {
+    fn prepare(&mut self, s: &Stmt<'_>, state: &LexState<'_>) -> Result<UnitResult<'a>, Refusal> {
         let Some(name) = s.name(1) else {
             return Err(Refusal::not_supported("PREPARE not understood"));
         };
@@ -1168,7 +1176,7 @@ impl<'c, 'a> Decider<'c, 'a> {
     fn execute_immediate(
         &mut self,
         s: &Stmt<'_>,
-        state: &LexState,
+        state: &LexState<'_>,
     ) -> Result<UnitResult<'a>, Refusal> {
         let Some((inner, first, last)) = self.literal_text(s, StatementKind::ExecuteImmediate)
         else {
@@ -1452,17 +1460,18 @@ fn defines_object(s: &Stmt<'_>) -> bool {
         })
 }
 
-/// Whether the lexer must read what follows differently.
-fn lexing_changed(before: &(SqlMode, String), after: &LexState) -> bool {
+/// What of a lexing state decides how the lexer reads text: when it changes along a text,
+/// what follows is read again.
+fn lexing<'s>(state: &LexState<'s>) -> (ModeFlags, Cow<'s, str>) {
     const LEXING: ModeFlags = ModeFlags::ANSI_QUOTES
         .union(ModeFlags::NO_BACKSLASH_ESCAPES)
         .union(ModeFlags::MSSQL);
-    (before.0.flags & LEXING) != (after.sql_mode.flags & LEXING) || before.1 != after.charset
+    (state.sql_mode.flags & LEXING, state.charset.clone())
 }
 
 /// Whether running a prepared text changes the database, sql_mode, the character set or
 /// session tracking.
-fn changes_state(inner: &[u8], state: &LexState, cx: &Context<'_>) -> bool {
+fn changes_state(inner: &[u8], state: &LexState<'_>, cx: &Context<'_>) -> bool {
     let Some(cs) = Charset::named(&state.charset) else {
         return true;
     };

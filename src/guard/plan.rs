@@ -26,8 +26,12 @@ enum Anchor {
 enum Source {
     Null,
     Param(usize),
-    /// The value `Template::flows[n]` reads.
-    Flow(usize),
+    /// The value `Template::flows[n]` reads; `last`: no later part uses it (the replay
+    /// moves it there instead of copying it).
+    Flow {
+        n: usize,
+        last: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +110,7 @@ impl Template {
                             Some(_) => return None,
                         }
                     }
-                    found.map(Source::Flow)
+                    found.map(|n| Source::Flow { n, last: false })
                 }
             }
         };
@@ -167,7 +171,7 @@ impl Template {
         }
         // Security: the plan keeps how each literal was read, not what it held (a cache
         // lives long; the values are the first statement's, often personal data).
-        let flows = flows
+        let flows: Vec<Flow> = flows
             .into_iter()
             .map(|f| Flow {
                 lit: match f.lit {
@@ -177,6 +181,27 @@ impl Template {
                 ..f
             })
             .collect();
+        // The last use of each value, in the order `replay` visits them.
+        let mut seen = vec![false; flows.len()];
+        for src in steps.iter_mut().rev().flat_map(|s| {
+            s.parts.iter_mut().rev().flat_map(|p| {
+                let v: Vec<&mut Source> = match p {
+                    Part::Text(_) => Vec::new(),
+                    Part::Seal(_, s, k, _) | Part::BlindWrite(_, s, k, _) => {
+                        std::iter::once(s).chain(k.as_mut()).collect()
+                    }
+                    Part::BlindSearch { values, .. } => values.iter_mut().collect(),
+                };
+                v.into_iter().rev()
+            })
+        }) {
+            if let Source::Flow { n, last } = src
+                && let Some(s) = seen.get_mut(*n)
+            {
+                *last = !*s;
+                *s = true;
+            }
+        }
         Some(Template { steps, flows })
     }
 
@@ -193,7 +218,7 @@ impl Template {
     ) -> Option<Vec<Edit<'p>>> {
         let stmt = tokens.get(base..)?;
         let columns = policy.columns();
-        let values: Vec<Lit> = self
+        let values: Vec<Option<Lit>> = self
             .flows
             .iter()
             .map(|f| {
@@ -205,13 +230,19 @@ impl Template {
                     columns.get(f.column)?,
                     empty_string_is_null,
                 )
+                .map(Some)
             })
             .collect::<Option<_>>()?;
+        let values = std::cell::RefCell::new(values);
         let lit = |s: &Source| -> Option<Lit> {
             Some(match s {
                 Source::Null => Lit::Null,
                 Source::Param(i) => Lit::Param(*i),
-                Source::Flow(n) => values.get(*n)?.clone(),
+                Source::Flow { n, last } => {
+                    let mut values = values.borrow_mut();
+                    let v = values.get_mut(*n)?;
+                    if *last { v.take()? } else { v.clone()? }
+                }
             })
         };
         let key = |k: &Option<Source>| -> Option<Option<Lit>> {

@@ -86,14 +86,23 @@ impl Reach {
     /// data when the session's database is `database`. Dependents are matched with their
     /// database by the guard (`Stmt::names_object`), after `dependent_names` says one may
     /// be named.
-    pub fn names(&self, name: &str, database: Option<&str>) -> bool {
+    ///
+    /// `current` is the current database's protected tables ([`Reach::tables_of`]), looked
+    /// up once per statement rather than once per name.
+    pub fn names(&self, name: &str, current: Option<&HashSet<String>>) -> bool {
         self.databases.contains(name)
             || self.anywhere.contains(name)
-            || database.is_some_and(|db| {
-                self.tables
-                    .get(&db.to_ascii_lowercase())
-                    .is_some_and(|t| t.contains(name))
-            })
+            || current.is_some_and(|t| t.contains(name))
+    }
+
+    /// The protected tables of `database` (as the session names it: any case).
+    pub fn tables_of(&self, database: Option<&str>) -> Option<&HashSet<String>> {
+        let db = database?;
+        if db.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.tables.get(&db.to_ascii_lowercase())
+        } else {
+            self.tables.get(db)
+        }
     }
 
     pub fn is_empty(&self) -> bool {

@@ -28,6 +28,13 @@ pub struct Charset {
     pub(super) multibyte: &'static [Sequence],
 }
 
+/// Charsets are one per name.
+impl PartialEq for Charset {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
 fn bit(set: &[u8; 32], b: u8) -> bool {
     set[usize::from(b / 8)] & (1 << (b % 8)) != 0
 }
@@ -39,7 +46,11 @@ fn within(ranges: &[(u8, u8)], b: u8) -> bool {
 impl Charset {
     /// The charset named as MariaDB reports character_set_client (`utf8` is utf8mb3).
     pub fn named(name: &str) -> Option<&'static Charset> {
-        // Asked for on every statement and literal: no allocation.
+        // Asked for on every statement: no allocation, and the name as the server reports
+        // it (lower-case) found by a plain comparison first.
+        if let Some(c) = CHARSETS.iter().find(|c| c.name == name) {
+            return Some(c);
+        }
         let name = name.trim();
         let name = if name.eq_ignore_ascii_case("utf8") {
             "utf8mb3"
@@ -88,6 +99,11 @@ impl Charset {
     /// bytes there are not one).
     pub fn mb_len(&self, bytes: &[u8]) -> Option<usize> {
         let first = *bytes.first()?;
+        // Read for every byte of every string: ASCII never starts a multi-byte character in
+        // any charset of the table (`no_multibyte_character_starts_in_ascii`).
+        if first < 0x80 {
+            return None;
+        }
         self.multibyte.iter().find_map(|s| {
             if !(s.lead.0..=s.lead.1).contains(&first) {
                 return None;
@@ -171,6 +187,16 @@ fn cp1252(b: u8) -> char {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_multibyte_character_starts_in_ascii() {
+        // `mb_len` answers None for an ASCII byte without looking at the table.
+        for cs in CHARSETS {
+            for seq in cs.multibyte {
+                assert!(seq.lead.0 >= 0x80, "{} has a lead byte in ASCII", cs.name);
+            }
+        }
+    }
 
     #[test]
     fn utf8_goes_back_to_latin1() {

@@ -276,9 +276,11 @@ fn push_hex_literal(out: &mut Vec<u8>, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     out.reserve(bytes.len() * 2 + 3);
     out.extend_from_slice(b"X'");
-    for &b in bytes {
-        out.push(HEX[usize::from(b >> 4)]);
-        out.push(HEX[usize::from(b & 0x0F)]);
+    let at = out.len();
+    out.resize(at + bytes.len() * 2, 0);
+    for (pair, &b) in out[at..].chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0x0F)];
     }
     out.push(b'\'');
 }

@@ -165,7 +165,7 @@ pub enum ViewError {
 }
 
 /// A literal's bytes and the character set they are in (None: binary), or None for NULL.
-pub type LiteralValue = Option<(Vec<u8>, Option<&'static str>)>;
+pub type LiteralValue<'c> = Option<(Vec<u8>, Option<&'c super::charset::Charset>)>;
 
 impl<'s> View<'s> {
     /// Builds the view of `unit`.
@@ -341,20 +341,20 @@ impl<'s> View<'s> {
     /// The value of a literal: its bytes as the server reads them, and the character set
     /// they are in (None: binary, from a hex or bit literal or `_binary`). A NULL literal
     /// gives Ok(None).
-    pub fn value(&self, lit: &Literal) -> Result<LiteralValue, ViewError> {
+    pub fn value(&self, lit: &Literal) -> Result<LiteralValue<'s>, ViewError> {
         literal_value(self.src, self.tokens, lit, &self.mode)
     }
 }
 
 /// The value of the literal of tokens `lit` in `src` (see `View::value`).
-pub fn literal_value(
+pub fn literal_value<'c>(
     src: &[u8],
     tokens: &[Token],
     lit: &Literal,
-    mode: &Mode<'_>,
-) -> Result<LiteralValue, ViewError> {
+    mode: &Mode<'c>,
+) -> Result<LiteralValue<'c>, ViewError> {
     let toks = tokens.get(lit.first..=lit.last).ok_or(ViewError::Literal)?;
-    let mut charset: Option<&'static str> = Some(mode.charset.name);
+    let mut charset: Option<&'c super::charset::Charset> = Some(mode.charset);
     let mut strings = toks;
     if let Some(first) = toks.first()
         && first.kind == Kind::Word
@@ -362,7 +362,7 @@ pub fn literal_value(
         let name = String::from_utf8_lossy(&first.text(src)[1..]).to_ascii_lowercase();
         charset = match super::charset::Charset::named(&name) {
             Some(cs) if cs.name == "binary" => None,
-            Some(cs) => Some(cs.name),
+            Some(cs) => Some(cs),
             None => return Err(ViewError::Literal),
         };
         strings = &toks[1..];
@@ -374,7 +374,7 @@ pub fn literal_value(
                 let v = string_value(t.text(src), mode).ok_or(ViewError::Literal)?;
                 out.extend_from_slice(&v);
                 if t.kind == Kind::NStr {
-                    charset = Some("utf8mb3");
+                    charset = super::charset::Charset::named("utf8mb3");
                 }
             }
             Kind::Hex | Kind::Bit => {
@@ -514,7 +514,8 @@ mod tests {
         let mut at = 0;
         while let Some(p) = view.text[at..].find("'s'").map(|p| p + at) {
             let lit = view.literal_at(p).expect("literal");
-            values.push(view.value(&lit).expect("value"));
+            let v = view.value(&lit).expect("value");
+            values.push(v.map(|(b, cs)| (b, cs.map(|c| c.name))));
             at = p + 3;
         }
         assert_eq!(

@@ -642,7 +642,7 @@ impl<'p> Work<'_, 'p> {
 /// UTF-8 (bytes columns keep the bytes), `''` as NULL under EMPTY_STRING_IS_NULL. None: not a
 /// value for the column (a negated string).
 pub(crate) fn lit_of(
-    value: crate::sql::view::LiteralValue,
+    value: crate::sql::view::LiteralValue<'_>,
     neg: bool,
     number: bool,
     col: &Protected,
@@ -657,25 +657,32 @@ pub(crate) fn lit_of(
     if empty_string_is_null && bytes.is_empty() && charset.is_some() && !number {
         return Ok(Some(Lit::Null));
     }
-    let mut out = Vec::with_capacity(bytes.len() + 1);
-    if neg {
-        out.push(b'-');
-    }
-    match (col.plain_type.kind(), charset) {
-        (crate::crypto::mask::Kind::Bytes, _) | (_, None) => out.extend_from_slice(&bytes),
-        (_, Some(cs)) => {
-            let text = crate::sql::charset::Charset::named(cs)
-                .and_then(|c| c.to_utf8(&bytes))
-                .ok_or_else(|| super::Refusal {
+    let stored = match (col.plain_type.kind(), charset) {
+        (crate::crypto::mask::Kind::Bytes, _) | (_, None) => bytes,
+        (_, Some(cs)) => match cs.to_utf8(&bytes) {
+            // Already UTF-8: the literal's own bytes, not a copy.
+            Some(std::borrow::Cow::Borrowed(_)) => bytes,
+            Some(std::borrow::Cow::Owned(text)) => text.into_bytes(),
+            None => {
+                return Err(super::Refusal {
                     target: col.scope(),
                     reason: format!(
-                        "the value is not text in character set {cs} (values of utf8mb4, utf8mb3, latin1, ascii and binary literals can be protected)"
+                        "the value is not text in character set {} (values of utf8mb4, utf8mb3, latin1, ascii and binary literals can be protected)",
+                        cs.name
                     ),
                     denied: false,
-                })?;
-            out.extend_from_slice(text.as_bytes());
-        }
-    }
+                });
+            }
+        },
+    };
+    let out = if neg {
+        let mut out = Vec::with_capacity(stored.len() + 1);
+        out.push(b'-');
+        out.extend_from_slice(&stored);
+        out
+    } else {
+        stored
+    };
     Ok(Some(Lit::Bytes(out)))
 }
 
