@@ -1,8 +1,9 @@
 //! Criterion benches for the per-value costs of column protection: seal and open of a
 //! 64-byte value, blind index, and the guard's whole decision (lex, reach, analysis,
 //! rewrite) for a typical INSERT, a point SELECT, a protected read and a statement that
-//! reaches nothing; a 100-row result with one opened column against the AES-GCM cost of its
-//! cells alone.
+//! reaches nothing; the same from a cached plan; a COM_STMT_EXECUTE of a prepared INSERT
+//! against its seals alone; a 100-row result (text and binary) with one opened column
+//! against the AES-GCM cost of its cells alone.
 
 use std::hint::black_box;
 
@@ -168,6 +169,54 @@ fn rewrite(c: &mut Criterion) {
         "guard: point SELECT (blind-index search), plan cached",
         |b| b.iter(|| run_cached(black_box(select_other))),
     );
+    execute(c, &cx);
+}
+
+/// A COM_STMT_EXECUTE of the prepared INSERT (id, name, email, ssn): two parameters sealed,
+/// one blind-indexed, the rest copied; against the seals and the index alone.
+fn execute(c: &mut Criterion, cx: &Context<'_>) {
+    use myveil::frontend::prepared::Prepared;
+    let sql = "INSERT INTO users (id, name, email, ssn) VALUES (?, ?, ?, ?)";
+    let Outcome::Protect(p) = decide(sql.as_bytes(), Command::Prepare, cx).outcome else {
+        panic!("the prepared INSERT is protected");
+    };
+    let mut stmt = Prepared::new(p.client_params, p.params, None);
+    // COM_STMT_EXECUTE: id, flags, iterations, NULL bitmap, types bound, values.
+    let mut packet = vec![0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1];
+    for ty in [0x08u8, 0xfd, 0xfd, 0xfd] {
+        packet.extend_from_slice(&[ty, 0]);
+    }
+    packet.extend_from_slice(&43i64.to_le_bytes());
+    let values: [&[u8]; 3] = [b"Bo Ek", b"bo@example.com", b"987-65-4321"];
+    for v in values {
+        packet.push(v.len() as u8);
+        packet.extend_from_slice(v);
+    }
+    assert!(
+        stmt.execute(&packet, cx.policy, cx.sealer)
+            .expect("execute")
+            .is_some()
+    );
+    c.bench_function(
+        "prepared: COM_STMT_EXECUTE (2 sealed, 1 blind index)",
+        |b| b.iter(|| stmt.execute(black_box(&packet), cx.policy, cx.sealer)),
+    );
+    let column = |name: &str| {
+        cx.policy
+            .columns()
+            .iter()
+            .find(|c| c.column == name)
+            .expect("column")
+    };
+    let (email, ssn) = (column("email"), column("ssn"));
+    c.bench_function("prepared: the seals and the index alone", |b| {
+        b.iter(|| {
+            let e = cx.sealer.seal(email, black_box(values[1]), None);
+            let s = cx.sealer.seal(ssn, black_box(values[2]), None);
+            let i = cx.sealer.blind(email, black_box(values[1]));
+            (e, s, i)
+        })
+    });
 }
 
 /// A column definition (protocol 41) of a VARBINARY column.
@@ -238,6 +287,28 @@ fn results(c: &mut Criterion) {
         b.iter(|| {
             for r in &rows {
                 plan.text_row_into(black_box(r), &cells, &mut row)
+                    .expect("row");
+                black_box(&row);
+            }
+        })
+    });
+    // The same rows in the binary protocol: (INT id, VAR_STRING email).
+    let binary: Vec<Vec<u8>> = envelopes
+        .iter()
+        .enumerate()
+        .map(|(i, env)| {
+            let mut r = vec![0x00, 0x00];
+            r.extend_from_slice(&(i as i32).to_le_bytes());
+            r.push(env.len() as u8);
+            r.extend_from_slice(env);
+            r
+        })
+        .collect();
+    let original = [3u8, 253];
+    c.bench_function("results: 100 binary rows, 1 opened column", |b| {
+        b.iter(|| {
+            for r in &binary {
+                plan.binary_row_into(black_box(r), &original, &cells, &mut row)
                     .expect("row");
                 black_box(&row);
             }

@@ -1,7 +1,7 @@
 //! crypto::cells: sealing, opening and indexing the cells of protected columns with the
 //! keyring: which key, which context, and the per-key usage budget.
 
-use super::blind::{Normalize, blind_index};
+use super::blind::{Normalize, blind_index_with};
 use super::envelope::{self, CellContext};
 use super::keyring::{Keyring, Purpose};
 use super::{Error, Result};
@@ -79,8 +79,8 @@ pub fn blind(keyring: &Keyring, cell: &Cell<'_>, plaintext: &[u8]) -> Result<[u8
             purpose: "blind-index",
             scope: cell.scope.to_owned(),
         })?;
-    Ok(blind_index(
-        key.bytes(),
+    Ok(blind_index_with(
+        key.mac(),
         cell.table,
         cell.column,
         cell.normalize,
@@ -99,15 +99,7 @@ pub fn blind_all(keyring: &Keyring, cell: &Cell<'_>, plaintext: &[u8]) -> Result
     }
     Ok(keys
         .into_iter()
-        .map(|(_, k)| {
-            blind_index(
-                k.bytes(),
-                cell.table,
-                cell.column,
-                cell.normalize,
-                plaintext,
-            )
-        })
+        .map(|(_, k)| blind_index_with(k.mac(), cell.table, cell.column, cell.normalize, plaintext))
         .collect())
 }
 

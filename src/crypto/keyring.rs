@@ -87,11 +87,19 @@ struct KeyringFile {
 
 /// A 256-bit key. No Debug, Clone or Serialize; zeroized on drop, with its AES-GCM cipher
 /// (key schedule and GHASH key, built on first use and wiped on drop too).
-pub struct Key(Zeroizing<[u8; 32]>, std::sync::OnceLock<aes_gcm::Aes256Gcm>);
+pub struct Key(
+    Zeroizing<[u8; 32]>,
+    std::sync::OnceLock<aes_gcm::Aes256Gcm>,
+    std::sync::OnceLock<hmac::Hmac<sha2::Sha256>>,
+);
 
 impl Key {
     fn new(bytes: Zeroizing<[u8; 32]>) -> Self {
-        Self(bytes, std::sync::OnceLock::new())
+        Self(
+            bytes,
+            std::sync::OnceLock::new(),
+            std::sync::OnceLock::new(),
+        )
     }
 
     fn random() -> Self {
@@ -107,6 +115,12 @@ impl Key {
     /// The key's AES-256-GCM cipher, built once.
     pub fn cipher(&self) -> &aes_gcm::Aes256Gcm {
         self.1.get_or_init(|| super::envelope::cipher(&self.0))
+    }
+
+    /// The key's HMAC-SHA256 state for blind indexes, keyed once. It lives as long as the
+    /// key itself, like the cipher's key schedule.
+    pub fn mac(&self) -> &hmac::Hmac<sha2::Sha256> {
+        self.2.get_or_init(|| super::blind::mac(&self.0))
     }
 }
 

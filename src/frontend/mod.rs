@@ -4,7 +4,7 @@
 mod error;
 pub(crate) mod handshake;
 pub mod ids;
-pub(crate) mod prepared;
+pub mod prepared;
 pub mod relay;
 mod session;
 mod statements;

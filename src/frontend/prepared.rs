@@ -4,6 +4,7 @@
 //! seeing its own parameter count; each COM_STMT_EXECUTE is rebuilt with the protected
 //! parameters sealed or indexed, and long data for them is held until the execute.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::policy::{Policy, Protected, Storage};
@@ -155,7 +156,8 @@ impl Prepared {
                 let raw = payload
                     .get(at..at + 2 * n)
                     .ok_or_else(|| bad("malformed execute"))?;
-                self.types = raw.chunks(2).map(|c| (c[0], c[1])).collect();
+                self.types.clear();
+                self.types.extend(raw.chunks(2).map(|c| (c[0], c[1])));
                 at += 2 * n;
             }
             if self.types.len() != n {
@@ -165,17 +167,19 @@ impl Prepared {
         // The client's values: None for NULL; the bytes, and whether they are raw long data
         // rather than the packet's encoding. Values sent as long data are not in the packet.
         // Borrowed from the packet (no copy per parameter); long data is owned.
-        let mut values: Vec<Option<(std::borrow::Cow<'_, [u8]>, bool)>> = Vec::with_capacity(n);
+        let mut values: Vec<Option<(Cow<'_, [u8]>, bool)>> = Vec::with_capacity(n);
         for i in 0..n {
             if nulls[i / 8] & (1 << (i % 8)) != 0 {
                 values.push(None);
                 continue;
             }
-            if let Some(data) = self.long.remove(&i) {
+            if !self.long.is_empty()
+                && let Some(data) = self.long.remove(&i)
+            {
                 values.push(Some((data.into(), true)));
                 continue;
             }
-            if self.long_plain.contains(&i) {
+            if !self.long_plain.is_empty() && self.long_plain.contains(&i) {
                 values.push(Some((Vec::new().into(), true)));
                 continue;
             }
@@ -210,7 +214,7 @@ impl Prepared {
                 ParamUse::Plain(i) => {
                     let (ty, flags) = self.types[*i];
                     types.extend_from_slice(&[ty, flags]);
-                    if !long_plain.contains(i) {
+                    if long_plain.is_empty() || !long_plain.contains(i) {
                         body.extend_from_slice(raw);
                     }
                 }
@@ -233,11 +237,11 @@ impl Prepared {
                     };
                     let kept = opened.is_some();
                     let v = match opened {
-                        Some(plain) => plain,
+                        Some(plain) => Cow::Owned(plain),
                         None => canonical(col, &text)?,
                     };
                     let bytes = match u {
-                        ParamUse::Seal { .. } if kept => text.clone(),
+                        ParamUse::Seal { .. } if kept => text.to_vec(),
                         ParamUse::Seal { row_key, .. } => {
                             let key = match row_key {
                                 None => None,
@@ -322,12 +326,13 @@ fn find<'p>(policy: &'p Policy, scope: &str) -> Result<&'p Protected, Refusal> {
     policy
         .columns()
         .iter()
-        .find(|c| c.scope() == scope)
+        .find(|c| c.key_scope() == scope)
         .ok_or_else(|| bad("the policy changed since the statement was prepared; prepare it again"))
 }
 
 /// The text form of a binary parameter value (`from_long`: raw long data, no length prefix).
-fn as_text(ty: u8, flags: u8, raw: &[u8], from_long: bool) -> Option<Vec<u8>> {
+/// Strings are borrowed from the packet.
+fn as_text(ty: u8, flags: u8, raw: &[u8], from_long: bool) -> Option<Cow<'_, [u8]>> {
     let unsigned = flags & UNSIGNED_PARAM != 0;
     let int = |bytes: &[u8]| -> Option<String> {
         // Exactly the type's width (long data can be any length).
@@ -354,7 +359,7 @@ fn as_text(ty: u8, flags: u8, raw: &[u8], from_long: bool) -> Option<Vec<u8>> {
             i64::from_le_bytes(b).to_string()
         })
     };
-    Some(match ty {
+    Some(Cow::Owned(match ty {
         MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_YEAR | MYSQL_TYPE_LONG
         | MYSQL_TYPE_INT24 | MYSQL_TYPE_LONGLONG => int(raw)?.into_bytes(),
         MYSQL_TYPE_FLOAT => f32::from_le_bytes(raw.try_into().ok()?)
@@ -385,12 +390,14 @@ fn as_text(ty: u8, flags: u8, raw: &[u8], from_long: bool) -> Option<Vec<u8>> {
             }
         }
         MYSQL_TYPE_TIME => return None,
-        _ if from_long => raw.to_vec(),
+        _ if from_long => return Some(Cow::Borrowed(raw)),
         _ => {
             let (len, n) = lenenc_int(raw)?;
-            raw.get(n..n + usize::try_from(len).ok()?)?.to_vec()
+            return raw
+                .get(n..n + usize::try_from(len).ok()?)
+                .map(Cow::Borrowed);
         }
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -405,15 +412,15 @@ mod tests {
         assert_eq!(as_text(MYSQL_TYPE_LONG, 0, &[1, 0], true), None);
         assert_eq!(
             as_text(MYSQL_TYPE_LONG, 0, &[7, 0, 0, 0], true),
-            Some(b"7".to_vec())
+            Some(Cow::Borrowed(&b"7"[..]))
         );
         assert_eq!(
             as_text(MYSQL_TYPE_TINY, 0, &[0xFF], false),
-            Some(b"-1".to_vec())
+            Some(Cow::Borrowed(&b"-1"[..]))
         );
         assert_eq!(
             as_text(MYSQL_TYPE_TINY, UNSIGNED_PARAM, &[0xFF], false),
-            Some(b"255".to_vec())
+            Some(Cow::Borrowed(&b"255"[..]))
         );
     }
 

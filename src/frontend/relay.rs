@@ -356,13 +356,13 @@ impl Response {
             let mut in_buf = false;
             let transformed = match (&plan, is_row) {
                 (Some((p, original)), true) => {
+                    in_buf = true;
                     let r = if t.binary {
-                        p.binary_row(&pkt.payload, original, t.cells).map(Some)
+                        p.binary_row_into(&pkt.payload, original, t.cells, &mut row_buf)
                     } else {
-                        in_buf = true;
                         p.text_row_into(&pkt.payload, t.cells, &mut row_buf)
-                            .map(|()| None)
-                    };
+                    }
+                    .map(|()| None);
                     match r {
                         Ok(row) => row,
                         Err(f) => {

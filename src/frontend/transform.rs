@@ -479,63 +479,110 @@ impl ResultPlan<'_> {
         original_types: &[u8],
         cells: &dyn Cells,
     ) -> Result<Vec<u8>, Failure> {
+        let mut out = Vec::with_capacity(row.len());
+        self.binary_row_into(row, original_types, cells, &mut out)?;
+        Ok(out)
+    }
+
+    /// Transforms a binary-protocol row into `out` (emptied first; the relay keeps one
+    /// buffer for all rows). Columns that pass are copied; opened cells are decrypted in
+    /// place and re-encoded there in their plaintext type, with no value in between.
+    pub fn binary_row_into(
+        &self,
+        row: &[u8],
+        original_types: &[u8],
+        cells: &dyn Cells,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Failure> {
         let n = self.actions.len();
         let bitmap_len = (n + 7 + 2) / 8;
         if row.first() != Some(&0x00) || row.len() < 1 + bitmap_len || original_types.len() != n {
             return Err(Failure::Malformed);
         }
-        let mut bitmap = row[1..1 + bitmap_len].to_vec();
-        let is_null = |bm: &[u8], i: usize| bm[(i + 2) / 8] & (1 << ((i + 2) % 8)) != 0;
-        let mut spans: Vec<Option<(usize, usize)>> = Vec::with_capacity(n);
+        let bitmap = &row[1..1 + bitmap_len];
+        let null_bit = |i: usize| ((i + 2) / 8, 1u8 << ((i + 2) % 8));
+        // Where each value is: on the stack for up to 32 columns.
+        type Span = Option<(usize, usize)>;
+        let mut stack: [Span; 32] = [None; 32];
+        let mut heap: Vec<Span>;
+        let spans: &mut [Span] = if n <= stack.len() {
+            &mut stack[..n]
+        } else {
+            heap = vec![None; n];
+            &mut heap
+        };
         let mut at = 1 + bitmap_len;
-        for (i, ty) in original_types.iter().enumerate() {
-            if is_null(&bitmap, i) {
-                spans.push(None);
+        for (i, (span, ty)) in spans.iter_mut().zip(original_types).enumerate() {
+            let (byte, bit) = null_bit(i);
+            if bitmap[byte] & bit != 0 {
                 continue;
             }
             let end = binary_value_end(row, at, *ty).ok_or(Failure::Malformed)?;
-            spans.push(Some((at, end)));
+            *span = Some((at, end));
             at = end;
         }
         if at != row.len() {
             return Err(Failure::Malformed);
         }
-        let mut values = Vec::with_capacity(row.len());
+        let spans: &[Span] = spans;
+        out.clear();
+        out.reserve(row.len());
+        out.push(0x00);
+        out.extend_from_slice(bitmap);
         for (i, span) in spans.iter().enumerate() {
             let Some((start, end)) = *span else { continue };
-            match &self.actions[i] {
-                Action::Pass => values.extend_from_slice(&row[start..end]),
-                Action::Open(col) | Action::Mask(col, _) => {
-                    let (stored, _) = lenenc_str(row, start).ok_or(Failure::Malformed)?;
-                    let key = match self.row_keys[i] {
-                        Some(k) => match spans[k] {
-                            Some((ks, ke)) => Some(
-                                binary_text(&row[ks..ke], self.original[k])
-                                    .ok_or(Failure::Malformed)?,
-                            ),
-                            None => None,
-                        },
-                        None => None,
-                    };
-                    match self.cell(i, stored, key.as_deref(), cells)? {
-                        Some(v) => {
-                            encode_binary(&mut values, col.plain_type, &v).ok_or_else(|| {
-                                Failure::Cell {
-                                    scope: col.scope(),
-                                    reason: "opened value does not fit the declared type".into(),
-                                }
-                            })?
-                        }
-                        None => bitmap[(i + 2) / 8] |= 1 << ((i + 2) % 8),
+            let col = match &self.actions[i] {
+                Action::Pass => {
+                    out.extend_from_slice(&row[start..end]);
+                    continue;
+                }
+                Action::Open(col) | Action::Mask(col, _) => *col,
+            };
+            let (stored, _) = lenenc_str(row, start).ok_or(Failure::Malformed)?;
+            let key = match self.row_keys[i].and_then(|k| spans[k].map(|s| (k, s))) {
+                Some((k, (ks, ke))) => {
+                    Some(binary_text(&row[ks..ke], self.original[k]).ok_or(Failure::Malformed)?)
+                }
+                None => None,
+            };
+            let misfit = || Failure::Cell {
+                scope: col.scope(),
+                reason: "opened value does not fit the declared type".into(),
+            };
+            if matches!(self.actions[i], Action::Open(_))
+                && !(self.latin1 && col.plain_type.kind() == Kind::Text)
+            {
+                // Decrypted in place at the end of the row, then encoded there.
+                let row_key = self.row_key(i, col, key.as_deref())?;
+                let at = out.len();
+                cells
+                    .open_into(col, stored, row_key.as_deref(), out)
+                    .map_err(|reason| Failure::Cell {
+                        scope: col.scope(),
+                        reason,
+                    })?;
+                match fixed_binary(col.plain_type, &out[at..]).map_err(|()| misfit())? {
+                    Some((bytes, len)) => {
+                        out.truncate(at);
+                        out.extend_from_slice(&bytes[..len]);
                     }
+                    None => {
+                        let (prefix, len) =
+                            crate::wire::packets::lenenc_int_bytes((out.len() - at) as u64);
+                        out.splice(at..at, prefix[..len].iter().copied());
+                    }
+                }
+                continue;
+            }
+            match self.cell(i, stored, key.as_deref(), cells)? {
+                Some(v) => encode_binary(out, col.plain_type, &v).ok_or_else(misfit)?,
+                None => {
+                    let (byte, bit) = null_bit(i);
+                    out[1 + byte] |= bit;
                 }
             }
         }
-        let mut out = Vec::with_capacity(1 + bitmap_len + values.len());
-        out.push(0x00);
-        out.extend_from_slice(&bitmap);
-        out.extend_from_slice(&values);
-        Ok(out)
+        Ok(())
     }
 
     pub fn types(&self) -> &[u8] {
@@ -574,31 +621,51 @@ fn binary_text(v: &[u8], (ty, unsigned): (u8, bool)) -> Option<Vec<u8>> {
 
 /// Encodes a plaintext value (text form) as the binary protocol carries its type.
 fn encode_binary(out: &mut Vec<u8>, t: PlainType, v: &[u8]) -> Option<()> {
-    let text = || std::str::from_utf8(v).ok();
-    match t {
-        PlainType::Int => out.extend_from_slice(&text()?.parse::<i32>().ok()?.to_le_bytes()),
-        PlainType::BigInt => out.extend_from_slice(&text()?.parse::<i64>().ok()?.to_le_bytes()),
-        PlainType::Date | PlainType::DateTime => {
-            let s = text()?;
-            let num = |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<u16>().ok());
-            let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-            if t == PlainType::Date {
-                out.push(4);
-                out.extend_from_slice(&y.to_le_bytes());
-                out.extend_from_slice(&[m as u8, d as u8]);
-            } else {
-                let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-                out.push(7);
-                out.extend_from_slice(&y.to_le_bytes());
-                out.extend_from_slice(&[m as u8, d as u8, h as u8, mi as u8, sec as u8]);
-            }
-        }
-        _ => {
+    match fixed_binary(t, v).ok()? {
+        Some((bytes, len)) => out.extend_from_slice(&bytes[..len]),
+        None => {
             put_lenenc_int(out, v.len() as u64);
             out.extend_from_slice(v);
         }
     }
     Some(())
+}
+
+/// The binary-protocol bytes of a plaintext value (text form) of a type the protocol sends
+/// in a fixed form (integers, dates); None: a type sent as a length-prefixed string.
+/// Err: the value does not parse as its type.
+fn fixed_binary(t: PlainType, v: &[u8]) -> Result<Option<([u8; 8], usize)>, ()> {
+    let text = || std::str::from_utf8(v).map_err(|_| ());
+    let mut b = [0u8; 8];
+    let len = match t {
+        PlainType::Int => {
+            let n = text()?.parse::<i32>().map_err(|_| ())?;
+            b[..4].copy_from_slice(&n.to_le_bytes());
+            4
+        }
+        PlainType::BigInt => {
+            let n = text()?.parse::<i64>().map_err(|_| ())?;
+            b.copy_from_slice(&n.to_le_bytes());
+            8
+        }
+        PlainType::Date | PlainType::DateTime => {
+            let s = text()?;
+            let num =
+                |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<u16>().ok()).ok_or(());
+            let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+            let [y0, y1] = y.to_le_bytes();
+            if t == PlainType::Date {
+                b[..5].copy_from_slice(&[4, y0, y1, m as u8, d as u8]);
+                5
+            } else {
+                let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+                b = [7, y0, y1, m as u8, d as u8, h as u8, mi as u8, sec as u8];
+                8
+            }
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some((b, len)))
 }
 
 /// The original column types of a result set's definitions, for binary rows.
@@ -980,6 +1047,23 @@ mod tests {
         want.extend_from_slice(&42i32.to_le_bytes());
         want.extend_from_slice(&[4, 0xC6, 0x07, 5, 1]);
         assert_eq!(out, want);
+        // One buffer for every row, as the relay runs it: the next row replaces the last.
+        let mut buf = b"left from the last row".to_vec();
+        app.binary_row_into(&row, &original, &Fake, &mut buf)
+            .expect("row");
+        assert_eq!(buf, want);
+
+        // An opened value that is not of its declared type is an error, not a guess.
+        let mut bad = vec![0x00, 0x00];
+        bad.extend_from_slice(&7i32.to_le_bytes());
+        for v in [&b"E:ann@x.io"[..], b"E:forty-two", b"E:1990-05-01"] {
+            put_lenenc_int(&mut bad, v.len() as u64);
+            bad.extend_from_slice(v);
+        }
+        assert!(matches!(
+            app.binary_row(&bad, &original, &Fake),
+            Err(Failure::Cell { .. })
+        ));
 
         // NULL stays NULL; a mask to NULL sets the bitmap bit.
         let mut d = defs();

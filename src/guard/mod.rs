@@ -153,12 +153,19 @@ fn cache_key(s: &Stmt<'_>, from: usize, state: &LexState<'_>, prepare: bool) -> 
     if b - a > CACHE_STATEMENT_BYTES {
         return None;
     }
-    let mut k = Vec::with_capacity(b - a + 64);
+    let database = state.database.as_deref().unwrap_or("\0");
+    let state_len = database.len() + state.sql_mode.text.len() + state.charset.len();
+    // Every length is written in 16 bits: no key for a state longer than that.
+    if state_len > CACHE_STATEMENT_BYTES {
+        return None;
+    }
+    // The text, four bytes per token (kind, flags, length) and the state: never grown.
+    let mut k = Vec::with_capacity(b - a + 4 * s.len() + state_len + 16);
     let part = |k: &mut Vec<u8>, bytes: &[u8]| {
-        k.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        k.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
         k.extend_from_slice(bytes);
     };
-    part(&mut k, state.database.as_deref().unwrap_or("\0").as_bytes());
+    part(&mut k, database.as_bytes());
     part(&mut k, state.sql_mode.text.as_bytes());
     part(&mut k, state.charset.as_bytes());
     k.push(u8::from(prepare));
@@ -366,10 +373,15 @@ impl<'c, 'a> Decider<'c, 'a> {
                 calls |= r.call;
                 ddl |= r.ddl;
                 protected |= r.protected;
-                for mut e in r.edits {
-                    e.start += pos;
-                    e.end += pos;
-                    edits.push(e);
+                if edits.is_empty() && pos == 0 {
+                    // The usual single statement: its edits as they are.
+                    edits = r.edits;
+                } else {
+                    for mut e in r.edits {
+                        e.start += pos;
+                        e.end += pos;
+                        edits.push(e);
+                    }
                 }
                 shapes.push(r.shape);
                 if prepare {
@@ -507,13 +519,12 @@ impl<'c, 'a> Decider<'c, 'a> {
             }
             _ => {}
         }
-        if let Some(store) = self.cx.store_schema {
-            let store = store.to_ascii_lowercase();
-            if s.names_any(&|n| n == store) {
-                return Err(Refusal::StoreSchema {
-                    schema: store.clone(),
-                });
-            }
+        if let Some(store) = self.cx.store_schema
+            && s.names_any(&|n| n.eq_ignore_ascii_case(store))
+        {
+            return Err(Refusal::StoreSchema {
+                schema: store.to_ascii_lowercase(),
+            });
         }
         if !self.active {
             // Only the store schema to keep away: literals of dynamic SQL are read too.
@@ -579,6 +590,26 @@ impl<'c, 'a> Decider<'c, 'a> {
                 ..UnitResult::default()
             });
         }
+        // A statement of a form decided before under the same key: its plan, without the
+        // checks that follow. Security: a plan is made only for a statement that passed them
+        // all, and they read nothing but its tokens (kinds, flags and every byte but
+        // literals'), the lexing state, the policy and the snapshot, all in the key or the
+        // cache's validity; its length, which literals change, is checked again.
+        let mut key = None;
+        if matches!(
+            kind,
+            StatementKind::Query
+                | StatementKind::Insert
+                | StatementKind::Update
+                | StatementKind::Delete
+        ) && let Some(cache) = self.cx.cache
+            && let Some(k) = cache_key(s, 0, state, prepare)
+        {
+            if let Some(r) = self.cached(cache, &k, s, state)? {
+                return Ok(r);
+            }
+            key = Some((cache, k));
+        }
         self.bounds(s)?;
         let writes = matches!(
             kind,
@@ -605,7 +636,7 @@ impl<'c, 'a> Decider<'c, 'a> {
             StatementKind::Query
             | StatementKind::Insert
             | StatementKind::Update
-            | StatementKind::Delete => self.analyze_cached(s, lexed, state, prepare),
+            | StatementKind::Delete => self.analyze_cached(s, lexed, state, key),
             StatementKind::Explain(at) => {
                 let mut r = self.analyze(s, lexed, at, state, prepare)?;
                 r.shape = None;
@@ -842,7 +873,8 @@ impl<'c, 'a> Decider<'c, 'a> {
     }
 
     /// Token-level bounds before the parser sees a statement.
-    fn bounds(&self, s: &Stmt<'_>) -> Result<(), Refusal> {
+    /// Refuses a statement longer than myveil analyzes.
+    fn length_bound(&self, s: &Stmt<'_>) -> Result<(), Refusal> {
         let (start, end) = if s.len() > 0 {
             s.bytes(0, s.len())
         } else {
@@ -855,6 +887,11 @@ impl<'c, 'a> Decider<'c, 'a> {
                 self.cx.max_analyzed_bytes
             )));
         }
+        Ok(())
+    }
+
+    fn bounds(&self, s: &Stmt<'_>) -> Result<(), Refusal> {
+        self.length_bound(s)?;
         const BINARY: &[&str] = &[
             "+", "-", "*", "/", "%", "=", "<", ">", "<=", ">=", "<>", "!=", "<=>", "&&", "||", "&",
             "|", "^", "<<", ">>", "!", "~", ":=",
@@ -920,48 +957,57 @@ impl<'c, 'a> Decider<'c, 'a> {
     }
 
     /// Analyzes a statement, or takes the decision the session's cache holds for its form.
-    fn analyze_cached(
-        &mut self,
+    /// The decision of a statement from the plan of an earlier one of its form (None: no
+    /// plan, or one of its literals reads differently).
+    fn cached(
+        &self,
+        cache: &std::sync::Mutex<ShapeCache>,
+        key: &[u8],
         s: &Stmt<'_>,
-        lexed: &Lexed,
         state: &LexState<'_>,
-        prepare: bool,
-    ) -> Result<UnitResult<'a>, Refusal> {
-        let Some((cache, key)) = self
-            .cx
-            .cache
-            .and_then(|c| cache_key(s, 0, state, prepare).map(|k| (c, k)))
-        else {
-            return self.analyze(s, lexed, 0, state, prepare);
-        };
+    ) -> Result<Option<UnitResult<'a>>, Refusal> {
         let hit = {
             let mut c = cache
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             c.check(self.cx);
-            c.entries.get(&key).cloned()
+            c.entries.get(key).cloned()
         };
+        let Some(hit) = hit else { return Ok(None) };
+        self.length_bound(s)?;
         // Replayed outside the lock (the cache may be shared by many sessions).
-        if let Some(hit) = hit {
-            let empty_string_is_null = state.sql_mode.has(ModeFlags::EMPTY_STRING_IS_NULL);
-            if let Some(edits) = hit.plan.replay(
-                self.cx.policy,
-                s.src,
-                s.tokens,
-                s.unit.first,
-                &s.mode,
-                empty_string_is_null,
-            ) {
-                hit.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                crate::telemetry::metrics::METRICS.plan(true);
-                return Ok(UnitResult {
-                    shape: hit.shape.clone(),
-                    protected: hit.protected,
-                    edits,
-                    ..UnitResult::default()
-                });
-            }
-        }
+        let empty_string_is_null = state.sql_mode.has(ModeFlags::EMPTY_STRING_IS_NULL);
+        let Some(edits) = hit.plan.replay(
+            self.cx.policy,
+            s.src,
+            s.tokens,
+            s.unit.first,
+            &s.mode,
+            empty_string_is_null,
+        ) else {
+            return Ok(None);
+        };
+        hit.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::telemetry::metrics::METRICS.plan(true);
+        Ok(Some(UnitResult {
+            shape: hit.shape.clone(),
+            protected: hit.protected,
+            edits,
+            ..UnitResult::default()
+        }))
+    }
+
+    /// Analyzes a statement, and keeps its plan under `key` when it has one.
+    fn analyze_cached(
+        &mut self,
+        s: &Stmt<'_>,
+        lexed: &Lexed,
+        state: &LexState<'_>,
+        key: Option<(&std::sync::Mutex<ShapeCache>, Vec<u8>)>,
+    ) -> Result<UnitResult<'a>, Refusal> {
+        let Some((cache, key)) = key else {
+            return self.analyze(s, lexed, 0, state, false);
+        };
         crate::telemetry::metrics::METRICS.plan(false);
         let (r, flows, values_decide) = self.analyze_from(s, lexed, 0, state)?;
         let plan = if values_decide {
@@ -1307,7 +1353,7 @@ impl<'c, 'a> Decider<'c, 'a> {
                 .policy
                 .columns()
                 .iter()
-                .find(|c| c.scope() == scope)
+                .find(|c| c.key_scope() == scope)
                 .ok_or_else(|| {
                     Refusal::not_supported("the policy changed since PREPARE; prepare again")
                 })
@@ -1417,7 +1463,7 @@ impl<'c, 'a> Decider<'c, 'a> {
         Ok(vec![Edit {
             start,
             end,
-            pieces: vec![crate::sql::analyze::Piece::Text(rendered.join(", "))],
+            pieces: vec![crate::sql::analyze::Piece::Text(rendered.join(", ").into())],
         }])
     }
 }

@@ -36,7 +36,7 @@ enum Source {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
-    Text(String),
+    Text(std::sync::Arc<str>),
     Seal(usize, Source, Option<Source>, Keep),
     BlindWrite(usize, Source, Option<Source>, Keep),
     BlindSearch {
@@ -183,23 +183,18 @@ impl Template {
             .collect();
         // The last use of each value, in the order `replay` visits them.
         let mut seen = vec![false; flows.len()];
-        for src in steps.iter_mut().rev().flat_map(|s| {
-            s.parts.iter_mut().rev().flat_map(|p| {
-                let v: Vec<&mut Source> = match p {
-                    Part::Text(_) => Vec::new(),
-                    Part::Seal(_, s, k, _) | Part::BlindWrite(_, s, k, _) => {
-                        std::iter::once(s).chain(k.as_mut()).collect()
-                    }
-                    Part::BlindSearch { values, .. } => values.iter_mut().collect(),
-                };
-                v.into_iter().rev()
-            })
-        }) {
-            if let Source::Flow { n, last } = src
-                && let Some(s) = seen.get_mut(*n)
-            {
-                *last = !*s;
-                *s = true;
+        for part in steps
+            .iter_mut()
+            .rev()
+            .flat_map(|s| s.parts.iter_mut().rev())
+        {
+            for src in part.sources_mut().into_iter().rev() {
+                if let Source::Flow { n, last } = src
+                    && let Some(s) = seen.get_mut(*n)
+                {
+                    *last = !*s;
+                    *s = true;
+                }
             }
         }
         Some(Template { steps, flows })
@@ -218,7 +213,7 @@ impl Template {
     ) -> Option<Vec<Edit<'p>>> {
         let stmt = tokens.get(base..)?;
         let columns = policy.columns();
-        let values: Vec<Option<Lit>> = self
+        let mut values: Vec<Option<Lit>> = self
             .flows
             .iter()
             .map(|f| {
@@ -233,24 +228,6 @@ impl Template {
                 .map(Some)
             })
             .collect::<Option<_>>()?;
-        let values = std::cell::RefCell::new(values);
-        let lit = |s: &Source| -> Option<Lit> {
-            Some(match s {
-                Source::Null => Lit::Null,
-                Source::Param(i) => Lit::Param(*i),
-                Source::Flow { n, last } => {
-                    let mut values = values.borrow_mut();
-                    let v = values.get_mut(*n)?;
-                    if *last { v.take()? } else { v.clone()? }
-                }
-            })
-        };
-        let key = |k: &Option<Source>| -> Option<Option<Lit>> {
-            match k {
-                None => Some(None),
-                Some(s) => lit(s).map(Some),
-            }
-        };
         let at = |a: Anchor| -> Option<usize> {
             match a {
                 Anchor::Start(i) => stmt.get(i).map(|t| t.start),
@@ -263,21 +240,30 @@ impl Template {
             for p in &step.parts {
                 pieces.push(match p {
                     Part::Text(t) => Piece::Text(t.clone()),
-                    Part::Seal(c, s, k, keep) => {
-                        Piece::Seal(columns.get(*c)?, lit(s)?, key(k)?, *keep)
-                    }
-                    Part::BlindWrite(c, s, k, keep) => {
-                        Piece::BlindWrite(columns.get(*c)?, lit(s)?, key(k)?, *keep)
-                    }
+                    Part::Seal(c, s, k, keep) => Piece::Seal(
+                        columns.get(*c)?,
+                        value(&mut values, s)?,
+                        row_key(&mut values, k)?,
+                        *keep,
+                    ),
+                    Part::BlindWrite(c, s, k, keep) => Piece::BlindWrite(
+                        columns.get(*c)?,
+                        value(&mut values, s)?,
+                        row_key(&mut values, k)?,
+                        *keep,
+                    ),
                     Part::BlindSearch {
                         column,
                         qualifier,
-                        values,
+                        values: sources,
                         negated,
                     } => Piece::BlindSearch {
                         column: columns.get(*column)?,
                         qualifier: qualifier.clone(),
-                        values: values.iter().map(lit).collect::<Option<_>>()?,
+                        values: sources
+                            .iter()
+                            .map(|s| value(&mut values, s))
+                            .collect::<Option<_>>()?,
                         negated: *negated,
                     },
                 });
@@ -289,6 +275,38 @@ impl Template {
             });
         }
         Some(edits)
+    }
+}
+
+impl Part {
+    /// The sources of its values, in the order `replay` reads them.
+    fn sources_mut(&mut self) -> Vec<&mut Source> {
+        match self {
+            Part::Text(_) => Vec::new(),
+            Part::Seal(_, s, k, _) | Part::BlindWrite(_, s, k, _) => {
+                std::iter::once(s).chain(k.as_mut()).collect()
+            }
+            Part::BlindSearch { values, .. } => values.iter_mut().collect(),
+        }
+    }
+}
+
+/// A replayed value: moved out at its last use, copied before.
+fn value(values: &mut [Option<Lit>], s: &Source) -> Option<Lit> {
+    Some(match s {
+        Source::Null => Lit::Null,
+        Source::Param(i) => Lit::Param(*i),
+        Source::Flow { n, last } => {
+            let v = values.get_mut(*n)?;
+            if *last { v.take()? } else { v.clone()? }
+        }
+    })
+}
+
+fn row_key(values: &mut [Option<Lit>], k: &Option<Source>) -> Option<Option<Lit>> {
+    match k {
+        None => Some(None),
+        Some(s) => value(values, s).map(Some),
     }
 }
 

@@ -4,6 +4,12 @@
 
 use std::collections::{HashMap, HashSet};
 
+/// Names looked up once per identifier of every statement: a fast hash. Security: the sets
+/// are built from the policy and the schema, not from what clients send; a client only
+/// looks names up, which colliding hashes cannot slow down past a probe of the set's own
+/// (admin-chosen) names.
+pub type Names = HashSet<String, foldhash::fast::RandomState>;
+
 use crate::backend::schema::Snapshot;
 use crate::policy::Policy;
 
@@ -13,19 +19,19 @@ pub struct Reach {
     /// The policy version these names were built from (`Protection::version`).
     pub version: String,
     /// Databases that hold a protected table (or that a rule names), lower-case.
-    pub databases: HashSet<String>,
+    pub databases: Names,
     /// Protected table names by database (lower-case).
-    pub tables: HashMap<String, HashSet<String>>,
+    pub tables: HashMap<String, Names, foldhash::fast::RandomState>,
     /// Tables protected in any database (rules without a database), lower-case.
-    pub anywhere: HashSet<String>,
+    pub anywhere: Names,
     /// Views, routines and trigger tables that reach protected data, as (database, name),
     /// lower-case.
-    pub dependents: HashSet<(String, String)>,
+    pub dependents: HashSet<(String, String), foldhash::fast::RandomState>,
     /// Their names alone: most statements name none of them, which one pass decides.
-    pub dependent_names: HashSet<String>,
+    pub dependent_names: Names,
     /// Generated columns computed from a protected column (lower-case): statements that
     /// name one are refused.
-    pub computed: HashSet<String>,
+    pub computed: Names,
     /// Some of these names are not ASCII (then a name in a character set myveil cannot
     /// read might be one of them).
     pub non_ascii: bool,
@@ -89,14 +95,14 @@ impl Reach {
     ///
     /// `current` is the current database's protected tables ([`Reach::tables_of`]), looked
     /// up once per statement rather than once per name.
-    pub fn names(&self, name: &str, current: Option<&HashSet<String>>) -> bool {
+    pub fn names(&self, name: &str, current: Option<&Names>) -> bool {
         self.databases.contains(name)
             || self.anywhere.contains(name)
             || current.is_some_and(|t| t.contains(name))
     }
 
     /// The protected tables of `database` (as the session names it: any case).
-    pub fn tables_of(&self, database: Option<&str>) -> Option<&HashSet<String>> {
+    pub fn tables_of(&self, database: Option<&str>) -> Option<&Names> {
         let db = database?;
         if db.bytes().any(|b| b.is_ascii_uppercase()) {
             self.tables.get(&db.to_ascii_lowercase())

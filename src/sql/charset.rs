@@ -46,8 +46,13 @@ fn within(ranges: &[(u8, u8)], b: u8) -> bool {
 impl Charset {
     /// The charset named as MariaDB reports character_set_client (`utf8` is utf8mb3).
     pub fn named(name: &str) -> Option<&'static Charset> {
-        // Asked for on every statement: no allocation, and the name as the server reports
-        // it (lower-case) found by a plain comparison first.
+        // Asked for on every statement: no allocation, the usual charset without a search,
+        // and the name as the server reports it (lower-case) found by a plain comparison.
+        static UTF8MB4: std::sync::LazyLock<Option<&'static Charset>> =
+            std::sync::LazyLock::new(|| CHARSETS.iter().find(|c| c.name == "utf8mb4"));
+        if name == "utf8mb4" {
+            return *UTF8MB4;
+        }
         if let Some(c) = CHARSETS.iter().find(|c| c.name == name) {
             return Some(c);
         }

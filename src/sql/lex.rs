@@ -133,7 +133,8 @@ pub fn lex_bounded(src: &[u8], mode: &Mode<'_>, max_tokens: usize) -> Result<Lex
         end,
         mode: *mode,
         at: start,
-        tokens: Vec::with_capacity((src.len() / 8).min(1 << 16) + 4),
+        // About one token in four bytes of usual SQL: rarely grown.
+        tokens: Vec::with_capacity((src.len() / 4).min(1 << 16) + 4),
         gap: false,
         in_exec: false,
         executable: false,
@@ -377,13 +378,18 @@ impl Lexer<'_, '_> {
                     at: open,
                 });
             }
+            // Plain ASCII up to the next byte that may matter, without a call per byte.
+            let b = self.src[i];
+            if b < 0x80 && b != close && b != b'\\' && b != 0 {
+                i += 1;
+                continue;
+            }
             if cs.is_multibyte()
                 && let Some(n) = cs.mb_len(&self.src[i..self.end])
             {
                 i += n;
                 continue;
             }
-            let b = self.src[i];
             if b == 0 && !escapes {
                 return Err(LexError::Nul { at: i });
             }

@@ -2,6 +2,8 @@
 //! literals and computing blind indexes through a `Sealer`, and maps the client's `?`
 //! parameters to the backend's.
 
+use std::borrow::Cow;
+
 use base64::Engine;
 
 use super::analyze::{Edit, Keep, Lit, Piece, Refusal};
@@ -77,7 +79,7 @@ pub struct Rewritten {
 }
 
 /// Canonical text of a value for a plaintext type, or a refusal if it does not fit.
-pub fn canonical(column: &Protected, value: &[u8]) -> Result<Vec<u8>, Refusal> {
+pub fn canonical<'v>(column: &Protected, value: &'v [u8]) -> Result<Cow<'v, [u8]>, Refusal> {
     let bad = |why: &str| Refusal {
         target: column.scope(),
         reason: why.to_owned(),
@@ -90,18 +92,19 @@ pub fn canonical(column: &Protected, value: &[u8]) -> Result<Vec<u8>, Refusal> {
             if max > 0 && value.len() > max {
                 return Err(bad("value is longer than the column's declared length"));
             }
-            Ok(value.to_vec())
+            Ok(Cow::Borrowed(value))
         }
         Kind::Text => {
             let t = text()?;
             let max = column.plain_type.max_chars();
-            if max > 0 && t.chars().count() > max {
+            // No more characters than bytes: counted only when the bytes are over.
+            if max > 0 && t.len() > max && t.chars().count() > max {
                 return Err(bad("value is longer than the column's declared length"));
             }
             if let PlainType::Char(_) = column.plain_type {
-                return Ok(t.trim_end_matches(' ').as_bytes().to_vec());
+                return Ok(Cow::Borrowed(t.trim_end_matches(' ').as_bytes()));
             }
-            Ok(value.to_vec())
+            Ok(Cow::Borrowed(value))
         }
         Kind::Integer => {
             let n: i64 = text()?
@@ -111,18 +114,18 @@ pub fn canonical(column: &Protected, value: &[u8]) -> Result<Vec<u8>, Refusal> {
             if column.plain_type == PlainType::Int && i32::try_from(n).is_err() {
                 return Err(bad("value is out of range for INT"));
             }
-            Ok(n.to_string().into_bytes())
+            Ok(Cow::Owned(n.to_string().into_bytes()))
         }
         Kind::Decimal => {
             let PlainType::Decimal(p, sc) = column.plain_type else {
                 return Err(bad("type"));
             };
             decimal(text()?.trim(), p, sc)
-                .map(String::into_bytes)
+                .map(|s| Cow::Owned(s.into_bytes()))
                 .ok_or_else(|| bad("value does not fit the column's DECIMAL type"))
         }
         Kind::Date => date(text()?.trim())
-            .map(String::into_bytes)
+            .map(|s| Cow::Owned(s.into_bytes()))
             .ok_or_else(|| bad("value is not a date (YYYY-MM-DD)")),
         Kind::DateTime => {
             let t = text()?.trim();
@@ -135,9 +138,11 @@ pub fn canonical(column: &Protected, value: &[u8]) -> Result<Vec<u8>, Refusal> {
                 .ok_or_else(|| bad("value is not a datetime"))?;
             match parts.as_slice() {
                 [h, m, s] if *h < 24 && *m < 60 && *s < 60 => {
-                    Ok(format!("{d} {h:02}:{m:02}:{s:02}").into_bytes())
+                    Ok(Cow::Owned(format!("{d} {h:02}:{m:02}:{s:02}").into_bytes()))
                 }
-                [h, m] if *h < 24 && *m < 60 => Ok(format!("{d} {h:02}:{m:02}:00").into_bytes()),
+                [h, m] if *h < 24 && *m < 60 => {
+                    Ok(Cow::Owned(format!("{d} {h:02}:{m:02}:00").into_bytes()))
+                }
                 _ => Err(bad("value is not a datetime")),
             }
         }
@@ -266,33 +271,45 @@ fn literal_key<'k>(
 /// A stored form (envelope bytes, or base64 text) as a literal.
 pub fn stored_literal(column: &Protected, stored: &[u8]) -> String {
     match column.storage {
-        Storage::Binary => format!("X'{}'", hex::encode_upper(stored)),
+        Storage::Binary => hex_literal(stored),
         Storage::Base64 => format!("'{}'", String::from_utf8_lossy(stored)),
     }
 }
 
+/// `X'…'` (upper-case hex) of `bytes`.
+fn hex_literal(bytes: &[u8]) -> String {
+    let mut out = Vec::new();
+    push_hex_literal(&mut out, bytes);
+    // Only ASCII was written.
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// Appends `X'…'` (upper-case hex) of `bytes` to `out`.
 fn push_hex_literal(out: &mut Vec<u8>, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    // Both digits of a byte at once.
+    const PAIRS: [[u8; 2]; 256] = {
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        let mut t = [[0u8; 2]; 256];
+        let mut i = 0;
+        while i < 256 {
+            t[i] = [HEX[i >> 4], HEX[i & 0x0F]];
+            i += 1;
+        }
+        t
+    };
     out.reserve(bytes.len() * 2 + 3);
     out.extend_from_slice(b"X'");
-    let at = out.len();
-    out.resize(at + bytes.len() * 2, 0);
-    for (pair, &b) in out[at..].chunks_exact_mut(2).zip(bytes) {
-        pair[0] = HEX[usize::from(b >> 4)];
-        pair[1] = HEX[usize::from(b & 0x0F)];
+    for &b in bytes {
+        out.extend_from_slice(&PAIRS[usize::from(b)]);
     }
     out.push(b'\'');
 }
 
 fn sealed_literal(column: &Protected, envelope: &[u8]) -> String {
-    match column.storage {
-        Storage::Binary => format!("X'{}'", hex::encode_upper(envelope)),
-        Storage::Base64 => format!(
-            "'{}'",
-            base64::engine::general_purpose::STANDARD.encode(envelope)
-        ),
-    }
+    let mut out = Vec::new();
+    Text(&mut out).push_sealed(column, envelope);
+    // Only ASCII (hex or base64) was written.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Applies `edits` to the statement text `sql`; `placeholders` are the byte offsets of its
@@ -412,7 +429,7 @@ pub fn render(
                             .then(|| sealer.open(col, raw, key))
                             .flatten();
                         let v = match (opened, plain) {
-                            (Some(p), _) => p,
+                            (Some(p), _) => Cow::Owned(p),
                             (None, Some(p)) => canonical(col, p)?,
                             (None, None) => {
                                 return Err(Refusal {
@@ -552,7 +569,7 @@ pub fn blind_text(
             }
         }
     };
-    Ok(format!("X'{}'", hex::encode_upper(idx)))
+    Ok(hex_literal(&idx))
 }
 
 /// The real sealer: keys from the keyring.
@@ -672,7 +689,8 @@ mod tests {
     #[test]
     fn values_are_canonical_for_their_type() {
         let ok = |ty: &str, v: &str| {
-            String::from_utf8(canonical(&col(ty), v.as_bytes()).expect(v)).expect("utf8")
+            String::from_utf8(canonical(&col(ty), v.as_bytes()).expect(v).into_owned())
+                .expect("utf8")
         };
         assert_eq!(ok("int", "007"), "7");
         assert_eq!(ok("bigint", "-9223372036854775808"), "-9223372036854775808");

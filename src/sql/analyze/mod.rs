@@ -98,7 +98,7 @@ pub enum Lit {
 /// One piece of replacement text.
 #[derive(Debug, Clone)]
 pub enum Piece<'p> {
-    Text(String),
+    Text(std::sync::Arc<str>),
     /// Bytes in the client's character set (a re-quoted statement text).
     Raw(Vec<u8>),
     /// The sealed value, as a literal (or a parameter to seal), with the row key it is bound

@@ -270,7 +270,7 @@ impl<'p> Work<'_, 'p> {
                 self.edits.push(Edit {
                     start: end,
                     end,
-                    pieces: vec![Piece::Text(added)],
+                    pieces: vec![Piece::Text(added.into())],
                 });
             }
         }
@@ -296,7 +296,7 @@ impl<'p> Work<'_, 'p> {
             self.edits.push(Edit {
                 start: end,
                 end,
-                pieces: vec![Piece::Text(format!(" ({})", list.join(", ")))],
+                pieces: vec![Piece::Text(format!(" ({})", list.join(", ")).into())],
             });
         }
         for parens in &values.rows {
@@ -634,7 +634,7 @@ impl<'p> Work<'_, 'p> {
                         start: value_end,
                         end: value_end,
                         pieces: vec![
-                            Piece::Text(format!(", {qualifier}`{b}` = ")),
+                            Piece::Text(format!(", {qualifier}`{b}` = ").into()),
                             Piece::BlindWrite(col, lit, row_key, self.keep_in(rel, col)),
                         ],
                     });
@@ -653,7 +653,7 @@ impl<'p> Work<'_, 'p> {
                     self.edits.push(Edit {
                         start: value_end,
                         end: value_end,
-                        pieces: vec![Piece::Text(format!(", {qualifier}`{b}` = {copy}"))],
+                        pieces: vec![Piece::Text(format!(", {qualifier}`{b}` = {copy}").into())],
                     });
                 }
                 continue;
