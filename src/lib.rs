@@ -25,6 +25,7 @@ pub mod frontend;
 pub mod fuzzing;
 pub mod guard;
 pub mod limits;
+pub mod migrate;
 pub mod policy;
 pub mod secure_file;
 pub mod sql;

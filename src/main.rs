@@ -1,4 +1,5 @@
-//! myveil command line: serve, check, keygen, user and admin management, backups.
+//! myveil command line: serve, check, keygen, user and admin management, backups,
+//! migrations.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -57,6 +58,25 @@ enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// Bring the plaintext columns of an existing database under the policy.
+    Migrate {
+        #[command(subcommand)]
+        command: MigrateCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MigrateCommand {
+    /// Show, for every policy column, what its table needs (the exact DDL and how the server
+    /// runs it), its rows, and an estimate of time and extra space. Changes nothing.
+    Plan {
+        /// Rows sealed a second, for the time estimate.
+        #[arg(long, default_value_t = myveil::migrate::plan::DEFAULT_RATE)]
+        rate: u64,
+        /// Rows sampled per column for its average length (0: none).
+        #[arg(long, default_value_t = 10_000)]
+        sample: u64,
     },
 }
 
@@ -168,6 +188,34 @@ fn main() -> Result<()> {
         Command::Backup { command } => backup(config, command),
         Command::User { command } => user(config, command),
         Command::Admin { command } => admin(config, command),
+        Command::Migrate { command } => migrate(config, command),
+    }
+}
+
+fn migrate(config: Config, command: MigrateCommand) -> Result<()> {
+    match command {
+        MigrateCommand::Plan { rate, sample } => {
+            use myveil::migrate::plan;
+            let shared = Shared::new(config)?;
+            let protection = shared.protection.load_full();
+            let (server, plans) = runtime()?.block_on(async {
+                let mut conn = mysql_async::Conn::new(shared.control_opts()?)
+                    .await
+                    .context("control connection")?;
+                let (server, tables) = plan::load(&mut conn, &protection.policy, sample)
+                    .await
+                    .context("reading information_schema")?;
+                let _ = conn.disconnect().await;
+                let plans = plan::plan(&protection.policy, &tables, server, rate);
+                Ok::<_, anyhow::Error>((server, plans))
+            })?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(plan::render(&plans, server, rate).as_bytes())?;
+            if plans.iter().any(|p| !p.blockers.is_empty()) {
+                bail!("some columns cannot be migrated as they are (BLOCKED above)");
+            }
+            Ok(())
+        }
     }
 }
 

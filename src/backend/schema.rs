@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use mysql_async::prelude::Queryable;
 
 use crate::crypto::envelope::OVERHEAD;
-use crate::policy::{PlainType, Policy, Storage};
+use crate::policy::{PlainType, Policy, Protected, Storage};
 use crate::sql::analyze::{ColumnMeta, Schema};
 
 /// A view, routine or trigger that reaches protected data where myveil cannot see it (its
@@ -510,8 +510,36 @@ pub async fn load(
     Ok(snapshot)
 }
 
+/// Column types that hold envelopes as bytes, and as base64 text.
+pub const BINARY_TYPES: [&str; 6] = [
+    "varbinary",
+    "binary",
+    "blob",
+    "mediumblob",
+    "longblob",
+    "tinyblob",
+];
+pub const TEXT_TYPES: [&str; 6] = [
+    "varchar",
+    "char",
+    "text",
+    "mediumtext",
+    "longtext",
+    "tinytext",
+];
+
+/// What a protected column must hold for its largest value: bytes (binary storage) or
+/// characters of base64 (base64 storage).
+pub fn stored_size(col: &Protected) -> u64 {
+    let envelope = plaintext_bytes(col.plain_type) + OVERHEAD as u64;
+    match col.storage {
+        Storage::Binary => envelope,
+        Storage::Base64 => envelope.div_ceil(3) * 4,
+    }
+}
+
 /// Bytes the largest plaintext of a type can take (utf8mb4 text: 4 bytes a character).
-fn plaintext_bytes(t: PlainType) -> u64 {
+pub fn plaintext_bytes(t: PlainType) -> u64 {
     match t {
         PlainType::Char(n) | PlainType::Varchar(n) => u64::from(n) * 4,
         PlainType::Text => 65_535,
@@ -547,30 +575,10 @@ pub fn check(snapshot: &Snapshot, policy: &Policy) -> Vec<String> {
                 problems.push(format!("{at}: column not found"));
                 continue;
             };
-            let envelope = plaintext_bytes(col.plain_type) + OVERHEAD as u64;
-            let (types, need): (&[&str], u64) = match col.storage {
-                Storage::Binary => (
-                    &[
-                        "varbinary",
-                        "binary",
-                        "blob",
-                        "mediumblob",
-                        "longblob",
-                        "tinyblob",
-                    ],
-                    envelope,
-                ),
-                Storage::Base64 => (
-                    &[
-                        "varchar",
-                        "char",
-                        "text",
-                        "mediumtext",
-                        "longtext",
-                        "tinytext",
-                    ],
-                    envelope.div_ceil(3) * 4,
-                ),
+            let need = stored_size(col);
+            let types: &[&str] = match col.storage {
+                Storage::Binary => &BINARY_TYPES,
+                Storage::Base64 => &TEXT_TYPES,
             };
             if !types.contains(&info.data_type.as_str()) {
                 problems.push(format!(

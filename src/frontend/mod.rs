@@ -416,6 +416,14 @@ impl Shared {
             .await
             .map_err(|e| Error::Protection(format!("schema: {e}")))?;
         let _ = conn.disconnect().await;
+        // What `myveil check` would report, one line each, at start and after every refresh
+        // (names and types only, never values).
+        for problem in crate::backend::schema::check(&snapshot, &protection.policy) {
+            tracing::warn!(
+                %problem,
+                "protected column not ready: writes to it fail until fixed (myveil migrate plan shows the DDL)"
+            );
+        }
         let _update = self.update.lock().unwrap_or_else(|e| e.into_inner());
         // Security: the reach comes from the policy in force now, not the one the refresh
         // started with (a reload may have come in between).

@@ -378,6 +378,9 @@ impl Response {
                         }
                     }
                 }
+                (_, false) if pkt.payload.first() == Some(&ERR_HEADER) => {
+                    too_narrow(&pkt.payload, t.policy)
+                }
                 (None, true) if t.compressed_status => compression_on(&pkt.payload),
                 _ if self.state_ok => tracker.ok(&pkt.payload)?,
                 _ => None,
@@ -646,6 +649,38 @@ async fn flushing<T>(
             Ok(read.await)
         }
     }
+}
+
+/// The backend's "data too long" (1406) for a protected column, as myveil's: the column is
+/// too narrow for the envelopes of its values, and what fixes it. The server's message names
+/// the column only (never a value); a column the policy does not protect keeps it.
+fn too_narrow(payload: &[u8], policy: &Policy) -> Option<Vec<u8>> {
+    if crate::wire::packets::err_code(payload) != Some(1406) {
+        return None;
+    }
+    let text = String::from_utf8_lossy(payload.get(9..)?);
+    let name = text.split('\'').nth(1)?;
+    let mut cols = policy
+        .columns()
+        .iter()
+        .filter(|c| c.column.eq_ignore_ascii_case(name));
+    let col = cols.next()?;
+    // The same name in several tables: which one the server meant is not in its message.
+    let which = if cols.next().is_some() {
+        format!("{name} (of a protected table)")
+    } else {
+        col.scope()
+    };
+    let unit = match col.storage {
+        crate::policy::Storage::Binary => "bytes",
+        crate::policy::Storage::Base64 => "characters of base64",
+    };
+    let message = format!(
+        "myveil: column {which} is too narrow for the envelopes of its values: a {} value is stored in up to {} {unit}; widen it as `myveil migrate plan` shows (or see `myveil check`)",
+        col.plain_type.name(),
+        crate::backend::schema::stored_size(col)
+    );
+    Some(crate::wire::packets::ErrorReply::new(1406, b"22001", message).to_payload())
 }
 
 #[cfg(test)]
