@@ -559,13 +559,19 @@ pub fn render(plans: &[ColumnPlan], server: Server, rate: u64) -> String {
     );
     for p in plans {
         let _ = writeln!(o);
+        let Some(current) = &p.current else {
+            let _ = writeln!(o, "{}.{}.{}: not found", p.database, p.table, p.column);
+            for b in &p.blockers {
+                let _ = writeln!(o, "  BLOCKED: {b}");
+            }
+            continue;
+        };
         let _ = writeln!(
             o,
-            "{}.{}.{}: {} → {}",
+            "{}.{}.{}: {current} → {}",
             p.database,
             p.table,
             p.column,
-            p.current.as_deref().unwrap_or("missing"),
             p.target.as_deref().unwrap_or("(fits)")
         );
         let _ = writeln!(
