@@ -460,10 +460,7 @@ pub async fn load(
                 .or_default()
                 .push(ColumnMeta {
                     name,
-                    // MariaDB shows an explicit NULL default as the text NULL.
-                    null_default: default
-                        .as_deref()
-                        .is_none_or(|d| d.eq_ignore_ascii_case("null")),
+                    null_default: null_default(default.as_deref()),
                     data_type: data_type.to_ascii_lowercase(),
                     max_length,
                 });
@@ -508,6 +505,12 @@ pub async fn load(
         snapshot.views.insert(key(&d, &n), def);
     }
     Ok(snapshot)
+}
+
+/// Whether information_schema's COLUMN_DEFAULT is no default or NULL (MariaDB shows an
+/// explicit NULL default as the text NULL).
+pub fn null_default(default: Option<&str>) -> bool {
+    default.is_none_or(|d| d.eq_ignore_ascii_case("null"))
 }
 
 /// Column types that hold envelopes as bytes, and as base64 text.

@@ -408,17 +408,20 @@ impl ResultPlan<'_> {
         out.clear();
         out.reserve(row.len());
         // Cells first (a row key may come after the column bound to it), then the new row.
-        // Where each value is: on the stack for up to 32 columns.
-        type Span = Option<(usize, usize, usize)>;
         let n = self.actions.len();
-        let mut stack: [Span; 32] = [None; 32];
-        let mut heap: Vec<Span>;
-        let spans: &mut [Span] = if n <= stack.len() {
-            &mut stack[..n]
-        } else {
-            heap = vec![None; n];
-            &mut heap
-        };
+        with_spans(n, |spans: &mut [Option<(usize, usize, usize)>]| {
+            self.text_row_spans(row, cells, out, spans)
+        })
+    }
+
+    fn text_row_spans(
+        &self,
+        row: &[u8],
+        cells: &dyn Cells,
+        out: &mut Vec<u8>,
+        spans: &mut [Option<(usize, usize, usize)>],
+    ) -> Result<(), Failure> {
+        type Span = Option<(usize, usize, usize)>;
         let mut at = 0;
         for span in spans.iter_mut() {
             if row.get(at) == Some(&0xFB) {
@@ -499,18 +502,23 @@ impl ResultPlan<'_> {
         if row.first() != Some(&0x00) || row.len() < 1 + bitmap_len || original_types.len() != n {
             return Err(Failure::Malformed);
         }
+        with_spans(n, |spans: &mut [Option<(usize, usize)>]| {
+            self.binary_row_spans(row, original_types, cells, out, spans)
+        })
+    }
+
+    fn binary_row_spans(
+        &self,
+        row: &[u8],
+        original_types: &[u8],
+        cells: &dyn Cells,
+        out: &mut Vec<u8>,
+        spans: &mut [Option<(usize, usize)>],
+    ) -> Result<(), Failure> {
+        type Span = Option<(usize, usize)>;
+        let bitmap_len = (spans.len() + 7 + 2) / 8;
         let bitmap = &row[1..1 + bitmap_len];
         let null_bit = |i: usize| ((i + 2) / 8, 1u8 << ((i + 2) % 8));
-        // Where each value is: on the stack for up to 32 columns.
-        type Span = Option<(usize, usize)>;
-        let mut stack: [Span; 32] = [None; 32];
-        let mut heap: Vec<Span>;
-        let spans: &mut [Span] = if n <= stack.len() {
-            &mut stack[..n]
-        } else {
-            heap = vec![None; n];
-            &mut heap
-        };
         let mut at = 1 + bitmap_len;
         for (i, (span, ty)) in spans.iter_mut().zip(original_types).enumerate() {
             let (byte, bit) = null_bit(i);
@@ -587,6 +595,17 @@ impl ResultPlan<'_> {
 
     pub fn types(&self) -> &[u8] {
         &self.types
+    }
+}
+
+/// Runs `f` over `n` value positions of a row, kept on the stack for up to 32 columns (no
+/// allocation per row).
+fn with_spans<T: Copy, R>(n: usize, f: impl FnOnce(&mut [Option<T>]) -> R) -> R {
+    let mut stack: [Option<T>; 32] = [None; 32];
+    if n <= stack.len() {
+        f(&mut stack[..n])
+    } else {
+        f(&mut vec![None; n])
     }
 }
 

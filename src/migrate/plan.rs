@@ -675,10 +675,7 @@ pub async fn load(
                 data_type: dt.to_ascii_lowercase(),
                 column_type: ct,
                 nullable: nullable.eq_ignore_ascii_case("yes"),
-                // MariaDB shows an explicit NULL default as the text NULL.
-                default_null: default
-                    .as_deref()
-                    .is_none_or(|d| d.eq_ignore_ascii_case("null")),
+                default_null: crate::backend::schema::null_default(default.as_deref()),
                 charset: cs,
                 collation: coll,
                 max_chars: chars,
