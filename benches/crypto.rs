@@ -89,7 +89,7 @@ fn rewrite(c: &mut Criterion) {
         known: true,
         ..SessionState::default()
     };
-    let sealer = KeyringSealer(&keyring);
+    let sealer = KeyringSealer(&keyring, &myveil::backend::schema::NO_MIXED);
     let prepared = HashMap::new();
     let cx = Context {
         state: &state,
@@ -246,7 +246,7 @@ fn results(c: &mut Criterion) {
         .position(|c| c.column == "email")
         .expect("email");
     let col = &policy.columns()[email];
-    let sealer = KeyringSealer(&keyring);
+    let sealer = KeyringSealer(&keyring, &myveil::backend::schema::NO_MIXED);
     // 100 rows of (id, email): the email sealed as stored, 20–30 bytes of plaintext.
     let envelopes: Vec<Vec<u8>> = (0..100)
         .map(|i| {
@@ -277,10 +277,10 @@ fn results(c: &mut Criterion) {
             },
         ],
     };
-    let plan = plan(&mut defs, &policy, "app", &shape, None)
+    let cells = KeyringCells(&keyring, &myveil::backend::schema::NO_MIXED);
+    let plan = plan(&mut defs, &policy, "app", &shape, None, &cells)
         .expect("plan")
         .expect("a column to open");
-    let cells = KeyringCells(&keyring);
     // As the relay runs it: one buffer for every row.
     let mut row = Vec::new();
     c.bench_function("results: 100 text rows, 1 opened column", |b| {

@@ -215,7 +215,7 @@ pub fn guard(data: &[u8]) {
         Command::Query
     };
     let prepared = HashMap::new();
-    let sealer = crate::sql::rewrite::KeyringSealer(&w.keyring);
+    let sealer = crate::sql::rewrite::KeyringSealer(&w.keyring, &crate::backend::schema::NO_MIXED);
     let cx = Context {
         state: &state,
         policy: &w.policy,
@@ -449,8 +449,8 @@ pub fn results(data: &[u8]) {
     }
     let mut defs: Vec<Vec<u8>> = packets[..columns].iter().map(|p| p.to_vec()).collect();
     let original = transform::original_types(&defs).unwrap_or_default();
-    let cells = KeyringCells(&w.keyring);
-    if let Ok(Some(plan)) = transform::plan(&mut defs, &w.policy, role, &shape, None) {
+    let cells = KeyringCells(&w.keyring, &crate::backend::schema::NO_MIXED);
+    if let Ok(Some(plan)) = transform::plan(&mut defs, &w.policy, role, &shape, None, &cells) {
         for row in &packets[columns..] {
             let _ = plan.text_row(row, &cells);
             let _ = plan.binary_row(row, &original, &cells);
@@ -474,7 +474,7 @@ pub fn execute(data: &[u8]) {
         ..SessionState::default()
     };
     let prepared = HashMap::new();
-    let sealer = crate::sql::rewrite::KeyringSealer(&w.keyring);
+    let sealer = crate::sql::rewrite::KeyringSealer(&w.keyring, &crate::backend::schema::NO_MIXED);
     let cx = Context {
         state: &state,
         policy: &w.policy,

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use std::collections::BTreeMap;
+
 use clap::{Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 use zeroize::Zeroizing;
@@ -64,6 +66,48 @@ enum Command {
         #[command(subcommand)]
         command: MigrateCommand,
     },
+    /// Rotate, re-encrypt with and retire data keys; see what uses each.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Per key: purpose, scope, state, seals made, and how many cells use it (reads every
+    /// protected column unless --no-scan).
+    Status {
+        #[arg(long)]
+        no_scan: bool,
+    },
+    /// Make a new primary data key (per column key in use, or for one column): new writes
+    /// seal under it, older keys still open. Then reload every instance (kill -HUP, or
+    /// POST /v1/keys/reload) and run `keys reencrypt`.
+    Rotate {
+        /// Only this column (`db.table.column` or `table.column`).
+        #[arg(long)]
+        column: Option<String>,
+        /// Also a new blind-index key (searches match either index until re-encryption).
+        #[arg(long)]
+        blind_index: bool,
+        /// Rotate the master key instead: every data key is wrapped again, no data changes.
+        #[arg(long, conflicts_with_all = ["column", "blind_index"])]
+        kek: bool,
+    },
+    /// Re-seal every cell under an older key with the primary (and refill blind indexes),
+    /// online, batched, throttled, checkpointed and resumable like `migrate apply`. Blind-index
+    /// keys no cell uses any more stop being searched.
+    Reencrypt {
+        /// Rows a second at most (0: as fast as the server takes them).
+        #[arg(long, default_value_t = myveil::migrate::plan::DEFAULT_RATE)]
+        rate: u64,
+        /// Rows per batch.
+        #[arg(long, default_value_t = myveil::migrate::apply::DEFAULT_BATCH)]
+        batch: usize,
+    },
+    /// Retire a key no cell uses any more (refused while one does, or while it is primary).
+    Retire { id: u32 },
 }
 
 #[derive(Subcommand)]
@@ -78,6 +122,21 @@ enum MigrateCommand {
         #[arg(long, default_value_t = 10_000)]
         sample: u64,
     },
+    /// Seal the existing plaintext of every policy column online: the plan's DDL, then
+    /// batches by primary key, throttled and checkpointed (run it again to resume). Apps
+    /// keep working through myveil meanwhile.
+    Apply {
+        /// Rows a second at most (0: as fast as the server takes them).
+        #[arg(long, default_value_t = myveil::migrate::plan::DEFAULT_RATE)]
+        rate: u64,
+        /// Rows per batch.
+        #[arg(long, default_value_t = myveil::migrate::apply::DEFAULT_BATCH)]
+        batch: usize,
+    },
+    /// Read every cell of every policy column and report cells that are not envelopes, are
+    /// under an unknown or retired key, do not open, or whose blind index does not match.
+    /// Exits non-zero on any.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -189,11 +248,116 @@ fn main() -> Result<()> {
         Command::User { command } => user(config, command),
         Command::Admin { command } => admin(config, command),
         Command::Migrate { command } => migrate(config, command),
+        Command::Keys { command } => keys(config, command),
     }
 }
 
 fn migrate(config: Config, command: MigrateCommand) -> Result<()> {
     match command {
+        MigrateCommand::Apply { rate, batch } => {
+            use myveil::migrate::apply;
+            myveil::telemetry::init(&config.log.level);
+            let shared = Shared::new(config)?;
+            let protection = shared.protection.load_full();
+            let keyring = shared
+                .keyring
+                .load_full()
+                .context("no keyring: run `myveil keygen` first")?;
+            let line = ProgressLine::new();
+            let logged = std::sync::Mutex::new(std::time::Instant::now());
+            let progress = |p: &apply::Progress| {
+                let pct = p
+                    .rows
+                    .saturating_mul(100)
+                    .checked_div(p.total)
+                    .map(|pct| format!(" {:>3}%", pct.min(100)))
+                    .unwrap_or_default();
+                let text = format!(
+                    "{}.{} {}{pct} {} rows, {:.0} rows/s",
+                    p.database, p.table, p.phase, p.rows, p.rate
+                );
+                if line.tty {
+                    line.text(&text);
+                } else if let Ok(mut last) = logged.lock()
+                    && (last.elapsed().as_secs() >= 5 || p.phase == "done")
+                {
+                    *last = std::time::Instant::now();
+                    tracing::info!(database = %p.database, table = %p.table, phase = p.phase, rows = p.rows, total = p.total, rate = p.rate as u64, "migrate apply");
+                }
+            };
+            let cancel = std::sync::atomic::AtomicBool::new(false);
+            let options = apply::Options { rate, batch };
+            let reports = runtime()?.block_on(async {
+                apply::apply(
+                    shared.control_opts()?,
+                    &protection.policy,
+                    &keyring,
+                    &options,
+                    &progress,
+                    &cancel,
+                )
+                .await
+                .map_err(anyhow::Error::from)
+            });
+            line.done();
+            let reports = reports?;
+            let mut out = std::io::stdout().lock();
+            for r in &reports {
+                writeln!(
+                    out,
+                    "{}.{} ({}): {} cells sealed, {} already sealed, {} left to newer writes, {:.1} s",
+                    r.database,
+                    r.table,
+                    r.columns.join(", "),
+                    r.sealed,
+                    r.already,
+                    r.raced,
+                    r.seconds
+                )?;
+            }
+            writeln!(
+                out,
+                "done: every cell is an envelope; the columns are marked done (plaintext cells are refused from now on). \
+                 Old plaintext may linger in InnoDB's free space, undo log, binary logs and backups: rebuild the tables \
+                 (OPTIMIZE TABLE) and rotate those out."
+            )?;
+            Ok(())
+        }
+        MigrateCommand::Verify => {
+            use myveil::migrate::verify;
+            let shared = Shared::new(config)?;
+            let protection = shared.protection.load_full();
+            let keyring = shared
+                .keyring
+                .load_full()
+                .context("no keyring: run `myveil keygen` first")?;
+            let line = ProgressLine::new();
+            let progress = |scope: &str, cells: u64| {
+                if line.tty {
+                    line.text(&format!("verifying {scope}: {cells} cells"));
+                }
+            };
+            let reports = runtime()?.block_on(async {
+                let mut conn = mysql_async::Conn::new(shared.control_opts()?)
+                    .await
+                    .context("control connection")?;
+                let r = verify::verify(&mut conn, &protection.policy, &keyring, &progress)
+                    .await
+                    .context("reading the protected columns");
+                let _ = conn.disconnect().await;
+                r
+            });
+            line.done();
+            let reports = reports?;
+            std::io::stdout()
+                .lock()
+                .write_all(verify::render(&reports).as_bytes())?;
+            let bad: u64 = reports.iter().map(|r| r.problems()).sum();
+            if bad > 0 {
+                bail!("{bad} cells are not as they must be (above)");
+            }
+            Ok(())
+        }
         MigrateCommand::Plan { rate, sample } => {
             use myveil::migrate::plan;
             let shared = Shared::new(config)?;
@@ -214,6 +378,279 @@ fn migrate(config: Config, command: MigrateCommand) -> Result<()> {
             if plans.iter().any(|p| !p.blockers.is_empty()) {
                 bail!("some columns cannot be migrated as they are (BLOCKED above)");
             }
+            Ok(())
+        }
+    }
+}
+
+/// Reads every protected column (migrate verify's scan) for what uses each key.
+fn scan_cells(
+    shared: &Shared,
+    keyring: &myveil::crypto::keyring::Keyring,
+) -> Result<Vec<myveil::migrate::verify::ColumnReport>> {
+    let protection = shared.protection.load_full();
+    let line = ProgressLine::new();
+    let progress = |scope: &str, cells: u64| {
+        if line.tty {
+            line.text(&format!("reading {scope}: {cells} cells"));
+        }
+    };
+    let r = runtime()?.block_on(async {
+        let mut conn = mysql_async::Conn::new(shared.control_opts()?)
+            .await
+            .context("control connection")?;
+        let r = myveil::migrate::verify::verify(&mut conn, &protection.policy, keyring, &progress)
+            .await
+            .context("reading the protected columns");
+        let _ = conn.disconnect().await;
+        r
+    });
+    line.done();
+    r
+}
+
+/// Cells (column keys) and blind indexes (blind-index keys) per key id.
+fn cells_by_key(reports: &[myveil::migrate::verify::ColumnReport]) -> BTreeMap<u32, u64> {
+    let mut by: BTreeMap<u32, u64> = BTreeMap::new();
+    for r in reports {
+        for (k, n) in r.keys.iter().chain(&r.blind_keys) {
+            *by.entry(*k).or_default() += n;
+        }
+    }
+    by
+}
+
+fn keys(config: Config, command: KeysCommand) -> Result<()> {
+    use myveil::crypto::keyring::{Keyring, Purpose, Status};
+    let p = config
+        .protection
+        .as_ref()
+        .context("no [protection] table in the configuration")?;
+    let dir = config.resolve(&p.keys_dir);
+    let reload = "reload every instance: kill -HUP each `myveil serve`, or POST /v1/keys/reload";
+    match command {
+        KeysCommand::Rotate {
+            column,
+            blind_index,
+            kek,
+        } => {
+            let mut ring = Keyring::load(&dir).context("loading the keyring")?;
+            let mut out = std::io::stdout().lock();
+            if kek {
+                ring.rotate_kek().context("rotating the master key")?;
+                writeln!(
+                    out,
+                    "master key rotated: every data key is wrapped under the new one, no data changed \
+                     (the old pair is kept as *.prev); {reload}"
+                )?;
+                return Ok(());
+            }
+            let policy = myveil::policy::Policy::load_dir(&config.resolve(&p.policy_dir))?;
+            let cols: Vec<&myveil::policy::Protected> = match &column {
+                None => policy.columns().iter().collect(),
+                Some(name) => {
+                    let parts: Vec<&str> = name.split('.').collect();
+                    let (db, table, col) = match parts.as_slice() {
+                        [d, t, c] => (Some(*d), *t, *c),
+                        [t, c] => (None, *t, *c),
+                        _ => bail!("--column is db.table.column or table.column"),
+                    };
+                    let found: Vec<_> = policy
+                        .columns()
+                        .iter()
+                        .filter(|c| {
+                            c.table == table
+                                && c.column.eq_ignore_ascii_case(col)
+                                && db.is_none_or(|d| c.database.as_deref().is_none_or(|x| x == d))
+                        })
+                        .collect();
+                    if found.is_empty() {
+                        bail!("no policy column {name}");
+                    }
+                    found
+                }
+            };
+            let mut purposes = vec![Purpose::Column];
+            if blind_index {
+                purposes.push(Purpose::BlindIndex);
+            }
+            let mut made: Vec<(u32, Purpose, String)> = Vec::new();
+            for purpose in purposes {
+                for col in &cols {
+                    if purpose == Purpose::BlindIndex && col.blind_index.is_none() {
+                        continue;
+                    }
+                    // All columns: each key in use gets a successor (a shared `*` key once).
+                    // One column: a key of its own, so the others keep theirs.
+                    let scope = match (&column, ring.primary(purpose, col.key_scope())) {
+                        (None, Some((id, _))) => ring
+                            .info(id)
+                            .map_or_else(|| col.key_scope().to_owned(), |i| i.scope.clone()),
+                        _ => col.key_scope().to_owned(),
+                    };
+                    if made.iter().any(|(_, p, s)| *p == purpose && *s == scope) {
+                        continue;
+                    }
+                    let id = ring.add(purpose, &scope, Status::Primary);
+                    made.push((id, purpose, scope));
+                }
+            }
+            ring.save().context("writing the keyring")?;
+            for (id, purpose, scope) in &made {
+                writeln!(out, "key {id}: new primary {purpose:?} key for {scope}")?;
+            }
+            writeln!(
+                out,
+                "older keys still open (and blind-index keys are still searched); {reload}, then run `myveil keys reencrypt`"
+            )?;
+            Ok(())
+        }
+        KeysCommand::Status { no_scan } => {
+            let shared = Shared::new(config)?;
+            let ring = shared
+                .keyring
+                .load_full()
+                .context("no keyring: run `myveil keygen` first")?;
+            let by = if no_scan {
+                None
+            } else {
+                Some(cells_by_key(&scan_cells(&shared, &ring)?))
+            };
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{:>4}  {:<12} {:<28} {:<12} {:>12} {:>12}",
+                "id", "purpose", "scope", "state", "seals", "cells"
+            )?;
+            for i in ring.infos() {
+                let cells = match (&by, i.purpose) {
+                    (Some(by), Purpose::Column | Purpose::BlindIndex) => {
+                        by.get(&i.id).copied().unwrap_or(0).to_string()
+                    }
+                    _ => "-".into(),
+                };
+                writeln!(
+                    out,
+                    "{:>4}  {:<12} {:<28} {:<12} {:>12} {:>12}",
+                    i.id,
+                    format!("{:?}", i.purpose),
+                    i.scope,
+                    format!("{:?}", i.status),
+                    ring.uses(i.id),
+                    cells
+                )?;
+            }
+            Ok(())
+        }
+        KeysCommand::Reencrypt { rate, batch } => {
+            use myveil::migrate::apply;
+            myveil::telemetry::init(&config.log.level);
+            let shared = Shared::new(config)?;
+            let protection = shared.protection.load_full();
+            let ring = shared
+                .keyring
+                .load_full()
+                .context("no keyring: run `myveil keygen` first")?;
+            let line = ProgressLine::new();
+            let progress = |p: &apply::Progress| {
+                if line.tty {
+                    line.text(&format!(
+                        "re-encrypting {}.{} {} {} rows, {:.0} rows/s",
+                        p.database, p.table, p.phase, p.rows, p.rate
+                    ));
+                } else if p.phase == "done" {
+                    tracing::info!(database = %p.database, table = %p.table, "keys reencrypt: table done");
+                }
+            };
+            let cancel = std::sync::atomic::AtomicBool::new(false);
+            let options = apply::Options { rate, batch };
+            let reports = runtime()?.block_on(async {
+                apply::reencrypt(
+                    shared.control_opts()?,
+                    &protection.policy,
+                    &ring,
+                    &options,
+                    &progress,
+                    &cancel,
+                )
+                .await
+                .map_err(anyhow::Error::from)
+            });
+            line.done();
+            let reports = reports?;
+            let mut out = std::io::stdout().lock();
+            for r in &reports {
+                writeln!(
+                    out,
+                    "{}.{} ({}): {} cells re-sealed or re-indexed, {} left to newer writes, {:.1} s",
+                    r.database,
+                    r.table,
+                    r.columns.join(", "),
+                    r.sealed,
+                    r.raced,
+                    r.seconds
+                )?;
+            }
+            // Blind-index keys no index is under any more stop being searched.
+            let by = cells_by_key(&scan_cells(&shared, &ring)?);
+            let mut file = Keyring::load(&dir).context("loading the keyring")?;
+            let mut demoted = Vec::new();
+            let idle: Vec<u32> = file
+                .infos()
+                .filter(|i| {
+                    i.purpose == Purpose::BlindIndex
+                        && i.status == Status::Active
+                        && by.get(&i.id).copied().unwrap_or(0) == 0
+                })
+                .map(|i| i.id)
+                .collect();
+            for id in idle {
+                file.set_status(id, Status::DecryptOnly);
+                demoted.push(id.to_string());
+            }
+            if !demoted.is_empty() {
+                file.save().context("writing the keyring")?;
+                writeln!(
+                    out,
+                    "blind-index keys {} hold no index any more: no longer searched; {reload}",
+                    demoted.join(", ")
+                )?;
+            }
+            Ok(())
+        }
+        KeysCommand::Retire { id } => {
+            let shared = Shared::new(config)?;
+            let ring = shared
+                .keyring
+                .load_full()
+                .context("no keyring: run `myveil keygen` first")?;
+            let info = ring
+                .info(id)
+                .cloned()
+                .with_context(|| format!("no key {id}"))?;
+            if info.status == Status::Primary {
+                bail!(
+                    "key {id} is the primary {:?} key for {}: rotate first",
+                    info.purpose,
+                    info.scope
+                );
+            }
+            if matches!(info.purpose, Purpose::Column | Purpose::BlindIndex) {
+                let n = cells_by_key(&scan_cells(&shared, &ring)?)
+                    .get(&id)
+                    .copied()
+                    .unwrap_or(0);
+                if n > 0 {
+                    bail!("{n} cells still use key {id}: run `myveil keys reencrypt` first");
+                }
+            }
+            let mut file = Keyring::load(&dir).context("loading the keyring")?;
+            file.set_status(id, Status::Retired);
+            file.save().context("writing the keyring")?;
+            writeln!(
+                std::io::stdout().lock(),
+                "key {id} retired: it opens nothing from now on; {reload}"
+            )?;
             Ok(())
         }
     }
@@ -267,6 +704,11 @@ fn serve(config: Config) -> Result<()> {
                         match signals_shared.reload_users() {
                             Ok(n) => tracing::info!(users = n, "users reloaded"),
                             Err(e) => tracing::error!(error = %e, "users reload failed; keeping the old users"),
+                        }
+                        // Keys first: a new policy may need a key a rotation just made.
+                        match signals_shared.reload_keys() {
+                            Ok(n) => tracing::info!(keys = n, "keys reloaded"),
+                            Err(e) => tracing::error!(error = %e, "keys reload failed; keeping the old keys"),
                         }
                         match signals_shared.reload_policy() {
                             Ok(n) => tracing::info!(columns = n, "policy reloaded"),
@@ -611,6 +1053,23 @@ impl ProgressLine {
         };
         let mut err = std::io::stderr().lock();
         let _ = write!(err, "\r\x1b[K{what}{pct} {mib:.1} MiB{table}");
+        let _ = err.flush();
+    }
+
+    /// A line of text, at most ten times a second.
+    fn text(&self, text: &str) {
+        if !self.tty {
+            return;
+        }
+        let now = std::time::Instant::now();
+        if let Ok(mut last) = self.last.lock() {
+            if last.is_some_and(|t| now.duration_since(t).as_millis() < 100) {
+                return;
+            }
+            *last = Some(now);
+        }
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[K{text}");
         let _ = err.flush();
     }
 

@@ -268,3 +268,671 @@ roles = {{ app = "plaintext" }}
     c.disconnect().await.ok();
     db.drop_now().await;
 }
+
+/// The server allows one migration or re-encryption at a time (its advisory lock): the
+/// tests that run them take turns.
+static ONE_JOB: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The value a row is born with (the plaintext table is filled by the server from these).
+fn born(id: u64) -> (String, String, Option<String>) {
+    (
+        format!("p{id}@example.com"),
+        format!("{:03}-45-{:04}", id % 1000, id % 10_000),
+        (id % 7 != 0).then(|| format!("note {id}: allergic to penicillin")),
+    )
+}
+
+const BORN_SQL: &str = "CONCAT('p', seq, '@example.com'), \
+    CONCAT(LPAD(seq % 1000, 3, '0'), '-45-', LPAD(seq % 10000, 4, '0')), \
+    IF(seq % 7 = 0, NULL, CONCAT('note ', seq, ': allergic to penicillin'))";
+
+/// A digest of every row as (id, email, ssn, note), in id order.
+fn digest_rows(rows: &[(u64, String, String, Option<String>)]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for (id, e, s, n) in rows {
+        h.update(format!("{id}|{e}|{s}|{}\n", n.as_deref().unwrap_or("\\N")).as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// A policy column of the proxy's policy, by name.
+fn myveil_col(proxy: &common::Proxy, name: &str) -> myveil::policy::Protected {
+    proxy
+        .shared
+        .protection
+        .load()
+        .policy
+        .columns()
+        .iter()
+        .find(|c| c.column == name)
+        .expect("policy column")
+        .clone()
+}
+
+fn myveil_cmd(config: &std::path::Path, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_myveil"));
+    c.arg("--config").arg(config).args(args);
+    c.stdin(std::process::Stdio::null());
+    c
+}
+
+/// Waits until `myveil.jobs` shows `job` of the table past `rows` (or the child exits).
+async fn wait_for_job(
+    c: &mut mysql_async::Conn,
+    db: &str,
+    job: &str,
+    rows: u64,
+    child: &mut std::process::Child,
+) -> bool {
+    for _ in 0..1200 {
+        let done: Option<u64> = c
+            .exec_first(
+                "SELECT rows_done FROM myveil.jobs WHERE db = ? AND tbl = 'people' AND job = ?",
+                (db, job),
+            )
+            .await
+            .unwrap_or(None);
+        if done.is_some_and(|d| d >= rows) {
+            return true;
+        }
+        if child.try_wait().ok().flatten().is_some() {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    false
+}
+
+/// Whether a server error is myveil's "column not ready" (a write to a column a migration
+/// has not widened or swapped in yet, or before its blind-index column exists).
+fn too_narrow(e: &mysql_async::Error) -> bool {
+    matches!(e, mysql_async::Error::Server(s)
+        if matches!(s.code, 1406 | 1366 | 1054) && s.message.starts_with("myveil: "))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_seals_a_live_table_under_load_and_resumes_after_kill() {
+    let _turn = ONE_JOB.lock().await;
+    let rows: u64 = std::env::var("MYVEIL_MIGRATE_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let rate: u64 = std::env::var("MYVEIL_MIGRATE_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8_000);
+    let db = TestDb::create("migapply").await;
+    let mut c = direct(Some(&db.name)).await;
+    c.query_drop(
+        "CREATE TABLE people (id BIGINT PRIMARY KEY, email VARCHAR(100) NOT NULL, \
+         ssn VARCHAR(16) NOT NULL DEFAULT '', note TEXT, KEY (email)) ENGINE=InnoDB",
+    )
+    .await
+    .expect("create");
+    let mut from = 1;
+    while from <= rows {
+        let to = (from + 99_999).min(rows);
+        c.query_drop(format!(
+            "INSERT INTO people SELECT seq, {BORN_SQL} FROM seq_{from}_to_{to}"
+        ))
+        .await
+        .expect("fill");
+        from = to + 1;
+    }
+    c.query_drop("ANALYZE TABLE people").await.expect("analyze");
+    // The model: what every row holds; the server's plaintext agrees with it before.
+    let mut model: std::collections::BTreeMap<u64, (String, String, Option<String>)> =
+        (1..=rows).map(|id| (id, born(id))).collect();
+    let read_all = |rows: Vec<(u64, String, String, Option<String>)>| digest_rows(&rows);
+    let before: Vec<(u64, String, String, Option<String>)> = c
+        .query("SELECT id, email, ssn, note FROM people ORDER BY id")
+        .await
+        .expect("read");
+    let flat = |m: &std::collections::BTreeMap<u64, (String, String, Option<String>)>| {
+        m.iter()
+            .map(|(id, (e, s, n))| (*id, e.clone(), s.clone(), n.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        read_all(before),
+        digest_rows(&flat(&model)),
+        "the model is the table"
+    );
+
+    let (_keys, protection) = common::protection(&format!(
+        r#"
+[[column]]
+database = "{db}"
+table = "people"
+column = "email"
+type = "varchar(100)"
+storage = "base64"
+blind_index = "email_bidx"
+roles = {{ app = "plaintext", reporting = {{ mask = "email" }} }}
+[[column]]
+database = "{db}"
+table = "people"
+column = "ssn"
+type = "varchar(16)"
+roles = {{ app = "plaintext", reporting = "ciphertext" }}
+[[column]]
+database = "{db}"
+table = "people"
+column = "note"
+type = "text"
+storage = "base64"
+roles = {{ app = "plaintext" }}
+"#,
+        db = db.name
+    ));
+    let proxy = common::Proxy::start_with(common::Setup {
+        extra: protection,
+        ..Default::default()
+    })
+    .await;
+    let config = proxy.path("myveil.toml");
+
+    // A run killed in the middle of copying into a shadow column, one killed in the middle
+    // of sealing, and one that finishes.
+    let rate_arg = rate.to_string();
+    let args = [
+        "migrate",
+        "apply",
+        "--rate",
+        rate_arg.as_str(),
+        "--batch",
+        "500",
+    ];
+    let started = std::time::Instant::now();
+    let mut first = myveil_cmd(&config, &args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("apply");
+    // The load, from the moment the proxy knows the columns are mixed (before, plaintext
+    // cells of a policy column are refused): an app and a reporting role through myveil.
+    for _ in 0..400 {
+        if proxy
+            .shared
+            .schema
+            .load()
+            .mixed
+            .contains(&myveil_col(&proxy, "note"))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        let mut app = proxy.app(Some(&db.name)).await;
+        let mut reporter = mysql_async::Conn::new(
+            proxy
+                .opts(common::OTHER_USER, common::OTHER_PASSWORD)
+                .db_name(Some(&db.name)),
+        )
+        .await
+        .expect("reporter");
+        let mut model = std::mem::take(&mut model);
+        tokio::spawn(async move {
+            use rand::{Rng, SeedableRng};
+            let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+            let mut next_id = rows + 1;
+            let (mut writes, mut refused, mut reads) = (0u64, 0u64, 0u64);
+            let started = std::time::Instant::now();
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                let id = rng.random_range(1..=rows);
+                match i % 5 {
+                    0 => {
+                        let email = format!("changed{i}@example.org");
+                        app.exec_drop("UPDATE people SET email = ? WHERE id = ?", (&email, id))
+                            .await
+                            .unwrap_or_else(|e| panic!("email update: {e}"));
+                        model.get_mut(&id).expect("row").0 = email;
+                        writes += 1;
+                    }
+                    1 => {
+                        let (ssn, note) = (
+                            format!("{:03}-99-{:04}", i % 1000, i % 10_000),
+                            format!("rewritten {i}"),
+                        );
+                        match app
+                            .exec_drop(
+                                "UPDATE people SET ssn = ?, note = ? WHERE id = ?",
+                                (&ssn, &note, id),
+                            )
+                            .await
+                        {
+                            Ok(()) => {
+                                let r = model.get_mut(&id).expect("row");
+                                r.1 = ssn;
+                                r.2 = Some(note);
+                                writes += 1;
+                            }
+                            Err(e) if too_narrow(&e) => refused += 1,
+                            Err(e) => panic!("ssn update: {e}"),
+                        }
+                    }
+                    2 => {
+                        let row = (
+                            format!("new{next_id}@example.net"),
+                            "123-00-0000".to_owned(),
+                            Some(format!("new {next_id}")),
+                        );
+                        match app
+                            .exec_drop(
+                                "INSERT INTO people (id, email, ssn, note) VALUES (?, ?, ?, ?)",
+                                (next_id, &row.0, &row.1, &row.2),
+                            )
+                            .await
+                        {
+                            Ok(()) => {
+                                model.insert(next_id, row);
+                                writes += 1;
+                            }
+                            Err(e) if too_narrow(&e) => refused += 1,
+                            Err(e) => panic!("insert: {e}"),
+                        }
+                        next_id += 1;
+                    }
+                    3 => {
+                        // The app reads plaintext, whether the row is sealed yet or not.
+                        let got: Option<(String, String, Option<String>)> = app
+                            .exec_first("SELECT email, ssn, note FROM people WHERE id = ?", (id,))
+                            .await
+                            .unwrap_or_else(|e| panic!("read {id}: {e}"));
+                        assert_eq!(got.as_ref(), model.get(&id), "row {id} through myveil");
+                        // And finds it by its email, sealed or not.
+                        let email = model[&id].0.clone();
+                        let found: Vec<u64> = app
+                            .exec("SELECT id FROM people WHERE email = ?", (&email,))
+                            .await
+                            .unwrap_or_else(|e| panic!("search: {e}"));
+                        assert_eq!(found, vec![id], "search for row {id}");
+                        reads += 1;
+                    }
+                    _ => {
+                        // The reporting role: a mask and an envelope, never the plaintext.
+                        let got: Option<(String, Vec<u8>)> = reporter
+                            .exec_first("SELECT email, ssn FROM people WHERE id = ?", (id,))
+                            .await
+                            .unwrap_or_else(|e| panic!("reporter read {id}: {e}"));
+                        let (email, ssn) = got.expect("row");
+                        let (plain_email, plain_ssn, _) = &model[&id];
+                        assert_ne!(&email, plain_email, "masked");
+                        assert!(
+                            ssn.starts_with(b"MV\x01\x01"),
+                            "ciphertext role gets an envelope"
+                        );
+                        assert!(!String::from_utf8_lossy(&ssn).contains(plain_ssn.as_str()));
+                        reads += 1;
+                    }
+                }
+            }
+            let secs = started.elapsed().as_secs_f64();
+            app.disconnect().await.ok();
+            reporter.disconnect().await.ok();
+            (model, writes, refused, reads, secs)
+        })
+    };
+    assert!(
+        wait_for_job(&mut c, &db.name, "copy:ssn", rows / 3, &mut first).await,
+        "the first run copies"
+    );
+    first.kill().expect("kill -9");
+    let _ = first.wait();
+    let mut second = myveil_cmd(&config, &args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("apply");
+    assert!(
+        wait_for_job(&mut c, &db.name, "encrypt", rows / 3, &mut second).await,
+        "the second run seals"
+    );
+    second.kill().expect("kill -9");
+    let _ = second.wait();
+    // While one runs, another is refused (the lock).
+    let third = myveil_cmd(&config, &args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("apply");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let rival = myveil_cmd(&config, &args).output().expect("rival");
+    assert!(!rival.status.success());
+    assert!(
+        String::from_utf8_lossy(&rival.stderr).contains("holds the lock"),
+        "{}",
+        String::from_utf8_lossy(&rival.stderr)
+    );
+    let out = tokio::task::spawn_blocking(move || third.wait_with_output())
+        .await
+        .expect("join")
+        .expect("third run");
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The load goes on a moment over the finished columns, then stops.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (model, writes, refused, reads, secs) = load.await.expect("load ran without a failure");
+    eprintln!(
+        "migrated {rows} rows in {elapsed:.1} s (two runs killed); load: {writes} writes, {refused} refused before a swap, {reads} reads in {secs:.1} s"
+    );
+    assert!(writes > 0 && reads > 0);
+
+    // At rest: envelopes only, and no plaintext in any form anywhere in the table.
+    let bad: Option<u64> = c
+        .query_first(
+            "SELECT COUNT(*) FROM people WHERE LEFT(email, 4) <> 'TVYB' OR LEFT(ssn, 4) <> X'4D560101' \
+             OR (note IS NOT NULL AND LEFT(note, 4) <> 'TVYB') OR email_bidx IS NULL",
+        )
+        .await
+        .expect("count");
+    assert_eq!(bad, Some(0), "every cell sealed and indexed");
+    let cols: Vec<String> = c
+        .exec(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'people'",
+            (&db.name,),
+        )
+        .await
+        .expect("columns");
+    assert!(!cols.iter().any(|c| c.contains("myveil")), "{cols:?}");
+    let triggers: Option<u64> = c
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ?",
+            (&db.name,),
+        )
+        .await
+        .expect("triggers");
+    assert_eq!(triggers, Some(0));
+    // Sampled rows' values, raw and as hex and base64, nowhere in any cell of the table.
+    {
+        use base64::Engine as _;
+        let t0 = std::time::Instant::now();
+        for id in (1..=rows).step_by((rows / 30).max(1) as usize) {
+            let (e, s, n) = &model[&id];
+            for p in [Some(e), Some(s), n.as_ref()].into_iter().flatten() {
+                let forms = [
+                    p.clone(),
+                    hex::encode(p),
+                    hex::encode_upper(p),
+                    base64::engine::general_purpose::STANDARD.encode(p),
+                ];
+                let hits: Option<u64> = c
+                    .exec_first(
+                        "SELECT COUNT(*) FROM people WHERE \
+                         LOCATE(?, CONCAT_WS('|', email, ssn, note, HEX(ssn), email_bidx)) > 0 OR \
+                         LOCATE(?, CONCAT_WS('|', email, ssn, note, HEX(ssn), email_bidx)) > 0 OR \
+                         LOCATE(?, CONCAT_WS('|', email, ssn, note, HEX(ssn), email_bidx)) > 0 OR \
+                         LOCATE(?, CONCAT_WS('|', email, ssn, note, HEX(ssn), email_bidx)) > 0",
+                        (&forms[0], &forms[1], &forms[2], &forms[3]),
+                    )
+                    .await
+                    .expect("search at rest");
+                assert_eq!(hits, Some(0), "plaintext of row {id} at rest");
+            }
+        }
+        eprintln!("at-rest scan: {:.1} s", t0.elapsed().as_secs_f64());
+    }
+    // Through myveil: exactly the model (no write lost or reverted), found by search.
+    let mut app = proxy.app(Some(&db.name)).await;
+    let after: Vec<(u64, String, String, Option<String>)> = app
+        .query("SELECT id, email, ssn, note FROM people ORDER BY id")
+        .await
+        .expect("read through myveil");
+    assert_eq!(after.len(), model.len());
+    assert_eq!(
+        digest_rows(&after),
+        digest_rows(&flat(&model)),
+        "every row as written"
+    );
+    let some = &model[&(rows / 2)].0;
+    let found: Vec<u64> = app
+        .exec("SELECT id FROM people WHERE email = ?", (some,))
+        .await
+        .expect("search");
+    assert_eq!(found, vec![rows / 2]);
+    // Done: a plaintext cell written around myveil is now refused, not shown.
+    c.query_drop("UPDATE people SET ssn = '000-00-0000' WHERE id = 1")
+        .await
+        .expect("direct write");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let refused = app
+        .query_first::<String, _>("SELECT ssn FROM people WHERE id = 1")
+        .await
+        .expect_err("plaintext in a done column");
+    assert!(!refused.to_string().contains("000-00"), "{refused}");
+    // verify finds that cell, and nothing else.
+    let v = myveil_cmd(&config, &["migrate", "verify"])
+        .output()
+        .expect("verify");
+    let text = String::from_utf8_lossy(&v.stdout).into_owned();
+    assert!(!v.status.success(), "{text}");
+    assert!(
+        text.contains("people.ssn: FAILED") && text.contains("1 cells not an envelope"),
+        "{text}"
+    );
+    assert!(
+        text.contains("people.email: ok") && text.contains("people.note: ok"),
+        "{text}"
+    );
+    assert!(!text.contains("000-00"), "{text}");
+    c.exec_drop("UPDATE people SET ssn = ? WHERE id = 1", (&model[&1].1,))
+        .await
+        .expect("direct write");
+    let v = myveil_cmd(&config, &["migrate", "apply", "--rate", "0"])
+        .output()
+        .expect("apply again");
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    let v = myveil_cmd(&config, &["migrate", "verify"])
+        .output()
+        .expect("verify");
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+    app.disconnect().await.ok();
+    proxy.signal_stop();
+    proxy.join().await;
+    c.exec_drop("DELETE FROM myveil.columns WHERE db = ?", (&db.name,))
+        .await
+        .ok();
+    c.exec_drop("DELETE FROM myveil.jobs WHERE db = ?", (&db.name,))
+        .await
+        .ok();
+    c.disconnect().await.ok();
+    db.drop_now().await;
+}
+
+/// Runs the CLI and returns (success, stdout, stderr).
+fn run_cli(config: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = myveil_cmd(config, args).output().expect("run myveil");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Every row found by its email through myveil.
+async fn all_found(app: &mut mysql_async::Conn, emails: &std::collections::BTreeMap<u64, String>) {
+    for (id, email) in emails.iter().step_by(7) {
+        let found: Vec<u64> = app
+            .exec("SELECT id FROM people WHERE email = ?", (email,))
+            .await
+            .expect("search");
+        assert_eq!(found, vec![*id], "search for {email}");
+        let text: Vec<u64> = app
+            .query(format!("SELECT id FROM people WHERE email = '{email}'"))
+            .await
+            .expect("search");
+        assert_eq!(text, vec![*id], "text search for {email}");
+    }
+}
+
+/// The key ids the status lists for a purpose and scope, with their state and cells.
+fn key_rows(status: &str, purpose: &str, scope: &str) -> Vec<(u32, String, String)> {
+    status
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 6 && f[1] == purpose && f[2] == scope)
+                .then(|| (f[0].parse().ok(), f[3].to_owned(), f[5].to_owned()))
+                .and_then(|(id, st, cells)| id.map(|id| (id, st, cells)))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_reencrypt_and_retire_with_searches_right_at_every_step() {
+    let _turn = ONE_JOB.lock().await;
+    let db = TestDb::create("keyrot").await;
+    let mut c = direct(Some(&db.name)).await;
+    c.query_drop(
+        "CREATE TABLE people (id BIGINT PRIMARY KEY, email VARCHAR(400) NOT NULL, \
+         email_bidx BINARY(32), KEY (email_bidx)) ENGINE=InnoDB",
+    )
+    .await
+    .expect("create");
+    let (_keys, protection) = common::protection(&format!(
+        r#"
+[[column]]
+database = "{db}"
+table = "people"
+column = "email"
+type = "varchar(100)"
+storage = "base64"
+blind_index = "email_bidx"
+roles = {{ app = "plaintext" }}
+"#,
+        db = db.name
+    ));
+    let proxy = common::Proxy::start_with(common::Setup {
+        extra: protection,
+        ..Default::default()
+    })
+    .await;
+    let config = proxy.path("myveil.toml");
+    let mut app = proxy.app(Some(&db.name)).await;
+    let mut emails = std::collections::BTreeMap::new();
+    for id in 1..=300u64 {
+        let e = format!("user{id}@example.com");
+        app.exec_drop("INSERT INTO people (id, email) VALUES (?, ?)", (id, &e))
+            .await
+            .expect("insert");
+        emails.insert(id, e);
+    }
+    all_found(&mut app, &emails).await;
+    let (_, status, _) = run_cli(&config, &["keys", "status"]);
+    let old_col = key_rows(&status, "Column", "*");
+    let old_blind = key_rows(&status, "BlindIndex", "*");
+    assert_eq!(old_col.len(), 1, "{status}");
+    assert_eq!(old_col[0].2, "300", "{status}");
+    assert_eq!(old_blind[0].2, "300", "{status}");
+    let (old_col, old_blind) = (old_col[0].0, old_blind[0].0);
+
+    // Rotation: new writes under the new keys, every row still found.
+    let (ok, out, err) = run_cli(&config, &["keys", "rotate", "--blind-index"]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        proxy.shared.reload_keys().expect("reload"),
+        5,
+        "3 keys and 2 new"
+    );
+    for id in 301..=350u64 {
+        let e = format!("user{id}@example.com");
+        app.exec_drop("INSERT INTO people (id, email) VALUES (?, ?)", (id, &e))
+            .await
+            .expect("insert");
+        emails.insert(id, e);
+    }
+    all_found(&mut app, &emails).await;
+    let (_, status, _) = run_cli(&config, &["keys", "status"]);
+    let new_col = key_rows(&status, "Column", "*")
+        .into_iter()
+        .find(|(_, st, _)| st == "Primary")
+        .expect("new primary");
+    assert_eq!(new_col.2, "50", "{status}");
+    // The old key is still used: it cannot be retired.
+    let (ok, _, err) = run_cli(&config, &["keys", "retire", &old_col.to_string()]);
+    assert!(!ok && err.contains("300 cells still use key"), "{err}");
+
+    // Re-encryption while the app writes: nothing lost, every row found throughout.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let mut w = proxy.app(Some(&db.name)).await;
+        tokio::spawn(async move {
+            let mut changed = std::collections::BTreeMap::new();
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                let id = 1 + (i * 37) % 350;
+                let e = format!("moved{i}@example.org");
+                w.exec_drop("UPDATE people SET email = ? WHERE id = ?", (&e, id))
+                    .await
+                    .expect("update");
+                changed.insert(id, e);
+            }
+            w.disconnect().await.ok();
+            changed
+        })
+    };
+    let (ok, out, err) = run_cli(
+        &config,
+        &["keys", "reencrypt", "--rate", "400", "--batch", "50"],
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let changed = writer.await.expect("writer");
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("no longer searched"), "{out}");
+    emails.extend(changed);
+    all_found(&mut app, &emails).await;
+    assert!(proxy.shared.reload_keys().is_ok());
+    all_found(&mut app, &emails).await;
+    let (ok, out, _) = run_cli(&config, &["migrate", "verify"]);
+    assert!(ok, "{out}");
+    assert!(!out.contains(&format!("key {old_col}:")), "{out}");
+
+    // Retired, the old keys open nothing; everything still reads and is found.
+    for id in [old_col, old_blind] {
+        let (ok, out, err) = run_cli(&config, &["keys", "retire", &id.to_string()]);
+        assert!(ok, "{out}{err}");
+    }
+    assert!(proxy.shared.reload_keys().is_ok());
+    all_found(&mut app, &emails).await;
+    let all: Vec<(u64, String)> = app
+        .query("SELECT id, email FROM people ORDER BY id")
+        .await
+        .expect("read");
+    assert_eq!(all.len(), emails.len());
+    for (id, e) in &all {
+        assert_eq!(Some(e), emails.get(id));
+    }
+    let (_, status, _) = run_cli(&config, &["keys", "status"]);
+    assert!(
+        key_rows(&status, "Column", "*")
+            .iter()
+            .any(|(id, st, _)| *id == old_col && st == "Retired"),
+        "{status}"
+    );
+    // The master key: every data key wrapped again, nothing else changes.
+    let (ok, out, err) = run_cli(&config, &["keys", "rotate", "--kek"]);
+    assert!(ok, "{out}{err}");
+    assert!(proxy.shared.reload_keys().is_ok());
+    all_found(&mut app, &emails).await;
+    let (ok, out, _) = run_cli(&config, &["migrate", "verify"]);
+    assert!(ok, "{out}");
+    app.disconnect().await.ok();
+    proxy.signal_stop();
+    proxy.join().await;
+    c.disconnect().await.ok();
+    db.drop_now().await;
+}

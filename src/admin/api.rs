@@ -164,7 +164,7 @@ pub async fn status(State(state): State<Arc<AdminState>>, _who: Authenticated) -
     let keys: Vec<Value> = state
         .shared
         .keyring
-        .as_deref()
+        .load_full()
         .map(|k| {
             k.infos()
                 .map(|i| {
@@ -566,6 +566,23 @@ pub async fn reload_policy(State(state): State<Arc<AdminState>>, who: Authentica
     }
 }
 
+/// Re-reads the keyring (after `myveil keys rotate`): new writes seal under the new primary
+/// keys, old keys still open.
+pub async fn reload_keys(State(state): State<Arc<AdminState>>, who: Authenticated) -> Reply {
+    match state.shared.reload_keys() {
+        Ok(n) => {
+            tracing::info!(by = %who.0.sub, keys = n, "keys reloaded");
+            Ok(Json(json!({ "keys": n })))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "keys reload failed; keeping the old keys");
+            Err(ApiError::BadRequest(
+                "the keyring could not be loaded or lacks a key the policy needs; the old one stays (details in the server log)".into(),
+            ))
+        }
+    }
+}
+
 // ---- encrypt / decrypt service -------------------------------------------------------
 
 #[derive(Deserialize)]
@@ -619,7 +636,7 @@ pub async fn encrypt(
     who: Authenticated,
     Body(req): Body<CryptoRequest>,
 ) -> Reply {
-    let keyring = state.shared.keyring.clone().ok_or(ApiError::Internal)?;
+    let keyring = state.shared.keyring.load_full().ok_or(ApiError::Internal)?;
     let column = find_column(&state, &req)?;
     let value = req
         .value
@@ -628,7 +645,7 @@ pub async fn encrypt(
     let canonical = crate::sql::rewrite::canonical(&column, value.as_bytes())
         .map_err(|r| ApiError::BadRequest(r.to_string()))?;
     let row_key = row_key_for(&column, &req)?;
-    let sealer = crate::sql::rewrite::KeyringSealer(&keyring);
+    let sealer = crate::sql::rewrite::KeyringSealer(&keyring, &crate::backend::schema::NO_MIXED);
     use crate::sql::rewrite::Sealer;
     let envelope = sealer
         .seal(&column, &canonical, row_key.as_deref())
@@ -662,7 +679,7 @@ pub async fn decrypt(
     if req.role.is_none() && who.0.role != AdminRole::Admin {
         return Err(ApiError::Forbidden);
     }
-    let keyring = state.shared.keyring.clone().ok_or(ApiError::Internal)?;
+    let keyring = state.shared.keyring.load_full().ok_or(ApiError::Internal)?;
     let column = find_column(&state, &req)?;
     let envelope = req
         .ciphertext

@@ -137,7 +137,7 @@ impl AdminState {
     pub fn new(shared: Arc<Shared>, clock: &LimitClock) -> Result<Self, Error> {
         use crate::crypto::keyring::Purpose;
         let admin = shared.config.admin.as_ref().ok_or(Error::NotConfigured)?;
-        let keyring = shared.keyring.as_deref().ok_or(Error::NoKeys)?;
+        let keyring = shared.keyring.load_full().ok_or(Error::NoKeys)?;
         let (_, key) = keyring.primary(Purpose::Jwt, "*").ok_or(Error::NoJwtKey)?;
         let tokens = Tokens::new(
             key.bytes(),
@@ -331,6 +331,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/users/{name}", delete(api::remove_user))
         .route("/v1/policy", get(api::policy))
         .route("/v1/policy/reload", post(api::reload_policy))
+        .route("/v1/keys/reload", post(api::reload_keys))
         .route("/v1/crypto/encrypt", post(api::encrypt))
         .route("/v1/crypto/decrypt", post(api::decrypt))
         .route("/v1/backups", get(backups::list).post(backups::start))

@@ -59,6 +59,42 @@ pub struct Snapshot {
     /// (database, table, column, the protected column), lower-case. They hold what the
     /// server computed from ciphertext (a copy of the envelope, its length…).
     pub computed: Vec<(String, String, String, String)>,
+    /// Protected columns a migration is sealing (migrate::state).
+    pub mixed: Mixed,
+    /// A migration's shadow and old columns of protected columns: (database, table, the
+    /// column, the protected column), lower-case. They hold the protected column's values
+    /// (plaintext, while the migration copies them).
+    pub shadows: Vec<(String, String, String, String)>,
+}
+
+/// Protected columns in the mixed state: (database, table, column). A migration is sealing
+/// their cells, so a cell that is not an envelope is read as its plaintext; it then goes the
+/// way of every opened cell (the role's mask, or a refusal), so the window shows no role
+/// more than the policy gives it (ADR 0008).
+#[derive(Debug, Clone, Default)]
+pub struct Mixed(Vec<(String, String, String)>);
+
+/// No column in the mixed state.
+pub static NO_MIXED: Mixed = Mixed(Vec::new());
+
+impl Mixed {
+    pub fn new(columns: Vec<(String, String, String)>) -> Self {
+        Self(columns)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether a policy column is in the mixed state in some database (a rule for a table
+    /// in any database is mixed while any of its tables is).
+    pub fn contains(&self, column: &Protected) -> bool {
+        !self.0.is_empty()
+            && self
+                .0
+                .iter()
+                .any(|(d, t, c)| column.column.eq_ignore_ascii_case(c) && column.is_in(d, t))
+    }
 }
 
 /// A fresh snapshot generation.
@@ -115,6 +151,8 @@ impl Snapshot {
                 .collect(),
             dependents,
             computed: Vec::new(),
+            mixed: Mixed::default(),
+            shadows: Vec::new(),
         }
     }
 }
@@ -281,6 +319,16 @@ async fn load_dependents(
         bodies.push((kind.to_ascii_lowercase(), db, name, None, def, Some(mode)));
     }
     for (db, name, table, def, mode) in triggers {
+        // A migration's copy trigger moves a protected column into its shadow, which is
+        // read as that column (and written by the migration alone).
+        if def.as_deref().is_some_and(|body| {
+            policy.columns().iter().any(|c| {
+                c.is_in(&db, &table)
+                    && crate::migrate::apply::is_copy_trigger(&table, &c.column, &name, body)
+            })
+        }) {
+            continue;
+        }
         bodies.push(("trigger".into(), db, name, Some(table), def, Some(mode)));
     }
     // What a body can reach protected data through, as (database, name), lower-case: the
@@ -454,6 +502,19 @@ pub async fn load(
                     ));
                 }
             }
+            if let Some(of) = crate::policy::shadowed(&name)
+                && policy
+                    .columns()
+                    .iter()
+                    .any(|c| c.is_in(&db, &table) && c.column.eq_ignore_ascii_case(of))
+            {
+                snapshot.shadows.push((
+                    db.to_ascii_lowercase(),
+                    table.to_ascii_lowercase(),
+                    name.to_ascii_lowercase(),
+                    of.to_ascii_lowercase(),
+                ));
+            }
             snapshot
                 .tables
                 .entry(key(&db, &table))
@@ -501,6 +562,7 @@ pub async fn load(
         .map(|(_, _, c, _)| c.clone())
         .collect();
     snapshot.dependents = load_dependents(conn, policy, &views, &computed).await?;
+    snapshot.mixed = Mixed::new(crate::migrate::state::mixed(conn).await?);
     for ((d, n), def) in views {
         snapshot.views.insert(key(&d, &n), def);
     }

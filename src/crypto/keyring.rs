@@ -52,8 +52,11 @@ pub enum Status {
     Primary,
     /// Opens values; can be promoted.
     Active,
-    /// Opens old values only, during re-encryption.
+    /// Opens old values only, during re-encryption; no longer searched.
     DecryptOnly,
+    /// Opens nothing and matches nothing: kept in the file for the record (`keys retire`,
+    /// once no cell uses it).
+    Retired,
 }
 
 /// What is known about a key apart from its bytes (safe to show and log).
@@ -393,9 +396,55 @@ impl Keyring {
         self.entries.values().map(|e| &e.info)
     }
 
-    /// A key by id, for opening (any status).
+    /// A key by id, for opening (any status but retired).
     pub fn key(&self, id: u32) -> Option<&Key> {
-        self.entries.get(&id).map(|e| &e.key)
+        self.entries
+            .get(&id)
+            .filter(|e| e.info.status != Status::Retired)
+            .map(|e| &e.key)
+    }
+
+    /// What is known about key `id`.
+    pub fn info(&self, id: u32) -> Option<&KeyInfo> {
+        self.entries.get(&id).map(|e| &e.info)
+    }
+
+    /// Sets a key's status (not to primary: `add` makes primaries). Returns false for an
+    /// unknown id.
+    pub fn set_status(&mut self, id: u32, status: Status) -> bool {
+        match self.entries.get_mut(&id) {
+            Some(e) if status != Status::Primary => {
+                e.info.status = status;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A new master key: every data key is wrapped again under it, no data key changes.
+    /// The old pair is kept as `master.key.prev` and `keyring.toml.prev` (0600) until the
+    /// next rotation, so a crash between the two writes can be undone by hand.
+    pub fn rotate_kek(&mut self) -> Result<()> {
+        let master = self.dir.join(MASTER_KEY_FILE);
+        let file = self.dir.join(KEYRING_FILE);
+        let old_master =
+            std::fs::read(&master).map_err(|e| Error::Io(format!("{}: {e}", master.display())))?;
+        let old_file =
+            std::fs::read(&file).map_err(|e| Error::Io(format!("{}: {e}", file.display())))?;
+        secure_file::write_private(
+            &self.dir.join(format!("{MASTER_KEY_FILE}.prev")),
+            &old_master,
+        )?;
+        secure_file::write_private(&self.dir.join(format!("{KEYRING_FILE}.prev")), &old_file)?;
+        self.kek = Key::random();
+        // The keyring first: until the master key is written, the old master opens the
+        // `.prev` keyring.
+        self.save()?;
+        secure_file::write_private(
+            &master,
+            format!("{}\n", hex::encode(self.kek.bytes())).as_bytes(),
+        )?;
+        Ok(())
     }
 
     /// The primary key of a purpose for a scope (`table.column`), else the `*` scope's.
@@ -441,7 +490,7 @@ impl Keyring {
             .values()
             .filter(|e| {
                 e.info.purpose == purpose
-                    && e.info.status != Status::DecryptOnly
+                    && !matches!(e.info.status, Status::DecryptOnly | Status::Retired)
                     && (e.info.scope == scope || e.info.scope == "*")
             })
             .collect();

@@ -134,11 +134,12 @@ impl Decide<'_> {
                 &schema,
             ));
         }
-        let keyring = self.shared.keyring.as_deref();
+        let keyring = self.shared.keyring.load();
+        let keyring = keyring.as_deref();
         let with_keys;
         let sealer: &dyn crate::sql::rewrite::Sealer = match keyring {
             Some(k) => {
-                with_keys = crate::sql::rewrite::KeyringSealer(k);
+                with_keys = crate::sql::rewrite::KeyringSealer(k, &schema.mixed);
                 &with_keys
             }
             None => &NoKeys,
@@ -225,7 +226,8 @@ pub struct Shared {
     pub config: Config,
     pub users: ArcSwap<UserStore>,
     pub protection: ArcSwap<Protection>,
-    pub keyring: Option<Arc<Keyring>>,
+    /// Swapped whole by a reload after a rotation (`reload_keys`).
+    pub keyring: arc_swap::ArcSwapOption<Keyring>,
     /// The schema around protected tables as the database has it (refreshed in the
     /// background).
     pub schema: ArcSwap<crate::backend::schema::Snapshot>,
@@ -347,7 +349,7 @@ impl Shared {
             plans: std::sync::Mutex::default(),
             users: ArcSwap::from_pointee(users),
             protection: ArcSwap::new(protection),
-            keyring,
+            keyring: arc_swap::ArcSwapOption::new(keyring),
             reach: ArcSwap::from_pointee(reach),
             update: std::sync::Mutex::new(()),
             schema: ArcSwap::from_pointee(crate::backend::schema::Snapshot::default()),
@@ -376,7 +378,7 @@ impl Shared {
             return Ok(0);
         };
         let policy = Policy::load_dir(&self.config.resolve(&p.policy_dir))?;
-        check_keys(&policy, self.keyring.as_deref())?;
+        check_keys(&policy, self.keyring.load().as_deref())?;
         let n = policy.columns().len();
         let protection = Arc::new(Protection::new(policy));
         let _update = self.update.lock().unwrap_or_else(|e| e.into_inner());
@@ -396,11 +398,33 @@ impl Shared {
 
     /// Persists the per-key seal counts (logged, not fatal, on failure).
     pub fn save_key_usage(&self) {
-        if let Some(k) = &self.keyring
+        if let Some(k) = self.keyring.load().as_deref()
             && let Err(e) = k.save_usage()
         {
             tracing::warn!(error = %e, "could not save key usage counts");
         }
+    }
+
+    /// Re-reads the keyring after `myveil keys rotate` (or a KEK rotation), so new writes
+    /// seal under the new primary keys while the old ones still open. The policy must find
+    /// every key it needs in the new keyring; the old one stays on any error. Returns the
+    /// keys in it.
+    pub fn reload_keys(&self) -> Result<usize, Error> {
+        let Some(p) = &self.config.protection else {
+            return Ok(0);
+        };
+        let Some(old) = self.keyring.load_full() else {
+            return Ok(0);
+        };
+        // The seal counts so far go to the file the new keyring reads them from.
+        if let Err(e) = old.save_usage() {
+            tracing::warn!(error = %e, "could not save key usage counts");
+        }
+        let new = Keyring::load(&self.config.resolve(&p.keys_dir))?;
+        check_keys(&self.protection.load().policy, Some(&new))?;
+        let n = new.infos().count();
+        self.keyring.store(Some(Arc::new(new)));
+        Ok(n)
     }
 
     /// Reads the live columns of the protected tables and swaps them in.

@@ -286,12 +286,22 @@ impl Prepared {
                                 denied: false,
                             })?
                             .to_vec(),
-                        ParamUse::BlindSearch { key, .. } => {
+                        ParamUse::BlindSearch { key, slots, .. } => {
                             let all = sealer.blind_all(col, &v).map_err(|e| Refusal {
                                 target: col.scope(),
                                 reason: e.to_string(),
                                 denied: false,
                             })?;
+                            if all.len() > *slots {
+                                return Err(Refusal {
+                                    target: col.scope(),
+                                    reason: format!(
+                                        "{} blind-index keys are in use and this statement was prepared for {slots}: prepare it again",
+                                        all.len()
+                                    ),
+                                    denied: false,
+                                });
+                            }
                             all.get(*key)
                                 .or(all.first())
                                 .map(|k| k.to_vec())

@@ -284,7 +284,14 @@ impl Response {
             // Rows of an open cursor: the plan comes from the definitions its execute sent.
             let mut defs = defs.to_vec();
             let original = transform::original_types(&defs).unwrap_or_default();
-            match transform::plan(&mut defs, t.policy, t.role, shape, t.results_charset) {
+            match transform::plan(
+                &mut defs,
+                t.policy,
+                t.role,
+                shape,
+                t.results_charset,
+                t.cells,
+            ) {
                 Ok(p) => plan = p.map(|p| (p, original)),
                 Err(f) => return self.fail(backend, client, 1, &f, tracker).await,
             }
@@ -320,9 +327,14 @@ impl Response {
                     self.captured_defs = Some(defs.clone());
                 }
                 let planned = match t.shapes.get(result).and_then(Option::as_ref) {
-                    Some(shape) => {
-                        transform::plan(&mut defs, t.policy, t.role, shape, t.results_charset)
-                    }
+                    Some(shape) => transform::plan(
+                        &mut defs,
+                        t.policy,
+                        t.role,
+                        shape,
+                        t.results_charset,
+                        t.cells,
+                    ),
                     None => Ok(None),
                 };
                 match planned {
@@ -652,19 +664,48 @@ async fn flushing<T>(
 }
 
 /// The backend's "data too long" (1406) for a protected column, as myveil's: the column is
-/// too narrow for the envelopes of its values, and what fixes it. The server's message names
-/// the column only (never a value); a column the policy does not protect keeps it.
-fn too_narrow(payload: &[u8], policy: &Policy) -> Option<Vec<u8>> {
-    if crate::wire::packets::err_code(payload) != Some(1406) {
+/// too narrow for the envelopes of its values, and what fixes it; and its "incorrect string
+/// value" (1366) for an envelope written to a text column that binary storage needs retyped.
+/// The server's message names the column only (a 1366's also quotes the first bytes written,
+/// ciphertext, which myveil's leaves out); a column the policy does not protect keeps it.
+pub(crate) fn too_narrow(payload: &[u8], policy: &Policy) -> Option<Vec<u8>> {
+    let code = crate::wire::packets::err_code(payload)?;
+    if code != 1406 && code != 1366 && code != 1054 {
         return None;
     }
     let text = String::from_utf8_lossy(payload.get(9..)?);
-    let name = text.split('\'').nth(1)?;
+    if code == 1054 {
+        // "Unknown column 'email_bidx' in 'INSERT INTO'": a blind-index column not made yet.
+        let name = text.split('\'').nth(1)?;
+        let col = policy.columns().iter().find(|c| {
+            c.blind_index
+                .as_deref()
+                .is_some_and(|b| b.eq_ignore_ascii_case(name))
+        })?;
+        let message = format!(
+            "myveil: the blind-index column {name} of {} does not exist yet: add it as `myveil migrate plan` shows (or see `myveil check`)",
+            col.scope()
+        );
+        return Some(crate::wire::packets::ErrorReply::new(1054, b"42S22", message).to_payload());
+    }
+    let name = if code == 1406 {
+        text.split('\'').nth(1)?
+    } else {
+        // "... for column `db`.`t`.`c` at row 1"
+        let named = text.rsplit_once("for column ")?.1;
+        named
+            .split('`')
+            .filter(|s| !s.is_empty() && *s != ".")
+            .nth(2)?
+    };
     let mut cols = policy
         .columns()
         .iter()
         .filter(|c| c.column.eq_ignore_ascii_case(name));
     let col = cols.next()?;
+    if code == 1366 && col.storage != crate::policy::Storage::Binary {
+        return None;
+    }
     // The same name in several tables: which one the server meant is not in its message.
     let which = if cols.next().is_some() {
         format!("{name} (of a protected table)")
@@ -675,12 +716,19 @@ fn too_narrow(payload: &[u8], policy: &Policy) -> Option<Vec<u8>> {
         crate::policy::Storage::Binary => "bytes",
         crate::policy::Storage::Base64 => "characters of base64",
     };
-    let message = format!(
-        "myveil: column {which} is too narrow for the envelopes of its values: a {} value is stored in up to {} {unit}; widen it as `myveil migrate plan` shows (or see `myveil check`)",
-        col.plain_type.name(),
-        crate::backend::schema::stored_size(col)
-    );
-    Some(crate::wire::packets::ErrorReply::new(1406, b"22001", message).to_payload())
+    let message = if code == 1366 {
+        format!(
+            "myveil: column {which} holds text, and its envelopes are bytes: retype it as `myveil migrate plan` shows (or see `myveil check`)"
+        )
+    } else {
+        format!(
+            "myveil: column {which} is too narrow for the envelopes of its values: a {} value is stored in up to {} {unit}; widen it as `myveil migrate plan` shows (or see `myveil check`)",
+            col.plain_type.name(),
+            crate::backend::schema::stored_size(col)
+        )
+    };
+    let state: &[u8; 5] = if code == 1366 { b"22007" } else { b"22001" };
+    Some(crate::wire::packets::ErrorReply::new(code, state, message).to_payload())
 }
 
 #[cfg(test)]

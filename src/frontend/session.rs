@@ -700,7 +700,7 @@ impl Session {
             return self.forward(first_seq, payload, Expect::Execute).await;
         }
         let protection = self.shared.protection.load_full();
-        let Some(keyring) = self.shared.keyring.clone() else {
+        let Some(keyring) = self.shared.keyring.load_full() else {
             return Err(Error::Client(wire::Error::Malformed(
                 "protected statement without keys",
             )));
@@ -711,7 +711,7 @@ impl Session {
         let rebuilt = match prepared.execute(
             payload,
             &protection.policy,
-            &crate::sql::rewrite::KeyringSealer(&keyring),
+            &crate::sql::rewrite::KeyringSealer(&keyring, &self.shared.schema.load().mixed),
         ) {
             Ok(r) => r,
             Err(r) => {
@@ -1106,8 +1106,14 @@ impl Session {
         let mut seq = first.first_seq;
         if first.payload.first() != Some(&packets::OK_HEADER) || first.payload.len() < 12 {
             self.statements.prepared_plain(false);
+            // A column not ready for envelopes gets myveil's error, as a write's does.
+            let named = (first.payload.first() == Some(&packets::ERR_HEADER))
+                .then(|| {
+                    super::relay::too_narrow(&first.payload, &self.shared.protection.load().policy)
+                })
+                .flatten();
             self.client
-                .write_packet(seq, &first.payload)
+                .write_packet(seq, named.as_deref().unwrap_or(&first.payload))
                 .await
                 .map_err(Error::Client)?;
             return Ok(None);
@@ -1162,6 +1168,7 @@ impl Session {
                     &self.user.role,
                     shape,
                     self.state.results_charset.as_deref(),
+                    &super::transform::NoCells,
                 );
             }
             for d in defs.iter().chain(eof.iter()) {
@@ -1190,16 +1197,23 @@ impl Session {
         };
         let mut response = Response::new(expect);
         // Only a protected response needs the policy and the keys (kept off the hot path).
-        let protected = (!matches!(results, Results::Raw))
-            .then(|| (self.shared.protection.load_full(), self.shared.clone()));
+        let protected = (!matches!(results, Results::Raw)).then(|| {
+            (
+                self.shared.protection.load_full(),
+                self.shared.clone(),
+                // The columns a migration is sealing, as the last schema read found them.
+                self.shared.schema.load_full(),
+                self.shared.keyring.load_full(),
+            )
+        });
         let capture = matches!(results, Results::Shaped { capture: true, .. });
         loop {
-            let relayed = if let Some((protection, shared)) = &protected {
+            let relayed = if let Some((protection, shared, schema, keyring)) = &protected {
                 let keyring_cells;
                 let cells: &(dyn super::transform::Cells + Sync) =
-                    match (shared.keyring.as_deref(), &results) {
+                    match (keyring.as_deref(), &results) {
                         (Some(keyring), _) => {
-                            keyring_cells = super::transform::KeyringCells(keyring);
+                            keyring_cells = super::transform::KeyringCells(keyring, &schema.mixed);
                             &keyring_cells
                         }
                         // Opens nothing: no result of it has a shape.

@@ -46,6 +46,21 @@ pub trait Cells: Sync {
         row_key: Option<&[u8]>,
     ) -> Result<Vec<u8>, String>;
     fn mask_key(&self, column: &Protected) -> Result<[u8; 32], String>;
+    /// Whether a migration is sealing the column's cells (a cell that is not an envelope is
+    /// then its plaintext).
+    fn mixed(&self, _column: &Protected) -> bool {
+        false
+    }
+    /// A fresh envelope of a plaintext cell as the column stores it, for a role that reads
+    /// ciphertext, during a migration.
+    fn seal(
+        &self,
+        column: &Protected,
+        _plaintext: &[u8],
+        _row_key: Option<&[u8]>,
+    ) -> Result<Vec<u8>, String> {
+        Err(format!("no keys to seal {}", column.scope()))
+    }
     /// `open`, appending the plaintext to `out`; on failure `out` is as it was.
     fn open_into(
         &self,
@@ -62,6 +77,9 @@ pub trait Cells: Sync {
 #[derive(Debug, Clone)]
 enum Action<'p> {
     Pass,
+    /// A role that reads ciphertext, on a column in the mixed state: envelopes pass, a
+    /// plaintext cell is sealed on the way out (never shown as it is).
+    Cipher(&'p Protected),
     Open(&'p Protected),
     Mask(&'p Protected, Mask),
 }
@@ -184,6 +202,7 @@ pub fn plan<'p>(
     role: &str,
     shape: &Shape,
     results_charset: Option<&str>,
+    cells: &dyn Cells,
 ) -> Result<Option<ResultPlan<'p>>, Failure> {
     // Opened text is UTF-8; other result charsets than latin1 get it as it is.
     let latin1 = results_charset.is_some_and(|c| c.eq_ignore_ascii_case("latin1"));
@@ -207,7 +226,7 @@ pub fn plan<'p>(
         original.push((def.column_type, def.unsigned));
         let named = (!def.org_table.is_empty())
             .then(|| {
-                policy.find_any_case(
+                policy.find_shadowed(
                     &String::from_utf8_lossy(def.schema),
                     &String::from_utf8_lossy(def.org_table),
                     &String::from_utf8_lossy(def.org_name),
@@ -243,6 +262,7 @@ pub fn plan<'p>(
             None => Action::Pass,
             Some(col) => match col.decide(role) {
                 Access::Deny => return Err(Failure::Denied { scope: col.scope() }),
+                Access::Ciphertext if cells.mixed(col) => Action::Cipher(col),
                 Access::Ciphertext => Action::Pass,
                 Access::Plaintext => Action::Open(col),
                 Access::Mask(m) => Action::Mask(col, m),
@@ -250,6 +270,10 @@ pub fn plan<'p>(
         };
         let ty = match &action {
             Action::Pass => def.column_type,
+            Action::Cipher(_) => {
+                any = true;
+                def.column_type
+            }
             Action::Open(col) | Action::Mask(col, _) => {
                 any = true;
                 let rewritten = rewrite_def(raw, &def, col.plain_type, latin1);
@@ -259,6 +283,8 @@ pub fn plan<'p>(
             }
         };
         let row_key = match &action {
+            // Needed only to seal a plaintext cell; its absence is an error then.
+            Action::Cipher(col) => col.row_key.as_ref().and(key),
             Action::Open(col) | Action::Mask(col, _) => match (&col.row_key, key) {
                 (None, _) => None,
                 (Some(_), Some(k)) => Some(k),
@@ -356,6 +382,7 @@ impl ResultPlan<'_> {
     ) -> Result<Option<Vec<u8>>, Failure> {
         let (col, mask) = match &self.actions[i] {
             Action::Pass => return Ok(Some(stored.to_vec())),
+            Action::Cipher(col) => return self.reseal(i, col, stored, row_key, cells).map(Some),
             Action::Open(col) => (*col, None),
             Action::Mask(col, m) => (*col, Some(m)),
         };
@@ -388,6 +415,28 @@ impl ResultPlan<'_> {
             }
             v => v,
         })
+    }
+
+    /// A ciphertext role's view of a cell of a mixed column: an envelope as stored, a
+    /// plaintext cell sealed now (its type checked as a write's would be).
+    fn reseal(
+        &self,
+        i: usize,
+        col: &Protected,
+        stored: &[u8],
+        row_key: Option<&[u8]>,
+        cells: &dyn Cells,
+    ) -> Result<Vec<u8>, Failure> {
+        if crate::sql::rewrite::is_envelope(col, stored) {
+            return Ok(stored.to_vec());
+        }
+        let fail = |reason: String| Failure::Cell {
+            scope: col.scope(),
+            reason,
+        };
+        let row_key = self.row_key(i, col, row_key)?;
+        let plain = crate::sql::rewrite::canonical(col, stored).map_err(|r| fail(r.reason))?;
+        cells.seal(col, &plain, row_key.as_deref()).map_err(fail)
     }
 
     /// Transforms a text-protocol row.
@@ -542,6 +591,20 @@ impl ResultPlan<'_> {
             let col = match &self.actions[i] {
                 Action::Pass => {
                     out.extend_from_slice(&row[start..end]);
+                    continue;
+                }
+                Action::Cipher(col) => {
+                    let (stored, _) = lenenc_str(row, start).ok_or(Failure::Malformed)?;
+                    let key = match self.row_keys[i].and_then(|k| spans[k].map(|s| (k, s))) {
+                        Some((k, (ks, ke))) => Some(
+                            binary_text(&row[ks..ke], self.original[k])
+                                .ok_or(Failure::Malformed)?,
+                        ),
+                        None => None,
+                    };
+                    let v = self.reseal(i, col, stored, key.as_deref(), cells)?;
+                    put_lenenc_int(out, v.len() as u64);
+                    out.extend_from_slice(&v);
                     continue;
                 }
                 Action::Open(col) | Action::Mask(col, _) => *col,
@@ -707,8 +770,24 @@ impl Cells for NoCells {
     }
 }
 
-/// Cells opened with the keyring.
-pub struct KeyringCells<'a>(pub &'a crate::crypto::keyring::Keyring);
+/// Cells opened with the keyring; the columns a migration is sealing take a cell that is not
+/// an envelope as its plaintext.
+pub struct KeyringCells<'a>(
+    pub &'a crate::crypto::keyring::Keyring,
+    pub &'a crate::backend::schema::Mixed,
+);
+
+impl KeyringCells<'_> {
+    /// Security: only a column in the mixed state, and only a cell without an envelope's
+    /// form, is taken as plaintext; a cell with that form must open. What is taken goes on
+    /// to the role's rule like any opened cell.
+    fn plaintext<'s>(&self, column: &Protected, stored: &'s [u8]) -> Option<&'s [u8]> {
+        (!self.1.is_empty()
+            && self.1.contains(column)
+            && !crate::sql::rewrite::is_envelope(column, stored))
+        .then_some(stored)
+    }
+}
 
 impl Cells for KeyringCells<'_> {
     fn open(
@@ -717,6 +796,9 @@ impl Cells for KeyringCells<'_> {
         stored: &[u8],
         row_key: Option<&[u8]>,
     ) -> Result<Vec<u8>, String> {
+        if let Some(p) = self.plaintext(column, stored) {
+            return Ok(p.to_vec());
+        }
         crate::sql::rewrite::open_cell(self.0, column, stored, row_key).map_err(|e| e.to_string())
     }
 
@@ -727,8 +809,30 @@ impl Cells for KeyringCells<'_> {
         row_key: Option<&[u8]>,
         out: &mut Vec<u8>,
     ) -> Result<(), String> {
+        if let Some(p) = self.plaintext(column, stored) {
+            out.extend_from_slice(p);
+            return Ok(());
+        }
         crate::sql::rewrite::open_cell_into(self.0, column, stored, row_key, out)
             .map_err(|e| e.to_string())
+    }
+
+    fn mixed(&self, column: &Protected) -> bool {
+        self.1.contains(column)
+    }
+
+    fn seal(
+        &self,
+        column: &Protected,
+        plaintext: &[u8],
+        row_key: Option<&[u8]>,
+    ) -> Result<Vec<u8>, String> {
+        use crate::sql::rewrite::Sealer;
+        let sealer = crate::sql::rewrite::KeyringSealer(self.0, self.1);
+        let env = sealer
+            .seal(column, plaintext, row_key)
+            .map_err(|e| e.to_string())?;
+        Ok(crate::sql::rewrite::stored_form(column, &env))
     }
 
     fn mask_key(&self, column: &Protected) -> Result<[u8; 32], String> {
@@ -845,7 +949,7 @@ mod tests {
         let p = policy();
         let mut d = defs();
         let before = d[0].clone();
-        let app = plan(&mut d, &p, "app", &shape(), None)
+        let app = plan(&mut d, &p, "app", &shape(), None, &Fake)
             .expect("plan")
             .expect("protected");
         assert_eq!(d[0], before, "unprotected definitions are untouched");
@@ -896,7 +1000,8 @@ mod tests {
                 &Shape {
                     columns: vec![Out::Plain]
                 },
-                None
+                None,
+                &Fake
             )
             .err(),
             Some(Failure::Conflict {
@@ -917,7 +1022,8 @@ mod tests {
                         key: None
                     }]
                 },
-                None
+                None,
+                &Fake
             )
             .expect("plan")
             .is_some()
@@ -942,7 +1048,8 @@ mod tests {
                         }
                     ]
                 },
-                None
+                None,
+                &Fake
             )
             .expect("plan")
             .is_some()
@@ -964,7 +1071,7 @@ mod tests {
         );
         let mut denied = defs();
         assert_eq!(
-            plan(&mut denied, &p, "analyst", &shape(), None).err(),
+            plan(&mut denied, &p, "analyst", &shape(), None, &Fake).err(),
             Some(Failure::Denied {
                 scope: "users.email".into()
             })
@@ -972,14 +1079,16 @@ mod tests {
     }
 
     fn plan_or_none(p: &Policy, role: &str, mut d: Vec<Vec<u8>>, s: Shape) -> Option<()> {
-        plan(&mut d, p, role, &s, None).expect("plan").map(|_| ())
+        plan(&mut d, p, role, &s, None, &Fake)
+            .expect("plan")
+            .map(|_| ())
     }
 
     #[test]
     fn a_latin1_client_gets_latin1_text() {
         let p = policy();
         let mut d = defs();
-        let app = plan(&mut d, &p, "app", &shape(), Some("latin1"))
+        let app = plan(&mut d, &p, "app", &shape(), Some("latin1"), &Fake)
             .expect("plan")
             .expect("protected");
         let email = parse_def(&d[1]).expect("def");
@@ -1009,7 +1118,7 @@ mod tests {
         let p = policy();
         let row = text_row(&[Some(b"1"), Some(b"E:ann@example.com"), Some(b"E:42"), None]);
         let mut d = defs();
-        let app = plan(&mut d, &p, "app", &shape(), None)
+        let app = plan(&mut d, &p, "app", &shape(), None, &Fake)
             .expect("plan")
             .expect("protected");
         assert_eq!(
@@ -1017,7 +1126,7 @@ mod tests {
             text_row(&[Some(b"1"), Some(b"ann@example.com"), Some(b"42"), None])
         );
         let mut d = defs();
-        let support = plan(&mut d, &p, "support", &shape(), None)
+        let support = plan(&mut d, &p, "support", &shape(), None, &Fake)
             .expect("plan")
             .expect("protected");
         let row2 = text_row(&[
@@ -1049,7 +1158,7 @@ mod tests {
         let p = policy();
         let mut d = defs();
         let original = original_types(&d).expect("types");
-        let app = plan(&mut d, &p, "app", &shape(), None)
+        let app = plan(&mut d, &p, "app", &shape(), None, &Fake)
             .expect("plan")
             .expect("protected");
         let mut row = vec![0x00, 0x00];
@@ -1086,7 +1195,7 @@ mod tests {
 
         // NULL stays NULL; a mask to NULL sets the bitmap bit.
         let mut d = defs();
-        let support = plan(&mut d, &p, "support", &shape(), None)
+        let support = plan(&mut d, &p, "support", &shape(), None, &Fake)
             .expect("plan")
             .expect("protected");
         let mut row = vec![0x00, 0b0000_1000]; // email (column 1) is NULL
@@ -1103,6 +1212,85 @@ mod tests {
         assert_eq!(
             support.binary_row(&row[..5], &original, &Fake).err(),
             Some(Failure::Malformed)
+        );
+    }
+
+    #[test]
+    fn a_mixed_column_reads_plaintext_cells_by_each_roles_rule() {
+        use crate::crypto::keyring::{Keyring, Purpose};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ring = Keyring::generate(dir.path(), &[(Purpose::Column, "*"), (Purpose::Mask, "*")])
+            .expect("keys");
+        let p = policy();
+        let email = &p.columns()[0];
+        let mixed = crate::backend::schema::Mixed::new(vec![(
+            "shop".into(),
+            "users".into(),
+            "email".into(),
+        )]);
+        let during = KeyringCells(&ring, &mixed);
+        let after = KeyringCells(&ring, &crate::backend::schema::NO_MIXED);
+        let sealed = during.seal(email, b"ann@x.io", None).expect("seal");
+        let only_email = Shape {
+            columns: vec![
+                Out::Plain,
+                Out::Cell {
+                    column: 0,
+                    key: None,
+                },
+            ],
+        };
+        let row_of = |cell: &[u8]| text_row(&[Some(b"1"), Some(cell)]);
+        let read = |role: &str, cells: &dyn Cells, cell: &[u8]| -> Result<Vec<u8>, Failure> {
+            let mut d = vec![
+                def("shop", "users", "id", MYSQL_TYPE_LONG),
+                def("shop", "users", "email", MYSQL_TYPE_VAR_STRING),
+            ];
+            match plan(&mut d, &p, role, &only_email, None, cells)? {
+                Some(plan) => plan.text_row(&row_of(cell), cells),
+                None => Ok(row_of(cell)),
+            }
+        };
+        // Plaintext and envelopes side by side: the app reads both as plaintext.
+        for cell in [&b"ann@x.io"[..], &sealed] {
+            assert_eq!(
+                read("app", &during, cell).expect("app"),
+                row_of(b"ann@x.io")
+            );
+        }
+        // The masked role gets the mask of either, never the value.
+        let masked = read("support", &during, b"ann@x.io").expect("support");
+        assert_eq!(masked, read("support", &during, &sealed).expect("support"));
+        assert!(!String::from_utf8_lossy(&masked).contains("ann@x.io"));
+        // The ciphertext role gets an envelope for the plaintext cell, sealed on the way
+        // out, and the stored envelope as it is.
+        let out = read("auditor", &during, b"ann@x.io").expect("auditor");
+        assert!(!String::from_utf8_lossy(&out).contains("ann@x.io"));
+        let fresh = &out[3..];
+        assert!(crate::sql::rewrite::is_envelope(email, fresh), "{out:?}");
+        assert_eq!(during.open(email, fresh, None).expect("opens"), b"ann@x.io");
+        assert_eq!(
+            read("auditor", &during, &sealed).expect("auditor"),
+            row_of(&sealed)
+        );
+        // The denied role is refused whatever the cell holds.
+        assert!(matches!(
+            read("analyst", &during, b"ann@x.io"),
+            Err(Failure::Denied { .. })
+        ));
+        // An envelope's form that does not open is refused even while mixed.
+        let mut forged = sealed.clone();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        assert!(read("app", &during, &forged).is_err());
+        // Done (no mixed state): a plaintext cell is refused, for every role that reads it.
+        for role in ["app", "support"] {
+            assert!(read(role, &after, b"ann@x.io").is_err(), "{role}");
+        }
+        assert_eq!(
+            read("auditor", &after, b"ann@x.io").expect("auditor"),
+            row_of(b"ann@x.io"),
+            "a ciphertext role outside a migration gets what is stored"
         );
     }
 }

@@ -610,6 +610,9 @@ impl<'c, 'a> Decider<'c, 'a> {
             }
             key = Some((cache, k));
         }
+        // After the cache: a plan is made only for a statement that passed, and the names
+        // and the snapshot this reads are in its key.
+        reserved(s, kind, self.cx.schema)?;
         self.bounds(s)?;
         let writes = matches!(
             kind,
@@ -1438,8 +1441,14 @@ impl<'c, 'a> Decider<'c, 'a> {
                     param,
                     column: c,
                     key,
+                    slots,
                 } => {
                     let col = column(c)?;
+                    if sealer.blind_keys(col) > *slots {
+                        return Err(Refusal::not_supported(format!(
+                            "{c}: more blind-index keys are in use than this statement was prepared for: PREPARE it again"
+                        )));
+                    }
                     let item = *items.get(*param).ok_or_else(|| {
                         Refusal::not_supported("EXECUTE … USING has too few values")
                     })?;
@@ -1470,6 +1479,47 @@ impl<'c, 'a> Decider<'c, 'a> {
 
 /// Whether a statement sets up a table or server that reaches other tables by a name in a
 /// string (FEDERATED, CONNECT, SPIDER; CREATE SERVER) or installs server code.
+/// Refuses what names myveil's own schema (`myveil.t`, `USE myveil`), and anything but a
+/// query that names a migration's shadow or old column.
+///
+/// Security: the proxies take the migration states in `myveil.columns` as given, so no
+/// client may write them; a shadow column holds a protected column's values (plaintext while
+/// a migration copies them), so it is read as that column and never written but by the
+/// migration.
+fn reserved(
+    s: &Stmt<'_>,
+    kind: StatementKind,
+    schema: &crate::backend::schema::Snapshot,
+) -> Result<(), Refusal> {
+    let schema_name = crate::migrate::state::SCHEMA;
+    let names_schema = (0..s.len()).any(|i| {
+        s.with_name(i, |n| n == schema_name) == Some(true)
+            && (s.token(i + 1).is_some_and(|t| t.kind == Kind::Dot)
+                || (i == 1 && s.word(0, "use"))
+                || (i > 0
+                    && (s.word(i - 1, "database")
+                        || s.word(i - 1, "schema")
+                        || s.word(i - 1, "from")
+                        || s.word(i - 1, "in"))))
+    });
+    if names_schema {
+        return Err(Refusal::not_supported(
+            "the myveil schema holds myveil's own state; it is not reachable through myveil",
+        ));
+    }
+    if kind != StatementKind::Query
+        && !schema.shadows.is_empty()
+        && (0..s.len()).any(|i| {
+            s.with_name(i, |n| schema.shadows.iter().any(|(_, _, c, _)| c == n)) == Some(true)
+        })
+    {
+        return Err(Refusal::not_supported(
+            "this column is a migration's shadow of a protected column; only myveil migrate writes it",
+        ));
+    }
+    Ok(())
+}
+
 fn reaches_by_string(s: &Stmt<'_>) -> bool {
     const ENGINES: &[&str] = &["federated", "federatedx", "connect", "spider"];
     if (s.word(0, "install") || s.word(0, "uninstall"))

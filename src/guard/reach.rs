@@ -73,6 +73,12 @@ impl Reach {
             r.dependent_names.insert(name.clone());
             r.dependents.insert((d.database.to_ascii_lowercase(), name));
         }
+        // Statements that name myveil's own schema, or a migration's shadow column, are
+        // looked at closely (guard::reserved).
+        r.anywhere.insert(crate::migrate::state::SCHEMA.to_owned());
+        for (_, _, shadow, _) in &snapshot.shadows {
+            r.anywhere.insert(shadow.clone());
+        }
         r.computed = snapshot
             .computed
             .iter()

@@ -1176,3 +1176,186 @@ fn the_corpus_findings_are_closed() {
     // A view over the table alone is read through.
     assert!(!run(&w, &st, "app", b"SELECT mail FROM v_users").starts_with("REFUSE"));
 }
+
+/// `Shown`, with every column in a migration's mixed state.
+struct MixedShown;
+
+impl crate::sql::rewrite::Sealer for MixedShown {
+    fn seal(
+        &self,
+        c: &crate::policy::Protected,
+        p: &[u8],
+        k: Option<&[u8]>,
+    ) -> Result<Vec<u8>, crate::crypto::Error> {
+        Fake.seal(c, p, k)
+    }
+    fn blind(
+        &self,
+        c: &crate::policy::Protected,
+        p: &[u8],
+    ) -> Result<[u8; 32], crate::crypto::Error> {
+        Fake.blind(c, p)
+    }
+    fn blind_all(
+        &self,
+        c: &crate::policy::Protected,
+        p: &[u8],
+    ) -> Result<Vec<[u8; 32]>, crate::crypto::Error> {
+        Fake.blind_all(c, p)
+    }
+    fn blind_keys(&self, c: &crate::policy::Protected) -> usize {
+        Fake.blind_keys(c)
+    }
+    fn open(&self, c: &crate::policy::Protected, s: &[u8], k: Option<&[u8]>) -> Option<Vec<u8>> {
+        Fake.open(c, s, k)
+    }
+    fn mixed(&self, _: &crate::policy::Protected) -> bool {
+        true
+    }
+}
+
+#[test]
+fn myveils_own_schema_is_out_of_reach() {
+    let w = world();
+    let shop = state(Some("shop"), DEFAULT_MODE, "utf8mb4");
+    for sql in [
+        &b"INSERT INTO myveil.columns VALUES ('shop', 'users', 'ssn', 'mixed')"[..],
+        b"UPDATE `myveil`.`columns` SET state = 'mixed'",
+        b"SELECT * FROM myveil.jobs",
+        b"DELETE FROM myveil . columns",
+        b"SHOW TABLES FROM myveil",
+        b"USE myveil",
+        b"SELECT 1 FROM shop.users JOIN myveil.columns c ON 1",
+    ] {
+        for role in ["app", "support"] {
+            // Without a token store there (the admin port off), the guard's own rule.
+            let prepared = HashMap::new();
+            let cx = Context {
+                state: &shop,
+                policy: &w.policy,
+                schema: &w.schema,
+                reach: &w.reach,
+                role,
+                server_version: 101_119,
+                store_schema: None,
+                sealer: &Fake,
+                sql_prepared: &prepared,
+                max_analyzed_bytes: 1 << 20,
+                cache: None,
+            };
+            let out = shown(decide(sql, Command::Query, &cx).outcome);
+            assert!(
+                out.starts_with("REFUSE") && out.contains("myveil schema"),
+                "{role}: {}: {out}",
+                String::from_utf8_lossy(sql)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_shadow_column_reads_as_its_protected_column_and_takes_no_writes() {
+    let mut w = world_with(
+        POLICY,
+        &["id", "email", "email_bidx", "ssn", "ssn__myveil", "name"],
+    );
+    w.schema.shadows = vec![(
+        "shop".into(),
+        "users".into(),
+        "ssn__myveil".into(),
+        "ssn".into(),
+    )];
+    w.reach = Reach::new(&w.policy, "test", &w.schema);
+    let shop = state(Some("shop"), DEFAULT_MODE, "utf8mb4");
+    for sql in [
+        &b"UPDATE users SET ssn__myveil = '123-45-6789' WHERE id = 1"[..],
+        b"INSERT INTO users (id, ssn__myveil) VALUES (9, '123-45-6789')",
+        b"UPDATE orders o JOIN users u ON u.id = o.user_id SET u.`SSN__MYVEIL` = o.note",
+    ] {
+        let out = run(&w, &shop, "app", sql);
+        assert!(
+            out.starts_with("REFUSE") && out.contains("shadow"),
+            "{}: {out}",
+            String::from_utf8_lossy(sql)
+        );
+    }
+    // Read as the column it shadows: a cell for every role's rule, never plain.
+    for sql in [
+        &b"SELECT ssn__myveil FROM users"[..],
+        b"SELECT * FROM users",
+    ] {
+        let d = decide_in(&w, &shop, "app", sql, Command::Query);
+        let Outcome::Protect(p) = d.outcome else {
+            panic!("{}: {:?}", String::from_utf8_lossy(sql), d.outcome)
+        };
+        let shape = format!("{:?}", p.shapes);
+        let ssn = w
+            .policy
+            .columns()
+            .iter()
+            .position(|c| c.column == "ssn")
+            .expect("ssn");
+        let cells = shape.matches(&format!("column: {ssn}")).count();
+        let expected = if sql.starts_with(b"SELECT *") { 2 } else { 1 };
+        assert_eq!(cells, expected, "{}: {shape}", String::from_utf8_lossy(sql));
+    }
+}
+
+#[test]
+fn a_search_in_the_mixed_state_also_matches_plaintext_rows() {
+    let w = world();
+    let shop = state(Some("shop"), DEFAULT_MODE, "utf8mb4");
+    let prepared = HashMap::new();
+    let cx = |sealer: &'static dyn crate::sql::rewrite::Sealer| Context {
+        state: &shop,
+        policy: &w.policy,
+        schema: &w.schema,
+        reach: &w.reach,
+        role: "app",
+        server_version: 101_119,
+        store_schema: Some("myveil"),
+        sealer,
+        sql_prepared: &prepared,
+        max_analyzed_bytes: 1 << 20,
+        cache: None,
+    };
+    let text = |d: Decision| match d.outcome {
+        Outcome::Protect(p) => readable(&p.text.expect("rewritten")),
+        other => panic!("{other:?}"),
+    };
+    let sql = b"SELECT id FROM users WHERE email = 'ann@x.io'";
+    let done = text(decide(sql, Command::Query, &cx(&Fake)));
+    assert_eq!(
+        done,
+        "SELECT id FROM users WHERE `email_bidx` IN (X'B0[ann@x.io]')"
+    );
+    let mixed = text(decide(sql, Command::Query, &cx(&MixedShown)));
+    assert_eq!(
+        mixed,
+        "SELECT id FROM users WHERE (IF(`email_bidx` IS NULL, `email` IN (_utf8mb4 X'ann@x.io'), `email_bidx` IN (X'B0[ann@x.io]')))"
+    );
+    let negated = text(decide(
+        b"SELECT id FROM users WHERE email <> 'ann@x.io'",
+        Command::Query,
+        &cx(&MixedShown),
+    ));
+    assert!(
+        negated.contains("(NOT IF(`email_bidx` IS NULL"),
+        "{negated}"
+    );
+    // Prepared: the plaintext comparison takes the client's parameter as it is.
+    let d = decide(
+        b"SELECT id FROM users WHERE email = ?",
+        Command::Prepare,
+        &cx(&MixedShown),
+    );
+    let Outcome::Protect(p) = d.outcome else {
+        panic!("{:?}", d.outcome)
+    };
+    assert_eq!(
+        readable(&p.text.expect("rewritten")),
+        "SELECT id FROM users WHERE (IF(`email_bidx` IS NULL, `email` IN (?), `email_bidx` IN (?, ?, ?)))"
+    );
+    let uses = format!("{:?}", p.params);
+    assert!(uses.starts_with("[Plain(0), BlindSearch"), "{uses}");
+}

@@ -7,4 +7,7 @@
 //! (INSTANT or INPLACE where MariaDB or MySQL allow it, else through a shadow column that
 //! `apply` fills), and the table's rows with an estimate of time and extra space.
 
+pub mod apply;
 pub mod plan;
+pub mod state;
+pub mod verify;

@@ -14,10 +14,7 @@ use crate::backend::schema::{BINARY_TYPES, TEXT_TYPES, plaintext_bytes, stored_s
 use crate::crypto::envelope::OVERHEAD;
 use crate::policy::{Policy, Protected, Storage};
 
-/// Suffix of the shadow column a retyped column is filled into, and of the old column once
-/// it is swapped out.
-pub const SHADOW_SUFFIX: &str = "__myveil";
-pub const OLD_SUFFIX: &str = "__myveil_old";
+pub use crate::policy::{OLD_SUFFIX, SHADOW_SUFFIX};
 
 /// Rows a second `apply` is assumed to seal when no rate is given (its own default rate).
 pub const DEFAULT_RATE: u64 = 5_000;
@@ -108,7 +105,7 @@ pub struct LiveTable {
 }
 
 impl LiveTable {
-    fn column(&self, name: &str) -> Option<&LiveColumn> {
+    pub fn column(&self, name: &str) -> Option<&LiveColumn> {
         self.columns
             .iter()
             .find(|c| c.name.eq_ignore_ascii_case(name))
@@ -143,6 +140,22 @@ impl Algorithm {
     }
 }
 
+/// What a step is, for `apply` (which runs some of them its own way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    /// DDL run as printed.
+    Ddl,
+    /// The shadow column filled from the old one, kept current by triggers.
+    ShadowFill,
+    /// The shadow column swapped in by name (the triggers dropped with it, under a short
+    /// write lock).
+    Swap,
+    /// The old plaintext column dropped.
+    DropOld,
+    /// Existing values sealed where they are (and their blind indexes filled).
+    Seal,
+}
+
 /// One step of a column's migration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
@@ -150,6 +163,7 @@ pub struct Step {
     pub sql: Option<String>,
     pub algorithm: Algorithm,
     pub what: String,
+    pub kind: StepKind,
 }
 
 /// How a column's existing values are brought under protection.
@@ -187,7 +201,8 @@ pub struct ColumnPlan {
     pub seconds: f64,
 }
 
-fn quote(name: &str) -> String {
+/// A name quoted as an identifier.
+pub fn quote(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
@@ -338,6 +353,26 @@ pub fn plan_column(col: &Protected, table: &LiveTable, server: Server, rate: u64
     let grow = (stored_len(col.storage, avg) - avg).max(0.0);
     plan.extra_bytes = (grow * table.rows as f64) as u64;
     plan.peak_bytes = plan.extra_bytes;
+    let shadow_name = format!("{}{SHADOW_SUFFIX}", col.column);
+    let old_name = format!("{}{OLD_SUFFIX}", col.column);
+    if table.column(&old_name).is_some() {
+        // A swap went through (an interrupted apply): the old plaintext goes first.
+        let drop = if server.instant_drop() {
+            Algorithm::Instant
+        } else {
+            Algorithm::Inplace
+        };
+        plan.steps.push(Step {
+            sql: Some(format!(
+                "ALTER TABLE {t} DROP COLUMN {}{}",
+                quote(&old_name),
+                drop.clause()
+            )),
+            algorithm: drop,
+            what: "drop the old plaintext column left by an earlier swap".into(),
+            kind: StepKind::DropOld,
+        });
+    }
     if fits(col, live) {
         if !live.default_null {
             plan.steps.push(Step {
@@ -349,6 +384,7 @@ pub fn plan_column(col: &Protected, table: &LiveTable, server: Server, rate: u64
                 what:
                     "drop the default: a row that leaves the column out would store it as plaintext"
                         .into(),
+                kind: StepKind::Ddl,
             });
         }
     } else if let Some(alg) = widening(col, live, server) {
@@ -364,13 +400,14 @@ pub fn plan_column(col: &Protected, table: &LiveTable, server: Server, rate: u64
                 "widen {} to {target} for envelopes (its default, if any, goes)",
                 live.column_type
             ),
+            kind: StepKind::Ddl,
         });
         plan.target = Some(target);
     } else {
         let target = target_type(col, live);
         plan.approach = Approach::Shadow;
-        let shadow = quote(&format!("{}{SHADOW_SUFFIX}", col.column));
-        let old = quote(&format!("{}{OLD_SUFFIX}", col.column));
+        let shadow = quote(&shadow_name);
+        let old = quote(&old_name);
         if !live.nullable {
             plan.steps.push(Step {
                 sql: Some(format!(
@@ -381,23 +418,34 @@ pub fn plan_column(col: &Protected, table: &LiveTable, server: Server, rate: u64
                 algorithm: Algorithm::Inplace,
                 what: "let the old column be NULL, so that writes after the swap need not fill it"
                     .into(),
+                kind: StepKind::Ddl,
             });
         }
-        plan.steps.push(Step {
-            sql: Some(format!(
-                "ALTER TABLE {t} ADD COLUMN {shadow} {target} NULL{}",
-                add.clause()
-            )),
-            algorithm: add,
-            what: format!(
-                "a shadow column for the envelopes ({} cannot become {target} in place)",
-                live.column_type
-            ),
-        });
+        if table.column(&shadow_name).is_none() {
+            plan.steps.push(Step {
+                sql: Some(format!(
+                    "ALTER TABLE {t} ADD COLUMN {shadow} {target} NULL{}",
+                    add.clause()
+                )),
+                algorithm: add,
+                what: format!(
+                    "a shadow column for the envelopes ({} cannot become {target} in place)",
+                    live.column_type
+                ),
+                kind: StepKind::Ddl,
+            });
+        } else {
+            plan.notes.push(format!(
+                "{shadow} exists: an earlier apply stopped while filling it; apply goes on from there"
+            ));
+        }
         plan.steps.push(Step {
             sql: None,
             algorithm: Algorithm::Backfill,
-            what: format!("seal {c} into {shadow}, in batches by primary key"),
+            what: format!(
+                "copy {c} into {shadow} in batches by primary key (triggers keep rows written meanwhile current)"
+            ),
+            kind: StepKind::ShadowFill,
         });
         let swap = if server.rename_column() {
             format!("ALTER TABLE {t} RENAME COLUMN {c} TO {old}, RENAME COLUMN {shadow} TO {c}")
@@ -410,7 +458,8 @@ pub fn plan_column(col: &Protected, table: &LiveTable, server: Server, rate: u64
         plan.steps.push(Step {
             sql: Some(format!("{swap}{}", Algorithm::Inplace.clause())),
             algorithm: Algorithm::Inplace,
-            what: "swap the shadow column in by name".into(),
+            what: "swap the shadow column in by name (the triggers go with it, under a write lock of a moment)".into(),
+            kind: StepKind::Swap,
         });
         let drop = if server.instant_drop() {
             Algorithm::Instant
@@ -424,6 +473,7 @@ pub fn plan_column(col: &Protected, table: &LiveTable, server: Server, rate: u64
             )),
             algorithm: drop,
             what: "drop the old plaintext column".into(),
+            kind: StepKind::DropOld,
         });
         plan.peak_bytes = (stored_len(col.storage, avg) * table.rows as f64) as u64;
         if col.storage == Storage::Binary && TEXT_TYPES.contains(&live.data_type.as_str()) {
@@ -450,6 +500,7 @@ pub fn plan_column(col: &Protected, table: &LiveTable, server: Server, rate: u64
                     )),
                     algorithm: add,
                     what: "the blind-index column".into(),
+                    kind: StepKind::Ddl,
                 });
             }
             Some(bc)
@@ -471,25 +522,26 @@ pub fn plan_column(col: &Protected, table: &LiveTable, server: Server, rate: u64
                 )),
                 algorithm: Algorithm::Inplace,
                 what: "its index, for searches".into(),
+                kind: StepKind::Ddl,
             });
         }
-        plan.steps.push(Step {
-            sql: None,
-            algorithm: Algorithm::Backfill,
-            what: format!("fill {bq} from each value"),
-        });
         // 32 bytes in the row, and an index entry of the index and the primary key.
         let per_row = 32.0 + 32.0 + 8.0 * table.primary_key.len().max(1) as f64;
         plan.extra_bytes += (per_row * table.rows as f64) as u64;
         plan.peak_bytes += (per_row * table.rows as f64) as u64;
     }
-    if plan.approach != Approach::Shadow {
-        plan.steps.push(Step {
-            sql: None,
-            algorithm: Algorithm::Backfill,
-            what: format!("seal {c} where it is, in batches by primary key"),
-        });
-    }
+    plan.steps.push(Step {
+        sql: None,
+        algorithm: Algorithm::Backfill,
+        what: match &col.blind_index {
+            Some(b) => format!(
+                "seal {c} where it is and fill {} from each value, in batches by primary key",
+                quote(b)
+            ),
+            None => format!("seal {c} where it is, in batches by primary key"),
+        },
+        kind: StepKind::Seal,
+    });
     plan
 }
 

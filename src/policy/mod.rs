@@ -394,6 +394,13 @@ impl Policy {
             .find(|c| c.is_in(database, table) && c.column.eq_ignore_ascii_case(column))
     }
 
+    /// `find_any_case`, also for a migration's shadow or old column of a protected column
+    /// (which holds its values).
+    pub fn find_shadowed(&self, database: &str, table: &str, column: &str) -> Option<&Protected> {
+        self.find_any_case(database, table, column)
+            .or_else(|| shadowed(column).and_then(|c| self.find_any_case(database, table, c)))
+    }
+
     /// Whether any column of `database.table` is protected.
     pub fn protects_table(&self, database: &str, table: &str) -> bool {
         self.columns
@@ -412,6 +419,26 @@ impl Policy {
         })
     }
 }
+
+/// The column a migration's shadow or old column stands for (`ssn__myveil`,
+/// `ssn__myveil_old`: `ssn`).
+pub fn shadowed(name: &str) -> Option<&str> {
+    let lower = name.len();
+    for suffix in [OLD_SUFFIX, SHADOW_SUFFIX] {
+        if lower > suffix.len()
+            && name.is_char_boundary(lower - suffix.len())
+            && name[lower - suffix.len()..].eq_ignore_ascii_case(suffix)
+        {
+            return Some(&name[..lower - suffix.len()]);
+        }
+    }
+    None
+}
+
+/// Suffix of the shadow column a retyped column is filled into, and of the old column once
+/// it is swapped out (migrate::plan).
+pub const SHADOW_SUFFIX: &str = "__myveil";
+pub const OLD_SUFFIX: &str = "__myveil_old";
 
 fn same_column(a: &Protected, b: &Protected) -> bool {
     a.table == b.table

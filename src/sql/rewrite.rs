@@ -30,6 +30,11 @@ pub trait Sealer {
     ) -> Result<Vec<[u8; 32]>, crate::crypto::Error>;
     /// How many blind-index keys a search covers.
     fn blind_keys(&self, column: &Protected) -> usize;
+    /// Whether a migration is sealing the column's cells (searches then also match the
+    /// plaintext of rows it has not reached).
+    fn mixed(&self, _column: &Protected) -> bool {
+        false
+    }
     /// The plaintext of a value written as the column stores it (an envelope, or its base64)
     /// when it is a genuine envelope of this column (bound to `row_key`); None otherwise.
     fn open(&self, column: &Protected, stored: &[u8], row_key: Option<&[u8]>) -> Option<Vec<u8>>;
@@ -64,13 +69,21 @@ pub enum ParamUse {
         column: String,
         keep: bool,
     },
-    /// The blind index of the client's parameter under the `key`-th key in use.
+    /// The blind index of the client's parameter under the `key`-th key in use, one of
+    /// `slots` placeholders the search was prepared with.
     BlindSearch {
         param: usize,
         column: String,
         key: usize,
+        slots: usize,
     },
 }
+
+/// Placeholders a prepared search over a blind index gets at least: a statement prepared
+/// before a rotation still searches the old and the new index after it (a slot past the
+/// keys in use takes the primary's index again). More keys in use than slots: the execute
+/// is refused rather than missing rows.
+pub const BLIND_SEARCH_SLOTS: usize = 3;
 
 #[derive(Debug)]
 pub struct Rewritten {
@@ -458,10 +471,46 @@ pub fn render(
                     negated,
                 } => {
                     let bidx = column.blind_index.as_deref().unwrap_or_default();
-                    out.push_str(&format!(
-                        "{qualifier}`{bidx}` {}IN (",
-                        if *negated { "NOT " } else { "" }
-                    ));
+                    let mixed = sealer.mixed(column);
+                    if mixed {
+                        // Mixed state: a row the migration has not reached yet has no blind
+                        // index and holds plaintext, which is compared as it is.
+                        out.push_str(&format!(
+                            "({}IF({qualifier}`{bidx}` IS NULL, {qualifier}`{}` IN (",
+                            if *negated { "NOT " } else { "" },
+                            column.column.replace('`', "``")
+                        ));
+                        let mut first = true;
+                        for lit in values {
+                            if !first {
+                                out.push_str(", ");
+                            }
+                            first = false;
+                            match lit {
+                                Lit::Null | Lit::Stored(_, None) => out.push_str("NULL"),
+                                Lit::Bytes(b) | Lit::Stored(_, Some(b)) => {
+                                    match canonical(column, b) {
+                                        Ok(v) if column.plain_type.kind() == Kind::Text => {
+                                            out.push_str("_utf8mb4 ");
+                                            out.push_hex(&v);
+                                        }
+                                        Ok(v) => out.push_hex(&v),
+                                        Err(_) => out.push_str("NULL"),
+                                    }
+                                }
+                                Lit::Param(i) => {
+                                    out.push('?');
+                                    params.push(ParamUse::Plain(*i));
+                                }
+                            }
+                        }
+                        out.push_str(&format!("), {qualifier}`{bidx}` IN ("));
+                    } else {
+                        out.push_str(&format!(
+                            "{qualifier}`{bidx}` {}IN (",
+                            if *negated { "NOT " } else { "" }
+                        ));
+                    }
                     let mut first = true;
                     let mut sep = |out: &mut Text<'_>| {
                         if !first {
@@ -491,19 +540,24 @@ pub fn render(
                                 }
                             }
                             Lit::Param(i) => {
-                                for key in 0..sealer.blind_keys(column) {
+                                let slots = sealer.blind_keys(column).max(BLIND_SEARCH_SLOTS);
+                                for key in 0..slots {
                                     sep(out);
                                     out.push('?');
                                     params.push(ParamUse::BlindSearch {
                                         param: *i,
                                         column: column.scope(),
                                         key,
+                                        slots,
                                     });
                                 }
                             }
                         }
                     }
                     out.push(')');
+                    if mixed {
+                        out.push_str("))");
+                    }
                 }
             }
         }
@@ -572,8 +626,11 @@ pub fn blind_text(
     Ok(hex_literal(&idx))
 }
 
-/// The real sealer: keys from the keyring.
-pub struct KeyringSealer<'a>(pub &'a crate::crypto::keyring::Keyring);
+/// The real sealer: keys from the keyring, and the columns a migration is sealing.
+pub struct KeyringSealer<'a>(
+    pub &'a crate::crypto::keyring::Keyring,
+    pub &'a crate::backend::schema::Mixed,
+);
 
 fn with_cell<T>(
     column: &Protected,
@@ -635,6 +692,38 @@ impl Sealer for KeyringSealer<'_> {
         self.0
             .in_use(crate::crypto::keyring::Purpose::BlindIndex, &column.scope())
             .len()
+    }
+    fn mixed(&self, column: &Protected) -> bool {
+        self.1.contains(column)
+    }
+}
+
+/// An envelope as the column stores it (its bytes, or their base64).
+pub fn stored_form(column: &Protected, envelope: &[u8]) -> Vec<u8> {
+    match column.storage {
+        Storage::Binary => envelope.to_vec(),
+        Storage::Base64 => base64::engine::general_purpose::STANDARD
+            .encode(envelope)
+            .into_bytes(),
+    }
+}
+
+/// Whether a stored value has the form of an envelope of `column` (binary, or the base64 of
+/// one): the magic, version and algorithm, and room for a nonce and tag. It says nothing of
+/// whether it opens.
+pub fn is_envelope(column: &Protected, stored: &[u8]) -> bool {
+    use crate::crypto::envelope::{ALG_AES_256_GCM, MAGIC, OVERHEAD, VERSION};
+    let head = [MAGIC[0], MAGIC[1], VERSION, ALG_AES_256_GCM];
+    match column.storage {
+        Storage::Binary => stored.len() >= OVERHEAD && stored.starts_with(&head),
+        Storage::Base64 => {
+            // "MV", 1, 1 in base64 starts "TVYB"; the whole value must decode.
+            stored.len() >= OVERHEAD * 4 / 3
+                && stored.starts_with(b"TVYB")
+                && base64::engine::general_purpose::STANDARD
+                    .decode(stored)
+                    .is_ok_and(|e| e.len() >= OVERHEAD && e.starts_with(&head))
+        }
     }
 }
 

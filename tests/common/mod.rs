@@ -90,6 +90,8 @@ impl Proxy {
                 "[backend]\naddress = \"{BACKEND_HOST}:{BACKEND_PORT}\"\n[backend.accounts.main]\nuser = \"root\""
             )),
         );
+        // Written too, for tests that run the CLI on the same configuration.
+        std::fs::write(dir.path().join("myveil.toml"), &toml).expect("write config");
         let config = Config::from_toml(
             &toml,
             &[],

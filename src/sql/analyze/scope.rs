@@ -465,7 +465,12 @@ impl<'p> Work<'_, 'p> {
             .filter(|c| c.is_in(&db, &table))
             .collect();
         let origin_of = |n: &str| -> Origin<'p> {
-            if let Some(c) = protected.iter().find(|c| c.column.eq_ignore_ascii_case(n)) {
+            // A migration's shadow or old column holds the protected column's values.
+            let cell = crate::policy::shadowed(n).unwrap_or(n);
+            if let Some(c) = protected
+                .iter()
+                .find(|c| c.column.eq_ignore_ascii_case(cell))
+            {
                 return Origin::Cell {
                     col: c,
                     inst,

@@ -374,24 +374,15 @@ fn parameters_are_mapped() {
         analyze("app", "SELECT * FROM users WHERE email = ? AND id = ?").expect("ok");
     assert_eq!(
         sql,
-        "SELECT * FROM users WHERE `email_bidx` IN (?, ?) AND id = ?"
+        "SELECT * FROM users WHERE `email_bidx` IN (?, ?, ?) AND id = ?"
     );
-    assert_eq!(
-        params,
-        vec![
-            ParamUse::BlindSearch {
-                param: 0,
-                column: "users.email".into(),
-                key: 0
-            },
-            ParamUse::BlindSearch {
-                param: 0,
-                column: "users.email".into(),
-                key: 1
-            },
-            ParamUse::Plain(1)
-        ]
-    );
+    let slot = |key| ParamUse::BlindSearch {
+        param: 0,
+        column: "users.email".into(),
+        key,
+        slots: 3,
+    };
+    assert_eq!(params, vec![slot(0), slot(1), slot(2), ParamUse::Plain(1)]);
     let (_, params) = analyze(
         "app",
         "UPDATE users SET born = ? WHERE id = ? AND note = '?'",
