@@ -133,6 +133,18 @@ enum MigrateCommand {
         #[arg(long, default_value_t = myveil::migrate::apply::DEFAULT_BATCH)]
         batch: usize,
     },
+    /// Decrypt every policy column back to plaintext where it is (the undo of apply). Needs
+    /// --decrypt-to-plaintext. Then take the columns out of the policy, reload, and run it
+    /// again for cells written meanwhile.
+    Revert {
+        /// Yes: write the plaintext of every protected cell back into the database.
+        #[arg(long)]
+        decrypt_to_plaintext: bool,
+        #[arg(long, default_value_t = myveil::migrate::plan::DEFAULT_RATE)]
+        rate: u64,
+        #[arg(long, default_value_t = myveil::migrate::apply::DEFAULT_BATCH)]
+        batch: usize,
+    },
     /// Read every cell of every policy column and report cells that are not envelopes, are
     /// under an unknown or retired key, do not open, or whose blind index does not match.
     /// Exits non-zero on any.
@@ -320,6 +332,69 @@ fn migrate(config: Config, command: MigrateCommand) -> Result<()> {
                 "done: every cell is an envelope; the columns are marked done (plaintext cells are refused from now on). \
                  Old plaintext may linger in InnoDB's free space, undo log, binary logs and backups: rebuild the tables \
                  (OPTIMIZE TABLE) and rotate those out."
+            )?;
+            Ok(())
+        }
+        MigrateCommand::Revert {
+            decrypt_to_plaintext,
+            rate,
+            batch,
+        } => {
+            use myveil::migrate::apply;
+            if !decrypt_to_plaintext {
+                bail!(
+                    "revert writes the plaintext of every protected cell back into the database: \
+                     give --decrypt-to-plaintext to mean it"
+                );
+            }
+            myveil::telemetry::init(&config.log.level);
+            let shared = Shared::new(config)?;
+            let protection = shared.protection.load_full();
+            let keyring = shared
+                .keyring
+                .load_full()
+                .context("no keyring: run `myveil keygen` first")?;
+            let line = ProgressLine::new();
+            let progress = |p: &apply::Progress| {
+                if line.tty {
+                    line.text(&format!(
+                        "reverting {}.{} {} {} rows, {:.0} rows/s",
+                        p.database, p.table, p.phase, p.rows, p.rate
+                    ));
+                }
+            };
+            let cancel = std::sync::atomic::AtomicBool::new(false);
+            let options = apply::Options { rate, batch };
+            let reports = runtime()?.block_on(async {
+                apply::revert(
+                    shared.control_opts()?,
+                    &protection.policy,
+                    &keyring,
+                    &options,
+                    &progress,
+                    &cancel,
+                )
+                .await
+                .map_err(anyhow::Error::from)
+            });
+            line.done();
+            let reports = reports?;
+            let mut out = std::io::stdout().lock();
+            for r in &reports {
+                writeln!(
+                    out,
+                    "{}.{} ({}): {} cells back to plaintext, {:.1} s",
+                    r.database,
+                    r.table,
+                    r.columns.join(", "),
+                    r.sealed,
+                    r.seconds
+                )?;
+            }
+            writeln!(
+                out,
+                "the columns stay mixed (read either way): take them out of the policy, reload every instance, \
+                 and run revert again for cells written through myveil meanwhile"
             )?;
             Ok(())
         }

@@ -647,6 +647,19 @@ roles = {{ app = "plaintext" }}
         .await
         .expect("columns");
     assert!(!cols.iter().any(|c| c.contains("myveil")), "{cols:?}");
+    let order: Option<String> = c
+        .exec_first(
+            "SELECT GROUP_CONCAT(COLUMN_NAME ORDER BY ORDINAL_POSITION) FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'people'",
+            (&db.name,),
+        )
+        .await
+        .expect("order");
+    assert_eq!(
+        order.as_deref(),
+        Some("id,email,ssn,note,email_bidx"),
+        "swapped-in columns stand where the old ones stood"
+    );
     let triggers: Option<u64> = c
         .exec_first(
             "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ?",
@@ -930,6 +943,45 @@ roles = {{ app = "plaintext" }}
     all_found(&mut app, &emails).await;
     let (ok, out, _) = run_cli(&config, &["migrate", "verify"]);
     assert!(ok, "{out}");
+    // Revert: only when meant; then plaintext at rest, read (and found) through myveil as
+    // before, and apply seals it all again.
+    let (ok, _, err) = run_cli(&config, &["migrate", "revert"]);
+    assert!(!ok && err.contains("--decrypt-to-plaintext"), "{err}");
+    let (ok, out, err) = run_cli(
+        &config,
+        &["migrate", "revert", "--decrypt-to-plaintext", "--rate", "0"],
+    );
+    assert!(ok, "{out}{err}");
+    let plain: Option<u64> = c
+        .query_first(
+            "SELECT COUNT(*) FROM people WHERE email LIKE '%@example.%' AND email_bidx IS NULL",
+        )
+        .await
+        .expect("count");
+    assert_eq!(
+        plain,
+        Some(emails.len() as u64),
+        "plaintext at rest after revert"
+    );
+    let email_col = myveil_col(&proxy, "email");
+    for _ in 0..200 {
+        if proxy.shared.schema.load().mixed.contains(&email_col) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    all_found(&mut app, &emails).await;
+    let (ok, out, err) = run_cli(&config, &["migrate", "apply", "--rate", "0"]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, _) = run_cli(&config, &["migrate", "verify"]);
+    assert!(ok, "{out}");
+    all_found(&mut app, &emails).await;
+    c.exec_drop("DELETE FROM myveil.columns WHERE db = ?", (&db.name,))
+        .await
+        .ok();
+    c.exec_drop("DELETE FROM myveil.jobs WHERE db = ?", (&db.name,))
+        .await
+        .ok();
     app.disconnect().await.ok();
     proxy.signal_stop();
     proxy.join().await;

@@ -10,6 +10,7 @@
 
 mod api;
 mod backups;
+mod migrations;
 pub mod tls;
 pub mod token;
 pub mod totp;
@@ -79,6 +80,11 @@ pub const ROUTES: &[(&str, &str, &[AdminRole])] = &[
     ("POST", "/v1/backups", &[Admin, Operator]),
     ("GET", "/v1/backups/jobs/{id}", &[Admin, Operator, Auditor]),
     ("POST", "/v1/backups/{name}/verify", &[Admin, Operator]),
+    ("POST", "/v1/keys/reload", &[Admin, Operator]),
+    ("GET", "/v1/migrations", &[Admin, Operator, Auditor]),
+    ("POST", "/v1/migrations", &[Admin]),
+    ("GET", "/v1/migrations/{id}", &[Admin, Operator, Auditor]),
+    ("DELETE", "/v1/migrations/{id}", &[Admin]),
 ];
 
 /// The roles allowed on a route, from [`ROUTES`].
@@ -129,6 +135,7 @@ pub struct AdminState {
     api_by_token: Keyed<String>,
     started: std::time::Instant,
     backups: backups::Jobs,
+    migrations: migrations::Jobs,
 }
 
 impl AdminState {
@@ -163,6 +170,7 @@ impl AdminState {
             api_by_token: Keyed::new(admin.api_requests_per_minute, clock),
             started: std::time::Instant::now(),
             backups: backups::Jobs::default(),
+            migrations: migrations::Jobs::default(),
             shared,
         })
     }
@@ -337,6 +345,14 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/backups", get(backups::list).post(backups::start))
         .route("/v1/backups/jobs/{id}", get(backups::job))
         .route("/v1/backups/{name}/verify", post(backups::verify))
+        .route(
+            "/v1/migrations",
+            get(migrations::list).post(migrations::start),
+        )
+        .route(
+            "/v1/migrations/{id}",
+            get(migrations::job).delete(migrations::stop),
+        )
         .layer(axum::middleware::from_fn(count_requests))
         .with_state(state)
 }

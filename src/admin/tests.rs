@@ -68,6 +68,13 @@ impl Fixture {
         Self::open(Arc::new(dir), schema, limits)
     }
 
+    /// `new`, with its own policy (a job that rewrites cells must reach only its own tables).
+    fn with_policy(policy: &str) -> Fixture {
+        let f = Self::new((100, 100, 1000));
+        std::fs::write(f.dir.path().join("policy/p.toml"), policy).expect("policy");
+        Self::open(f.dir.clone(), f.schema.clone(), (100, 100, 1000))
+    }
+
     /// The same directory and store as `self`, as a restarted (or second) instance sees it.
     fn restart(&self) -> Fixture {
         Self::open(self.dir.clone(), self.schema.clone(), (100, 100, 1000))
@@ -1059,5 +1066,113 @@ async fn malformed_bodies_get_a_short_json_400_that_echoes_nothing() {
         .await
         .expect("response");
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    f.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_jobs_seal_and_reencrypt_with_progress() {
+    let f0 = Fixture::new((100, 100, 1000));
+    let db = format!("{}_data", f0.schema);
+    f0.drop_schema().await;
+    let f = Fixture::with_policy(&format!(
+        "[[column]]\ndatabase = \"{db}\"\ntable = \"people\"\ncolumn = \"ssn\"\ntype = \"varchar(11)\"\nroles = {{ app = \"plaintext\" }}\n"
+    ));
+    let mut c = mysql_async::Conn::new(backend()).await.expect("backend");
+    c.query_drop(format!(
+        "CREATE DATABASE `{db}`; CREATE TABLE `{db}`.people (id INT PRIMARY KEY, ssn VARBINARY(200)); \
+         INSERT INTO `{db}`.people SELECT seq, CONCAT('123-45-', LPAD(seq, 4, '0')) FROM `{db}`.seq_1_to_800"
+    ))
+    .await
+    .expect("table");
+    let ops = f.token("ops", AdminRole::Operator);
+    let root = f.token("root", AdminRole::Admin);
+    let (s, _) = f
+        .call(
+            "POST",
+            "/v1/migrations",
+            Some(&ops),
+            Some(json!({ "kind": "apply" })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "operators do not rewrite cells");
+    let (s, body) = f
+        .call(
+            "POST",
+            "/v1/migrations",
+            Some(&root),
+            Some(json!({ "kind": "drop" })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    let run = async |kind: &str| {
+        let (s, started) = f
+            .call(
+                "POST",
+                "/v1/migrations",
+                Some(&root),
+                Some(json!({ "kind": kind, "rate": 2000, "batch": 100 })),
+            )
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{started}");
+        let id = started["id"].as_str().expect("job id").to_owned();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut seen_progress = false;
+        loop {
+            let (s, job) = f
+                .call("GET", &format!("/v1/migrations/{id}"), Some(&ops), None)
+                .await;
+            assert_eq!(s, StatusCode::OK);
+            seen_progress |=
+                job["progress"]["rows"].as_u64().unwrap_or(0) > 0 && job["state"] == "running";
+            if job["state"] != "running" || std::time::Instant::now() > deadline {
+                assert!(seen_progress, "progress while it ran: {job}");
+                break job;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let job = run("apply").await;
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(job["kind"], "apply");
+    assert_eq!(job["tables"][0]["sealed"], 800, "{job}");
+    let plain: Option<u64> = c
+        .query_first(format!(
+            "SELECT COUNT(*) FROM `{db}`.people WHERE LEFT(ssn, 4) <> X'4D560101' OR ssn LIKE '%123-45%'"
+        ))
+        .await
+        .expect("count");
+    assert_eq!(plain, Some(0), "sealed at rest");
+    // A rotation, then re-encryption as a job: every cell under the new key.
+    let dir = f.dir.path().join("keys");
+    let mut ring = crate::crypto::keyring::Keyring::load(&dir).expect("keys");
+    let purpose = crate::crypto::keyring::Purpose::Column;
+    let (old, _) = ring.primary(purpose, "people.ssn").expect("a column key");
+    let scope = ring.info(old).expect("info").scope.clone();
+    let new = ring.add(purpose, &scope, crate::crypto::keyring::Status::Primary);
+    ring.save().expect("save");
+    let (s, body) = f.call("POST", "/v1/keys/reload", Some(&ops), None).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let job = run("reencrypt").await;
+    assert_eq!(job["state"], "done", "{job}");
+    let old: Option<u64> = c
+        .query_first(format!(
+            "SELECT COUNT(*) FROM `{db}`.people WHERE SUBSTRING(ssn, 5, 4) <> X'{new:08X}'"
+        ))
+        .await
+        .expect("count");
+    assert_eq!(old, Some(0), "every cell under key {new}");
+    let (s, list) = f.call("GET", "/v1/migrations", Some(&ops), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list["jobs"].as_array().map(Vec::len), Some(2));
+    c.query_drop(format!("DROP DATABASE IF EXISTS `{db}`"))
+        .await
+        .ok();
+    c.exec_drop("DELETE FROM myveil.columns WHERE db = ?", (&db,))
+        .await
+        .ok();
+    c.exec_drop("DELETE FROM myveil.jobs WHERE db = ?", (&db,))
+        .await
+        .ok();
+    c.disconnect().await.ok();
     f.drop_schema().await;
 }

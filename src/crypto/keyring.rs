@@ -25,6 +25,8 @@ use super::{Error, Result};
 use crate::secure_file;
 
 pub const MASTER_KEY_FILE: &str = "master.key";
+/// A master key being rotated in (see `Keyring::rotate_kek`).
+const NEW_MASTER_KEY_FILE: &str = "master.key.new";
 pub const KEYRING_FILE: &str = "keyring.toml";
 /// Seal counts per key, kept across restarts (not secret, but written 0600 like the rest).
 pub const USAGE_FILE: &str = "usage.toml";
@@ -178,6 +180,17 @@ fn mac(kek: &Key, records: &[Record]) -> Result<String> {
     Ok(hex::encode(m.finalize().into_bytes()))
 }
 
+fn read_kek(master: &Path) -> Result<Key> {
+    let hex_kek = Zeroizing::new(
+        std::fs::read_to_string(master)
+            .map_err(|e| Error::Io(format!("{}: {e}", master.display())))?,
+    );
+    let mut kek = Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(hex_kek.trim(), kek.as_mut())
+        .map_err(|_| Error::Corrupt(format!("{} is not a 32-byte hex key", master.display())))?;
+    Ok(Key::new(kek))
+}
+
 fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -213,19 +226,25 @@ impl Keyring {
     /// Loads `master.key` and `keyring.toml` from `dir`, refusing open permissions, a bad MAC
     /// or a key that does not unwrap.
     pub fn load(dir: &Path) -> Result<Self> {
-        let master = dir.join(MASTER_KEY_FILE);
+        match Self::load_with(dir, &dir.join(MASTER_KEY_FILE)) {
+            // A master-key rotation stopped after writing the keyring: finish it.
+            Err(Error::Corrupt(e)) if dir.join(NEW_MASTER_KEY_FILE).exists() => {
+                let ring = Self::load_with(dir, &dir.join(NEW_MASTER_KEY_FILE))
+                    .map_err(|_| Error::Corrupt(e))?;
+                std::fs::rename(dir.join(NEW_MASTER_KEY_FILE), dir.join(MASTER_KEY_FILE))
+                    .map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
+                tracing::warn!(dir = %dir.display(), "finished an interrupted master key rotation");
+                Ok(ring)
+            }
+            other => other,
+        }
+    }
+
+    fn load_with(dir: &Path, master: &Path) -> Result<Self> {
         let file = dir.join(KEYRING_FILE);
-        secure_file::check_private(&master)?;
+        secure_file::check_private(master)?;
         secure_file::check_private(&file)?;
-        let hex_kek = Zeroizing::new(
-            std::fs::read_to_string(&master)
-                .map_err(|e| Error::Io(format!("{}: {e}", master.display())))?,
-        );
-        let mut kek = Zeroizing::new([0u8; 32]);
-        hex::decode_to_slice(hex_kek.trim(), kek.as_mut()).map_err(|_| {
-            Error::Corrupt(format!("{} is not a 32-byte hex key", master.display()))
-        })?;
-        let kek = Key::new(kek);
+        let kek = read_kek(master)?;
         let text = std::fs::read_to_string(&file)
             .map_err(|e| Error::Io(format!("{}: {e}", file.display())))?;
         let parsed: KeyringFile = toml::from_str(&text)
@@ -427,8 +446,9 @@ impl Keyring {
     pub fn rotate_kek(&mut self) -> Result<()> {
         let master = self.dir.join(MASTER_KEY_FILE);
         let file = self.dir.join(KEYRING_FILE);
-        let old_master =
-            std::fs::read(&master).map_err(|e| Error::Io(format!("{}: {e}", master.display())))?;
+        let old_master = Zeroizing::new(
+            std::fs::read(&master).map_err(|e| Error::Io(format!("{}: {e}", master.display())))?,
+        );
         let old_file =
             std::fs::read(&file).map_err(|e| Error::Io(format!("{}: {e}", file.display())))?;
         secure_file::write_private(
@@ -436,14 +456,22 @@ impl Keyring {
             &old_master,
         )?;
         secure_file::write_private(&self.dir.join(format!("{KEYRING_FILE}.prev")), &old_file)?;
-        self.kek = Key::random();
-        // The keyring first: until the master key is written, the old master opens the
-        // `.prev` keyring.
-        self.save()?;
+        // The new master key is on disk before anything is wrapped under it: a crash after
+        // the keyring is written leaves `master.key.new`, which `load` finishes with.
+        let new = Key::random();
+        let new_path = self.dir.join(NEW_MASTER_KEY_FILE);
         secure_file::write_private(
-            &master,
-            format!("{}\n", hex::encode(self.kek.bytes())).as_bytes(),
+            &new_path,
+            format!("{}\n", hex::encode(new.bytes())).as_bytes(),
         )?;
+        let old = std::mem::replace(&mut self.kek, new);
+        if let Err(e) = self.save() {
+            self.kek = old;
+            let _ = std::fs::remove_file(&new_path);
+            return Err(e);
+        }
+        std::fs::rename(&new_path, &master)
+            .map_err(|e| Error::Io(format!("{}: {e}", master.display())))?;
         Ok(())
     }
 
@@ -660,5 +688,50 @@ mod tests {
             r.note_use(999),
             Err(Error::UnknownKey { key_id: 999 })
         ));
+    }
+
+    #[test]
+    fn a_master_key_rotation_rewraps_and_survives_a_crash_half_way() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut r = Keyring::generate(dir.path(), &[(Purpose::Column, "*")]).expect("gen");
+        let before = *r.primary(Purpose::Column, "*").expect("key").1.bytes();
+        let old_master = std::fs::read(dir.path().join(MASTER_KEY_FILE)).expect("master");
+        r.rotate_kek().expect("rotate");
+        let new_master = std::fs::read(dir.path().join(MASTER_KEY_FILE)).expect("master");
+        assert_ne!(old_master, new_master);
+        let loaded = Keyring::load(dir.path()).expect("load");
+        assert_eq!(
+            *loaded.primary(Purpose::Column, "*").expect("key").1.bytes(),
+            before,
+            "data keys unchanged"
+        );
+        // Stopped after the keyring was written, before the new master key was moved in.
+        std::fs::write(dir.path().join(MASTER_KEY_FILE), &old_master).expect("old back");
+        crate::secure_file::write_private(&dir.path().join(NEW_MASTER_KEY_FILE), &new_master)
+            .expect("new");
+        let finished = Keyring::load(dir.path()).expect("finishes the rotation");
+        assert_eq!(
+            *finished
+                .primary(Purpose::Column, "*")
+                .expect("key")
+                .1
+                .bytes(),
+            before
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join(MASTER_KEY_FILE)).expect("master"),
+            new_master
+        );
+        assert!(!dir.path().join(NEW_MASTER_KEY_FILE).exists());
+        // Retired keys open nothing and are not searched.
+        let mut r = finished;
+        let id = r.primary(Purpose::Column, "*").expect("key").0;
+        r.add(Purpose::Column, "*", Status::Primary);
+        assert!(r.set_status(id, Status::Retired));
+        assert!(r.key(id).is_none());
+        assert!(
+            !r.set_status(id, Status::Primary),
+            "primaries come from add"
+        );
     }
 }

@@ -263,17 +263,15 @@ pub(super) async fn handshake(
         attributes,
         ..
     } = response;
-    if let (Some(store), Some(db)) = (&shared.tokens, &database)
-        && db.eq_ignore_ascii_case(store.schema().as_bytes())
-    {
-        // Security: the token store's schema is not reachable through the proxy.
+    if let Some(schema) = database.as_ref().and_then(|db| shared.reserved_schema(db)) {
+        // Security: the token store's schema (and the migration state's) is not reachable
+        // through the proxy.
         let reply = ErrorReply::new(
             packets::ER_DBACCESS_DENIED_ERROR,
             b"42000",
             format!(
-                "Access denied for user '{}' to database '{}'",
+                "Access denied for user '{}' to database '{schema}'",
                 user.name,
-                store.schema()
             ),
         );
         send_error(&mut client, seq, &reply).await;

@@ -405,6 +405,20 @@ impl Shared {
         }
     }
 
+    /// The reserved schema `name` is, if it is one: the token store's, or (while columns are
+    /// protected) the migration state's. Security: neither is reachable through the proxy,
+    /// not even as the current database (where unqualified names would reach it).
+    pub fn reserved_schema(&self, name: &[u8]) -> Option<String> {
+        if let Some(t) = &self.tokens
+            && name.eq_ignore_ascii_case(t.schema().as_bytes())
+        {
+            return Some(t.schema().to_owned());
+        }
+        let state = crate::migrate::state::SCHEMA;
+        (self.protection.load().is_active() && name.eq_ignore_ascii_case(state.as_bytes()))
+            .then(|| state.to_owned())
+    }
+
     /// Re-reads the keyring after `myveil keys rotate` (or a KEK rotation), so new writes
     /// seal under the new primary keys while the old ones still open. The policy must find
     /// every key it needs in the new keyring; the old one stays on any error. Returns the

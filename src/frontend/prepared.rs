@@ -218,6 +218,28 @@ impl Prepared {
                         body.extend_from_slice(raw);
                     }
                 }
+                ParamUse::MixedPlain { column, .. } => {
+                    // Security: the plaintext goes to the server only while a migration has
+                    // plaintext rows of the column to compare it with.
+                    let col = find(policy, column)?;
+                    let (ty, flags) = self.types[param];
+                    let plain = sealer
+                        .mixed(col)
+                        .then(|| as_text(ty, flags, raw, *from_long))
+                        .flatten()
+                        .and_then(|t| canonical(col, &t).ok().map(Cow::into_owned));
+                    match plain {
+                        Some(v) => {
+                            types.extend_from_slice(&[MYSQL_TYPE_BLOB, 0]);
+                            put_lenenc_int(&mut body, v.len() as u64);
+                            body.extend_from_slice(&v);
+                        }
+                        None => {
+                            bitmap[j / 8] |= 1 << (j % 8);
+                            types.extend_from_slice(&[MYSQL_TYPE_NULL, 0]);
+                        }
+                    }
+                }
                 ParamUse::Seal { column, .. }
                 | ParamUse::BlindWrite { column, .. }
                 | ParamUse::BlindSearch { column, .. } => {
@@ -307,7 +329,7 @@ impl Prepared {
                                 .map(|k| k.to_vec())
                                 .unwrap_or_default()
                         }
-                        ParamUse::Plain(_) => Vec::new(),
+                        ParamUse::Plain(_) | ParamUse::MixedPlain { .. } => Vec::new(),
                     };
                     types.extend_from_slice(&[MYSQL_TYPE_BLOB, 0]);
                     put_lenenc_int(&mut body, bytes.len() as u64);
@@ -328,7 +350,8 @@ fn param_of(u: &ParamUse) -> usize {
         ParamUse::Plain(p) => *p,
         ParamUse::Seal { param, .. }
         | ParamUse::BlindWrite { param, .. }
-        | ParamUse::BlindSearch { param, .. } => *param,
+        | ParamUse::BlindSearch { param, .. }
+        | ParamUse::MixedPlain { param, .. } => *param,
     }
 }
 

@@ -412,7 +412,7 @@ impl Session {
                 self.forward(first_seq, &payload, Expect::Single).await
             }
             COM_INIT_DB if self.is_store_schema(&payload[1..]) => {
-                let reply = self.store_denied();
+                let reply = self.store_denied(&payload[1..]);
                 self.send_reply(seq, &reply).await?;
                 Ok(None)
             }
@@ -1073,20 +1073,12 @@ impl Session {
 
     /// Whether `name` is the token store's schema (COM_INIT_DB, the handshake's database).
     fn is_store_schema(&self, name: &[u8]) -> bool {
-        self.shared
-            .tokens
-            .as_ref()
-            .is_some_and(|t| name.eq_ignore_ascii_case(t.schema().as_bytes()))
+        self.shared.reserved_schema(name).is_some()
     }
 
-    fn store_denied(&self) -> ErrorReply {
-        let schema = self.shared.tokens.as_ref().map_or("", |t| t.schema());
-        super::error::refusal(
-            &guard::Refusal::StoreSchema {
-                schema: schema.to_owned(),
-            },
-            &self.user.name,
-        )
+    fn store_denied(&self, name: &[u8]) -> ErrorReply {
+        let schema = self.shared.reserved_schema(name).unwrap_or_default();
+        super::error::refusal(&guard::Refusal::StoreSchema { schema }, &self.user.name)
     }
 
     /// Relays a prepare response for a protected statement: the client is told its own
@@ -1347,6 +1339,14 @@ impl Session {
             return Ok(Some(Close::Dirty));
         };
         let shared = self.shared.clone();
+        // Security: a reserved schema is no more reachable as the new current database.
+        if let Some(db) = request.database
+            && self.is_store_schema(db)
+        {
+            let reply = self.store_denied(db);
+            self.send_reply(seq, &reply).await?;
+            return Ok(None);
+        }
         if let Some(role) = backend_user_role(&shared, request.user) {
             return self
                 .change_to_backend_user(seq.wrapping_add(1), &request, &role)

@@ -612,7 +612,7 @@ impl<'c, 'a> Decider<'c, 'a> {
         }
         // After the cache: a plan is made only for a statement that passed, and the names
         // and the snapshot this reads are in its key.
-        reserved(s, kind, self.cx.schema)?;
+        reserved(s, kind, self.cx.schema, state.database.as_deref())?;
         self.bounds(s)?;
         let writes = matches!(
             kind,
@@ -1371,6 +1371,22 @@ impl<'c, 'a> Decider<'c, 'a> {
                     })?;
                     text_of(*item)
                 }
+                ParamUse::MixedPlain { param, column: c } => {
+                    let col = column(c)?;
+                    let item = *items.get(*param).ok_or_else(|| {
+                        Refusal::not_supported("EXECUTE … USING has too few values")
+                    })?;
+                    // The plaintext only while the column is mixed (as for COM_STMT_EXECUTE).
+                    match literal(col, item)? {
+                        Some(Lit::Bytes(b) | Lit::Stored(_, Some(b))) if sealer.mixed(col) => {
+                            match crate::sql::rewrite::canonical(col, &b) {
+                                Ok(v) => format!("X'{}'", hex::encode(&v)),
+                                Err(_) => "NULL".into(),
+                            }
+                        }
+                        _ => "NULL".into(),
+                    }
+                }
                 ParamUse::Seal {
                     param,
                     column: c,
@@ -1490,18 +1506,21 @@ fn reserved(
     s: &Stmt<'_>,
     kind: StatementKind,
     schema: &crate::backend::schema::Snapshot,
+    current: Option<&str>,
 ) -> Result<(), Refusal> {
     let schema_name = crate::migrate::state::SCHEMA;
-    let names_schema = (0..s.len()).any(|i| {
-        s.with_name(i, |n| n == schema_name) == Some(true)
-            && (s.token(i + 1).is_some_and(|t| t.kind == Kind::Dot)
-                || (i == 1 && s.word(0, "use"))
-                || (i > 0
-                    && (s.word(i - 1, "database")
-                        || s.word(i - 1, "schema")
-                        || s.word(i - 1, "from")
-                        || s.word(i - 1, "in"))))
-    });
+    // Unqualified names reach the current database: it may not be this one either.
+    let names_schema = current.is_some_and(|d| d.eq_ignore_ascii_case(schema_name))
+        || (0..s.len()).any(|i| {
+            s.with_name(i, |n| n == schema_name) == Some(true)
+                && (s.token(i + 1).is_some_and(|t| t.kind == Kind::Dot)
+                    || (i == 1 && s.word(0, "use"))
+                    || (i > 0
+                        && (s.word(i - 1, "database")
+                            || s.word(i - 1, "schema")
+                            || s.word(i - 1, "from")
+                            || s.word(i - 1, "in"))))
+        });
     if names_schema {
         return Err(Refusal::not_supported(
             "the myveil schema holds myveil's own state; it is not reachable through myveil",

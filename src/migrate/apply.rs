@@ -135,12 +135,27 @@ struct Key {
     kinds: Vec<KeyKind>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 enum KeyKind {
     Number,
     Bytes,
-    /// Text in a character set (None: utf8mb4).
-    Text(Option<&'static str>),
+    /// Text, read as its bytes in its character set and written back with that set's
+    /// introducer and the column's collation (so it compares as the key sorts).
+    Text {
+        charset: String,
+        collation: Option<String>,
+    },
+}
+
+/// Key types whose values do not compare as they sort when written back as literals
+/// (ENUM and SET sort by their index, FLOAT and DOUBLE do not round-trip as text).
+pub const UNPAGEABLE_KEYS: [&str; 4] = ["enum", "set", "float", "double"];
+
+fn text_key() -> KeyKind {
+    KeyKind::Text {
+        charset: "utf8mb4".into(),
+        collation: None,
+    }
 }
 
 fn key_kind(col: &LiveColumn) -> KeyKind {
@@ -152,9 +167,9 @@ fn key_kind(col: &LiveColumn) -> KeyKind {
         "integer",
         "bigint",
         "decimal",
+        "year",
         "float",
         "double",
-        "year",
     ];
     if NUMBERS.contains(&col.data_type.as_str()) {
         return KeyKind::Number;
@@ -164,12 +179,15 @@ fn key_kind(col: &LiveColumn) -> KeyKind {
     {
         return KeyKind::Bytes;
     }
-    KeyKind::Text(match col.charset.as_deref() {
-        Some("latin1") => Some("latin1"),
-        Some("ascii") => Some("ascii"),
-        Some("utf8mb3" | "utf8") => Some("utf8mb3"),
-        _ => None,
-    })
+    let name_ok = |n: &String| n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    KeyKind::Text {
+        charset: col
+            .charset
+            .clone()
+            .filter(name_ok)
+            .unwrap_or_else(|| "utf8mb4".into()),
+        collation: col.collation.clone().filter(name_ok),
+    }
 }
 
 impl Key {
@@ -177,7 +195,7 @@ impl Key {
         let kinds = table
             .primary_key
             .iter()
-            .map(|k| table.column(k).map_or(KeyKind::Text(None), key_kind))
+            .map(|k| table.column(k).map_or_else(text_key, key_kind))
             .collect();
         Self {
             names: table.primary_key.iter().map(|k| quote(k)).collect(),
@@ -188,7 +206,7 @@ impl Key {
     /// One key value as a literal that compares in the column's own terms (so the primary
     /// key's index serves it).
     fn literal(&self, i: usize, value: &[u8]) -> Option<String> {
-        Some(match self.kinds[i] {
+        Some(match &self.kinds[i] {
             KeyKind::Number => {
                 let ok = !value.is_empty()
                     && value.iter().all(|b| {
@@ -200,10 +218,10 @@ impl Key {
                 String::from_utf8(value.to_vec()).ok()?
             }
             KeyKind::Bytes => format!("X'{}'", hex::encode(value)),
-            KeyKind::Text(None) => format!("_utf8mb4 X'{}'", hex::encode(value)),
-            KeyKind::Text(Some(cs)) => {
-                format!("CONVERT(_utf8mb4 X'{}' USING {cs})", hex::encode(value))
-            }
+            KeyKind::Text { charset, collation } => match collation {
+                Some(coll) => format!("_{charset} X'{}' COLLATE {coll}", hex::encode(value)),
+                None => format!("_{charset} X'{}'", hex::encode(value)),
+            },
         })
     }
 
@@ -226,6 +244,18 @@ impl Key {
             ors.push(format!("({})", ands.join(" AND ")));
         }
         format!("({})", ors.join(" OR "))
+    }
+
+    /// The key columns as selected: text as its bytes (what `literal` writes back).
+    fn select(&self) -> Vec<String> {
+        self.names
+            .iter()
+            .zip(&self.kinds)
+            .map(|(n, k)| match k {
+                KeyKind::Text { .. } => format!("CAST({n} AS BINARY)"),
+                _ => n.clone(),
+            })
+            .collect()
     }
 
     fn equals(&self, values: &[String]) -> String {
@@ -287,9 +317,35 @@ pub async fn reencrypt(
     .await
 }
 
+/// Opens every envelope of the policy's columns back to plaintext where it is (the undo of
+/// `apply`), blind indexes emptied. The columns stay mixed, so the proxies read what is left
+/// either way: take the columns out of the policy and reload, then run it again for cells
+/// written through myveil meanwhile.
+pub async fn revert(
+    opts: mysql_async::Opts,
+    policy: &Policy,
+    keyring: &Keyring,
+    options: &Options,
+    progress: &(dyn Fn(&Progress) + Sync),
+    cancel: &AtomicBool,
+) -> Result<Vec<TableReport>, Error> {
+    run(
+        opts,
+        policy,
+        keyring,
+        options,
+        progress,
+        cancel,
+        Mode::Revert,
+    )
+    .await
+}
+
 /// What a run does to a cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
+    /// An envelope becomes plaintext again.
+    Revert,
     /// Plaintext becomes an envelope (the columns go mixed, then done).
     Encrypt,
     /// An envelope under an older key becomes one under the primary.
@@ -301,6 +357,7 @@ impl Mode {
         match self {
             Mode::Encrypt => "encrypt",
             Mode::Reencrypt => "reencrypt",
+            Mode::Revert => "revert",
         }
     }
 }
@@ -490,9 +547,9 @@ impl Run<'_> {
         show("schema", 0, 0.0);
         let mode = self.mode;
         // 1. Mixed first: from here the proxies take plaintext cells as such.
-        for p in plans.iter().filter(|_| mode == Mode::Encrypt) {
+        for p in plans.iter().filter(|_| mode != Mode::Reencrypt) {
             let now = state::column_state(&mut self.conn, db, table, &p.column).await?;
-            if now.as_deref() != Some("done") {
+            if now.as_deref() != Some("done") || mode == Mode::Revert {
                 state::set_column_state(&mut self.conn, db, table, &p.column, "mixed").await?;
             }
         }
@@ -576,7 +633,7 @@ impl Run<'_> {
                 }),
             })
             .collect();
-        let mut select = key.names.clone();
+        let mut select = key.select();
         for t in &targets {
             select.push(quote(&t.name));
             select.push(t.blind.as_deref().map_or_else(|| "NULL".into(), quote));
@@ -607,19 +664,24 @@ impl Run<'_> {
             pass.filter = Some(&filter);
         }
         let mut clean = false;
-        for _ in 0..MAX_SWEEPS {
+        // Reverting, writes through myveil go on sealing: one sweep, and the columns stay
+        // mixed.
+        let sweeps = if mode == Mode::Revert { 1 } else { MAX_SWEEPS };
+        for _ in 0..sweeps {
             // A sweep finds the cells that could not be sealed again: it counts them anew.
             report.unreadable = 0;
-            let (changed, _) = self
+            let (changed, tried) = self
                 .pass(&mut pass, None, "sweep", &mut report, &show)
                 .await?;
             report.sealed += changed;
-            if changed == 0 {
+            // Clean only when a sweep finds nothing to change (not when its changes all lost
+            // to newer writes: those may be plaintext again).
+            if tried == 0 {
                 clean = true;
                 break;
             }
         }
-        if !clean {
+        if !clean && mode != Mode::Revert {
             return Err(Error::PlaintextKeepsComing(format!("{db}.{table}")));
         }
         if report.unreadable > 0 {
@@ -660,6 +722,25 @@ impl Run<'_> {
         let t = format!("{}.{}", quote(db), quote(table));
         let c = quote(column);
         let s = quote(&format!("{column}{}", plan::SHADOW_SUFFIX));
+        let job_name = format!("copy:{column}");
+        // A copy counts only for rows written while both triggers were there: without them
+        // (a new shadow, or a run stopped between dropping them and the swap) it starts over.
+        let present: Option<u64> = self
+            .conn
+            .exec_first(
+                "SELECT COUNT(*) FROM information_schema.TRIGGERS \
+                 WHERE TRIGGER_SCHEMA = ? AND TRIGGER_NAME IN (?, ?)",
+                (db, &ins, &upd),
+            )
+            .await?;
+        if present != Some(2) {
+            self.conn
+                .exec_drop(
+                    "DELETE FROM `myveil`.`jobs` WHERE db = ? AND tbl = ? AND job = ?",
+                    (db, table, &job_name),
+                )
+                .await?;
+        }
         for (name, event) in [(&ins, "INSERT"), (&upd, "UPDATE")] {
             self.conn
                 .query_drop(format!(
@@ -671,7 +752,6 @@ impl Run<'_> {
                 .await?;
         }
         let key = Key::of(live);
-        let job_name = format!("copy:{column}");
         let job = state::job(&mut self.conn, db, table, &job_name).await?;
         if job.as_ref().is_some_and(|j| j.phase == "done") {
             return Ok(());
@@ -693,7 +773,8 @@ impl Run<'_> {
             let rows: Vec<mysql_async::Row> = self
                 .conn
                 .query(format!(
-                    "SELECT {order} FROM {t} {after} ORDER BY {order} LIMIT {}",
+                    "SELECT {} FROM {t} {after} ORDER BY {order} LIMIT {}",
+                    key.select().join(", "),
                     self.options.batch
                 ))
                 .await?;
@@ -759,9 +840,22 @@ impl Run<'_> {
             column,
             "migrate: swapping the shadow column in"
         );
+        // A long transaction of an app holds the table: wait a moment at a time (queries
+        // behind the waiting lock wait too), and try again.
         self.conn
-            .query_drop(format!("LOCK TABLES {t} WRITE"))
+            .query_drop("SET SESSION lock_wait_timeout = 2")
             .await?;
+        let mut tries = 0;
+        loop {
+            match self.conn.query_drop(format!("LOCK TABLES {t} WRITE")).await {
+                Ok(()) => break,
+                Err(mysql_async::Error::Server(e)) if e.code == 1205 && tries < RETRIES => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         let swapped = async {
             for name in [&ins, &upd] {
                 self.conn
@@ -822,19 +916,20 @@ impl Run<'_> {
     }
 
     /// One pass over the table in key order (with `filter`: only rows it selects). Returns
-    /// the cells sealed and the rows read.
+    /// the cells changed and the changes it tried (a change an app's write got ahead of is
+    /// tried but not made).
     async fn pass(
         &mut self,
         p: &mut Pass<'_>,
         resume: Option<Job>,
         phase: &'static str,
         report: &mut TableReport,
-        show: &dyn Fn(&'static str, u64, f64),
+        show: &(dyn Fn(&'static str, u64, f64) + Sync),
     ) -> Result<(u64, u64), Error> {
         let mut last = resume.as_ref().and_then(|j| j.last_pk.clone());
         let mut rows_done = resume.as_ref().map_or(0, |j| j.rows_done);
         let mut sealed = 0u64;
-        let mut read = 0u64;
+        let mut edits_planned = 0u64;
         let mut pace = Pace::new(self.options.rate);
         let n_key = p.key.names.len();
         loop {
@@ -899,7 +994,6 @@ impl Run<'_> {
                     }
                 }
             }
-            read += rows.len() as u64;
             rows_done += rows.len() as u64;
             let mut sql = Vec::new();
             let mut planned = 0u64;
@@ -926,12 +1020,13 @@ impl Run<'_> {
                 .take(sql.len() - usize::from(phase == "seal"))
                 .sum();
             sealed += changed;
+            edits_planned += planned;
             report.raced += planned.saturating_sub(changed);
             last = Some(upper);
             pace.after(rows.len() as u64).await;
             show(phase, rows_done, pace.rate());
         }
-        Ok((sealed, read))
+        Ok((sealed, edits_planned))
     }
 
     /// What to write for one cell: None when it is already an envelope with its index;
@@ -949,6 +1044,22 @@ impl Run<'_> {
         let hex = |b: &[u8]| format!("X'{}'", hex::encode(b));
         if self.mode == Mode::Reencrypt {
             return self.reedit(t, stored, blind, row_key);
+        }
+        if self.mode == Mode::Revert {
+            if !is_envelope(col, stored) {
+                return Ok(None);
+            }
+            let plain = crate::sql::rewrite::open_cell(self.sealer.0, col, stored, row_key)
+                .map_err(|_| ())?;
+            let cell = if t.text {
+                format!("_utf8mb4 X'{}'", hex::encode(&plain))
+            } else {
+                hex(&plain)
+            };
+            return Ok(Some((
+                Some(cell),
+                t.blind.as_ref().map(|_| "NULL".to_owned()),
+            )));
         }
         if is_envelope(col, stored) {
             if t.blind.is_none() || has_blind {
@@ -1198,7 +1309,7 @@ mod tests {
     fn keyset_conditions_follow_the_key_order() {
         let key = Key {
             names: vec!["`a`".into(), "`b`".into()],
-            kinds: vec![KeyKind::Number, KeyKind::Text(None)],
+            kinds: vec![KeyKind::Number, text_key()],
         };
         let lits = key
             .literals(&[b"7".to_vec(), b"x'y".to_vec()])
@@ -1211,12 +1322,16 @@ mod tests {
         assert!(key.literal(0, b"1 OR 1=1").is_none(), "a number is digits");
         let latin = Key {
             names: vec!["`k`".into()],
-            kinds: vec![KeyKind::Text(Some("latin1"))],
+            kinds: vec![KeyKind::Text {
+                charset: "latin1".into(),
+                collation: Some("latin1_german2_ci".into()),
+            }],
         };
         assert_eq!(
-            latin.literal(0, b"a").expect("lit"),
-            "CONVERT(_utf8mb4 X'61' USING latin1)"
+            latin.literal(0, b"\xe4").expect("lit"),
+            "_latin1 X'e4' COLLATE latin1_german2_ci"
         );
+        assert_eq!(latin.select(), vec!["CAST(`k` AS BINARY)".to_owned()]);
     }
 
     #[test]

@@ -335,6 +335,16 @@ pub fn plan_column(col: &Protected, table: &LiveTable, server: Server, rate: u64
                 .into(),
         );
     }
+    for k in &table.primary_key {
+        if let Some(kc) = table.column(k)
+            && crate::migrate::apply::UNPAGEABLE_KEYS.contains(&kc.data_type.as_str())
+        {
+            plan.blockers.push(format!(
+                "the primary key column {k} is {}: migrate apply pages by the key, and such a key does not compare as it sorts",
+                kc.data_type
+            ));
+        }
+    }
     let Some(live) = table.column(&col.column) else {
         plan.blockers.push("the column does not exist".into());
         return plan;
@@ -422,12 +432,19 @@ pub fn plan_column(col: &Protected, table: &LiveTable, server: Server, rate: u64
             });
         }
         if table.column(&shadow_name).is_none() {
+            // Right after the old column, so that once swapped in and the old one dropped it
+            // sits where the old one was (INSERTs without a column list still line up).
+            let add_after = if server.instant_drop() {
+                Algorithm::Instant
+            } else {
+                Algorithm::Inplace
+            };
             plan.steps.push(Step {
                 sql: Some(format!(
-                    "ALTER TABLE {t} ADD COLUMN {shadow} {target} NULL{}",
-                    add.clause()
+                    "ALTER TABLE {t} ADD COLUMN {shadow} {target} NULL AFTER {c}{}",
+                    add_after.clause()
                 )),
-                algorithm: add,
+                algorithm: add_after,
                 what: format!(
                     "a shadow column for the envelopes ({} cannot become {target} in place)",
                     live.column_type

@@ -20,7 +20,7 @@ pub const SCHEMA: &str = "myveil";
 /// The advisory lock one migration or re-encryption holds for its whole run (per server).
 pub const LOCK: &str = "myveil.migrate";
 
-const CREATE: [&str; 3] = [
+const CREATE: [&str; 4] = [
     "CREATE DATABASE IF NOT EXISTS `myveil`",
     "CREATE TABLE IF NOT EXISTS `myveil`.`columns` (\
        db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, col VARCHAR(64) NOT NULL, \
@@ -28,11 +28,13 @@ const CREATE: [&str; 3] = [
        updated TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP, \
        PRIMARY KEY (db, tbl, col)) ENGINE=InnoDB",
     "CREATE TABLE IF NOT EXISTS `myveil`.`jobs` (\
-       db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, job VARCHAR(16) NOT NULL, \
+       db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, job VARCHAR(80) NOT NULL, \
        phase VARCHAR(16) NOT NULL, last_pk TEXT NULL, \
        rows_done BIGINT UNSIGNED NOT NULL DEFAULT 0, rows_total BIGINT UNSIGNED NOT NULL DEFAULT 0, \
        updated TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP, \
        PRIMARY KEY (db, tbl, job)) ENGINE=InnoDB",
+    // A job's name holds a column's (`copy:<column>`); first releases made it shorter.
+    "ALTER TABLE `myveil`.`jobs` MODIFY job VARCHAR(80) NOT NULL",
 ];
 
 /// Creates the `myveil` schema and its tables where missing.

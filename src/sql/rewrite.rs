@@ -69,6 +69,9 @@ pub enum ParamUse {
         column: String,
         keep: bool,
     },
+    /// The client's parameter as plaintext, for the rows of a column in the mixed state
+    /// (NULL when the column is not mixed at execute time).
+    MixedPlain { param: usize, column: String },
     /// The blind index of the client's parameter under the `key`-th key in use, one of
     /// `slots` placeholders the search was prepared with.
     BlindSearch {
@@ -472,44 +475,22 @@ pub fn render(
                 } => {
                     let bidx = column.blind_index.as_deref().unwrap_or_default();
                     let mixed = sealer.mixed(column);
-                    if mixed {
-                        // Mixed state: a row the migration has not reached yet has no blind
-                        // index and holds plaintext, which is compared as it is.
-                        out.push_str(&format!(
-                            "({}IF({qualifier}`{bidx}` IS NULL, {qualifier}`{}` IN (",
-                            if *negated { "NOT " } else { "" },
-                            column.column.replace('`', "``")
-                        ));
-                        let mut first = true;
-                        for lit in values {
-                            if !first {
-                                out.push_str(", ");
-                            }
-                            first = false;
-                            match lit {
-                                Lit::Null | Lit::Stored(_, None) => out.push_str("NULL"),
-                                Lit::Bytes(b) | Lit::Stored(_, Some(b)) => {
-                                    match canonical(column, b) {
-                                        Ok(v) if column.plain_type.kind() == Kind::Text => {
-                                            out.push_str("_utf8mb4 ");
-                                            out.push_hex(&v);
-                                        }
-                                        Ok(v) => out.push_hex(&v),
-                                        Err(_) => out.push_str("NULL"),
-                                    }
-                                }
-                                Lit::Param(i) => {
-                                    out.push('?');
-                                    params.push(ParamUse::Plain(*i));
-                                }
-                            }
+                    // The mixed form: rows a migration has not reached yet have no index and
+                    // hold plaintext, compared as it is. A prepared search always takes it (so
+                    // its form outlives a change of state); its plaintext parameter goes to
+                    // the server only while the column is mixed, else NULL. Written as an OR
+                    // of IN lists, which the server serves from the indexes of both columns.
+                    let prepared = values.iter().any(|l| matches!(l, Lit::Param(_)));
+                    let two = mixed || prepared;
+                    let col_name = format!("{qualifier}`{}`", column.column.replace('`', "``"));
+                    let b = format!("{qualifier}`{bidx}`");
+                    match (two, *negated) {
+                        (false, false) => out.push_str(&format!("{b} IN (")),
+                        (false, true) => out.push_str(&format!("{b} NOT IN (")),
+                        (true, false) => out.push_str(&format!("({b} IN (")),
+                        (true, true) => {
+                            out.push_str(&format!("(({b} IS NOT NULL AND {b} NOT IN ("))
                         }
-                        out.push_str(&format!("), {qualifier}`{bidx}` IN ("));
-                    } else {
-                        out.push_str(&format!(
-                            "{qualifier}`{bidx}` {}IN (",
-                            if *negated { "NOT " } else { "" }
-                        ));
                     }
                     let mut first = true;
                     let mut sep = |out: &mut Text<'_>| {
@@ -555,8 +536,40 @@ pub fn render(
                         }
                     }
                     out.push(')');
-                    if mixed {
-                        out.push_str("))");
+                    if two {
+                        if *negated {
+                            out.push_str(&format!(") OR ({b} IS NULL AND {col_name} NOT IN ("));
+                        } else {
+                            out.push_str(&format!(" OR {col_name} IN ("));
+                        }
+                        let mut first = true;
+                        for lit in values {
+                            if !first {
+                                out.push_str(", ");
+                            }
+                            first = false;
+                            match lit {
+                                Lit::Bytes(b) | Lit::Stored(_, Some(b)) if mixed => {
+                                    match canonical(column, b) {
+                                        Ok(v) if column.plain_type.kind() == Kind::Text => {
+                                            out.push_str("_utf8mb4 ");
+                                            out.push_hex(&v);
+                                        }
+                                        Ok(v) => out.push_hex(&v),
+                                        Err(_) => out.push_str("NULL"),
+                                    }
+                                }
+                                Lit::Param(i) => {
+                                    out.push('?');
+                                    params.push(ParamUse::MixedPlain {
+                                        param: *i,
+                                        column: column.scope(),
+                                    });
+                                }
+                                _ => out.push_str("NULL"),
+                            }
+                        }
+                        out.push_str(if *negated { ")))" } else { "))" });
                     }
                 }
             }

@@ -374,7 +374,7 @@ fn parameters_are_mapped() {
         analyze("app", "SELECT * FROM users WHERE email = ? AND id = ?").expect("ok");
     assert_eq!(
         sql,
-        "SELECT * FROM users WHERE `email_bidx` IN (?, ?, ?) AND id = ?"
+        "SELECT * FROM users WHERE (`email_bidx` IN (?, ?, ?) OR `email` IN (?)) AND id = ?"
     );
     let slot = |key| ParamUse::BlindSearch {
         param: 0,
@@ -382,7 +382,14 @@ fn parameters_are_mapped() {
         key,
         slots: 3,
     };
-    assert_eq!(params, vec![slot(0), slot(1), slot(2), ParamUse::Plain(1)]);
+    let plain = ParamUse::MixedPlain {
+        param: 0,
+        column: "users.email".into(),
+    };
+    assert_eq!(
+        params,
+        vec![slot(0), slot(1), slot(2), plain, ParamUse::Plain(1)]
+    );
     let (_, params) = analyze(
         "app",
         "UPDATE users SET born = ? WHERE id = ? AND note = '?'",
