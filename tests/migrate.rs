@@ -325,7 +325,8 @@ async fn wait_for_job(
     rows: u64,
     child: &mut std::process::Child,
 ) -> bool {
-    for _ in 0..1200 {
+    // Long enough for a large table's earlier phases (MYVEIL_MIGRATE_ROWS).
+    for _ in 0..1200 + rows / 50 {
         let done: Option<u64> = c
             .exec_first(
                 "SELECT rows_done FROM myveil.jobs WHERE db = ? AND tbl = 'people' AND job = ?",
@@ -465,8 +466,11 @@ roles = {{ app = "plaintext" }}
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ops = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let load_started = std::time::Instant::now();
     let load = {
         let stop = stop.clone();
+        let ops = ops.clone();
         let mut app = proxy.app(Some(&db.name)).await;
         let mut reporter = mysql_async::Conn::new(
             proxy
@@ -485,6 +489,7 @@ roles = {{ app = "plaintext" }}
             let mut i = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 i += 1;
+                ops.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let id = rng.random_range(1..=rows);
                 match i % 5 {
                     0 => {
@@ -610,21 +615,56 @@ roles = {{ app = "plaintext" }}
         "{}",
         String::from_utf8_lossy(&rival.stderr)
     );
+    // Its peak memory, sampled while it runs (VmHWM is the high-water mark).
+    let pid = third.id();
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sampler = {
+        let peak = peak.clone();
+        std::thread::spawn(move || {
+            while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+                if let Some(kb) = status
+                    .lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse::<u64>().ok())
+                {
+                    peak.fetch_max(kb, std::sync::atomic::Ordering::Relaxed);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        })
+    };
     let out = tokio::task::spawn_blocking(move || third.wait_with_output())
         .await
         .expect("join")
         .expect("third run");
+    let _ = sampler.join();
     let elapsed = started.elapsed().as_secs_f64();
+    let (ops_during, secs_during) = (
+        ops.load(std::sync::atomic::Ordering::Relaxed),
+        load_started.elapsed().as_secs_f64(),
+    );
     assert!(
         out.status.success(),
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    // The load goes on a moment over the finished columns, then stops.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The load goes on a while over the finished columns (its throughput without a
+    // migration), then stops.
+    let after = std::time::Duration::from_secs_f64((secs_during / 4.0).clamp(0.3, 20.0));
+    tokio::time::sleep(after).await;
+    let ops_after = ops.load(std::sync::atomic::Ordering::Relaxed) - ops_during;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (model, writes, refused, reads, secs) = load.await.expect("load ran without a failure");
+    let during_rate = ops_during as f64 / secs_during;
+    let after_rate = ops_after as f64 / after.as_secs_f64();
+    eprintln!(
+        "MIGRATE rows={rows} elapsed_s={elapsed:.1} rows_per_s={:.0} peak_rss_kib={} load_ops_per_s_during={during_rate:.0} after={after_rate:.0} ratio={:.2}",
+        rows as f64 / elapsed,
+        peak.load(std::sync::atomic::Ordering::Relaxed),
+        during_rate / after_rate.max(1e-9)
+    );
     eprintln!(
         "migrated {rows} rows in {elapsed:.1} s (two runs killed); load: {writes} writes, {refused} refused before a swap, {reads} reads in {secs:.1} s"
     );
@@ -672,7 +712,8 @@ roles = {{ app = "plaintext" }}
     {
         use base64::Engine as _;
         let t0 = std::time::Instant::now();
-        for id in (1..=rows).step_by((rows / 30).max(1) as usize) {
+        let samples = if rows > 100_000 { 8 } else { 30 };
+        for id in (1..=rows).step_by((rows / samples).max(1) as usize) {
             let (e, s, n) = &model[&id];
             for p in [Some(e), Some(s), n.as_ref()].into_iter().flatten() {
                 let forms = [
@@ -751,6 +792,38 @@ roles = {{ app = "plaintext" }}
         .output()
         .expect("verify");
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+    // A rotation of every key, and the table re-encrypted under the new ones (timed).
+    let v = myveil_cmd(&config, &["keys", "rotate", "--blind-index"])
+        .output()
+        .expect("rotate");
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    proxy.shared.reload_keys().expect("reload");
+    let t0 = std::time::Instant::now();
+    let v = myveil_cmd(&config, &["keys", "reencrypt", "--rate", "0"])
+        .output()
+        .expect("reencrypt");
+    let secs = t0.elapsed().as_secs_f64();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    eprintln!(
+        "REENCRYPT rows={} seconds={secs:.1} rows_per_s={:.0}",
+        model.len(),
+        model.len() as f64 / secs
+    );
+    let v = myveil_cmd(&config, &["migrate", "verify"])
+        .output()
+        .expect("verify");
+    let text = String::from_utf8_lossy(&v.stdout).into_owned();
+    assert!(v.status.success(), "{text}");
+    assert!(
+        !text.contains("older key"),
+        "every index under the new key: {text}"
+    );
+    let some = &model[&(rows / 3)].0;
+    let found: Vec<u64> = app
+        .exec("SELECT id FROM people WHERE email = ?", (some,))
+        .await
+        .expect("search");
+    assert_eq!(found, vec![rows / 3]);
     app.disconnect().await.ok();
     proxy.signal_stop();
     proxy.join().await;

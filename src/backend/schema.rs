@@ -72,14 +72,14 @@ pub struct Snapshot {
 /// way of every opened cell (the role's mask, or a refusal), so the window shows no role
 /// more than the policy gives it (ADR 0008).
 #[derive(Debug, Clone, Default)]
-pub struct Mixed(Vec<(String, String, String)>);
+pub struct Mixed(Vec<(String, String, String)>, Vec<(String, String)>);
 
 /// No column in the mixed state.
-pub static NO_MIXED: Mixed = Mixed(Vec::new());
+pub static NO_MIXED: Mixed = Mixed(Vec::new(), Vec::new());
 
 impl Mixed {
     pub fn new(columns: Vec<(String, String, String)>) -> Self {
-        Self(columns)
+        Self(columns, Vec::new())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -87,13 +87,25 @@ impl Mixed {
     }
 
     /// Whether a policy column is in the mixed state in some database (a rule for a table
-    /// in any database is mixed while any of its tables is).
+    /// in any database is mixed while any of its tables is): for reads, where being mixed
+    /// only lets a plaintext cell through the role's rule.
     pub fn contains(&self, column: &Protected) -> bool {
         !self.0.is_empty()
             && self
                 .0
                 .iter()
                 .any(|(d, t, c)| column.column.eq_ignore_ascii_case(c) && column.is_in(d, t))
+    }
+
+    /// Whether a search of the column may send its plaintext to the server: mixed, and
+    /// not a rule for any database whose table exists in more than one (a search there
+    /// cannot tell which of them it reads, and the others' terms would leave in the clear).
+    pub fn searches_plaintext(&self, column: &Protected) -> bool {
+        self.contains(column)
+            && (column.database.is_some()
+                || !self.1.iter().any(|(t, c)| {
+                    t.eq_ignore_ascii_case(&column.table) && c.eq_ignore_ascii_case(&column.column)
+                }))
     }
 }
 
@@ -562,7 +574,19 @@ pub async fn load(
         .map(|(_, _, c, _)| c.clone())
         .collect();
     snapshot.dependents = load_dependents(conn, policy, &views, &computed).await?;
-    snapshot.mixed = Mixed::new(crate::migrate::state::mixed(conn).await?);
+    // Security: a state row counts only for a table the snapshot has (a row left by a
+    // dropped database makes no other database's table mixed).
+    let rows: Vec<(String, String, String)> = crate::migrate::state::mixed(conn)
+        .await?
+        .into_iter()
+        .filter(|(d, t, _)| snapshot.tables.contains_key(&key(d, t)))
+        .collect();
+    let ambiguous: Vec<(String, String)> = rows
+        .iter()
+        .filter(|(_, t, _)| snapshot.databases_with(t).len() > 1)
+        .map(|(_, t, c)| (t.clone(), c.clone()))
+        .collect();
+    snapshot.mixed = Mixed(rows, ambiguous);
     for ((d, n), def) in views {
         snapshot.views.insert(key(&d, &n), def);
     }

@@ -707,7 +707,7 @@ impl Sealer for KeyringSealer<'_> {
             .len()
     }
     fn mixed(&self, column: &Protected) -> bool {
-        self.1.contains(column)
+        self.1.searches_plaintext(column)
     }
 }
 
