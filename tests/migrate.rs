@@ -345,6 +345,12 @@ async fn wait_for_job(
     false
 }
 
+/// Whether a statement lost a lock to the migration's batch (a deadlock victim, or a lock
+/// wait timeout): rolled back, nothing written, as any application must expect.
+fn lost_a_lock(e: &mysql_async::Error) -> bool {
+    matches!(e, mysql_async::Error::Server(s) if s.code == 1213 || s.code == 1205)
+}
+
 /// Whether a server error is myveil's "column not ready" (a write to a column a migration
 /// has not widened or swapped in yet, or before its blind-index column exists).
 fn too_narrow(e: &mysql_async::Error) -> bool {
@@ -494,11 +500,18 @@ roles = {{ app = "plaintext" }}
                 match i % 5 {
                     0 => {
                         let email = format!("changed{i}@example.org");
-                        app.exec_drop("UPDATE people SET email = ? WHERE id = ?", (&email, id))
+                        match app
+                            .exec_drop("UPDATE people SET email = ? WHERE id = ?", (&email, id))
                             .await
-                            .unwrap_or_else(|e| panic!("email update: {e}"));
-                        model.get_mut(&id).expect("row").0 = email;
-                        writes += 1;
+                        {
+                            Ok(()) => {
+                                model.get_mut(&id).expect("row").0 = email;
+                                writes += 1;
+                            }
+                            // A deadlock victim is rolled back, as without myveil.
+                            Err(e) if lost_a_lock(&e) => refused += 1,
+                            Err(e) => panic!("email update: {e}"),
+                        }
                     }
                     1 => {
                         let (ssn, note) = (
@@ -518,7 +531,7 @@ roles = {{ app = "plaintext" }}
                                 r.2 = Some(note);
                                 writes += 1;
                             }
-                            Err(e) if too_narrow(&e) => refused += 1,
+                            Err(e) if too_narrow(&e) || lost_a_lock(&e) => refused += 1,
                             Err(e) => panic!("ssn update: {e}"),
                         }
                     }
@@ -539,7 +552,7 @@ roles = {{ app = "plaintext" }}
                                 model.insert(next_id, row);
                                 writes += 1;
                             }
-                            Err(e) if too_narrow(&e) => refused += 1,
+                            Err(e) if too_narrow(&e) || lost_a_lock(&e) => refused += 1,
                             Err(e) => panic!("insert: {e}"),
                         }
                         next_id += 1;
