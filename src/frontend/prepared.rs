@@ -200,6 +200,9 @@ impl Prepared {
         let mut bitmap = vec![0u8; m.div_ceil(8)];
         let mut types = Vec::with_capacity(2 * m);
         let mut body = Vec::new();
+        // A search's slots are consecutive uses of one parameter: its indexes under every
+        // key in use are computed once for all of them.
+        let mut searched: Option<(usize, Vec<[u8; 32]>)> = None;
         for (j, u) in self.uses.iter().enumerate() {
             let param = param_of(u);
             let Some((raw, from_long)) = values
@@ -309,11 +312,14 @@ impl Prepared {
                             })?
                             .to_vec(),
                         ParamUse::BlindSearch { key, slots, .. } => {
-                            let all = sealer.blind_all(col, &v).map_err(|e| Refusal {
-                                target: col.scope(),
-                                reason: e.to_string(),
-                                denied: false,
-                            })?;
+                            let all = match searched.take() {
+                                Some((p, all)) if p == param => all,
+                                _ => sealer.blind_all(col, &v).map_err(|e| Refusal {
+                                    target: col.scope(),
+                                    reason: e.to_string(),
+                                    denied: false,
+                                })?,
+                            };
                             if all.len() > *slots {
                                 return Err(Refusal {
                                     target: col.scope(),
@@ -324,10 +330,13 @@ impl Prepared {
                                     denied: false,
                                 });
                             }
-                            all.get(*key)
+                            let idx = all
+                                .get(*key)
                                 .or(all.first())
                                 .map(|k| k.to_vec())
-                                .unwrap_or_default()
+                                .unwrap_or_default();
+                            searched = Some((param, all));
+                            idx
                         }
                         ParamUse::Plain(_) | ParamUse::MixedPlain { .. } => Vec::new(),
                     };
