@@ -267,52 +267,10 @@ fn main() -> Result<()> {
 fn migrate(config: Config, command: MigrateCommand) -> Result<()> {
     match command {
         MigrateCommand::Apply { rate, batch } => {
-            use myveil::migrate::apply;
             myveil::telemetry::init(&config.log.level);
             let shared = Shared::new(config)?;
-            let protection = shared.protection.load_full();
-            let keyring = shared
-                .keyring
-                .load_full()
-                .context("no keyring: run `myveil keygen` first")?;
-            let line = ProgressLine::new();
-            let logged = std::sync::Mutex::new(std::time::Instant::now());
-            let progress = |p: &apply::Progress| {
-                let pct = p
-                    .rows
-                    .saturating_mul(100)
-                    .checked_div(p.total)
-                    .map(|pct| format!(" {:>3}%", pct.min(100)))
-                    .unwrap_or_default();
-                let text = format!(
-                    "{}.{} {}{pct} {} rows, {:.0} rows/s",
-                    p.database, p.table, p.phase, p.rows, p.rate
-                );
-                if line.tty {
-                    line.text(&text);
-                } else if let Ok(mut last) = logged.lock()
-                    && (last.elapsed().as_secs() >= 5 || p.phase == "done")
-                {
-                    *last = std::time::Instant::now();
-                    tracing::info!(database = %p.database, table = %p.table, phase = p.phase, rows = p.rows, total = p.total, rate = p.rate as u64, "migrate apply");
-                }
-            };
-            let cancel = std::sync::atomic::AtomicBool::new(false);
-            let options = apply::Options { rate, batch };
-            let reports = runtime()?.block_on(async {
-                apply::apply(
-                    shared.control_opts()?,
-                    &protection.policy,
-                    &keyring,
-                    &options,
-                    &progress,
-                    &cancel,
-                )
-                .await
-                .map_err(anyhow::Error::from)
-            });
-            line.done();
-            let reports = reports?;
+            let (reports, _) =
+                run_job(&shared, myveil::migrate::apply::Mode::Encrypt, rate, batch)?;
             let mut out = std::io::stdout().lock();
             for r in &reports {
                 writeln!(
@@ -340,7 +298,6 @@ fn migrate(config: Config, command: MigrateCommand) -> Result<()> {
             rate,
             batch,
         } => {
-            use myveil::migrate::apply;
             if !decrypt_to_plaintext {
                 bail!(
                     "revert writes the plaintext of every protected cell back into the database: \
@@ -349,36 +306,7 @@ fn migrate(config: Config, command: MigrateCommand) -> Result<()> {
             }
             myveil::telemetry::init(&config.log.level);
             let shared = Shared::new(config)?;
-            let protection = shared.protection.load_full();
-            let keyring = shared
-                .keyring
-                .load_full()
-                .context("no keyring: run `myveil keygen` first")?;
-            let line = ProgressLine::new();
-            let progress = |p: &apply::Progress| {
-                if line.tty {
-                    line.text(&format!(
-                        "reverting {}.{} {} {} rows, {:.0} rows/s",
-                        p.database, p.table, p.phase, p.rows, p.rate
-                    ));
-                }
-            };
-            let cancel = std::sync::atomic::AtomicBool::new(false);
-            let options = apply::Options { rate, batch };
-            let reports = runtime()?.block_on(async {
-                apply::revert(
-                    shared.control_opts()?,
-                    &protection.policy,
-                    &keyring,
-                    &options,
-                    &progress,
-                    &cancel,
-                )
-                .await
-                .map_err(anyhow::Error::from)
-            });
-            line.done();
-            let reports = reports?;
+            let (reports, _) = run_job(&shared, myveil::migrate::apply::Mode::Revert, rate, batch)?;
             let mut out = std::io::stdout().lock();
             for r in &reports {
                 writeln!(
@@ -456,6 +384,68 @@ fn migrate(config: Config, command: MigrateCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Runs `migrate apply`, `keys reencrypt` or `migrate revert` with a progress line on a
+/// terminal, a log line every 5 s otherwise.
+fn run_job(
+    shared: &Shared,
+    mode: myveil::migrate::apply::Mode,
+    rate: u64,
+    batch: usize,
+) -> Result<(
+    Vec<myveil::migrate::apply::TableReport>,
+    Arc<myveil::crypto::keyring::Keyring>,
+)> {
+    use myveil::migrate::apply;
+    let protection = shared.protection.load_full();
+    let keyring = shared
+        .keyring
+        .load_full()
+        .context("no keyring: run `myveil keygen` first")?;
+    let line = ProgressLine::new();
+    let logged = std::sync::Mutex::new(std::time::Instant::now());
+    let verb = match mode {
+        apply::Mode::Encrypt => "migrate apply",
+        apply::Mode::Reencrypt => "keys reencrypt",
+        apply::Mode::Revert => "migrate revert",
+    };
+    let progress = |p: &apply::Progress| {
+        if line.tty {
+            let pct = p
+                .rows
+                .saturating_mul(100)
+                .checked_div(p.total)
+                .map(|pct| format!(" {:>3}%", pct.min(100)))
+                .unwrap_or_default();
+            line.text(&format!(
+                "{verb}: {}.{} {}{pct} {} rows, {:.0} rows/s",
+                p.database, p.table, p.phase, p.rows, p.rate
+            ));
+        } else if let Ok(mut last) = logged.lock()
+            && (last.elapsed().as_secs() >= 5 || p.phase == "done")
+        {
+            *last = std::time::Instant::now();
+            tracing::info!(database = %p.database, table = %p.table, phase = p.phase, rows = p.rows, total = p.total, rate = p.rate as u64, "{verb}");
+        }
+    };
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let options = apply::Options { rate, batch };
+    let reports = runtime()?.block_on(async {
+        apply::run(
+            mode,
+            shared.control_opts()?,
+            &protection.policy,
+            &keyring,
+            &options,
+            &progress,
+            &cancel,
+        )
+        .await
+        .map_err(anyhow::Error::from)
+    });
+    line.done();
+    Ok((reports?, keyring))
 }
 
 /// Reads every protected column (migrate verify's scan) for what uses each key.
@@ -618,41 +608,14 @@ fn keys(config: Config, command: KeysCommand) -> Result<()> {
             Ok(())
         }
         KeysCommand::Reencrypt { rate, batch } => {
-            use myveil::migrate::apply;
             myveil::telemetry::init(&config.log.level);
             let shared = Shared::new(config)?;
-            let protection = shared.protection.load_full();
-            let ring = shared
-                .keyring
-                .load_full()
-                .context("no keyring: run `myveil keygen` first")?;
-            let line = ProgressLine::new();
-            let progress = |p: &apply::Progress| {
-                if line.tty {
-                    line.text(&format!(
-                        "re-encrypting {}.{} {} {} rows, {:.0} rows/s",
-                        p.database, p.table, p.phase, p.rows, p.rate
-                    ));
-                } else if p.phase == "done" {
-                    tracing::info!(database = %p.database, table = %p.table, "keys reencrypt: table done");
-                }
-            };
-            let cancel = std::sync::atomic::AtomicBool::new(false);
-            let options = apply::Options { rate, batch };
-            let reports = runtime()?.block_on(async {
-                apply::reencrypt(
-                    shared.control_opts()?,
-                    &protection.policy,
-                    &ring,
-                    &options,
-                    &progress,
-                    &cancel,
-                )
-                .await
-                .map_err(anyhow::Error::from)
-            });
-            line.done();
-            let reports = reports?;
+            let (reports, ring) = run_job(
+                &shared,
+                myveil::migrate::apply::Mode::Reencrypt,
+                rate,
+                batch,
+            )?;
             let mut out = std::io::stdout().lock();
             for r in &reports {
                 writeln!(

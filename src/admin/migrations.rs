@@ -178,14 +178,21 @@ pub async fn start(
         let progress = move |p: &apply::Progress| {
             update(&progress_state, &progress_id, |s| s.progress = p.clone());
         };
-        let result = match kind {
-            "apply" => {
-                apply::apply(opts, &policy.policy, &keyring, &options, &progress, &cancel).await
-            }
-            _ => {
-                apply::reencrypt(opts, &policy.policy, &keyring, &options, &progress, &cancel).await
-            }
+        let mode = if kind == "apply" {
+            apply::Mode::Encrypt
+        } else {
+            apply::Mode::Reencrypt
         };
+        let result = apply::run(
+            mode,
+            opts,
+            &policy.policy,
+            &keyring,
+            &options,
+            &progress,
+            &cancel,
+        )
+        .await;
         // This instance sees the new column states at once (others within their poll).
         job_state.shared.schema_changed().await;
         update(&job_state, &job_id, |s| {

@@ -273,83 +273,19 @@ impl Key {
     }
 }
 
-/// Runs the migration of every policy column. `progress` is called after every batch.
-pub async fn apply(
-    opts: mysql_async::Opts,
-    policy: &Policy,
-    keyring: &Keyring,
-    options: &Options,
-    progress: &(dyn Fn(&Progress) + Sync),
-    cancel: &AtomicBool,
-) -> Result<Vec<TableReport>, Error> {
-    run(
-        opts,
-        policy,
-        keyring,
-        options,
-        progress,
-        cancel,
-        Mode::Encrypt,
-    )
-    .await
-}
-
-/// Re-seals every cell under a key that is not its column's primary (and refills every
-/// blind index under a key that is not the primary blind-index key), in the same batches,
-/// checkpoints and lock as `apply`. Plaintext cells are left to `apply` (and counted).
-pub async fn reencrypt(
-    opts: mysql_async::Opts,
-    policy: &Policy,
-    keyring: &Keyring,
-    options: &Options,
-    progress: &(dyn Fn(&Progress) + Sync),
-    cancel: &AtomicBool,
-) -> Result<Vec<TableReport>, Error> {
-    run(
-        opts,
-        policy,
-        keyring,
-        options,
-        progress,
-        cancel,
-        Mode::Reencrypt,
-    )
-    .await
-}
-
-/// Opens every envelope of the policy's columns back to plaintext where it is (the undo of
-/// `apply`), blind indexes emptied. The columns stay mixed, so the proxies read what is left
-/// either way: take the columns out of the policy and reload, then run it again for cells
-/// written through myveil meanwhile.
-pub async fn revert(
-    opts: mysql_async::Opts,
-    policy: &Policy,
-    keyring: &Keyring,
-    options: &Options,
-    progress: &(dyn Fn(&Progress) + Sync),
-    cancel: &AtomicBool,
-) -> Result<Vec<TableReport>, Error> {
-    run(
-        opts,
-        policy,
-        keyring,
-        options,
-        progress,
-        cancel,
-        Mode::Revert,
-    )
-    .await
-}
-
-/// What a run does to a cell.
+/// What a run does to every cell of the policy's columns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// An envelope becomes plaintext again.
-    Revert,
-    /// Plaintext becomes an envelope (the columns go mixed, then done).
+pub enum Mode {
+    /// `migrate apply`: plaintext becomes an envelope (the columns go mixed, then done).
     Encrypt,
-    /// An envelope under an older key becomes one under the primary.
+    /// `keys reencrypt`: an envelope under a key that is not its column's primary is sealed
+    /// again under it, and a blind index under an older key is refilled. Plaintext cells are
+    /// left to `apply` (and counted).
     Reencrypt,
+    /// `migrate revert`: an envelope becomes plaintext again where it is, blind indexes
+    /// emptied. The columns stay mixed, so the proxies read what is left either way: take
+    /// them out of the policy, reload, and run it again for cells written meanwhile.
+    Revert,
 }
 
 impl Mode {
@@ -362,14 +298,16 @@ impl Mode {
     }
 }
 
-async fn run(
+/// Runs `mode` over every policy column, under the server's lock. `progress` is called
+/// after every batch; `cancel` stops the run after its current batch.
+pub async fn run(
+    mode: Mode,
     opts: mysql_async::Opts,
     policy: &Policy,
     keyring: &Keyring,
     options: &Options,
     progress: &(dyn Fn(&Progress) + Sync),
     cancel: &AtomicBool,
-    mode: Mode,
 ) -> Result<Vec<TableReport>, Error> {
     let mut lock = mysql_async::Conn::new(opts.clone()).await?;
     let got: Option<Option<i64>> = lock

@@ -59,6 +59,15 @@ impl Server {
         self.at_least((10, 4, 0), (8, 0, 29))
     }
 
+    /// How a column is dropped (or added anywhere but last): INSTANT where the server can.
+    fn drop_algorithm(&self) -> Algorithm {
+        if self.instant_drop() {
+            Algorithm::Instant
+        } else {
+            Algorithm::Inplace
+        }
+    }
+
     /// `RENAME COLUMN a TO b` (else `CHANGE a b <type>`).
     fn rename_column(&self) -> bool {
         self.at_least((10, 5, 2), (8, 0, 0))
@@ -367,11 +376,7 @@ pub fn plan_column(col: &Protected, table: &LiveTable, server: Server, rate: u64
     let old_name = format!("{}{OLD_SUFFIX}", col.column);
     if table.column(&old_name).is_some() {
         // A swap went through (an interrupted apply): the old plaintext goes first.
-        let drop = if server.instant_drop() {
-            Algorithm::Instant
-        } else {
-            Algorithm::Inplace
-        };
+        let drop = server.drop_algorithm();
         plan.steps.push(Step {
             sql: Some(format!(
                 "ALTER TABLE {t} DROP COLUMN {}{}",
@@ -434,11 +439,7 @@ pub fn plan_column(col: &Protected, table: &LiveTable, server: Server, rate: u64
         if table.column(&shadow_name).is_none() {
             // Right after the old column, so that once swapped in and the old one dropped it
             // sits where the old one was (INSERTs without a column list still line up).
-            let add_after = if server.instant_drop() {
-                Algorithm::Instant
-            } else {
-                Algorithm::Inplace
-            };
+            let add_after = server.drop_algorithm();
             plan.steps.push(Step {
                 sql: Some(format!(
                     "ALTER TABLE {t} ADD COLUMN {shadow} {target} NULL AFTER {c}{}",
@@ -478,11 +479,7 @@ pub fn plan_column(col: &Protected, table: &LiveTable, server: Server, rate: u64
             what: "swap the shadow column in by name (the triggers go with it, under a write lock of a moment)".into(),
             kind: StepKind::Swap,
         });
-        let drop = if server.instant_drop() {
-            Algorithm::Instant
-        } else {
-            Algorithm::Inplace
-        };
+        let drop = server.drop_algorithm();
         plan.steps.push(Step {
             sql: Some(format!(
                 "ALTER TABLE {t} DROP COLUMN {old}{}",

@@ -45,18 +45,23 @@ pub async fn ensure(conn: &mut mysql_async::Conn) -> Result<(), mysql_async::Err
     Ok(())
 }
 
-/// Columns in the mixed state: (database, table, column) as recorded. A server without the
-/// `myveil` schema has none.
-pub async fn mixed(
-    conn: &mut mysql_async::Conn,
-) -> Result<Vec<(String, String, String)>, mysql_async::Error> {
-    let exists: Option<u64> = conn
+/// Whether the server has the column-state table (a server never migrated has not).
+async fn has_state(conn: &mut mysql_async::Conn) -> Result<bool, mysql_async::Error> {
+    let n: Option<u64> = conn
         .query_first(
             "SELECT COUNT(*) FROM information_schema.TABLES \
              WHERE TABLE_SCHEMA = 'myveil' AND TABLE_NAME = 'columns'",
         )
         .await?;
-    if exists.unwrap_or(0) == 0 {
+    Ok(n.unwrap_or(0) > 0)
+}
+
+/// Columns in the mixed state: (database, table, column) as recorded. A server without the
+/// `myveil` schema has none.
+pub async fn mixed(
+    conn: &mut mysql_async::Conn,
+) -> Result<Vec<(String, String, String)>, mysql_async::Error> {
+    if !has_state(conn).await? {
         return Ok(Vec::new());
     }
     conn.query("SELECT db, tbl, col FROM `myveil`.`columns` WHERE state = 'mixed'")
@@ -70,13 +75,7 @@ pub async fn mixed_or_done(
     table: &str,
     column: &str,
 ) -> Result<Option<String>, mysql_async::Error> {
-    let exists: Option<u64> = conn
-        .query_first(
-            "SELECT COUNT(*) FROM information_schema.TABLES \
-             WHERE TABLE_SCHEMA = 'myveil' AND TABLE_NAME = 'columns'",
-        )
-        .await?;
-    if exists.unwrap_or(0) == 0 {
+    if !has_state(conn).await? {
         return Ok(None);
     }
     column_state(conn, db, table, column).await

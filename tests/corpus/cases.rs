@@ -39,6 +39,7 @@ pub fn all() -> Vec<Case> {
     v.extend(own_ideas());
     v.extend(connection_ids());
     v.extend(plans());
+    v.extend(migrations());
     let mut names = std::collections::BTreeSet::new();
     for c in &v {
         assert!(
@@ -2852,5 +2853,56 @@ fn own_ideas() -> Vec<Case> {
         i("a stored aggregate function")
             .root("CREATE AGGREGATE FUNCTION agg_cat(x TEXT) RETURNS TEXT BEGIN DECLARE r TEXT DEFAULT ''; DECLARE CONTINUE HANDLER FOR NOT FOUND RETURN r; LOOP FETCH GROUP NEXT ROW; SET r = CONCAT(r, x); END LOOP; END")
             .q("SELECT agg_cat(ssn) FROM users"),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------
+// Migrations (ADR 0008): the backend's `myveil` schema holds the column states the proxies
+// relax reads by, and a shadow column holds a protected column's values. No client reaches
+// the one, and the other is read as the column it shadows and written by no client.
+// ---------------------------------------------------------------------------------------
+
+/// Every statement that names the `myveil` schema (or `USE`s it) was refused.
+fn state_untouched(_: Role, outs: &[StepOut]) -> Option<String> {
+    for o in outs {
+        let names = o.sent.to_ascii_lowercase().contains("myveil");
+        if names && o.items.iter().any(|i| !matches!(i, Item::Err { .. })) {
+            return Some(format!("reached the myveil schema: {}", o.sent));
+        }
+    }
+    None
+}
+
+fn migrations() -> Vec<Case> {
+    let g = |name: &str| case("migrations", name.to_owned());
+    vec![
+        g("the migration state written, then a search and a read")
+            .q("INSERT INTO myveil.columns (db, tbl, col, state) VALUES ('{{A}}', 'users', 'email', 'mixed')")
+            .q("UPDATE myveil.columns SET state = 'mixed'")
+            .q("SELECT id FROM users WHERE email = '{{s:em:1}}'")
+            .q("SELECT email, ssn FROM users WHERE id = 1")
+            .check(state_untouched),
+        g("the migration state in another spelling")
+            .q("UPDATE `MYVEIL`.`columns` SET state = 'mixed'")
+            .q("/*!100000 DELETE FROM myveil . jobs */")
+            .q("REPLACE INTO myveil.columns SELECT '{{A}}', 'users', 'ssn', 'mixed', NOW()")
+            .q("UPDATE users SET ssn = '{{c:ssn}}' WHERE id = 1")
+            .check(state_untouched),
+        g("myveil as the current database, then unqualified names")
+            .q("USE myveil")
+            .q("UPDATE columns SET state = 'mixed'")
+            .q("UPDATE users SET ssn = '{{c:ssn}}' WHERE id = 2")
+            .check(state_untouched),
+        g("a shadow column written through myveil")
+            .root("ALTER TABLE users ADD COLUMN ssn__myveil VARBINARY(255) NULL AFTER ssn")
+            .q("UPDATE users SET ssn__myveil = '{{c:ssn}}' WHERE id = 1")
+            .q("INSERT INTO users (id, ssn__myveil) VALUES (90, '{{c2:ssn}}')")
+            .q("UPDATE users SET `SSN__MYVEIL` = 0x{{x:c3:ssn}} WHERE id = 2"),
+        g("a shadow column read as the column it shadows")
+            .root("ALTER TABLE users ADD COLUMN ssn__myveil VARBINARY(255) NULL AFTER ssn")
+            .root("UPDATE users SET ssn__myveil = ssn")
+            .q("SELECT ssn__myveil FROM users WHERE id = 1")
+            .q("SELECT * FROM users WHERE id = 1")
+            .q("SELECT HEX(ssn__myveil), LENGTH(ssn__myveil) FROM users WHERE id = 1"),
     ]
 }
