@@ -1,8 +1,9 @@
 //! backend: connections to the real MySQL/MariaDB and the pool they come from.
 //!
 //! A client session is pinned to one backend connection for its life. The connection is
-//! taken before the client is greeted (its server version and capabilities go in the
-//! greeting; the connection id is myveil's own, frontend::ids). A pooled connection
+//! taken once the client has logged in, never before (the greeting's server version and
+//! capabilities are the backend's latest, `Pool::profile`; the connection id is myveil's
+//! own, frontend::ids). A pooled connection
 //! is reset with COM_RESET_CONNECTION when its client leaves (nothing of that session waits
 //! in the pool: locks, prepared statements, temporary tables, variables), and re-bound with
 //! COM_CHANGE_USER when the next client takes it, which authenticates the role's backend
@@ -27,7 +28,7 @@ use crate::wire::packets::{
 };
 use crate::wire::{self, PacketConn, Stream};
 
-pub use pool::{Lease, Pool, PoolConfig};
+pub use pool::{BACKEND_USERS, Pool, PoolConfig, Profile, Slot};
 
 const COM_RESET_CONNECTION: u8 = 0x1F;
 
@@ -59,6 +60,9 @@ pub enum Error {
         "backend account needs caching_sha2_password full authentication; use TLS toward the backend or mysql_native_password for the account"
     )]
     FullAuthNeedsTls,
+    /// Every connection the account may hold is taken, and the client's wait ended.
+    #[error("no backend connection free: the account's max_backend_connections are in use")]
+    Full,
     #[error("backend does not offer TLS but backend.tls_ca is set")]
     NoTls,
     #[error(
@@ -100,6 +104,8 @@ pub struct BackendConn {
     /// The server's max_allowed_packet when the connection logged in: its network limit
     /// for good, whatever the variable says after a reset (0: not read yet).
     pub max_packet: u64,
+    /// Its place under its account's connection limit (None: the account has none).
+    pub slot: Option<pool::Slot>,
 }
 
 impl BackendConn {
@@ -153,6 +159,7 @@ impl BackendConn {
             capabilities: CapabilityFlags::empty(),
             account: None,
             max_packet: 0,
+            slot: None,
         })
     }
 

@@ -65,6 +65,8 @@ pub struct Config {
 pub struct BackendUsers {
     #[serde(default)]
     pub map: Vec<RoleMapping>,
+    /// Most backend connections open for backend users, all together.
+    pub max_backend_connections: Option<usize>,
 }
 
 /// One mapping: `user` is a name, or a pattern with `*` (any run of characters) and `?`
@@ -191,6 +193,12 @@ pub struct Backend {
     pub pool_max_idle: usize,
     #[serde(default = "default_pool_idle_timeout")]
     pub pool_idle_timeout_secs: u64,
+    /// Most clients waiting at once for a backend connection of a full account.
+    #[serde(default = "default_wait_queue")]
+    pub wait_queue: usize,
+    /// How long a client waits for one before it gets "Too many connections" (1040).
+    #[serde(default = "default_wait_timeout")]
+    pub wait_timeout_ms: u64,
     /// CA bundle for TLS toward the backend; TLS is off when absent.
     pub tls_ca: Option<PathBuf>,
     /// Name checked against the backend certificate (defaults to the address's host).
@@ -207,6 +215,12 @@ fn default_pool_max_idle() -> usize {
 fn default_pool_idle_timeout() -> u64 {
     60
 }
+fn default_wait_queue() -> usize {
+    1024
+}
+fn default_wait_timeout() -> u64 {
+    5000
+}
 
 impl Backend {
     pub fn connect_timeout(&self) -> Duration {
@@ -214,6 +228,9 @@ impl Backend {
     }
     pub fn pool_idle_timeout(&self) -> Duration {
         Duration::from_secs(self.pool_idle_timeout_secs)
+    }
+    pub fn wait_timeout(&self) -> Duration {
+        Duration::from_millis(self.wait_timeout_ms)
     }
     pub fn host(&self) -> &str {
         self.address
@@ -231,6 +248,9 @@ pub struct Account {
     pub user: String,
     pub password_file: Option<PathBuf>,
     pub password_env: Option<String>,
+    /// Most backend connections open for the account, idle in the pool or not (absent: no
+    /// limit but the backend's).
+    pub max_backend_connections: Option<usize>,
 }
 
 /// A backend password, zeroized on drop; its Debug never shows it.
@@ -464,6 +484,21 @@ impl Config {
         }
         if self.roles.is_empty() {
             return invalid("at least one [roles.NAME] is needed".into());
+        }
+        let zero = self
+            .backend
+            .accounts
+            .iter()
+            .find(|(_, a)| a.max_backend_connections == Some(0))
+            .map(|(n, _)| format!("backend.accounts.{n}"))
+            .or_else(|| {
+                self.backend_users
+                    .as_ref()
+                    .filter(|b| b.max_backend_connections == Some(0))
+                    .map(|_| "backend_users".to_owned())
+            });
+        if let Some(at) = zero {
+            return invalid(format!("{at}.max_backend_connections must be at least 1"));
         }
         for (name, role) in &self.roles {
             if !self.backend.accounts.contains_key(&role.backend_account) {

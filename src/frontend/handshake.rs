@@ -14,7 +14,7 @@ use super::Shared;
 use super::session::{Error, backend_io};
 use crate::auth::{Proof, User};
 use crate::backend::state::{ClientTracking, SessionState};
-use crate::backend::{self, BackendConn, Identity, Lease};
+use crate::backend::{self, BackendConn, Identity};
 use crate::telemetry::metrics::{Limited, METRICS};
 use crate::wire::auth::{Plugin, SALT_LEN, new_salt};
 use crate::wire::handshake::{
@@ -91,26 +91,17 @@ pub(super) async fn handshake(
     // The id this session is known by to its client (ADR 0007), not the backend's.
     let id = shared.sessions.open();
     tracing::Span::current().record("id", id.get());
-    let lease = match shared.pool.lease().await {
-        Ok(lease) => lease,
+    // Security: no backend connection is taken until the client has logged in (a client
+    // that never finishes its handshake costs the backend nothing); it is greeted with what
+    // the backend's latest greeting said.
+    let backend_greeting = match shared.pool.profile().await {
+        Ok(profile) => profile,
         Err(e) => {
-            tracing::warn!(error = %e, "no backend connection for a new client");
-            let reply = match e {
-                // The backend is up but full: the client gets the server's own answer.
-                backend::Error::Refused { code, .. } if code == packets::ER_CON_COUNT_ERROR => {
-                    ErrorReply::new(code, b"08004", "Too many connections")
-                }
-                _ => ErrorReply::new(
-                    packets::ER_UNKNOWN_ERROR,
-                    b"HY000",
-                    "myveil: the backend database is unavailable",
-                ),
-            };
-            send_error(&mut client, 0, &reply).await;
+            tracing::warn!(error = %e, "no backend greeting for a new client");
+            send_error(&mut client, 0, &backend_error(&e)).await;
             return Ok(None);
         }
     };
-    let backend_greeting = &lease.conn().greeting;
     let mut capabilities = SUPPORTED_CAPABILITIES & backend_greeting.capabilities;
     capabilities.insert(
         CapabilityFlags::CLIENT_PROTOCOL_41
@@ -190,7 +181,6 @@ pub(super) async fn handshake(
             "myveil: protocol compression was not offered (it is off in myveil's configuration); connect without compression",
         );
         send_error(&mut client, seq, &reply).await;
-        give_back(shared, lease);
         return Ok(None);
     }
     let tls = client.stream().is_tls();
@@ -211,7 +201,6 @@ pub(super) async fn handshake(
         Some(role) => {
             if let Some(reply) = blocked(shared, &response.user, &peer) {
                 send_error(&mut client, seq, &reply).await;
-                give_back(shared, lease);
                 return Ok(None);
             }
             let name = String::from_utf8_lossy(&response.user);
@@ -235,7 +224,6 @@ pub(super) async fn handshake(
                 Login::Denied => None,
                 Login::Blocked(reply) => {
                     send_error(&mut client, seq, &reply).await;
-                    give_back(shared, lease);
                     return Ok(None);
                 }
             };
@@ -247,7 +235,6 @@ pub(super) async fn handshake(
                     &access_denied(&response.user, &peer, !response.auth_response.is_empty()),
                 )
                 .await;
-                give_back(shared, lease);
                 return Ok(None);
             };
             (user, seq)
@@ -275,17 +262,10 @@ pub(super) async fn handshake(
             ),
         );
         send_error(&mut client, seq, &reply).await;
-        give_back(shared, lease);
         return Ok(None);
     }
     let bound = if backend_role.is_some() {
-        let fresh = match lease {
-            Lease::Fresh(c) => Ok(c),
-            Lease::Pooled(c) => {
-                shared.pool.release(c);
-                shared.pool.fresh().await
-            }
-        };
+        let fresh = shared.pool.fresh().await;
         match fresh {
             Err(e) => Err(e),
             Ok(conn) => {
@@ -329,7 +309,6 @@ pub(super) async fn handshake(
                 &access_denied(user.name.as_bytes(), &peer, true),
             )
             .await;
-            give_back(shared, lease);
             return Ok(None);
         };
         let who = Identity {
@@ -343,7 +322,7 @@ pub(super) async fn handshake(
         let defaults = shared.tracking_defaults.load();
         shared
             .pool
-            .bind(lease, &who, client_caps, &defaults.variables)
+            .bind(&who, client_caps, &defaults.variables)
             .await
     };
     let tracking = client_tracking(shared, client_caps);
@@ -356,12 +335,7 @@ pub(super) async fn handshake(
         }
         Err(e) => {
             tracing::warn!(error = %e, "cannot bind a backend connection");
-            let reply = ErrorReply::new(
-                packets::ER_UNKNOWN_ERROR,
-                b"HY000",
-                "myveil: the backend database is unavailable",
-            );
-            send_error(&mut client, seq, &reply).await;
+            send_error(&mut client, seq, &backend_error(&e)).await;
             return Ok(None);
         }
     };
@@ -421,9 +395,23 @@ pub(super) fn for_client(
     }
 }
 
-fn give_back(shared: &Shared, lease: Lease) {
-    if let Lease::Pooled(conn) = lease {
-        shared.pool.release(conn);
+/// What a client is told when no backend connection can serve it: the server's own answer
+/// when it refused, "Too many connections" when the account's connections are all taken.
+pub(super) fn backend_error(e: &backend::Error) -> ErrorReply {
+    match e {
+        backend::Error::Refused { code, .. } if *code == packets::ER_CON_COUNT_ERROR => {
+            ErrorReply::new(*code, b"08004", "Too many connections")
+        }
+        backend::Error::Full => ErrorReply::new(
+            packets::ER_CON_COUNT_ERROR,
+            b"08004",
+            "Too many connections (myveil: every backend connection of this account is in use; max_backend_connections)",
+        ),
+        _ => ErrorReply::new(
+            packets::ER_UNKNOWN_ERROR,
+            b"HY000",
+            "myveil: the backend database is unavailable",
+        ),
     }
 }
 

@@ -192,6 +192,21 @@ impl Protection {
 }
 
 /// Checks that the keyring has every key the policy needs.
+/// Each backend account's connection limit, and backend users' together.
+fn limits(config: &Config) -> std::collections::HashMap<String, usize> {
+    let accounts = config
+        .backend
+        .accounts
+        .iter()
+        .filter_map(|(name, a)| Some((name.clone(), a.max_backend_connections?)));
+    let backend_users = config
+        .backend_users
+        .as_ref()
+        .and_then(|b| b.max_backend_connections)
+        .map(|n| (crate::backend::BACKEND_USERS.to_owned(), n));
+    accounts.chain(backend_users).collect()
+}
+
 fn check_keys(policy: &Policy, keyring: Option<&Keyring>) -> Result<(), Error> {
     if policy.columns().is_empty() {
         return Ok(());
@@ -320,6 +335,9 @@ impl Shared {
             max_idle: config.backend.pool_max_idle,
             idle_timeout: config.backend.pool_idle_timeout(),
             tls: backend_tls,
+            limits: limits(&config),
+            queue: config.backend.wait_queue,
+            queue_timeout: config.backend.wait_timeout(),
         });
         let tokens = match (&config.admin, &keyring) {
             (Some(admin), Some(keyring)) => {
@@ -624,6 +642,10 @@ pub async fn serve(
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "could not read the session-tracking defaults"),
         Err(_) => tracing::warn!("reading the session-tracking defaults timed out"),
+    }
+    // What clients are greeted with, known before the first one comes.
+    if let Err(e) = shared.pool.profile().await {
+        tracing::warn!(error = %e, "could not read the backend's greeting");
     }
     let refresher = {
         let shared = shared.clone();

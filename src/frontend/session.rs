@@ -12,8 +12,8 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::handshake::{
-    BackendLogin, Login, Started, access_denied, backend_login, backend_user_role, blocked,
-    for_client, login, parse_change_user, send_error,
+    BackendLogin, Login, Started, access_denied, backend_error, backend_login, backend_user_role,
+    blocked, for_client, login, parse_change_user, send_error,
 };
 use super::prepared::Prepared;
 use super::relay::{End, Expect, Failed, Response, forward_packet};
@@ -1409,6 +1409,16 @@ impl Session {
             collation: self.collation,
             attributes: &self.attributes,
         };
+        // The connection moves to the new account's limit (it waits in the queue for it).
+        if self.backend.account.as_deref() != Some(account) {
+            match shared.pool.slot(account).await {
+                Ok(slot) => self.backend.slot = slot,
+                Err(e) => {
+                    send_error(&mut self.client, seq, &backend_error(&e)).await;
+                    return Ok(Some(Close::Dirty));
+                }
+            }
+        }
         let changed = match self.backend.change_user(&who).await {
             Ok(ok) => {
                 let defaults = shared.tracking_defaults.load();
@@ -1486,12 +1496,7 @@ impl Session {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "no backend connection for a change of user");
-                let reply = ErrorReply::new(
-                    packets::ER_UNKNOWN_ERROR,
-                    b"HY000",
-                    "myveil: the backend database is unavailable",
-                );
-                send_error(&mut self.client, seq, &reply).await;
+                send_error(&mut self.client, seq, &backend_error(&e)).await;
                 return Ok(Some(Close::Dirty));
             }
         };

@@ -99,6 +99,8 @@ pub struct Metrics {
     token_logins: AtomicU64,
     rate_limited: [AtomicU64; 3],
     admin_requests: AtomicU64,
+    backend_waiting: AtomicI64,
+    backend_full: AtomicU64,
 }
 
 /// The process's metrics.
@@ -136,6 +138,8 @@ impl Metrics {
             token_logins: AtomicU64::new(0),
             rate_limited: [const { AtomicU64::new(0) }; 3],
             admin_requests: AtomicU64::new(0),
+            backend_waiting: AtomicI64::new(0),
+            backend_full: AtomicU64::new(0),
         }
     }
 
@@ -192,6 +196,16 @@ impl Metrics {
     }
     pub fn admin_request(&self) {
         self.admin_requests.fetch_add(1, Relaxed);
+    }
+
+    /// A client starts (1) or stops (-1) waiting for a backend connection.
+    pub fn backend_wait(&self, delta: i64) {
+        self.backend_waiting.fetch_add(delta, Relaxed);
+    }
+
+    /// A client was turned away: every backend connection of its account was in use.
+    pub fn backend_full(&self) {
+        self.backend_full.fetch_add(1, Relaxed);
     }
 
     /// The Prometheus text format (version 0.0.4).
@@ -262,6 +276,18 @@ impl Metrics {
             "counter",
             "MySQL-port logins with a SQL token.",
             self.token_logins.load(Relaxed).to_string(),
+        );
+        one(
+            "myveil_backend_waiting_clients",
+            "gauge",
+            "Clients waiting now for a backend connection (their account is at max_backend_connections).",
+            self.backend_waiting.load(Relaxed).to_string(),
+        );
+        one(
+            "myveil_backend_full_total",
+            "counter",
+            "Clients turned away with \"Too many connections\": the wait queue was full or their wait ended.",
+            self.backend_full.load(Relaxed).to_string(),
         );
         one(
             "myveil_admin_requests_total",
