@@ -6,102 +6,17 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use common::{Proxy, Setup, TestDb, raw};
+use common::{BackendAccount as Account, Proxy, Setup, TestDb, raw};
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts};
-
-/// A MariaDB account made for one test, dropped after it (also when the test fails), and
-/// its password in a private file for the proxy's configuration.
-struct Account {
-    name: String,
-    _dir: tempfile::TempDir,
-    password_file: std::path::PathBuf,
-}
-
-impl Account {
-    async fn create(label: &str, db: &str) -> Account {
-        let name = format!("myveil_pool_{label}_{}", std::process::id());
-        let password = format!("pw-{label}-{}", std::process::id());
-        let mut c = common::direct(None).await;
-        for host in ["127.0.0.1", "localhost"] {
-            c.query_drop(format!("DROP USER IF EXISTS '{name}'@'{host}'"))
-                .await
-                .expect("drop old");
-            c.query_drop(format!(
-                "CREATE USER '{name}'@'{host}' IDENTIFIED BY '{password}'"
-            ))
-            .await
-            .expect("create user");
-            c.query_drop(format!("GRANT ALL ON `{db}`.* TO '{name}'@'{host}'"))
-                .await
-                .expect("grant");
-        }
-        c.disconnect().await.ok();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let password_file = dir.path().join("backend.password");
-        std::fs::write(&password_file, &password).expect("password file");
-        std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600))
-            .expect("chmod");
-        Account {
-            name,
-            _dir: dir,
-            password_file,
-        }
-    }
-
-    /// The server's connections of this account now.
-    async fn connections(&self) -> u64 {
-        let mut c = common::direct(None).await;
-        let n: Option<u64> = c
-            .query_first(format!(
-                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{}'",
-                self.name
-            ))
-            .await
-            .expect("processlist");
-        c.disconnect().await.ok();
-        n.unwrap_or(0)
-    }
-}
-
-impl Drop for Account {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                rt.block_on(async move {
-                    if let Ok(mut c) = Conn::new(common::direct_opts()).await {
-                        for host in ["127.0.0.1", "localhost"] {
-                            let _ = c
-                                .query_drop(format!("DROP USER IF EXISTS '{name}'@'{host}'"))
-                                .await;
-                        }
-                        let _ = c.disconnect().await;
-                    }
-                });
-            }
-        })
-        .join();
-    }
-}
 
 /// A proxy that logs in to the backend as `account`, at most two connections.
 async fn proxy(account: &Account, queue: &str, listen: &'static str) -> Proxy {
     Proxy::start_with(Setup {
         listen,
-        backend: Some(format!(
-            "[backend]\naddress = \"{}:{}\"\n{queue}\n[backend.accounts.main]\nuser = \"{}\"\npassword_file = \"{}\"\nmax_backend_connections = 2",
-            common::BACKEND_HOST,
-            common::BACKEND_PORT,
-            account.name,
-            account.password_file.display(),
-        )),
+        backend: Some(account.backend_toml(queue, "max_backend_connections = 2")),
         ..Default::default()
     })
     .await

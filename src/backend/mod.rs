@@ -36,6 +36,9 @@ const COM_RESET_CONNECTION: u8 = 0x1F;
 const AUTH_PACKET_LIMIT: usize = 64 * 1024;
 const COM_CHANGE_USER: u8 = 0x11;
 const COM_QUERY: u8 = 0x03;
+const COM_INIT_DB: u8 = 0x02;
+/// The account name a backend user's own login is kept under (`BackendConn::account`).
+pub const BACKEND_USER_ACCOUNT: &str = "backend user ";
 const COM_QUIT: u8 = 0x01;
 /// Max packet size announced to the backend (the backend's max_allowed_packet still rules).
 const CLIENT_MAX_PACKET: u32 = 1 << 30;
@@ -106,6 +109,8 @@ pub struct BackendConn {
     pub max_packet: u64,
     /// Its place under its account's connection limit (None: the account has none).
     pub slot: Option<pool::Slot>,
+    /// Set down by a multiplexed session, with that session's state (idle in the pool only).
+    pub parked: Option<Box<pool::Parked>>,
 }
 
 impl BackendConn {
@@ -160,6 +165,7 @@ impl BackendConn {
             account: None,
             max_packet: 0,
             slot: None,
+            parked: None,
         })
     }
 
@@ -310,6 +316,85 @@ impl BackendConn {
             }
             Some(&ERR_HEADER) => Err(refused(&reply.payload)),
             _ => Err(wire::Error::Malformed("reply to the tracking setup").into()),
+        }
+    }
+
+    /// Whether this connection is a backend user's own login (`[backend_users]`): myveil
+    /// holds no password to log in as that user again.
+    pub fn is_backend_user(&self) -> bool {
+        self.account
+            .as_deref()
+            .is_some_and(|a| a.starts_with(BACKEND_USER_ACCOUNT))
+    }
+
+    /// Brings this connection, in the state `from` its server reported, to the state `to`
+    /// of a multiplexed session: its database (COM_INIT_DB), then its variables
+    /// (`state::restore_sql`). Returns whether the server now reports `to`; false also when
+    /// it cannot be written (no database to go back to, a value it cannot quote, a refused
+    /// SET), and the caller logs in again.
+    pub(crate) async fn restore(
+        &mut self,
+        mut from: state::SessionState,
+        to: &state::SessionState,
+    ) -> Result<bool> {
+        if from.database != to.database {
+            let Some(db) = &to.database else {
+                return Ok(false);
+            };
+            let mut p = vec![COM_INIT_DB];
+            p.extend_from_slice(db.as_bytes());
+            if !self.command_ok(&p, &mut from).await? {
+                return Ok(false);
+            }
+        }
+        match state::restore_sql(&from, to) {
+            state::Restore::Cannot => return Ok(false),
+            state::Restore::Same => {}
+            state::Restore::Sql(sql) => {
+                let mut p = vec![COM_QUERY];
+                p.extend_from_slice(sql.as_bytes());
+                if !self.command_ok(&p, &mut from).await? {
+                    return Ok(false);
+                }
+            }
+        }
+        let done = state::restored(&from, to);
+        if !done {
+            let differ: Vec<&str> = to
+                .variables
+                .iter()
+                .filter(|(n, v)| from.variables.get(*n) != Some(v))
+                .map(|(n, _)| n.as_str())
+                .collect();
+            tracing::debug!(?differ, "variables the restore did not bring over");
+        }
+        Ok(done)
+    }
+
+    /// Runs one command of myveil's own that answers OK or ERR, and takes the state its OK
+    /// reports into `state`. Ok(false): the server refused it.
+    async fn command_ok(
+        &mut self,
+        payload: &[u8],
+        state: &mut state::SessionState,
+    ) -> Result<bool> {
+        self.conn.write_packet(0, payload).await?;
+        let reply = self.conn.read_packet(AUTH_PACKET_LIMIT).await?;
+        match reply.payload.first() {
+            Some(&OK_HEADER) => {
+                state
+                    .apply_report(&reply.payload)
+                    .map_err(|_| wire::Error::Malformed("session state"))?;
+                Ok(true)
+            }
+            Some(&ERR_HEADER) => {
+                tracing::debug!(
+                    code = packets::err_code(&reply.payload).unwrap_or(0),
+                    "the backend refused a state restore"
+                );
+                Ok(false)
+            }
+            _ => Err(wire::Error::Malformed("reply to a state restore").into()),
         }
     }
 

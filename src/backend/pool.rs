@@ -108,6 +108,15 @@ pub struct Pool {
     probing: tokio::sync::Mutex<()>,
 }
 
+/// A connection a multiplexed session set down between statements, as it was: the next
+/// session of the same role takes it by replaying its own state over it (no reset, no
+/// login); any other gets it through COM_CHANGE_USER, as a new login does.
+#[derive(Debug)]
+pub struct Parked {
+    pub role: String,
+    pub state: SessionState,
+}
+
 /// What a client's greeting says of the backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
@@ -308,6 +317,60 @@ impl Pool {
 
     /// A new connection with its greeting read and its handshake left to answer (a login
     /// that needs the backend's own fresh salt: backend users).
+    /// Sets down a multiplexed session's connection between statements: idle as it is,
+    /// with the session's state, for the next session of `role` (`attach`).
+    pub fn park(&self, mut conn: BackendConn, role: &str, state: SessionState) {
+        conn.parked = Some(Box::new(Parked {
+            role: role.to_owned(),
+            state,
+        }));
+        self.release(conn);
+    }
+
+    /// A connection for a multiplexed session's next statement, with the state it is in:
+    /// the one the session set down last (`last`, a backend thread id) or another its role
+    /// set down, as they are; else one bound as a login binds it (change user or fresh,
+    /// then tracking), waiting in the queue when the account is full.
+    pub async fn attach(
+        &self,
+        who: &Identity<'_>,
+        role: &str,
+        last: u32,
+        client_caps: CapabilityFlags,
+        client_defaults: &VarSet,
+    ) -> Result<(BackendConn, SessionState)> {
+        let key = (client_caps & SESSION_CAPABILITIES).bits();
+        if let Some(mut conn) = self.take_parked(key, who.account, role, last)
+            && let Some(parked) = conn.parked.take()
+        {
+            return Ok((conn, parked.state));
+        }
+        let (conn, _, state) = self.bind(who, client_caps, client_defaults).await?;
+        Ok((conn, state))
+    }
+
+    /// An idle connection parked by `role` under `account` that fits `key`: thread `last`
+    /// if it is there.
+    fn take_parked(&self, key: u32, account: &str, role: &str, last: u32) -> Option<BackendConn> {
+        self.reap();
+        let mut idle = self.idle.lock().ok()?;
+        loop {
+            let fits = |i: &Idle| {
+                i.conn.session_key() == key
+                    && i.conn.account.as_deref() == Some(account)
+                    && i.conn.parked.as_ref().is_some_and(|p| p.role == role)
+            };
+            let pos = idle
+                .iter()
+                .position(|i| fits(i) && i.conn.connection_id() == last)
+                .or_else(|| idle.iter().rposition(fits))?;
+            let candidate = idle.swap_remove(pos).conn;
+            if !candidate.conn.stream().is_stale() {
+                return Some(candidate);
+            }
+        }
+    }
+
     /// The connection counts under `[backend_users]`' limit.
     pub async fn fresh(&self) -> Result<BackendConn> {
         let slot = self.slot(BACKEND_USERS).await?;
@@ -397,6 +460,7 @@ impl Pool {
         // The lease's slot goes with whichever connection the client ends up on.
         let slot = match lease {
             Lease::Pooled(mut conn) => {
+                conn.parked = None;
                 match conn.change_user(who).await {
                     // A connection keeps the packet limit of its first login: after a
                     // `SET GLOBAL max_allowed_packet` it would refuse what a new connection

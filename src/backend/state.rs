@@ -272,19 +272,26 @@ impl SessionState {
     }
 
     /// Takes one variable's value.
+    /// Values are kept in one spelling whether tracking or `STATE_QUERY` read them (a
+    /// multiplexed session compares them with another connection's).
     fn variable(&mut self, name: &str, value: &str) {
         let name = name.to_ascii_lowercase();
+        let mut value = value;
         match name.as_str() {
             "sql_mode" => self.sql_mode = SqlMode::parse(value),
             "character_set_client" => self.client_charset = value.to_ascii_lowercase(),
             "character_set_results" => {
                 self.results_charset = match value.to_ascii_lowercase().as_str() {
-                    "" | "null" => None,
+                    "" | "null" => {
+                        value = "NULL";
+                        None
+                    }
                     v => Some(v.to_owned()),
                 };
             }
             "autocommit" => {
                 self.autocommit = value.eq_ignore_ascii_case("on") || value == "1";
+                value = if self.autocommit { "ON" } else { "OFF" };
             }
             _ => {}
         }
@@ -365,6 +372,116 @@ impl SessionState {
     }
 }
 
+/// Variables the server reports but no session can set.
+const READ_ONLY: &[&str] = &[
+    "in_transaction",
+    "warning_count",
+    "error_count",
+    "last_gtid",
+];
+
+/// What brings a connection to another session's variables (`restore_sql`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restore {
+    /// They are the same already.
+    Same,
+    /// This statement.
+    Sql(String),
+    /// A value no statement of myveil's writes (the connection logs in again instead).
+    Cannot,
+}
+
+/// The statement that brings a connection whose server reported state `from` to the
+/// variables of state `to`. The database is not in it (COM_INIT_DB, first). Values are written as the
+/// server reported them, numbers bare and the rest quoted for `from`'s sql_mode (the
+/// statement is read under it); a variable `from` has and `to` does not goes back to its
+/// DEFAULT. A character set goes before its collation, which is written again after it.
+pub fn restore_sql(from: &SessionState, to: &SessionState) -> Restore {
+    let mut names: std::collections::BTreeSet<&str> = to
+        .variables
+        .iter()
+        .filter(|(n, v)| from.variables.get(*n) != Some(v))
+        .map(|(n, _)| n.as_str())
+        .chain(
+            from.variables
+                .keys()
+                .filter(|n| !to.variables.contains_key(*n))
+                .map(String::as_str),
+        )
+        .filter(|n| !READ_ONLY.contains(n))
+        .collect();
+    for n in names.clone() {
+        if let Some(of) = n.strip_prefix("character_set_")
+            && let Some((c, _)) = to.variables.get_key_value(&format!("collation_{of}"))
+        {
+            names.insert(c.as_str());
+        }
+    }
+    if names.is_empty() {
+        return Restore::Same;
+    }
+    let rank = |n: &str| {
+        u8::from(!n.starts_with("character_set_"))
+            + u8::from(!n.starts_with("collation_") && !n.starts_with("character_set_"))
+    };
+    let mut ordered: Vec<&str> = names.into_iter().collect();
+    ordered.sort_by_key(|n| rank(n));
+    let backslashes = !from.sql_mode.has(ModeFlags::NO_BACKSLASH_ESCAPES);
+    let mut sql = String::from("SET ");
+    for (i, name) in ordered.iter().enumerate() {
+        if !is_variable_name(name) {
+            return Restore::Cannot;
+        }
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str("@@session.");
+        sql.push_str(name);
+        sql.push_str(" = ");
+        match to.variables.get(*name) {
+            None => sql.push_str("DEFAULT"),
+            Some(v) if *name == "character_set_results" && v == "NULL" => sql.push_str("NULL"),
+            Some(v) if is_number(v) => sql.push_str(v),
+            Some(v) => {
+                if !v.is_ascii() || v.bytes().any(|b| b.is_ascii_control()) {
+                    return Restore::Cannot;
+                }
+                sql.push('\'');
+                for c in v.chars() {
+                    match c {
+                        '\'' => sql.push_str("''"),
+                        '\\' if backslashes => sql.push_str("\\\\"),
+                        c => sql.push(c),
+                    }
+                }
+                sql.push('\'');
+            }
+        }
+    }
+    Restore::Sql(sql)
+}
+
+fn is_number(v: &str) -> bool {
+    let digits = v.strip_prefix('-').unwrap_or(v);
+    let mut parts = digits.splitn(2, '.');
+    let whole = parts.next().unwrap_or("");
+    let frac = parts.next();
+    !whole.is_empty()
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && frac.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Whether a connection in state `have` is in state `want` for a session: the same
+/// database and every variable of `want` at its value.
+pub fn restored(have: &SessionState, want: &SessionState) -> bool {
+    have.database == want.database
+        && want
+            .variables
+            .iter()
+            .filter(|(n, _)| !READ_ONLY.contains(&n.as_str()))
+            .all(|(n, v)| have.variables.get(n) == Some(v))
+}
+
 /// The OK packet as a client with `client` tracking would get it from the server.
 fn for_client(ok: &TrackedOk<'_>, records: &[(u8, &[u8])], client: &ClientTracking) -> Vec<u8> {
     let wants = match client {
@@ -397,6 +514,63 @@ mod tests {
         b"\x00\x00\x00\x02\xc0\x00\x00\x00\x17\x00\x15\x08sql_mode\x0bANSI_QUOTES";
     const NAMES_OK: &[u8] = b"\x00\x00\x00\x02\xc0\x00\x00\x00\x40\x00\x20\x18character_set_connection\x06latin1\x00\x1c\x14character_set_client\x06latin1";
     const USE_OK: &[u8] = b"\x00\x00\x00\x02\xc0\x00\x00\x00\x07\x01\x05\x04test";
+
+    #[test]
+    fn a_restore_writes_what_differs_in_an_order_the_server_keeps() {
+        let with = |vars: &[(&str, &str)], mode: &str| {
+            let mut s = SessionState::default();
+            for (n, v) in vars {
+                s.variable(n, v);
+            }
+            s.sql_mode = SqlMode::parse(mode);
+            s
+        };
+        let to = with(
+            &[
+                ("time_zone", "+05:00"),
+                ("sort_buffer_size", "1048576"),
+                ("collation_connection", "latin1_bin"),
+                ("character_set_connection", "latin1"),
+                ("lc_time_names", "it'a\\b"),
+                ("autocommit", "1"),
+            ],
+            "",
+        );
+        let from = with(
+            &[
+                ("character_set_connection", "utf8mb4"),
+                ("collation_connection", "latin1_bin"),
+                ("div_precision_increment", "7"),
+                ("autocommit", "ON"),
+            ],
+            "",
+        );
+        assert_eq!(
+            restore_sql(&from, &to),
+            Restore::Sql(
+                "SET @@session.character_set_connection = 'latin1', \
+                 @@session.collation_connection = 'latin1_bin', \
+                 @@session.div_precision_increment = DEFAULT, \
+                 @@session.lc_time_names = 'it''a\\\\b', \
+                 @@session.sort_buffer_size = 1048576, @@session.time_zone = '+05:00'"
+                    .into()
+            )
+        );
+        // Under NO_BACKSLASH_ESCAPES a backslash is itself.
+        let nbe = with(&[("autocommit", "ON")], "NO_BACKSLASH_ESCAPES");
+        let to = with(&[("lc_time_names", "a\\b")], "");
+        assert_eq!(
+            restore_sql(&nbe, &to),
+            Restore::Sql(
+                "SET @@session.autocommit = DEFAULT, @@session.lc_time_names = 'a\\b'".into()
+            )
+        );
+        assert_eq!(restore_sql(&to, &to), Restore::Same);
+        let odd = with(&[("time_zone", "caf\u{e9}")], "");
+        assert_eq!(restore_sql(&nbe, &odd), Restore::Cannot);
+        assert!(restored(&to, &to));
+        assert!(!restored(&nbe, &to));
+    }
 
     #[test]
     fn state_follows_what_the_server_reports() {

@@ -187,6 +187,10 @@ pub struct Tls {
 #[serde(deny_unknown_fields)]
 pub struct Backend {
     pub address: String,
+    /// `pinned`: a client session keeps one backend connection for its life.
+    /// `multiplexed`: it holds one only while it needs one (ADR 0009).
+    #[serde(default)]
+    pub mode: BackendMode,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_secs: u64,
     #[serde(default = "default_pool_max_idle")]
@@ -204,6 +208,15 @@ pub struct Backend {
     /// Name checked against the backend certificate (defaults to the address's host).
     pub tls_server_name: Option<String>,
     pub accounts: BTreeMap<String, Account>,
+}
+
+/// How client sessions use backend connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendMode {
+    #[default]
+    Pinned,
+    Multiplexed,
 }
 
 fn default_connect_timeout() -> u64 {

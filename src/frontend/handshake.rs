@@ -288,11 +288,8 @@ pub(super) async fn handshake(
                     BackendLogin::Accepted(conn, ok, next) => {
                         seq = next;
                         let mut conn = *conn;
-                        let defaults = shared.tracking_defaults.load();
-                        match conn
-                            .setup_tracking(database.as_deref(), &defaults.variables)
-                            .await
-                        {
+                        let variables = shared.tracked_variables();
+                        match conn.setup_tracking(database.as_deref(), &variables).await {
                             Ok(state) => Ok((conn, ok, state)),
                             Err(e) => Err(e),
                         }
@@ -319,11 +316,8 @@ pub(super) async fn handshake(
             collation: u16::from(collation),
             attributes: &attributes,
         };
-        let defaults = shared.tracking_defaults.load();
-        shared
-            .pool
-            .bind(&who, client_caps, &defaults.variables)
-            .await
+        let variables = shared.tracked_variables();
+        shared.pool.bind(&who, client_caps, &variables).await
     };
     let tracking = client_tracking(shared, client_caps);
     let (backend, ok, mut state) = match bound {
@@ -731,7 +725,11 @@ pub(super) async fn backend_login(
             .map_err(backend_io)?;
         match packet.payload.first() {
             Some(&0x00) => {
-                conn.account = Some(format!("backend user {}", String::from_utf8_lossy(name)));
+                conn.account = Some(format!(
+                    "{}{}",
+                    backend::BACKEND_USER_ACCOUNT,
+                    String::from_utf8_lossy(name)
+                ));
                 conn.max_packet = conn.global_max_packet().await.map_err(Error::Backend)?;
                 return Ok(BackendLogin::Accepted(
                     Box::new(conn),

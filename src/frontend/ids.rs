@@ -31,6 +31,9 @@ struct Entry {
     peer: String,
     /// Turns true once the session has closed its client's socket.
     gone: Arc<Gone>,
+    /// Turns true when a KILL CONNECTION finds the session on no backend connection (a
+    /// multiplexed session between statements): it then ends itself.
+    killed: Arc<Gone>,
 }
 
 /// A session's end, for a KILL CONNECTION that must not answer before it.
@@ -41,6 +44,17 @@ pub struct Gone {
 }
 
 impl Gone {
+    /// Resolves once set.
+    pub async fn set_now(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.flag.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     fn set(&self) {
         self.flag.store(true, Ordering::SeqCst);
         self.notify.notify_waiters();
@@ -89,6 +103,16 @@ impl SessionId {
     pub fn set_peer(&self, peer: &std::net::SocketAddr) {
         let peer = peer.to_string();
         self.update(|e| e.peer = peer);
+    }
+
+    /// Set when a KILL CONNECTION of the session finds it on no backend connection.
+    pub fn killed(&self) -> Arc<Gone> {
+        self.sessions
+            .live
+            .lock()
+            .ok()
+            .and_then(|l| l.get(&self.id).map(|e| e.killed.clone()))
+            .unwrap_or_default()
     }
 
     /// The session now runs on backend thread `thread` (0: on none).
@@ -140,6 +164,7 @@ impl Sessions {
                 backend: 0,
                 peer: String::new(),
                 gone: Arc::default(),
+                killed: Arc::default(),
             },
         );
         SessionId {
@@ -172,6 +197,15 @@ impl Sessions {
 }
 
 impl Sessions {
+    /// Ends session `target`, which runs on no backend connection (a KILL CONNECTION after
+    /// `kill_target` said so): it closes itself; returns what to wait on for that.
+    pub fn kill_detached(&self, target: u64) -> Option<Arc<Gone>> {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = live.get(&u32::try_from(target).ok()?)?;
+        entry.killed.set();
+        Some(entry.gone.clone())
+    }
+
     /// `SHOW [FULL] PROCESSLIST` as a query of the backend's process list that shows what a
     /// direct server would: the sessions of `user` (Security: never other users' — they share
     /// backend accounts), each with its own id, user name and client address; `own` is the

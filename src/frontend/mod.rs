@@ -4,6 +4,7 @@
 mod error;
 pub(crate) mod handshake;
 pub mod ids;
+mod mux;
 pub mod prepared;
 pub mod relay;
 mod session;
@@ -274,6 +275,15 @@ pub struct Shared {
 
 impl Shared {
     /// The plan cache `role`'s sessions share.
+    /// The variables every backend session tracks: the clients' defaults, or in
+    /// multiplexed mode all of them (a session's state must be known whole to move it).
+    pub(crate) fn tracked_variables(&self) -> crate::backend::state::VarSet {
+        match self.config.backend.mode {
+            crate::config::BackendMode::Multiplexed => crate::backend::state::VarSet::All,
+            crate::config::BackendMode::Pinned => self.tracking_defaults.load().variables.clone(),
+        }
+    }
+
     pub(crate) fn plans_for(&self, role: &str) -> Arc<std::sync::Mutex<crate::guard::ShapeCache>> {
         let mut plans = self
             .plans

@@ -138,6 +138,9 @@ pub struct Response {
     started: bool,
     /// The next packet answers a LOCAL INFILE upload (same statement).
     after_infile: bool,
+    /// The response left an insert id, warnings or an error, which the next statement may
+    /// ask its connection about (a multiplexed session keeps the connection for it).
+    pub trace: bool,
 }
 
 impl Response {
@@ -160,6 +163,7 @@ impl Response {
             result: 0,
             started: false,
             after_infile: false,
+            trace: false,
         }
     }
 
@@ -185,7 +189,16 @@ impl Response {
                 .is_some_and(|s| s.contains(StatusFlags::SERVER_SESSION_STATE_CHANGED));
         // 0xFF never starts a column count, definition or row: it is an ERR wherever it is.
         if first == ERR_HEADER {
+            self.trace = true;
             return Ok(Step::End(End::Done(None)));
+        }
+        let ok = first == OK_HEADER && matches!(self.phase, Phase::ResultStart | Phase::Single);
+        if ok && crate::wire::packets::ok_leaves_trace(head)
+            || is_eof
+                && matches!(self.phase, Phase::Rows | Phase::ColumnsEof)
+                && crate::wire::packets::eof_warnings(head)
+        {
+            self.trace = true;
         }
         let step = match self.phase {
             Phase::ResultStart => match first {

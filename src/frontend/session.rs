@@ -15,6 +15,7 @@ use super::handshake::{
     BackendLogin, Login, Started, access_denied, backend_error, backend_login, backend_user_role,
     blocked, for_client, login, parse_change_user, send_error,
 };
+use super::mux::{Mux, Needs};
 use super::prepared::Prepared;
 use super::relay::{End, Expect, Failed, Response, forward_packet};
 use super::statements::{Cursor, Statements};
@@ -63,6 +64,18 @@ pub(super) enum Error {
     Client(wire::Error),
     #[error(transparent)]
     Backend(#[from] backend::Error),
+    /// A command reached a point that needs the backend connection while the session has
+    /// none (a multiplexed session between statements): never expected, the session ends.
+    #[error("no backend connection attached")]
+    Detached,
+}
+
+/// The session's backend connection, borrowed as a field (so the client can be borrowed
+/// beside it).
+macro_rules! backend {
+    ($s:ident) => {
+        $s.backend.as_mut().ok_or(Error::Detached)?
+    };
 }
 
 pub(super) fn backend_io(e: wire::Error) -> Error {
@@ -120,7 +133,8 @@ struct Session {
     id: super::ids::SessionId,
     shared: Arc<Shared>,
     client: PacketConn,
-    backend: BackendConn,
+    /// None while a multiplexed session is between statements.
+    backend: Option<BackendConn>,
     peer: SocketAddr,
     user: User,
     salt: [u8; SALT_LEN],
@@ -150,6 +164,12 @@ struct Session {
     revoked: Option<watch::Receiver<bool>>,
     /// The backend's version, for executable comments.
     server_version: u32,
+    /// Multiplexed mode: what holds the backend connection between statements.
+    mux: Option<Mux>,
+    /// The capabilities the session's backend connections are opened with.
+    caps: mysql_common::constants::CapabilityFlags,
+    /// The last command's response left an insert id, warnings or an error.
+    trace: bool,
 }
 
 /// What a command makes myveil read again from the server once it is done.
@@ -235,12 +255,15 @@ impl Results {
 impl Session {
     fn new(shared: Arc<Shared>, s: Started) -> Self {
         let revoked = revocation_watch(&shared, &s.user);
+        let shared_mode = shared.config.backend.mode;
+        let backend_user = s.backend.is_backend_user();
+        let caps = s.backend.capabilities;
         let decisions = shared.plans_for(&s.user.role);
         Self {
             id: s.id,
             shared,
             client: s.client,
-            backend: s.backend,
+            backend: Some(s.backend),
             peer: s.peer,
             user: s.user,
             salt: s.salt,
@@ -257,6 +280,13 @@ impl Session {
             statements: Statements::default(),
             revoked,
             server_version: s.server_version,
+            mux: (shared_mode == crate::config::BackendMode::Multiplexed).then(|| Mux {
+                // Security: myveil holds no password to log a backend user in again.
+                pinned: backend_user.then_some("a backend user's own login"),
+                ..Mux::default()
+            }),
+            caps,
+            trace: false,
         }
     }
 
@@ -268,19 +298,20 @@ impl Session {
         self.id.set_backend(0);
         self.client.shutdown().await;
         self.id.closed();
+        // A multiplexed session between statements has nothing to hand back.
+        let Some(backend) = self.backend.take() else {
+            return;
+        };
         match close {
             Close::Clean if self.reusable && !self.in_transaction => {
                 // Security and correctness: nothing of this client's session (locks, prepared
                 // statements, temporary tables, variables) may outlive it in the pool.
                 let limit = self.shared.config.backend.connect_timeout();
-                self.shared
-                    .pool
-                    .reset_and_release(self.backend, limit)
-                    .await;
+                self.shared.pool.reset_and_release(backend, limit).await;
             }
             // Dropped as it is: the server sees the client's abort.
-            Close::Aborted => {}
-            Close::Clean | Close::Dirty => self.backend.close(),
+            Close::Aborted => drop(backend),
+            Close::Clean | Close::Dirty => backend.close(),
         }
     }
 
@@ -290,6 +321,7 @@ impl Session {
         // One timer per session, re-armed per command: cheaper than a new timer each time.
         let idle_timer = tokio::time::sleep(idle);
         tokio::pin!(idle_timer);
+        let killed = self.id.killed();
         loop {
             // Pipelined commands never wait idle: a revoked token is checked between them.
             if self.revoked.as_ref().is_some_and(|r| *r.borrow()) {
@@ -298,6 +330,7 @@ impl Session {
             }
             self.client.shrink_buffers();
             if self.client.rbuf.is_empty() {
+                self.park();
                 let draining = self.in_transaction;
                 idle_timer
                     .as_mut()
@@ -305,11 +338,11 @@ impl Session {
                 tokio::select! {
                     biased;
                     r = self.client.fill() => if r.is_err() { return Close::Aborted },
-                    r = self.backend.conn.fill() => {
+                    r = backend_fill(&mut self.backend) => {
                         // The backend spoke unasked (killed, shut down) or closed: pass an
                         // error packet on and end the session.
-                        if r.is_ok() {
-                            let buffered = self.backend.conn.rbuf.split();
+                        if r.is_ok() && let Some(backend) = self.backend.as_mut() {
+                            let buffered = backend.conn.rbuf.split();
                             let _ = self.client.write_raw(&buffered).await;
                         }
                         tracing::info!("backend closed the connection");
@@ -321,6 +354,10 @@ impl Session {
                     }
                     _ = token_revoked(&mut self.revoked) => {
                         tracing::info!("token revoked: session ended");
+                        return Close::Dirty;
+                    }
+                    _ = killed.set_now() => {
+                        tracing::info!("killed between statements");
                         return Close::Dirty;
                     }
                     _ = async { let _ = shutdown.wait_for(|stop| *stop).await; }, if !draining => return Close::Dirty,
@@ -396,6 +433,31 @@ impl Session {
             .await?;
             return Ok(None);
         };
+        if command == COM_QUIT {
+            return Ok(Some(Close::Clean));
+        }
+        if let Err(reply) = self.attach().await {
+            tracing::warn!(message = %reply.message, "no backend connection for a command");
+            // Commands without a response get none; the session goes on without one.
+            if !matches!(command, COM_STMT_CLOSE | COM_STMT_SEND_LONG_DATA) {
+                self.send_reply(seq, &reply).await?;
+            }
+            return Ok(None);
+        }
+        self.before(command, &payload);
+        let r = self.command(command, first_seq, seq, payload).await;
+        self.after();
+        r
+    }
+
+    /// Handles one command with the backend connection attached.
+    async fn command(
+        &mut self,
+        command: u8,
+        first_seq: u8,
+        seq: u8,
+        payload: BytesMut,
+    ) -> Result<Option<Close>, Error> {
         match command {
             COM_QUIT => Ok(Some(Close::Clean)),
             COM_CHANGE_USER => self.change_user(seq, &payload).await,
@@ -444,6 +506,7 @@ impl Session {
                     let database = self.state.database.clone();
                     self.setup_tracking(database.as_deref().map(str::as_bytes))
                         .await?;
+                    self.unpin();
                 }
                 Ok(close)
             }
@@ -501,7 +564,7 @@ impl Session {
         results: Results,
         resync: Resync,
     ) -> Result<(Option<Close>, bool, Option<Vec<Vec<u8>>>), Error> {
-        self.backend
+        backend!(self)
             .conn
             .write_packet(first_seq, payload)
             .await
@@ -544,7 +607,7 @@ impl Session {
                 };
                 let sql = self.shared.sessions.processlist_sql(
                     &self.user.name,
-                    self.backend.connection_id(),
+                    backend!(self).connection_id(),
                     &payload[1..],
                     full,
                     |t| guard::quote(t, &mode),
@@ -670,7 +733,7 @@ impl Session {
             }
             Outcome::Protect(p) => {
                 let text = p.text.map(|t| with_command(COM_STMT_PREPARE, &t));
-                self.backend
+                backend!(self)
                     .conn
                     .write_packet(first_seq, text.as_deref().unwrap_or(payload))
                     .await
@@ -786,7 +849,7 @@ impl Session {
         if let Some(prepared) = id.and_then(|id| self.statements.protected(id)) {
             match prepared.long_data(payload, limit) {
                 Ok(Some(remapped)) => {
-                    self.backend
+                    backend!(self)
                         .conn
                         .write_packet(first_seq, &remapped)
                         .await
@@ -797,7 +860,7 @@ impl Session {
             }
             return Ok(None);
         }
-        self.backend
+        backend!(self)
             .conn
             .write_packet(first_seq, payload)
             .await
@@ -814,7 +877,7 @@ impl Session {
         if let Some(Ok(id)) = statement_id(payload).map(|id| self.statements.key(id)) {
             self.statements.closed(id);
         }
-        self.backend
+        backend!(self)
             .conn
             .write_packet(first_seq, payload)
             .await
@@ -887,7 +950,7 @@ impl Session {
             Ok(Some((thread, gone))) => {
                 let sql = format!("KILL {words} {thread}");
                 let payload = with_command(COM_QUERY, sql.as_bytes());
-                self.backend
+                backend!(self)
                     .conn
                     .write_packet(first_seq, &payload)
                     .await
@@ -901,6 +964,23 @@ impl Session {
                 }
                 let (close, _, _) = self.relay(Expect::Query, Results::Raw, false).await?;
                 return Ok(close);
+            }
+            // A multiplexed session between statements: nothing runs to stop (KILL QUERY),
+            // or it ends itself (KILL CONNECTION), as a server's idle thread would.
+            Ok(None) if self.mux.is_some() => {
+                let own = target == u64::from(self.id.get());
+                if !words.contains("QUERY")
+                    && let Some(gone) = self.shared.sessions.kill_detached(target)
+                    && !own
+                {
+                    gone.wait(KILL_CLOSE_WAIT).await;
+                }
+                let ok = packets::ok_payload(0, 0, self.status_flags(), 0);
+                self.client
+                    .write_packet(seq.wrapping_add(1), &ok)
+                    .await
+                    .map_err(Error::Client)?;
+                return Ok(None);
             }
             Ok(None) | Err(ids::KillRefused::Unknown(_)) => {
                 (ER_NO_SUCH_THREAD, format!("Unknown thread id: {target}"))
@@ -1005,6 +1085,9 @@ impl Session {
             _ => false,
         };
         let state = match command {
+            // MariaDB reports the character sets a SET NAMES changes, not the collation it
+            // sets with them; a multiplexed session must know it to move.
+            COM_QUERY if self.mux.is_some() && names_character_sets(text) => true,
             COM_QUERY => may_hide_state(text),
             COM_STMT_EXECUTE => self.state_prepared,
             _ => false,
@@ -1015,8 +1098,7 @@ impl Session {
     /// Reads the state again, directly, after a command that may have changed it unreported;
     /// when tracking was changed under myveil (a routine may do that), it is set up again.
     async fn report_state(&mut self) -> Result<(), Error> {
-        let row = self
-            .backend
+        let row = backend!(self)
             .query_row(crate::backend::state::STATE_QUERY)
             .await?;
         let intact = self
@@ -1033,8 +1115,7 @@ impl Session {
     /// they become what the client is given, and myveil's own tracking is set up again on
     /// top of them (with a fresh report of the state).
     async fn sync_tracking(&mut self) -> Result<(), Error> {
-        let row = self
-            .backend
+        let row = backend!(self)
             .query_row(
                 "SELECT @@session.session_track_system_variables, @@session.session_track_schema",
             )
@@ -1054,8 +1135,7 @@ impl Session {
             self.tracking = ClientTracking::On(settings.clone());
         }
         let database = self.state.database.clone();
-        self.state = self
-            .backend
+        self.state = backend!(self)
             .setup_tracking(database.as_deref().map(str::as_bytes), &settings.variables)
             .await?;
         Ok(())
@@ -1063,11 +1143,8 @@ impl Session {
 
     /// Sets tracking up again after the backend session was reset.
     async fn setup_tracking(&mut self, database: Option<&[u8]>) -> Result<(), Error> {
-        let defaults = self.shared.tracking_defaults.load();
-        self.state = self
-            .backend
-            .setup_tracking(database, &defaults.variables)
-            .await?;
+        let variables = self.shared.tracked_variables();
+        self.state = backend!(self).setup_tracking(database, &variables).await?;
         Ok(())
     }
 
@@ -1087,7 +1164,7 @@ impl Session {
     async fn prepare_response(&mut self, prepared: Prepared) -> Result<Option<Close>, Error> {
         let limit = self.shared.config.listen.max_packet_bytes;
         let read = async |b: &mut BackendConn| b.conn.read_packet(limit).await;
-        let first = match read(&mut self.backend).await {
+        let first = match read(backend!(self)).await {
             Ok(p) => p,
             Err(e) => {
                 return Ok(Some(
@@ -1121,7 +1198,11 @@ impl Session {
         let group = async |this: &mut Self, n: usize| -> Result<Vec<Vec<u8>>, wire::Error> {
             let mut v = Vec::with_capacity(n + 1);
             for _ in 0..n + usize::from(n > 0) {
-                v.push(this.backend.conn.read_packet(limit).await?.payload.to_vec());
+                let backend = this
+                    .backend
+                    .as_mut()
+                    .ok_or(wire::Error::Malformed("no backend connection attached"))?;
+                v.push(backend.conn.read_packet(limit).await?.payload.to_vec());
             }
             Ok(v)
         };
@@ -1236,7 +1317,7 @@ impl Session {
                 };
                 unless_revoked(
                     response.relay_transformed(
-                        &mut self.backend.conn,
+                        &mut backend!(self).conn,
                         &mut self.client,
                         &t,
                         &mut tracker,
@@ -1250,7 +1331,7 @@ impl Session {
                     client: &view,
                 };
                 unless_revoked(
-                    response.relay(&mut self.backend.conn, &mut self.client, &mut tracker),
+                    response.relay(&mut backend!(self).conn, &mut self.client, &mut tracker),
                     &mut self.revoked,
                 )
                 .await
@@ -1270,6 +1351,7 @@ impl Session {
             };
             match end {
                 End::Done(status) => {
+                    self.trace |= response.trace;
                     if let Some(s) = status {
                         self.in_transaction = s.contains(StatusFlags::SERVER_STATUS_IN_TRANS);
                     }
@@ -1281,15 +1363,178 @@ impl Session {
                 }
                 End::LocalInfile => loop {
                     // The client streams the file; an empty packet ends it.
-                    let len = forward_packet(&mut self.client, &mut self.backend.conn)
+                    let len = forward_packet(&mut self.client, &mut backend!(self).conn)
                         .await
                         .map_err(Error::Client)?;
                     if len == 0 {
-                        self.backend.conn.flush().await.map_err(backend_io)?;
+                        backend!(self).conn.flush().await.map_err(backend_io)?;
                         break;
                     }
                 },
             }
+        }
+    }
+
+    /// The status flags an OK of myveil's own carries.
+    fn status_flags(&self) -> StatusFlags {
+        let mut s = StatusFlags::empty();
+        s.set(StatusFlags::SERVER_STATUS_AUTOCOMMIT, self.state.autocommit);
+        s.set(StatusFlags::SERVER_STATUS_IN_TRANS, self.in_transaction);
+        s
+    }
+
+    /// Whether a multiplexed session may set its connection down now: nothing pins or
+    /// holds it, no transaction (nor autocommit off, where every statement opens one), and
+    /// nothing of the session lives on it that myveil cannot move.
+    fn can_park(&self) -> bool {
+        self.mux
+            .as_ref()
+            .is_some_and(|m| m.pinned.is_none() && m.hold == 0)
+            && !self.in_transaction
+            && self.state.autocommit
+            && self.state.known
+            && self.reusable
+            && !self.tracking_prepared
+            && !self.state_prepared
+            && self
+                .backend
+                .as_ref()
+                .is_some_and(|b| b.conn.rbuf.is_empty())
+    }
+
+    /// Multiplexed mode, between statements: the connection goes back to the pool as it
+    /// is, with the session's state, for this session's next command or another's.
+    fn park(&mut self) {
+        if !self.can_park() {
+            return;
+        }
+        let (Some(backend), Some(mux)) = (self.backend.take(), self.mux.as_mut()) else {
+            return;
+        };
+        mux.last = backend.connection_id();
+        // From here a KILL QUERY of this session has nothing to stop.
+        self.id.set_backend(0);
+        self.shared
+            .pool
+            .park(backend, &self.user.role, self.state.clone());
+    }
+
+    /// Multiplexed mode: takes a connection for the next command and brings it to the
+    /// session's state (its own last one first, as it left it; else another, the state
+    /// replayed; else one logged in again). Err: what the client is told instead.
+    async fn attach(&mut self) -> Result<(), ErrorReply> {
+        if self.backend.is_some() {
+            return Ok(());
+        }
+        let shared = self.shared.clone();
+        let Some((account, password)) = shared.account_for(&self.user) else {
+            return Err(ErrorReply::new(
+                packets::ER_UNKNOWN_ERROR,
+                b"HY000",
+                "myveil: the session's role has no backend account any more; reconnect",
+            ));
+        };
+        let who = Identity {
+            account,
+            user: &shared.config.backend.accounts[account].user,
+            password,
+            database: self.state.database.as_deref().map(str::as_bytes),
+            collation: self.collation,
+            attributes: &self.attributes,
+        };
+        let last = self.mux.as_ref().map_or(0, |m| m.last);
+        let variables = shared.tracked_variables();
+        let (mut conn, from) = shared
+            .pool
+            .attach(&who, &self.user.role, last, self.caps, &variables)
+            .await
+            .map_err(|e| backend_error(&e))?;
+        let mut restored = conn.restore(from, &self.state).await;
+        if !matches!(restored, Ok(true)) {
+            // Logged in again (everything reset), then the state once more.
+            tracing::debug!(
+                ?restored,
+                "session state did not move over; the connection logs in again"
+            );
+            restored = async {
+                conn.change_user(&who).await?;
+                let fresh = conn.setup_tracking(who.database, &variables).await?;
+                conn.restore(fresh, &self.state).await
+            }
+            .await;
+        }
+        match restored {
+            Ok(true) => {}
+            Ok(false) => {
+                conn.close();
+                return Err(ErrorReply::new(
+                    packets::ER_UNKNOWN_ERROR,
+                    b"HY000",
+                    "myveil: the session's state could not be restored on a backend connection; reconnect",
+                ));
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "a backend connection failed while the session's state was restored");
+                return Err(backend_error(&e));
+            }
+        }
+        if conn.connection_id() != last {
+            tracing::trace!(
+                thread = conn.connection_id(),
+                "session moved to another backend connection"
+            );
+        }
+        self.id.set_backend(conn.connection_id());
+        self.backend = Some(conn);
+        Ok(())
+    }
+
+    /// Multiplexed mode, before a command: what it leaves on its connection.
+    fn before(&mut self, command: u8, payload: &[u8]) {
+        self.trace = false;
+        let needs = match command {
+            COM_QUERY if self.mux.is_some() => {
+                let mode = self.lex_mode(false);
+                super::mux::needs(&payload[1..], mode.as_ref())
+            }
+            COM_STMT_PREPARE => Needs::Pin("prepared statements"),
+            COM_SET_OPTION => Needs::Pin("COM_SET_OPTION"),
+            _ => Needs::Nothing,
+        };
+        let Some(mux) = self.mux.as_mut() else {
+            return;
+        };
+        mux.hold = mux.hold.saturating_sub(1);
+        match needs {
+            Needs::Pin(why) if mux.pinned.is_none() => {
+                tracing::debug!(reason = why, "session pinned to its backend connection");
+                mux.pinned = Some(why);
+            }
+            Needs::Next => mux.hold = mux.hold.max(1),
+            _ => {}
+        }
+    }
+
+    /// Multiplexed mode, after a command: an insert id, warnings or an error keep the
+    /// connection for the next statement (LAST_INSERT_ID(), SHOW WARNINGS, GET DIAGNOSTICS).
+    fn after(&mut self) {
+        if let Some(mux) = self.mux.as_mut()
+            && self.trace
+        {
+            mux.hold = mux.hold.max(1);
+        }
+    }
+
+    /// After COM_RESET_CONNECTION or COM_CHANGE_USER: nothing of the old session pins the
+    /// connection (but a backend user's own login).
+    fn unpin(&mut self) {
+        let backend_user = self
+            .backend
+            .as_ref()
+            .is_some_and(BackendConn::is_backend_user);
+        if let Some(mux) = self.mux.as_mut() {
+            mux.pinned = backend_user.then_some("a backend user's own login");
+            mux.hold = 0;
         }
     }
 
@@ -1410,21 +1655,20 @@ impl Session {
             attributes: &self.attributes,
         };
         // The connection moves to the new account's limit (it waits in the queue for it).
-        if self.backend.account.as_deref() != Some(account) {
+        if backend!(self).account.as_deref() != Some(account) {
             match shared.pool.slot(account).await {
-                Ok(slot) => self.backend.slot = slot,
+                Ok(slot) => backend!(self).slot = slot,
                 Err(e) => {
                     send_error(&mut self.client, seq, &backend_error(&e)).await;
                     return Ok(Some(Close::Dirty));
                 }
             }
         }
-        let changed = match self.backend.change_user(&who).await {
+        let changed = match backend!(self).change_user(&who).await {
             Ok(ok) => {
-                let defaults = shared.tracking_defaults.load();
-                match self
-                    .backend
-                    .setup_tracking(request.database, &defaults.variables)
+                let variables = shared.tracked_variables();
+                match backend!(self)
+                    .setup_tracking(request.database, &variables)
                     .await
                 {
                     Ok(state) => Ok((ok, state)),
@@ -1471,6 +1715,7 @@ impl Session {
         self.revoked = revocation_watch(&self.shared, &user);
         self.decisions = self.shared.plans_for(&user.role);
         self.user = user;
+        self.unpin();
         tracing::debug!(role = %self.user.role, "changed user");
         Ok(())
     }
@@ -1509,7 +1754,7 @@ impl Session {
             request.database,
             self.collation,
             &self.attributes,
-            self.backend.capabilities,
+            backend!(self).capabilities,
             &self.peer,
             request.auth,
         )
@@ -1518,11 +1763,8 @@ impl Session {
             return Ok(Some(Close::Dirty));
         };
         let mut conn = *conn;
-        let defaults = shared.tracking_defaults.load();
-        let state = match conn
-            .setup_tracking(request.database, &defaults.variables)
-            .await
-        {
+        let variables = shared.tracked_variables();
+        let state = match conn.setup_tracking(request.database, &variables).await {
             Ok(state) => state,
             Err(backend::Error::Refused { payload, .. }) => {
                 let _ = self.client.write_packet(seq, &payload).await;
@@ -1531,8 +1773,8 @@ impl Session {
             Err(e) => return Err(e.into()),
         };
         self.salt_switched = true;
-        let old = std::mem::replace(&mut self.backend, conn);
-        self.id.set_backend(self.backend.connection_id());
+        self.id.set_backend(conn.connection_id());
+        let old = self.backend.replace(conn).ok_or(Error::Detached)?;
         self.reusable = true;
         let limit = shared.config.backend.connect_timeout();
         let pool_owner = shared.clone();
@@ -1541,6 +1783,23 @@ impl Session {
         self.changed_user(User::for_backend(&name, role), state, &ok, seq)
             .await?;
         Ok(None)
+    }
+}
+
+/// Whether a text may set a character set or collation (a byte search, wider than needed).
+fn names_character_sets(text: &[u8]) -> bool {
+    let has = |needle: &[u8]| {
+        text.windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+    };
+    has(b"names") || has(b"character") || has(b"charset") || has(b"collation")
+}
+
+/// Waits for the backend connection to become readable; never, without one.
+async fn backend_fill(backend: &mut Option<BackendConn>) -> Result<(), wire::Error> {
+    match backend {
+        Some(b) => b.conn.fill().await.map(drop),
+        None => std::future::pending().await,
     }
 }
 

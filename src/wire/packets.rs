@@ -148,6 +148,27 @@ pub fn ok_status(payload: &[u8]) -> Option<StatusFlags> {
     ])))
 }
 
+/// Whether an OK packet leaves something only its own connection can answer for: an
+/// insert id (`LAST_INSERT_ID()`) or warnings (`SHOW WARNINGS`). Unreadable: true.
+pub fn ok_leaves_trace(payload: &[u8]) -> bool {
+    let Some(rest) = payload.get(1..) else {
+        return true;
+    };
+    let Some((_, a)) = lenenc_int(rest) else {
+        return true;
+    };
+    let Some((insert_id, b)) = rest.get(a..).and_then(lenenc_int) else {
+        return true;
+    };
+    let warnings = rest.get(a + b + 2..a + b + 4);
+    insert_id != 0 || warnings.is_none_or(|w| w != [0, 0])
+}
+
+/// Whether a classic EOF packet reports warnings.
+pub fn eof_warnings(payload: &[u8]) -> bool {
+    payload.get(1..3).is_none_or(|w| w != [0, 0])
+}
+
 /// Status flags of a classic EOF packet (0xFE, warnings u16, status u16).
 pub fn eof_status(payload: &[u8]) -> Option<StatusFlags> {
     let s = payload.get(3..5)?;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -87,7 +88,8 @@ impl Proxy {
             extra = setup.extra,
             roles = roles,
             backend = setup.backend.unwrap_or_else(|| format!(
-                "[backend]\naddress = \"{BACKEND_HOST}:{BACKEND_PORT}\"\n[backend.accounts.main]\nuser = \"root\""
+                "[backend]\naddress = \"{BACKEND_HOST}:{BACKEND_PORT}\"\nmode = \"{}\"\n[backend.accounts.main]\nuser = \"root\"",
+                backend_mode()
             )),
         );
         // Written too, for tests that run the CLI on the same configuration.
@@ -186,6 +188,103 @@ pub fn protection(policy: &str) -> (tempfile::TempDir, String) {
         keys.display()
     );
     (dir, table)
+}
+
+/// The backend mode of test proxies: `MYVEIL_TEST_BACKEND_MODE` (CI runs the relay and
+/// protection tests in both), pinned by default.
+pub fn backend_mode() -> &'static str {
+    match std::env::var("MYVEIL_TEST_BACKEND_MODE").as_deref() {
+        Ok("multiplexed") => "multiplexed",
+        _ => "pinned",
+    }
+}
+
+/// A MariaDB account made for one test, dropped after it (also when the test fails), and
+/// its password in a private file for the proxy's configuration.
+pub struct BackendAccount {
+    pub name: String,
+    _dir: tempfile::TempDir,
+    pub password_file: std::path::PathBuf,
+}
+
+impl BackendAccount {
+    pub async fn create(label: &str, db: &str) -> BackendAccount {
+        let name = format!("myveil_pool_{label}_{}", std::process::id());
+        let password = format!("pw-{label}-{}", std::process::id());
+        let mut c = direct(None).await;
+        for host in ["127.0.0.1", "localhost"] {
+            c.query_drop(format!("DROP USER IF EXISTS '{name}'@'{host}'"))
+                .await
+                .expect("drop old");
+            c.query_drop(format!(
+                "CREATE USER '{name}'@'{host}' IDENTIFIED BY '{password}'"
+            ))
+            .await
+            .expect("create user");
+            c.query_drop(format!("GRANT ALL ON `{db}`.* TO '{name}'@'{host}'"))
+                .await
+                .expect("grant");
+        }
+        c.disconnect().await.ok();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let password_file = dir.path().join("backend.password");
+        std::fs::write(&password_file, &password).expect("password file");
+        std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod");
+        BackendAccount {
+            name,
+            _dir: dir,
+            password_file,
+        }
+    }
+
+    /// The server's connections of this account now.
+    pub async fn connections(&self) -> u64 {
+        let mut c = direct(None).await;
+        let n: Option<u64> = c
+            .query_first(format!(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = '{}'",
+                self.name
+            ))
+            .await
+            .expect("processlist");
+        c.disconnect().await.ok();
+        n.unwrap_or(0)
+    }
+
+    /// A `[backend]` table that logs in as this account: `backend` goes in `[backend]`,
+    /// `account` in its `[backend.accounts.main]`.
+    pub fn backend_toml(&self, backend: &str, account: &str) -> String {
+        format!(
+            "[backend]\naddress = \"{BACKEND_HOST}:{BACKEND_PORT}\"\n{backend}\n[backend.accounts.main]\nuser = \"{}\"\npassword_file = \"{}\"\n{account}",
+            self.name,
+            self.password_file.display(),
+        )
+    }
+}
+
+impl Drop for BackendAccount {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(async move {
+                    if let Ok(mut c) = Conn::new(direct_opts()).await {
+                        for host in ["127.0.0.1", "localhost"] {
+                            let _ = c
+                                .query_drop(format!("DROP USER IF EXISTS '{name}'@'{host}'"))
+                                .await;
+                        }
+                        let _ = c.disconnect().await;
+                    }
+                });
+            }
+        })
+        .join();
+    }
 }
 
 /// Whether test clients of the proxy use the compressed protocol (MYVEIL_TEST_COMPRESSION).

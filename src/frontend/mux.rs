@@ -1,0 +1,233 @@
+//! frontend::mux: what keeps a multiplexed session on its backend connection (ADR 0009).
+//!
+//! Between statements a multiplexed session gives its connection back to the pool and takes
+//! one again for its next command, with its state (database, character sets, sql_mode,
+//! time_zone, autocommit, isolation and every session variable the server reported) replayed
+//! over it. Some state lives on the connection and cannot move: it *pins* the session to the
+//! connection for the rest of its life (or until COM_RESET_CONNECTION / COM_CHANGE_USER
+//! clear it). Some only needs the next statement on the same connection: it *holds* the
+//! connection for one more command. A transaction, autocommit off, an open cursor and
+//! prepared statements keep it while they last.
+//!
+//! Security: the rules err towards pinning. A statement myveil cannot read pins; so does
+//! anything that names a user variable, since the server does not report them.
+
+use crate::sql::lex::{self, Kind, Mode, Token};
+
+/// Most tokens read to find pins (a longer text pins: it is not read).
+const MAX_TOKENS: usize = 65_536;
+
+/// A multiplexed session's hold on its backend connection.
+#[derive(Debug, Default)]
+pub struct Mux {
+    /// What keeps the connection for the rest of the session (None: nothing).
+    pub pinned: Option<&'static str>,
+    /// Commands the connection is still kept for.
+    pub hold: u8,
+    /// Backend thread of the connection the session had last: taken back first, when idle.
+    pub last: u32,
+}
+
+/// What a statement text asks of its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// Nothing: the next statement may run anywhere.
+    Nothing,
+    /// The next statement on the same connection (FOUND_ROWS, LAST_INSERT_ID).
+    Next,
+    /// The same connection for good, for this reason.
+    Pin(&'static str),
+}
+
+/// Reads a COM_QUERY text for what it leaves on its connection.
+pub fn needs(text: &[u8], mode: Option<&Mode<'_>>) -> Needs {
+    let Some(mode) = mode else {
+        return Needs::Pin("a statement in a character set myveil cannot read");
+    };
+    let Ok(lexed) = lex::lex_bounded(text, mode, MAX_TOKENS) else {
+        return Needs::Pin("a statement myveil cannot read");
+    };
+    let tokens = &lexed.tokens;
+    let mut needs = Needs::Nothing;
+    for statement in tokens.split(|t| t.kind == Kind::Semicolon) {
+        match of_statement(statement, text) {
+            Needs::Pin(why) => return Needs::Pin(why),
+            Needs::Next => needs = Needs::Next,
+            Needs::Nothing => {}
+        }
+    }
+    needs
+}
+
+fn of_statement(t: &[Token], src: &[u8]) -> Needs {
+    let word = |i: usize, w: &str| t.get(i).is_some_and(|t| t.is_word(src, w));
+    let any = |w: &str| t.iter().any(|t| t.is_word(src, w));
+    let call = |i: usize| t.get(i + 1).is_some_and(|n| n.text(src) == b"(");
+    // The first word, after any number of opening parentheses.
+    let first = t
+        .iter()
+        .position(|t| t.text(src) != b"(")
+        .unwrap_or(t.len());
+    // A user variable assigned (SET @a, @a := …, INTO @a): the server does not report
+    // them. Reading one assigns nothing: a session that never assigned one reads NULL on
+    // any connection (one that did is pinned, and a connection goes back to the pool
+    // reset when its session ends).
+    let assigned = t.iter().enumerate().any(|(i, tok)| {
+        tok.kind == Kind::UserVar
+            && (word(first, "set")
+                || t.get(i + 1).is_some_and(|n| n.is_op(src, ":="))
+                || i > 0 && t[i - 1].is_word(src, "into"))
+    });
+    if assigned {
+        return Needs::Pin("user variables");
+    }
+    for (w, why) in [
+        ("lock", "LOCK TABLES"),
+        ("handler", "HANDLER"),
+        ("xa", "an XA transaction"),
+        ("prepare", "SQL-level prepared statements"),
+        ("execute", "SQL-level prepared statements"),
+        ("deallocate", "SQL-level prepared statements"),
+        ("call", "a stored procedure (it may leave any state)"),
+        ("backup", "BACKUP LOCK"),
+    ] {
+        if word(first, w) {
+            return Needs::Pin(why);
+        }
+    }
+    if word(first, "flush") && any("lock") {
+        return Needs::Pin("FLUSH TABLES … WITH READ LOCK");
+    }
+    if word(first, "create") && (first + 1..(first + 5).min(t.len())).any(|i| word(i, "temporary"))
+    {
+        return Needs::Pin("temporary tables");
+    }
+    if word(first, "set") {
+        if any("role") && word(first + 1, "role") {
+            return Needs::Pin("SET ROLE");
+        }
+        if any("transaction") && !any("session") && !any("global") {
+            return Needs::Pin("SET TRANSACTION (the next transaction's characteristics)");
+        }
+        // `SET @@name` without a scope word: MariaDB does not report the change.
+        let unscoped = t.iter().enumerate().any(|(i, tok)| {
+            tok.kind == Kind::SysVar && t.get(i + 1).is_none_or(|n| n.kind != Kind::Dot)
+        });
+        if unscoped {
+            return Needs::Pin("SET @@name without a scope (the server does not report it)");
+        }
+        if t.iter().any(|tok| {
+            tok.text(src).len() > 14 && tok.text(src)[..14].eq_ignore_ascii_case(b"session_track_")
+        }) {
+            return Needs::Pin("a change of session tracking");
+        }
+    }
+    for (i, tok) in t.iter().enumerate() {
+        if tok.kind != Kind::Word {
+            continue;
+        }
+        let w = tok.text(src);
+        if (w.eq_ignore_ascii_case(b"get_lock") || w.eq_ignore_ascii_case(b"release_lock"))
+            && call(i)
+        {
+            return Needs::Pin("GET_LOCK");
+        }
+        if w.eq_ignore_ascii_case(b"nextval")
+            || w.eq_ignore_ascii_case(b"lastval")
+            || w.eq_ignore_ascii_case(b"setval")
+            || (w.eq_ignore_ascii_case(b"next") || w.eq_ignore_ascii_case(b"previous"))
+                && word(i + 1, "value")
+                && word(i + 2, "for")
+        {
+            return Needs::Pin("sequences (LASTVAL is the session's)");
+        }
+    }
+    // FOUND_ROWS() after SQL_CALC_FOUND_ROWS, LAST_INSERT_ID() after LAST_INSERT_ID(expr):
+    // the next statement asks this connection. (An insert id the server reports holds
+    // the connection as well: Session::after.)
+    let sets_insert_id = t.iter().enumerate().any(|(i, tok)| {
+        tok.is_word(src, "last_insert_id")
+            && call(i)
+            && t.get(i + 2).is_some_and(|n| n.text(src) != b")")
+    });
+    if any("sql_calc_found_rows") || sets_insert_id {
+        return Needs::Next;
+    }
+    Needs::Nothing
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::charset::Charset;
+
+    fn of(sql: &str) -> Needs {
+        let cs = Charset::named("utf8mb4").expect("utf8mb4");
+        let mode = crate::guard::lex_mode(
+            cs,
+            &crate::backend::state::SqlMode::parse(""),
+            101_100,
+            false,
+        );
+        needs(sql.as_bytes(), Some(&mode))
+    }
+
+    #[test]
+    fn statements_that_leave_state_on_the_connection_pin_it() {
+        for sql in [
+            "SET @a = 1",
+            "SELECT 1 INTO @x",
+            "SELECT 1; SET @a := 2",
+            "SELECT @a := 1",
+            "SELECT a INTO @a, @b FROM t",
+            "CREATE TEMPORARY TABLE t (a INT)",
+            "create or replace temporary table t (a int)",
+            "/*!32312 CREATE TEMPORARY TABLE t (a INT) */",
+            "LOCK TABLES t WRITE",
+            "FLUSH TABLES WITH READ LOCK",
+            "SELECT GET_LOCK('x', 1)",
+            "DO get_lock ('x', 1)",
+            "PREPARE s FROM 'SELECT 1'",
+            "EXECUTE s",
+            "CALL p()",
+            "XA START 'x'",
+            "HANDLER t OPEN",
+            "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+            "SET ROLE r",
+            "SET @@sort_buffer_size = 1000000",
+            "SET session_track_system_variables = ''",
+            "SELECT NEXTVAL(s)",
+            "SELECT NEXT VALUE FOR s",
+            "BACKUP LOCK t",
+        ] {
+            assert!(matches!(of(sql), Needs::Pin(_)), "{sql} should pin");
+        }
+    }
+
+    #[test]
+    fn statements_whose_state_the_server_reports_do_not() {
+        for sql in [
+            "SELECT 1",
+            "INSERT INTO t VALUES (1)",
+            "SET NAMES latin1",
+            "SET sql_mode = 'ANSI_QUOTES'",
+            "SET @@session.time_zone = '+01:00'",
+            "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            "USE test",
+            "BEGIN",
+            "START TRANSACTION",
+            "SELECT @@sql_mode",
+            "SELECT @never_set",
+            "SELECT * FROM t WHERE a = @x",
+            "SELECT '@x', 'GET_LOCK(1)' FROM t",
+            "SELECT * FROM t FOR UPDATE",
+            "SELECT * FROM t LOCK IN SHARE MODE",
+            "CREATE TABLE temporary_things (a INT)",
+        ] {
+            assert_eq!(of(sql), Needs::Nothing, "{sql}");
+        }
+        assert_eq!(of("SELECT SQL_CALC_FOUND_ROWS * FROM t"), Needs::Next);
+        assert_eq!(of("SELECT LAST_INSERT_ID()"), Needs::Nothing);
+        assert_eq!(of("UPDATE t SET id = LAST_INSERT_ID(id + 1)"), Needs::Next);
+    }
+}

@@ -1,0 +1,339 @@
+//! `[backend] mode = "multiplexed"`: sessions share backend connections between statements.
+//! Each test logs in to MariaDB as an account of its own, so the server's process list
+//! counts exactly this proxy's connections, and checks what sessions see against what a
+//! direct connection with the same statements sees.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{BackendAccount, Proxy, Setup, TestDb};
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Opts};
+
+async fn proxy(account: &BackendAccount, limit: usize) -> Proxy {
+    Proxy::start_with(Setup {
+        backend: Some(account.backend_toml(
+            "mode = \"multiplexed\"\nwait_timeout_ms = 20000",
+            &format!("max_backend_connections = {limit}"),
+        )),
+        ..Default::default()
+    })
+    .await
+}
+
+/// What a session sees of its own state.
+const STATE: &str = "SELECT DATABASE(), @@session.sql_mode, @@session.time_zone, \
+    @@session.sort_buffer_size, @@session.character_set_client, \
+    @@session.collation_connection, @@session.tx_isolation, @@session.autocommit, \
+    CONCAT(@@session.div_precision_increment, '/', 1/3)";
+
+type State = (
+    Option<String>,
+    String,
+    String,
+    u64,
+    String,
+    String,
+    String,
+    u8,
+    String,
+);
+
+async fn state(c: &mut Conn) -> State {
+    c.query_first(STATE).await.expect("state").expect("a row")
+}
+
+/// Each session's own settings, run through the proxy and directly.
+fn settings(db: &str, which: usize) -> Vec<String> {
+    let (mode, tz, sort, names, iso, div) = [
+        (
+            "ANSI_QUOTES",
+            "+05:00",
+            1_048_576,
+            "latin1",
+            "READ COMMITTED",
+            2,
+        ),
+        (
+            "STRICT_ALL_TABLES,NO_BACKSLASH_ESCAPES",
+            "-03:30",
+            524_288,
+            "utf8mb4 COLLATE utf8mb4_bin",
+            "SERIALIZABLE",
+            7,
+        ),
+    ][which];
+    vec![
+        format!("USE `{db}`"),
+        format!("SET sql_mode = '{mode}'"),
+        format!("SET time_zone = '{tz}'"),
+        format!("SET SESSION sort_buffer_size = {sort}"),
+        format!("SET NAMES {names}"),
+        format!("SET SESSION TRANSACTION ISOLATION LEVEL {iso}"),
+        format!("SET div_precision_increment = {div}"),
+    ]
+}
+
+#[tokio::test]
+async fn two_sessions_alternating_over_one_connection_each_see_their_own_state() {
+    let db_a = TestDb::create("mux_a").await;
+    let db_b = TestDb::create("mux_b").await;
+    let account = BackendAccount::create("mux_state", &db_a.name).await;
+    {
+        let mut root = common::direct(None).await;
+        for host in ["127.0.0.1", "localhost"] {
+            root.query_drop(format!(
+                "GRANT ALL ON `{}`.* TO '{}'@'{host}'",
+                db_b.name, account.name
+            ))
+            .await
+            .expect("grant");
+        }
+    }
+    let proxy = proxy(&account, 1).await;
+    let mut a = proxy.app(None).await;
+    let mut b = proxy.app(None).await;
+    let mut direct_a = common::direct(None).await;
+    let mut direct_b = common::direct(None).await;
+    // Interleaved: a statement of one, then of the other, over the one backend connection.
+    for (sa, sb) in settings(&db_a.name, 0)
+        .iter()
+        .zip(settings(&db_b.name, 1).iter())
+    {
+        a.query_drop(sa).await.expect(sa);
+        direct_a.query_drop(sa).await.expect(sa);
+        b.query_drop(sb).await.expect(sb);
+        direct_b.query_drop(sb).await.expect(sb);
+    }
+    let want_a = state(&mut direct_a).await;
+    let want_b = state(&mut direct_b).await;
+    assert_ne!(want_a, want_b);
+    for _ in 0..10 {
+        assert_eq!(state(&mut a).await, want_a, "session a");
+        assert_eq!(state(&mut b).await, want_b, "session b");
+    }
+    assert_eq!(
+        account.connections().await,
+        1,
+        "one backend connection for both"
+    );
+    // Each reads and writes in its own database, its own way.
+    a.query_drop("CREATE TABLE t (id INT PRIMARY KEY, s VARCHAR(20))")
+        .await
+        .expect("create a");
+    b.query_drop("CREATE TABLE t (id INT PRIMARY KEY, s VARCHAR(20))")
+        .await
+        .expect("create b");
+    a.query_drop(r#"INSERT INTO "t" VALUES (1, 'a\\b')"#)
+        .await
+        .expect("ANSI_QUOTES in a");
+    b.query_drop(r"INSERT INTO t VALUES (1, 'a\b')")
+        .await
+        .expect("NO_BACKSLASH_ESCAPES in b");
+    let sa: Option<String> = a.query_first("SELECT s FROM t").await.expect("a reads");
+    let sb: Option<String> = b.query_first("SELECT s FROM t").await.expect("b reads");
+    // Each read as its own sql_mode says (swapped, a would store `a\\b`, b a backspace).
+    assert_eq!(sa.as_deref(), Some(r"a\b"));
+    assert_eq!(sb.as_deref(), Some(r"a\b"));
+    for c in [a, b, direct_a, direct_b] {
+        c.disconnect().await.ok();
+    }
+    drop(proxy);
+    db_a.drop_now().await;
+    db_b.drop_now().await;
+}
+
+#[tokio::test]
+async fn what_cannot_move_keeps_the_connection() {
+    let db = TestDb::create("mux_pins").await;
+    let account = BackendAccount::create("mux_pins", &db.name).await;
+    let proxy = proxy(&account, 2).await;
+    let opts = || Opts::from(proxy.app_opts().db_name(Some(&db.name)));
+    let mut setup = Conn::new(opts()).await.expect("setup");
+    setup
+        .query_drop("CREATE TABLE n (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
+        .await
+        .expect("create");
+
+    // A user variable pins its session; another session keeps running on the other
+    // connection, and the variable is still there.
+    let mut pinned = Conn::new(opts()).await.expect("pinned");
+    pinned.query_drop("SET @mine = 42").await.expect("set");
+    let mut others = Vec::new();
+    for _ in 0..5 {
+        let mut c = Conn::new(opts()).await.expect("other");
+        let v: Option<Option<i64>> = c.query_first("SELECT @mine").await.expect("other reads");
+        assert_eq!(
+            v,
+            Some(None),
+            "another session sees no user variable of the pinned one"
+        );
+        others.push(c);
+    }
+    let v: Option<i64> = pinned.query_first("SELECT @mine").await.expect("reads");
+    assert_eq!(v, Some(42));
+
+    // A transaction holds its connection until it ends: the other session waits for the
+    // only free one meanwhile, and sees the rows once they are committed.
+    let mut tx = others.pop().expect("a session");
+    tx.query_drop("BEGIN").await.expect("begin");
+    tx.query_drop("INSERT INTO n (v) VALUES (1), (2)")
+        .await
+        .expect("insert");
+    let waiter = {
+        let opts = opts();
+        tokio::spawn(async move {
+            let mut c = Conn::new(opts).await.expect("waiter");
+            let n: Option<u64> = c
+                .query_first("SELECT COUNT(*) FROM n")
+                .await
+                .expect("count");
+            c.disconnect().await.ok();
+            n
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while proxy.shared.pool.waiting() == 0 {
+        assert!(Instant::now() < deadline, "the waiter never queued");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tx.query_drop("COMMIT").await.expect("commit");
+    assert_eq!(waiter.await.expect("join"), Some(2));
+
+    // LAST_INSERT_ID() is the session's own, though others insert in between.
+    let mut first = others.pop().expect("a session");
+    let mut second = others.pop().expect("a session");
+    first
+        .query_drop("INSERT INTO n (v) VALUES (10)")
+        .await
+        .expect("insert");
+    let id: Option<u64> = first
+        .query_first("SELECT LAST_INSERT_ID()")
+        .await
+        .expect("id");
+    second
+        .query_drop("INSERT INTO n (v) VALUES (20)")
+        .await
+        .expect("insert");
+    let theirs: Option<u64> = second
+        .query_first("SELECT LAST_INSERT_ID()")
+        .await
+        .expect("id");
+    let v: Option<i64> = first
+        .query_first(format!("SELECT v FROM n WHERE id = {}", id.expect("id")))
+        .await
+        .expect("row");
+    assert_eq!(v, Some(10));
+    assert_ne!(id, theirs);
+
+    // A temporary table pins too, and prepared statements work (pinned).
+    let mut temp = others.pop().expect("a session");
+    temp.query_drop("CREATE TEMPORARY TABLE tmp (a INT)")
+        .await
+        .expect("temp");
+    temp.query_drop("INSERT INTO tmp VALUES (7)")
+        .await
+        .expect("insert");
+    let stmt = temp
+        .prep("SELECT a FROM tmp WHERE a = ?")
+        .await
+        .expect("prepare");
+    let a: Option<i32> = temp.exec_first(&stmt, (7,)).await.expect("execute");
+    assert_eq!(a, Some(7));
+    assert!(
+        account.connections().await <= 2,
+        "never more than the limit"
+    );
+    for c in [setup, pinned, tx, first, second, temp] {
+        c.disconnect().await.ok();
+    }
+    drop(proxy);
+    db.drop_now().await;
+}
+
+#[tokio::test]
+async fn an_idle_session_goes_on_when_its_connection_dies_and_can_be_killed() {
+    let db = TestDb::create("mux_dies").await;
+    let account = BackendAccount::create("mux_dies", &db.name).await;
+    let proxy = proxy(&account, 1).await;
+    let mut c = proxy.app(Some(&db.name)).await;
+    c.query_drop("SET time_zone = '+02:00'").await.expect("tz");
+    let thread: Option<u64> = c
+        .query_first("SELECT @@pseudo_thread_id")
+        .await
+        .expect("thread");
+    // The backend connection dies while the session is between statements.
+    let mut root = common::direct(None).await;
+    root.query_drop(format!("KILL {}", thread.expect("thread")))
+        .await
+        .expect("kill");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while account.connections().await > 0 {
+        assert!(Instant::now() < deadline, "the connection did not go");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (db_now, tz): (Option<String>, String) = c
+        .query_first("SELECT DATABASE(), @@time_zone")
+        .await
+        .expect("the session goes on")
+        .expect("row");
+    assert_eq!(db_now.as_deref(), Some(db.name.as_str()));
+    assert_eq!(tz, "+02:00");
+
+    // KILL CONNECTION of a session between statements ends it.
+    let id = c.id();
+    let mut killer = proxy.app(None).await;
+    killer
+        .query_drop(format!("KILL CONNECTION {id}"))
+        .await
+        .expect("kill");
+    let e = c.query_drop("SELECT 1").await.expect_err("killed");
+    assert!(
+        matches!(
+            e,
+            mysql_async::Error::Io(_)
+                | mysql_async::Error::Driver(_)
+                | mysql_async::Error::Server(_)
+        ),
+        "{e:?}"
+    );
+    killer.disconnect().await.ok();
+    drop(root);
+    drop(proxy);
+    db.drop_now().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_clients_share_a_few_connections() {
+    let db = TestDb::create("mux_many").await;
+    let account = BackendAccount::create("mux_many", &db.name).await;
+    let proxy = proxy(&account, 4).await;
+    let opts = Opts::from(proxy.app_opts().db_name(Some(&db.name)));
+    let mut clients = Vec::new();
+    for _ in 0..200 {
+        clients.push(Conn::new(opts.clone()).await.expect("connect"));
+    }
+    let mut tasks = Vec::new();
+    for (i, mut c) in clients.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let v: Option<u64> = c
+                .query_first(format!("SELECT {i} + 0"))
+                .await
+                .expect("query");
+            (c, v)
+        }));
+    }
+    let mut clients = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        let (c, v) = t.await.expect("join");
+        assert_eq!(v, Some(i as u64));
+        clients.push(c);
+    }
+    assert!(account.connections().await <= 4, "at most the limit");
+    for c in clients {
+        c.disconnect().await.ok();
+    }
+    drop(proxy);
+    db.drop_now().await;
+}
