@@ -9,6 +9,10 @@
 #   bash benches/sysbench.sh                 # full run (~15 min)
 #   QUICK=1 bash benches/sysbench.sh         # smoke run
 #   PROTECTED=1 bash benches/sysbench.sh     # protected vs unprotected columns, both via myveil
+#   MULTIPLEXED=1 bash benches/sysbench.sh   # myveil pinned against myveil multiplexed
+#                                            # (a second instance, [backend] mode =
+#                                            # "multiplexed", 100 backend connections), at 1,
+#                                            # 4, 16 and 64 threads; qps vs myveil = mux/pinned
 #   BASELINE_BIN=/path/to/old/myveil bash benches/sysbench.sh
 #                                            # an older build as one more target (base)
 #   PROTECTED=1 BASELINE_BIN=/path/to/old/myveil bash benches/sysbench.sh
@@ -29,6 +33,10 @@ if [ "${PROTECTED:-0}" = 1 ]; then
   TARGETS="unprotected protected"
   [ -n "${BASELINE_BIN:-}" ] && TARGETS="base-protected unprotected protected"
   EXTRA=(--order-ranges=0 --distinct-ranges=0)
+elif [ "${MULTIPLEXED:-0}" = 1 ]; then
+  : "${THREADS:=1 4 16 64}"
+  TARGETS="direct forwarder myveil multiplexed"
+  EXTRA=()
 else
   TARGETS="direct forwarder myveil myveil-z"
   # BASELINE_BIN: an older build beside this one, interleaved (qps vs forwarder for both).
@@ -53,6 +61,8 @@ MYVEIL_PORT=3407
 FORWARDER_PORT=3408
 BASE_PORT=3410
 BASE_PID=""
+MUX_PORT=3414
+MUX_PID=""
 
 cargo build --release --quiet --bin myveil --example tcp_forwarder
 TMP=$(mktemp -d)
@@ -119,6 +129,11 @@ TOML
   printf '[protection]\npolicy_dir = "policy"\nkeys_dir = "keys"\n' >>"$TMP/myveil.toml"
   target/release/myveil keygen -c "$TMP/myveil.toml" >/dev/null
 fi
+if [ "${MULTIPLEXED:-0}" = 1 ]; then
+  # Idle backend connections of one target would keep the next from MariaDB's 151 at 64
+  # threads: they expire after a second here (run_one waits for that at 32 threads and up).
+  sed -i 's/^pool_max_idle = 64$/pool_max_idle = 64\npool_idle_timeout_secs = 1/' "$TMP/myveil.toml"
+fi
 echo "bench-password-1" | target/release/myveil user add bench --role app --password-stdin -c "$TMP/myveil.toml" >/dev/null
 
 target/release/myveil serve -c "$TMP/myveil.toml" 2>"$TMP/myveil.log" &
@@ -130,6 +145,16 @@ if [ -n "${BASELINE_BIN:-}" ]; then
   "$BASELINE_BIN" serve -c "$TMP/base.toml" 2>"$TMP/base.log" &
   BASE_PID=$!
   PIDS+=("$BASE_PID")
+fi
+if [ "${MULTIPLEXED:-0}" = 1 ]; then
+  # The same configuration, multiplexed, on another port.
+  sed -e "s/127.0.0.1:$MYVEIL_PORT/127.0.0.1:$MUX_PORT/" \
+      -e 's/^address = "127.0.0.1:3306"$/address = "127.0.0.1:3306"\nmode = "multiplexed"/' \
+      -e 's/^user = "root"$/user = "root"\nmax_backend_connections = 100/' \
+      "$TMP/myveil.toml" >"$TMP/mux.toml"
+  target/release/myveil serve -c "$TMP/mux.toml" 2>"$TMP/mux.log" &
+  MUX_PID=$!
+  PIDS+=("$MUX_PID")
 fi
 target/release/examples/tcp_forwarder "127.0.0.1:$FORWARDER_PORT" 127.0.0.1:3306 2>"$TMP/forwarder.log" &
 FORWARDER_PID=$!
@@ -167,9 +192,11 @@ run_one() { # workload threads target
     myveil | unprotected) port=$MYVEIL_PORT; user=bench; pass=bench-password-1; pid=$MYVEIL_PID ;;
     protected) port=$MYVEIL_PORT; user=bench; pass=bench-password-1; pid=$MYVEIL_PID; db=$PDB ;;
     base) port=$BASE_PORT; user=bench; pass=bench-password-1; pid=$BASE_PID ;;
+    multiplexed) port=$MUX_PORT; user=bench; pass=bench-password-1; pid=$MUX_PID ;;
     base-protected) port=$BASE_PORT; user=bench; pass=bench-password-1; pid=$BASE_PID; db=$PDB ;;
   esac
   local before=0 after=0
+  [ "${MULTIPLEXED:-0}" = 1 ] && [ "$threads" -ge 32 ] && sleep 6
   [ -n "$pid" ] && before=$(cpu_ticks "$pid")
   local out
   if ! out=$(sysbench "$workload" "${common[@]}" --mysql-db="$db" "${EXTRA[@]}" "${z[@]}" --mysql-port="$port" --mysql-user="$user" --mysql-password="$pass" \
@@ -239,6 +266,14 @@ for w, t in keys:
         cpu_floor = f"{cpu / m[floor][3]:.2f}" if target in proxies and m.get(floor) and m[floor][3] else ""
         cpu_s = f"{cpu:.1f}" if cpu else ""
         out.append(f"| {w} | {t} | {target} | {qps:.0f} | {tps:.0f} | {p95:.2f} | {cpu_s} | {vs_base} | {vs_floor} | {cpu_floor} |")
+if "multiplexed" in targets and "myveil" in targets:
+    out += ["", "| workload | threads | multiplexed qps vs pinned | CPU vs pinned |", "|---|---|---|---|"]
+    for w, t in keys:
+        a, b = rows.get((w, t, "multiplexed")), rows.get((w, t, "myveil"))
+        if a and b:
+            mq, pq = med([x[0] for x in a]), med([x[0] for x in b])
+            mc, pc = med([x[3] for x in a]), med([x[3] for x in b])
+            out.append(f"| {w} | {t} | **{mq / pq:.2f}** | {mc / pc:.2f} |")
 text = "\n".join(out) + "\n"
 open(sys.argv[2], "w").write(text)
 print(text)

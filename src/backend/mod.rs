@@ -334,9 +334,13 @@ impl BackendConn {
     /// SET), and the caller logs in again.
     pub(crate) async fn restore(
         &mut self,
-        mut from: state::SessionState,
+        from: &state::SessionState,
         to: &state::SessionState,
     ) -> Result<bool> {
+        if from.database == to.database && state::restore_sql(from, to) == state::Restore::Same {
+            return Ok(state::restored(from, to));
+        }
+        let mut from = from.clone();
         if from.database != to.database {
             let Some(db) = &to.database else {
                 return Ok(false);

@@ -114,7 +114,9 @@ pub struct Pool {
 #[derive(Debug)]
 pub struct Parked {
     pub role: String,
-    pub state: SessionState,
+    /// Shared with the session that parked it: the next session tells by identity whether
+    /// the connection is still in its own state.
+    pub state: Arc<SessionState>,
 }
 
 /// What a client's greeting says of the backend.
@@ -319,7 +321,7 @@ impl Pool {
     /// that needs the backend's own fresh salt: backend users).
     /// Sets down a multiplexed session's connection between statements: idle as it is,
     /// with the session's state, for the next session of `role` (`attach`).
-    pub fn park(&self, mut conn: BackendConn, role: &str, state: SessionState) {
+    pub fn park(&self, mut conn: BackendConn, role: &str, state: Arc<SessionState>) {
         conn.parked = Some(Box::new(Parked {
             role: role.to_owned(),
             state,
@@ -338,7 +340,7 @@ impl Pool {
         last: u32,
         client_caps: CapabilityFlags,
         client_defaults: &VarSet,
-    ) -> Result<(BackendConn, SessionState)> {
+    ) -> Result<(BackendConn, Arc<SessionState>)> {
         let key = (client_caps & SESSION_CAPABILITIES).bits();
         if let Some(mut conn) = self.take_parked(key, who.account, role, last)
             && let Some(parked) = conn.parked.take()
@@ -346,7 +348,7 @@ impl Pool {
             return Ok((conn, parked.state));
         }
         let (conn, _, state) = self.bind(who, client_caps, client_defaults).await?;
-        Ok((conn, state))
+        Ok((conn, Arc::new(state)))
     }
 
     /// An idle connection parked by `role` under `account` that fits `key`: thread `last`

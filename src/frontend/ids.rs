@@ -25,8 +25,9 @@ pub struct Sessions {
 struct Entry {
     /// The myveil user (empty until the login succeeds).
     user: String,
-    /// The backend thread id of the session's connection (0: none at the moment).
-    backend: u32,
+    /// The backend thread id of the session's connection (0: none at the moment); the
+    /// session sets it without the lock (a multiplexed session does, every statement).
+    backend: Arc<AtomicU32>,
     /// The client's address, as SHOW PROCESSLIST's Host shows it.
     peer: String,
     /// Turns true once the session has closed its client's socket.
@@ -79,6 +80,7 @@ impl Gone {
 pub struct SessionId {
     id: u32,
     sessions: Arc<Sessions>,
+    backend: Arc<AtomicU32>,
 }
 
 impl SessionId {
@@ -117,7 +119,7 @@ impl SessionId {
 
     /// The session now runs on backend thread `thread` (0: on none).
     pub fn set_backend(&self, thread: u32) {
-        self.update(|e| e.backend = thread);
+        self.backend.store(thread, Ordering::SeqCst);
     }
 }
 
@@ -157,11 +159,12 @@ impl Sessions {
                 break id;
             }
         };
+        let backend = Arc::new(AtomicU32::new(0));
         live.insert(
             id,
             Entry {
                 user: String::new(),
-                backend: 0,
+                backend: backend.clone(),
                 peer: String::new(),
                 gone: Arc::default(),
                 killed: Arc::default(),
@@ -170,6 +173,7 @@ impl Sessions {
         SessionId {
             id,
             sessions: self.clone(),
+            backend,
         }
     }
 
@@ -192,7 +196,8 @@ impl Sessions {
         if entry.user != user {
             return Err(KillRefused::NotOwner(target));
         }
-        Ok((entry.backend != 0).then(|| (entry.backend, entry.gone.clone())))
+        let thread = entry.backend.load(Ordering::SeqCst);
+        Ok((thread != 0).then(|| (thread, entry.gone.clone())))
     }
 }
 
@@ -218,32 +223,34 @@ impl Sessions {
         full: bool,
         quote: impl Fn(&[u8]) -> Vec<u8>,
     ) -> Vec<u8> {
-        let mine: Vec<(u32, Entry)> = {
+        // (id, backend thread, entry): each thread read once.
+        let mine: Vec<(u32, u32, Entry)> = {
             let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-            let mut v: Vec<(u32, Entry)> = live
+            let mut v: Vec<(u32, u32, Entry)> = live
                 .iter()
-                .filter(|(_, e)| e.user == user && e.backend != 0)
-                .map(|(id, e)| (*id, e.clone()))
+                .filter(|(_, e)| e.user == user)
+                .map(|(id, e)| (*id, e.backend.load(Ordering::SeqCst), e.clone()))
+                .filter(|(_, thread, _)| *thread != 0)
                 .collect();
-            v.sort_by_key(|(id, _)| *id);
+            v.sort_by_key(|(id, _, _)| *id);
             v
         };
         let mut sql = b"SELECT CASE ID".to_vec();
-        let case = |sql: &mut Vec<u8>, f: &dyn Fn(&(u32, Entry)) -> Vec<u8>, name: &str| {
+        let case = |sql: &mut Vec<u8>, f: &dyn Fn(&(u32, u32, Entry)) -> Vec<u8>, name: &str| {
             if mine.is_empty() {
                 sql.extend_from_slice(b" WHEN 0 THEN NULL");
             }
             for m in &mine {
-                sql.extend_from_slice(format!(" WHEN {} THEN ", m.1.backend).as_bytes());
+                sql.extend_from_slice(format!(" WHEN {} THEN ", m.1).as_bytes());
                 sql.extend_from_slice(&f(m));
             }
             sql.extend_from_slice(format!(" END AS {name}").as_bytes());
         };
         case(&mut sql, &|m| m.0.to_string().into_bytes(), "Id");
         sql.extend_from_slice(b", CASE ID");
-        case(&mut sql, &|m| quote(m.1.user.as_bytes()), "User");
+        case(&mut sql, &|m| quote(m.2.user.as_bytes()), "User");
         sql.extend_from_slice(b", CASE ID");
-        case(&mut sql, &|m| quote(m.1.peer.as_bytes()), "Host");
+        case(&mut sql, &|m| quote(m.2.peer.as_bytes()), "Host");
         sql.extend_from_slice(
             format!(
                 ", DB AS db, COMMAND AS Command, TIME AS Time, \
@@ -259,7 +266,7 @@ impl Sessions {
             b" ELSE LEFT(INFO, 100) END AS Info"
         });
         sql.extend_from_slice(b", CAST(PROGRESS AS DOUBLE) AS Progress FROM information_schema.PROCESSLIST WHERE ID IN (");
-        let ids: Vec<String> = mine.iter().map(|m| m.1.backend.to_string()).collect();
+        let ids: Vec<String> = mine.iter().map(|m| m.1.to_string()).collect();
         sql.extend_from_slice(
             if ids.is_empty() {
                 "0".to_owned()

@@ -170,6 +170,8 @@ struct Session {
     caps: mysql_common::constants::CapabilityFlags,
     /// The last command's response left an insert id, warnings or an error.
     trace: bool,
+    /// The state the session last parked a connection with (shared with it).
+    parked_state: Option<std::sync::Arc<SessionState>>,
 }
 
 /// What a command makes myveil read again from the server once it is done.
@@ -287,6 +289,7 @@ impl Session {
             }),
             caps,
             trace: false,
+            parked_state: None,
         }
     }
 
@@ -1414,9 +1417,22 @@ impl Session {
         mux.last = backend.connection_id();
         // From here a KILL QUERY of this session has nothing to stop.
         self.id.set_backend(0);
-        self.shared
-            .pool
-            .park(backend, &self.user.role, self.state.clone());
+        // The state is shared with the parked connection, copied only when it changed.
+        let state = match &self.parked_state {
+            Some(s)
+                if s.known == self.state.known
+                    && s.database == self.state.database
+                    && s.variables == self.state.variables =>
+            {
+                s.clone()
+            }
+            _ => {
+                let s = std::sync::Arc::new(self.state.clone());
+                self.parked_state = Some(s.clone());
+                s
+            }
+        };
+        self.shared.pool.park(backend, &self.user.role, state);
     }
 
     /// Multiplexed mode: takes a connection for the next command and brings it to the
@@ -1449,7 +1465,16 @@ impl Session {
             .attach(&who, &self.user.role, last, self.caps, &variables)
             .await
             .map_err(|e| backend_error(&e))?;
-        let mut restored = conn.restore(from, &self.state).await;
+        // Parked by this session and taken by no one since: in its state as it is.
+        let own = self
+            .parked_state
+            .as_ref()
+            .is_some_and(|mine| std::sync::Arc::ptr_eq(mine, &from));
+        let mut restored = if own {
+            Ok(true)
+        } else {
+            conn.restore(&from, &self.state).await
+        };
         if !matches!(restored, Ok(true)) {
             // Logged in again (everything reset), then the state once more.
             tracing::debug!(
@@ -1459,7 +1484,7 @@ impl Session {
             restored = async {
                 conn.change_user(&who).await?;
                 let fresh = conn.setup_tracking(who.database, &variables).await?;
-                conn.restore(fresh, &self.state).await
+                conn.restore(&fresh, &self.state).await
             }
             .await;
         }
