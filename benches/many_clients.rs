@@ -6,6 +6,9 @@
 //!
 //!   many_clients ADDR USER PASSWORD CLIENTS RATE SECONDS
 
+// A bench: its report on stdout is what it is for (benches/many_clients.sh reads it).
+#![allow(clippy::print_stdout)]
+
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;

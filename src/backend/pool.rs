@@ -396,6 +396,14 @@ impl Pool {
         Ok(conn)
     }
 
+    /// Closes every idle connection (one was found dead: the backend restarted, and the
+    /// others are likely gone too).
+    pub fn drop_idle(&self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
+        }
+    }
+
     /// Closes idle connections older than the idle timeout.
     pub fn reap(&self) {
         if let Ok(mut idle) = self.idle.lock() {

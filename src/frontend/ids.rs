@@ -224,9 +224,10 @@ impl Sessions {
         quote: impl Fn(&[u8]) -> Vec<u8>,
     ) -> Vec<u8> {
         // (id, backend thread, entry): each thread read once.
-        let mine: Vec<(u32, u32, Entry)> = {
+        type Row = (u32, u32, Entry);
+        let mine: Vec<Row> = {
             let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-            let mut v: Vec<(u32, u32, Entry)> = live
+            let mut v: Vec<Row> = live
                 .iter()
                 .filter(|(_, e)| e.user == user)
                 .map(|(id, e)| (*id, e.backend.load(Ordering::SeqCst), e.clone()))
@@ -236,7 +237,7 @@ impl Sessions {
             v
         };
         let mut sql = b"SELECT CASE ID".to_vec();
-        let case = |sql: &mut Vec<u8>, f: &dyn Fn(&(u32, u32, Entry)) -> Vec<u8>, name: &str| {
+        let case = |sql: &mut Vec<u8>, f: &dyn Fn(&Row) -> Vec<u8>, name: &str| {
             if mine.is_empty() {
                 sql.extend_from_slice(b" WHEN 0 THEN NULL");
             }

@@ -1460,49 +1460,23 @@ impl Session {
         };
         let last = self.mux.as_ref().map_or(0, |m| m.last);
         let variables = shared.tracked_variables();
-        let (mut conn, from) = shared
-            .pool
-            .attach(&who, &self.user.role, last, self.caps, &variables)
-            .await
-            .map_err(|e| backend_error(&e))?;
-        // Parked by this session and taken by no one since: in its state as it is.
-        let own = self
-            .parked_state
-            .as_ref()
-            .is_some_and(|mine| std::sync::Arc::ptr_eq(mine, &from));
-        let mut restored = if own {
-            Ok(true)
-        } else {
-            conn.restore(&from, &self.state).await
+        // A pooled connection can be found dead (a backend restart closes them all): the
+        // idle ones are dropped and the next is tried, a fresh one in the end.
+        let mut tries = 0;
+        let conn = loop {
+            tries += 1;
+            let failed = match self.take_restored(&who, last, &variables).await {
+                Ok(Ok(conn)) => break conn,
+                Ok(Err(reply)) => return Err(reply),
+                Err(e) => e,
+            };
+            shared.pool.drop_idle();
+            if tries >= 3 || !matches!(failed, backend::Error::Wire(_)) {
+                tracing::info!(error = %failed, "no backend connection for the session's next command");
+                return Err(backend_error(&failed));
+            }
+            tracing::debug!(error = %failed, "a pooled backend connection was dead; another is tried");
         };
-        if !matches!(restored, Ok(true)) {
-            // Logged in again (everything reset), then the state once more.
-            tracing::debug!(
-                ?restored,
-                "session state did not move over; the connection logs in again"
-            );
-            restored = async {
-                conn.change_user(&who).await?;
-                let fresh = conn.setup_tracking(who.database, &variables).await?;
-                conn.restore(&fresh, &self.state).await
-            }
-            .await;
-        }
-        match restored {
-            Ok(true) => {}
-            Ok(false) => {
-                conn.close();
-                return Err(ErrorReply::new(
-                    packets::ER_UNKNOWN_ERROR,
-                    b"HY000",
-                    "myveil: the session's state could not be restored on a backend connection; reconnect",
-                ));
-            }
-            Err(e) => {
-                tracing::info!(error = %e, "a backend connection failed while the session's state was restored");
-                return Err(backend_error(&e));
-            }
-        }
         if conn.connection_id() != last {
             tracing::trace!(
                 thread = conn.connection_id(),
@@ -1512,6 +1486,42 @@ impl Session {
         self.id.set_backend(conn.connection_id());
         self.backend = Some(conn);
         Ok(())
+    }
+
+    /// One try of `attach`: a connection from the pool, in the session's state. Ok(Err): the
+    /// state could not be restored (the client is told); Err: the backend failed.
+    async fn take_restored(
+        &self,
+        who: &Identity<'_>,
+        last: u32,
+        variables: &crate::backend::state::VarSet,
+    ) -> Result<Result<BackendConn, ErrorReply>, backend::Error> {
+        let (mut conn, from) = self
+            .shared
+            .pool
+            .attach(who, &self.user.role, last, self.caps, variables)
+            .await?;
+        // Parked by this session and taken by no one since: in its state as it is.
+        let own = self
+            .parked_state
+            .as_ref()
+            .is_some_and(|mine| std::sync::Arc::ptr_eq(mine, &from));
+        if own || conn.restore(&from, &self.state).await? {
+            return Ok(Ok(conn));
+        }
+        // Logged in again (everything reset), then the state once more.
+        tracing::debug!("session state did not move over; the connection logs in again");
+        conn.change_user(who).await?;
+        let fresh = conn.setup_tracking(who.database, variables).await?;
+        if conn.restore(&fresh, &self.state).await? {
+            return Ok(Ok(conn));
+        }
+        conn.close();
+        Ok(Err(ErrorReply::new(
+            packets::ER_UNKNOWN_ERROR,
+            b"HY000",
+            "myveil: the session's state could not be restored on a backend connection; reconnect",
+        )))
     }
 
     /// Multiplexed mode, before a command: what it leaves on its connection.
