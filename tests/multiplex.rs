@@ -337,3 +337,92 @@ async fn many_clients_share_a_few_connections() {
     drop(proxy);
     db.drop_now().await;
 }
+
+#[tokio::test]
+async fn prepared_statements_move_with_their_sessions() {
+    let db = TestDb::create("mux_ps").await;
+    let account = BackendAccount::create("mux_ps", &db.name).await;
+    let proxy = proxy(&account, 2).await;
+    let opts = || Opts::from(proxy.app_opts().db_name(Some(&db.name)));
+    let mut setup = Conn::new(opts()).await.expect("setup");
+    setup
+        .query_drop("CREATE TABLE p (id INT PRIMARY KEY, v VARCHAR(20))")
+        .await
+        .expect("create");
+    setup
+        .query_drop("INSERT INTO p VALUES (1, 'one'), (2, 'two'), (3, 'three')")
+        .await
+        .expect("rows");
+    // Six sessions over two connections, each with statements of its own and one text they
+    // share, executed in turn: every execute lands on whichever connection is free.
+    let mut sessions = Vec::new();
+    for i in 0..6 {
+        let mut c = Conn::new(opts()).await.expect("session");
+        let shared = c
+            .prep("SELECT v FROM p WHERE id = ?")
+            .await
+            .expect("prepare");
+        let own = c
+            .prep(format!("SELECT CONCAT(v, '-{i}') FROM p WHERE id = ?"))
+            .await
+            .expect("prepare own");
+        sessions.push((c, shared, own));
+    }
+    // A transaction holds one of the two connections: every session runs on the other,
+    // half of them on a connection their statements were not prepared on.
+    let again = myveil::telemetry::metrics::METRICS.prepared_again_count();
+    let mut blocker = Conn::new(opts()).await.expect("blocker");
+    blocker.query_drop("BEGIN").await.expect("begin");
+    blocker
+        .query_drop("SELECT * FROM p FOR UPDATE")
+        .await
+        .expect("lock");
+    for round in 0..6 {
+        if round == 3 {
+            blocker.query_drop("COMMIT").await.expect("commit");
+            assert!(
+                myveil::telemetry::metrics::METRICS.prepared_again_count() > again,
+                "statements were prepared again on the free connection"
+            );
+        }
+        for (i, (c, shared, own)) in sessions.iter_mut().enumerate() {
+            let id = (round + i) % 3 + 1;
+            let want = ["one", "two", "three"][id - 1];
+            let v: Option<String> = c.exec_first(&*shared, (id,)).await.expect("execute shared");
+            assert_eq!(v.as_deref(), Some(want));
+            let v: Option<String> = c.exec_first(&*own, (id,)).await.expect("execute own");
+            assert_eq!(v, Some(format!("{want}-{i}")));
+        }
+    }
+    assert!(account.connections().await <= 2);
+    // Closed and prepared again; a write through a prepared statement and its insert id.
+    let (c, shared, _) = &mut sessions[0];
+    c.close(shared.clone()).await.expect("close");
+    let insert = c
+        .prep("INSERT INTO p (id, v) VALUES (?, ?)")
+        .await
+        .expect("prepare insert");
+    c.exec_drop(&insert, (10, "ten")).await.expect("insert");
+    let again = c.prep("SELECT v FROM p WHERE id = ?").await.expect("again");
+    let v: Option<String> = c.exec_first(&again, (10,)).await.expect("reads its write");
+    assert_eq!(v.as_deref(), Some("ten"));
+    // A statement whose table went away fails at its execute, as directly.
+    let (c2, _, own2) = &mut sessions[1];
+    setup
+        .query_drop("RENAME TABLE p TO p_old")
+        .await
+        .expect("rename");
+    let e = c2.exec_first::<String, _, _>(&*own2, (1,)).await;
+    assert!(e.is_err(), "the table is gone: {e:?}");
+    setup
+        .query_drop("RENAME TABLE p_old TO p")
+        .await
+        .expect("rename back");
+    for (c, _, _) in sessions {
+        c.disconnect().await.ok();
+    }
+    blocker.disconnect().await.ok();
+    setup.disconnect().await.ok();
+    drop(proxy);
+    db.drop_now().await;
+}

@@ -111,6 +111,46 @@ pub struct BackendConn {
     pub slot: Option<pool::Slot>,
     /// Set down by a multiplexed session, with that session's state (idle in the pool only).
     pub parked: Option<Box<pool::Parked>>,
+    /// Statements multiplexed sessions prepared on this connection (forgotten with a reset
+    /// or a change of user, which close them on the server).
+    pub statements: StatementCache,
+}
+
+/// Most statements kept prepared on one connection for multiplexed sessions; the oldest is
+/// closed on the server to make room.
+const MOST_CACHED_STATEMENTS: usize = 256;
+
+/// A connection's prepared statements, by key (the prepare-time state and the text, see
+/// `frontend::mux`), oldest first.
+#[derive(Debug, Default)]
+pub struct StatementCache {
+    ids: std::collections::HashMap<std::sync::Arc<[u8]>, u32>,
+    order: std::collections::VecDeque<std::sync::Arc<[u8]>>,
+}
+
+impl StatementCache {
+    pub fn get(&self, key: &[u8]) -> Option<u32> {
+        self.ids.get(key).copied()
+    }
+
+    /// Keeps statement `id` under `key`; returns the id of one to close on the server
+    /// (the one it replaces, or the oldest when the cache is full).
+    pub fn insert(&mut self, key: std::sync::Arc<[u8]>, id: u32) -> Option<u32> {
+        if let Some(old) = self.ids.insert(key.clone(), id) {
+            return (old != id).then_some(old);
+        }
+        self.order.push_back(key);
+        if self.order.len() > MOST_CACHED_STATEMENTS {
+            let oldest = self.order.pop_front()?;
+            return self.ids.remove(&oldest);
+        }
+        None
+    }
+
+    pub fn clear(&mut self) {
+        self.ids.clear();
+        self.order.clear();
+    }
 }
 
 impl BackendConn {
@@ -166,6 +206,7 @@ impl BackendConn {
             max_packet: 0,
             slot: None,
             parked: None,
+            statements: StatementCache::default(),
         })
     }
 
@@ -264,6 +305,7 @@ impl BackendConn {
     /// Resets the session and re-authenticates as `who` (COM_CHANGE_USER).
     pub(crate) async fn change_user(&mut self, who: &Identity<'_>) -> Result<Vec<u8>> {
         self.account = None;
+        self.statements.clear();
         let plugin = Plugin::from_name(&self.greeting.plugin).unwrap_or(Plugin::Native);
         let auth = scramble(plugin, &self.greeting.salt, who.password.expose());
         let mut p = Vec::with_capacity(128);
@@ -406,6 +448,7 @@ impl BackendConn {
     /// statements, releases GET_LOCK and table locks, and resets user and session variables,
     /// as a disconnect would. Run when a client leaves, before the connection is pooled.
     pub async fn reset(&mut self) -> Result<()> {
+        self.statements.clear();
         self.conn.write_packet(0, &[COM_RESET_CONNECTION]).await?;
         let reply = self.conn.read_packet(AUTH_PACKET_LIMIT).await?;
         match reply.payload.first() {

@@ -30,6 +30,9 @@ struct Entry {
     backend: Arc<AtomicU32>,
     /// The client's address, as SHOW PROCESSLIST's Host shows it.
     peer: String,
+    /// The session's database, for SHOW PROCESSLIST while it is on no backend connection
+    /// (a multiplexed session between statements).
+    database: Option<String>,
     /// Turns true once the session has closed its client's socket.
     gone: Arc<Gone>,
     /// Turns true when a KILL CONNECTION finds the session on no backend connection (a
@@ -117,6 +120,12 @@ impl SessionId {
             .unwrap_or_default()
     }
 
+    /// The session's database, as SHOW PROCESSLIST shows it between statements.
+    pub fn set_database(&self, database: Option<&str>) {
+        let database = database.map(str::to_owned);
+        self.update(|e| e.database = database);
+    }
+
     /// The session now runs on backend thread `thread` (0: on none).
     pub fn set_backend(&self, thread: u32) {
         self.backend.store(thread, Ordering::SeqCst);
@@ -166,6 +175,7 @@ impl Sessions {
                 user: String::new(),
                 backend: backend.clone(),
                 peer: String::new(),
+                database: None,
                 gone: Arc::default(),
                 killed: Arc::default(),
             },
@@ -223,18 +233,18 @@ impl Sessions {
         full: bool,
         quote: impl Fn(&[u8]) -> Vec<u8>,
     ) -> Vec<u8> {
-        // (id, backend thread, entry): each thread read once.
+        // (id, backend thread, entry): each thread read once. Sessions on no backend
+        // connection (multiplexed, between statements) are rows of their own: Sleep.
         type Row = (u32, u32, Entry);
-        let mine: Vec<Row> = {
+        let (mine, idle): (Vec<Row>, Vec<Row>) = {
             let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
             let mut v: Vec<Row> = live
                 .iter()
-                .filter(|(_, e)| e.user == user)
+                .filter(|(_, e)| e.user == user && !e.gone.flag.load(Ordering::SeqCst))
                 .map(|(id, e)| (*id, e.backend.load(Ordering::SeqCst), e.clone()))
-                .filter(|(_, thread, _)| *thread != 0)
                 .collect();
             v.sort_by_key(|(id, _, _)| *id);
-            v
+            v.into_iter().partition(|(_, thread, _)| *thread != 0)
         };
         let mut sql = b"SELECT CASE ID".to_vec();
         let case = |sql: &mut Vec<u8>, f: &dyn Fn(&Row) -> Vec<u8>, name: &str| {
@@ -276,7 +286,20 @@ impl Sessions {
             }
             .as_bytes(),
         );
-        sql.extend_from_slice(b") ORDER BY ID");
+        sql.extend_from_slice(b")");
+        for (id, _, e) in &idle {
+            sql.extend_from_slice(format!(" UNION ALL SELECT {id}, ").as_bytes());
+            sql.extend_from_slice(&quote(e.user.as_bytes()));
+            sql.extend_from_slice(b", ");
+            sql.extend_from_slice(&quote(e.peer.as_bytes()));
+            sql.extend_from_slice(b", ");
+            match &e.database {
+                Some(db) => sql.extend_from_slice(&quote(db.as_bytes())),
+                None => sql.extend_from_slice(b"NULL"),
+            }
+            sql.extend_from_slice(b", 'Sleep', 0, '', NULL, CAST(0 AS DOUBLE)");
+        }
+        sql.extend_from_slice(b" ORDER BY Id");
         sql
     }
 }

@@ -12,6 +12,10 @@
 //! Security: the rules err towards pinning. A statement myveil cannot read pins; so does
 //! anything that names a user variable, since the server does not report them.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::backend::state::SessionState;
 use crate::sql::lex::{self, Kind, Mode, Token};
 
 /// Most tokens read to find pins (a longer text pins: it is not read).
@@ -26,6 +30,66 @@ pub struct Mux {
     pub hold: u8,
     /// Backend thread of the connection the session had last: taken back first, when idle.
     pub last: u32,
+    /// The session's prepared statements by the id its client knows (myveil's own: a
+    /// statement is prepared again on whichever connection runs it), with their keys.
+    pub statements: HashMap<u32, Arc<[u8]>>,
+    pub next_id: u32,
+    /// The statement prepared last (MariaDB's id -1).
+    pub last_prepared: Option<u32>,
+    /// Long data was sent for a statement and its execute has not come yet.
+    pub long_data: bool,
+}
+
+impl Mux {
+    /// Keeps a statement prepared under `key`; returns the id its client gets.
+    pub fn prepared(&mut self, key: Arc<[u8]>) -> u32 {
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        while self.statements.contains_key(&self.next_id) || self.next_id == u32::MAX {
+            self.next_id = self.next_id.wrapping_add(1).max(1);
+        }
+        self.statements.insert(self.next_id, key);
+        self.last_prepared = Some(self.next_id);
+        self.next_id
+    }
+
+    /// The key of the statement a client id names (-1: the one prepared last).
+    pub fn key(&self, id: u32) -> Option<(u32, Arc<[u8]>)> {
+        let id = if id == u32::MAX {
+            self.last_prepared?
+        } else {
+            id
+        };
+        self.statements.get(&id).map(|k| (id, k.clone()))
+    }
+
+    /// The server forgot every statement (reset, change of user).
+    pub fn forget_statements(&mut self) {
+        self.statements.clear();
+        self.last_prepared = None;
+        self.long_data = false;
+    }
+}
+
+/// What a statement is prepared under and as: the state that changes how the server reads
+/// it (database, sql_mode, character sets and collation) and its text. Two sessions of a
+/// role share a statement on a connection only when the keys are equal.
+pub fn statement_key(state: &SessionState, text: &[u8]) -> Arc<[u8]> {
+    let mut k = Vec::with_capacity(text.len() + 96);
+    k.extend_from_slice(state_key(state).as_bytes());
+    k.extend_from_slice(text);
+    k.into()
+}
+
+/// The state part of a statement key, ending in a NUL after each part.
+pub fn state_key(state: &SessionState) -> String {
+    let var = |n: &str| state.variables.get(n).map_or("", String::as_str).to_owned();
+    format!(
+        "{}\0{}\0{}\0{}\0",
+        state.database.as_deref().unwrap_or(""),
+        var("sql_mode"),
+        var("character_set_client"),
+        var("collation_connection"),
+    )
 }
 
 /// What a statement text asks of its connection.

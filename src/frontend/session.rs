@@ -172,6 +172,8 @@ struct Session {
     trace: bool,
     /// The state the session last parked a connection with (shared with it).
     parked_state: Option<std::sync::Arc<SessionState>>,
+    /// The database SHOW PROCESSLIST was last told for this session.
+    shown_database: Option<Option<String>>,
 }
 
 /// What a command makes myveil read again from the server once it is done.
@@ -290,6 +292,7 @@ impl Session {
             caps,
             trace: false,
             parked_state: None,
+            shown_database: None,
         }
     }
 
@@ -489,7 +492,15 @@ impl Session {
                     }
                     self.statements.close_cursor(id);
                 }
-                self.forward(first_seq, &payload, Expect::Single).await
+                let Ok(here) = self.for_connection(seq, &payload).await? else {
+                    return Ok(None);
+                };
+                self.forward(
+                    first_seq,
+                    here.as_deref().unwrap_or(&payload),
+                    Expect::Single,
+                )
+                .await
             }
             COM_RESET_CONNECTION => {
                 self.statements.clear();
@@ -717,6 +728,22 @@ impl Session {
             self.state_prepared = true;
         }
         match decision.outcome {
+            Outcome::Pass if self.mux.is_some() => {
+                backend!(self)
+                    .conn
+                    .write_packet(first_seq, payload)
+                    .await
+                    .map_err(backend_io)?;
+                let key = super::mux::statement_key(&self.state, &payload[1..]);
+                if let Err(e) = self.own_statement_id(key).await? {
+                    return Ok(Some(
+                        self.backend_lost(e, &Response::new(Expect::Prepare)).await,
+                    ));
+                }
+                let (close, ok, _) = self.relay(Expect::Prepare, Results::Raw, false).await?;
+                self.statements.prepared_plain(ok);
+                Ok(close)
+            }
             Outcome::Pass => {
                 let (close, ok, _) = self
                     .relay_command(
@@ -736,13 +763,18 @@ impl Session {
             }
             Outcome::Protect(p) => {
                 let text = p.text.map(|t| with_command(COM_STMT_PREPARE, &t));
+                let sent = text.as_deref().unwrap_or(payload);
                 backend!(self)
                     .conn
-                    .write_packet(first_seq, text.as_deref().unwrap_or(payload))
+                    .write_packet(first_seq, sent)
                     .await
                     .map_err(backend_io)?;
+                let key = self
+                    .mux
+                    .is_some()
+                    .then(|| super::mux::statement_key(&self.state, &sent[1..]));
                 let shape = p.shapes.into_iter().next().flatten();
-                self.prepare_response(Prepared::new(p.client_params, p.params, shape))
+                self.prepare_response(Prepared::new(p.client_params, p.params, shape), key)
                     .await
             }
         }
@@ -763,7 +795,16 @@ impl Session {
             return self.ambiguous_statement(seq).await;
         };
         if !self.statements.is_protected(id) {
-            return self.forward(first_seq, payload, Expect::Execute).await;
+            let Ok(here) = self.for_connection(seq, payload).await? else {
+                return Ok(None);
+            };
+            return self
+                .forward(
+                    first_seq,
+                    here.as_deref().unwrap_or(payload),
+                    Expect::Execute,
+                )
+                .await;
         }
         let protection = self.shared.protection.load_full();
         let Some(keyring) = self.shared.keyring.load_full() else {
@@ -794,10 +835,14 @@ impl Session {
             binary: true,
             capture: cursor && shape.is_some(),
         };
+        let out = rebuilt.as_deref().unwrap_or(payload);
+        let Ok(here) = self.for_connection(seq, out).await? else {
+            return Ok(None);
+        };
         let (close, _, captured) = self
             .relay_command(
                 first_seq,
-                rebuilt.as_deref().unwrap_or(payload),
+                here.as_deref().unwrap_or(out),
                 Expect::Execute,
                 results,
                 Resync {
@@ -828,8 +873,17 @@ impl Session {
             Some(c) => Results::Fetch(c.clone()),
             None => Results::Raw,
         };
+        let Ok(here) = self.for_connection(seq, payload).await? else {
+            return Ok(None);
+        };
         let (close, _, _) = self
-            .relay_command(first_seq, payload, Expect::Fetch, results, Resync::NONE)
+            .relay_command(
+                first_seq,
+                here.as_deref().unwrap_or(payload),
+                Expect::Fetch,
+                results,
+                Resync::NONE,
+            )
             .await?;
         Ok(close)
     }
@@ -849,23 +903,28 @@ impl Session {
             None => None,
         };
         let limit = self.shared.config.listen.max_packet_bytes;
-        if let Some(prepared) = id.and_then(|id| self.statements.protected(id)) {
+        let out = if let Some(prepared) = id.and_then(|id| self.statements.protected(id)) {
             match prepared.long_data(payload, limit) {
-                Ok(Some(remapped)) => {
-                    backend!(self)
-                        .conn
-                        .write_packet(first_seq, &remapped)
-                        .await
-                        .map_err(backend_io)?;
+                Ok(Some(remapped)) => remapped,
+                Ok(None) => return Ok(None),
+                Err(r) => {
+                    prepared.poison(r);
+                    return Ok(None);
                 }
-                Ok(None) => {}
-                Err(r) => prepared.poison(r),
             }
-            return Ok(None);
-        }
+        } else {
+            payload.to_vec()
+        };
+        // No response to answer with: a statement that cannot be prepared again here gets
+        // its error at its execute, which prepares it again.
+        let out = match self.statement_here(&out).await? {
+            Some(Ok(p)) => p,
+            Some(Err(_)) => return Ok(None),
+            None => out,
+        };
         backend!(self)
             .conn
-            .write_packet(first_seq, payload)
+            .write_packet(first_seq, &out)
             .await
             .map_err(backend_io)?;
         Ok(None)
@@ -879,6 +938,17 @@ impl Session {
     ) -> Result<Option<Close>, Error> {
         if let Some(Ok(id)) = statement_id(payload).map(|id| self.statements.key(id)) {
             self.statements.closed(id);
+        }
+        // Multiplexed: the client's id goes; the statement stays prepared on the
+        // connections that have it, for the role's sessions (bounded: StatementCache).
+        if let Some(mux) = self.mux.as_mut()
+            && let Some((id, _)) = statement_id(payload).and_then(|id| mux.key(id))
+        {
+            mux.statements.remove(&id);
+            if mux.last_prepared == Some(id) {
+                mux.last_prepared = None;
+            }
+            return Ok(None);
         }
         backend!(self)
             .conn
@@ -1164,7 +1234,11 @@ impl Session {
     /// Relays a prepare response for a protected statement: the client is told its own
     /// parameter count (the backend's may be larger), column definitions are rewritten to
     /// the plaintext types. Remembers the statement for its executes.
-    async fn prepare_response(&mut self, prepared: Prepared) -> Result<Option<Close>, Error> {
+    async fn prepare_response(
+        &mut self,
+        prepared: Prepared,
+        key: Option<std::sync::Arc<[u8]>>,
+    ) -> Result<Option<Close>, Error> {
         let limit = self.shared.config.listen.max_packet_bytes;
         let read = async |b: &mut BackendConn| b.conn.read_packet(limit).await;
         let first = match read(backend!(self)).await {
@@ -1191,12 +1265,18 @@ impl Session {
             return Ok(None);
         }
         let p = &first.payload;
-        let id = u32::from_le_bytes([p[1], p[2], p[3], p[4]]);
+        let mut id = u32::from_le_bytes([p[1], p[2], p[3], p[4]]);
         let columns = usize::from(u16::from_le_bytes([p[5], p[6]]));
         let params = usize::from(u16::from_le_bytes([p[7], p[8]]));
         let client_params = prepared.client_params;
         let mut ok = p.to_vec();
         ok[7..9].copy_from_slice(&(client_params as u16).to_le_bytes());
+        if let Some(key) = key
+            && let Some(own) = self.register_statement(key, id).await?
+        {
+            id = own;
+            ok[1..5].copy_from_slice(&id.to_le_bytes());
+        }
         seq = self.client.queue_packet(seq, &ok);
         let group = async |this: &mut Self, n: usize| -> Result<Vec<Vec<u8>>, wire::Error> {
             let mut v = Vec::with_capacity(n + 1);
@@ -1396,6 +1476,7 @@ impl Session {
             && !self.in_transaction
             && self.state.autocommit
             && self.state.known
+            && self.mux.as_ref().is_some_and(|m| !m.long_data)
             && self.reusable
             && !self.tracking_prepared
             && !self.state_prepared
@@ -1415,8 +1496,13 @@ impl Session {
             return;
         };
         mux.last = backend.connection_id();
-        // From here a KILL QUERY of this session has nothing to stop.
+        // From here a KILL QUERY of this session has nothing to stop; SHOW PROCESSLIST shows
+        // it asleep in its database.
         self.id.set_backend(0);
+        if self.shown_database.as_ref() != Some(&self.state.database) {
+            self.id.set_database(self.state.database.as_deref());
+            self.shown_database = Some(self.state.database.clone());
+        }
         // The state is shared with the parked connection, copied only when it changed.
         let state = match &self.parked_state {
             Some(s)
@@ -1532,7 +1618,10 @@ impl Session {
                 let mode = self.lex_mode(false);
                 super::mux::needs(&payload[1..], mode.as_ref())
             }
-            COM_STMT_PREPARE => Needs::Pin("prepared statements"),
+            // A cursor lives on its connection until it is closed.
+            COM_STMT_EXECUTE if payload.get(5).is_some_and(|flags| *flags != 0) => {
+                Needs::Pin("a cursor")
+            }
             COM_SET_OPTION => Needs::Pin("COM_SET_OPTION"),
             _ => Needs::Nothing,
         };
@@ -1540,6 +1629,12 @@ impl Session {
             return;
         };
         mux.hold = mux.hold.saturating_sub(1);
+        // Long data waits on its connection for the statement's execute.
+        match command {
+            COM_STMT_SEND_LONG_DATA => mux.long_data = true,
+            COM_STMT_EXECUTE | COM_STMT_RESET | COM_STMT_CLOSE => mux.long_data = false,
+            _ => {}
+        }
         match needs {
             Needs::Pin(why) if mux.pinned.is_none() => {
                 tracing::debug!(reason = why, "session pinned to its backend connection");
@@ -1553,10 +1648,22 @@ impl Session {
     /// Multiplexed mode, after a command: an insert id, warnings or an error keep the
     /// connection for the next statement (LAST_INSERT_ID(), SHOW WARNINGS, GET DIAGNOSTICS).
     fn after(&mut self) {
-        if let Some(mux) = self.mux.as_mut()
-            && self.trace
-        {
+        let Some(mux) = self.mux.as_mut() else {
+            return;
+        };
+        if self.trace {
             mux.hold = mux.hold.max(1);
+        }
+        // A statement is prepared again elsewhere only under the state it was prepared in:
+        // once the database, sql_mode or character set moved on, the session stays.
+        if mux.pinned.is_none()
+            && let Some(key) = mux.statements.values().next()
+            && !key.starts_with(super::mux::state_key(&self.state).as_bytes())
+        {
+            tracing::debug!("session pinned: prepared statements from before a change of state");
+            mux.pinned = Some(
+                "prepared statements from before a change of database, sql_mode or character set",
+            );
         }
     }
 
@@ -1567,10 +1674,148 @@ impl Session {
             .backend
             .as_ref()
             .is_some_and(BackendConn::is_backend_user);
+        if let Some(b) = self.backend.as_mut() {
+            b.statements.clear();
+        }
         if let Some(mux) = self.mux.as_mut() {
             mux.pinned = backend_user.then_some("a backend user's own login");
             mux.hold = 0;
+            mux.forget_statements();
         }
+    }
+
+    /// Multiplexed mode: the payload of a COM_STMT_* command with the client's statement id
+    /// turned into the connection's, the statement prepared on it first when it is not
+    /// (None: the id is not one of the session's; it goes as it is). Some(Err): preparing
+    /// it again failed, and the client gets this ERR.
+    async fn statement_here(
+        &mut self,
+        payload: &[u8],
+    ) -> Result<Option<Result<Vec<u8>, Vec<u8>>>, Error> {
+        let Some(mux) = self.mux.as_ref() else {
+            return Ok(None);
+        };
+        let Some((_, key)) = statement_id(payload).and_then(|id| mux.key(id)) else {
+            return Ok(None);
+        };
+        let id = match backend!(self).statements.get(&key) {
+            Some(id) => id,
+            None => match self.prepare_again(&key).await? {
+                Ok(id) => id,
+                Err(reply) => return Ok(Some(Err(reply))),
+            },
+        };
+        let mut out = payload.to_vec();
+        out[1..5].copy_from_slice(&id.to_le_bytes());
+        Ok(Some(Ok(out)))
+    }
+
+    /// Prepares a statement of the session on its current connection (the response is
+    /// myveil's own: the client saw one when it prepared the statement). Err: the ERR.
+    async fn prepare_again(
+        &mut self,
+        key: &std::sync::Arc<[u8]>,
+    ) -> Result<Result<u32, Vec<u8>>, Error> {
+        let state = super::mux::state_key(&self.state);
+        let Some(text) = key.strip_prefix(state.as_bytes()) else {
+            // `after` pins a session whose state moved on; never expected here.
+            let reply = ErrorReply::new(
+                packets::ER_UNKNOWN_ERROR,
+                b"HY000",
+                "myveil: the statement was prepared under another database, sql_mode or character set; prepare it again",
+            );
+            return Ok(Err(reply.to_payload()));
+        };
+        let limit = self.shared.config.listen.max_packet_bytes;
+        let conn = backend!(self);
+        let mut p = Vec::with_capacity(text.len() + 1);
+        p.push(COM_STMT_PREPARE);
+        p.extend_from_slice(text);
+        conn.conn.write_packet(0, &p).await.map_err(backend_io)?;
+        let first = conn.conn.read_packet(limit).await.map_err(backend_io)?;
+        let f = &first.payload;
+        if f.first() != Some(&packets::OK_HEADER) || f.len() < 9 {
+            return Ok(Err(f.to_vec()));
+        }
+        let id = u32::from_le_bytes([f[1], f[2], f[3], f[4]]);
+        let columns = usize::from(u16::from_le_bytes([f[5], f[6]]));
+        let params = usize::from(u16::from_le_bytes([f[7], f[8]]));
+        for n in [params, columns] {
+            for _ in 0..n + usize::from(n > 0) {
+                conn.conn.read_packet(limit).await.map_err(backend_io)?;
+            }
+        }
+        if let Some(evicted) = conn.statements.insert(key.clone(), id) {
+            close_on(conn, evicted).await?;
+        }
+        METRICS.prepared_again();
+        tracing::trace!(
+            statement = id,
+            "statement prepared again on another connection"
+        );
+        Ok(Ok(id))
+    }
+
+    /// Multiplexed mode, a prepare just sent: when its answer is a prepare OK, the
+    /// statement id in it becomes the session's own, in the read buffer before it is
+    /// relayed. Err: the backend went away.
+    async fn own_statement_id(
+        &mut self,
+        key: std::sync::Arc<[u8]>,
+    ) -> Result<Result<(), wire::Error>, Error> {
+        let conn = backend!(self);
+        if let Err(e) = conn.conn.ensure(9).await {
+            return Ok(Err(e));
+        }
+        if conn.conn.rbuf[4] != packets::OK_HEADER {
+            return Ok(Ok(()));
+        }
+        let b = &conn.conn.rbuf;
+        let id = u32::from_le_bytes([b[5], b[6], b[7], b[8]]);
+        if let Some(own) = self.register_statement(key, id).await? {
+            backend!(self).conn.rbuf[5..9].copy_from_slice(&own.to_le_bytes());
+        }
+        Ok(Ok(()))
+    }
+
+    /// A COM_STMT_* payload as this connection must get it (multiplexed mode: its
+    /// statement id, prepared again here if need be; None: as it is). Err(()): preparing it
+    /// again failed and the client was given the error.
+    async fn for_connection(
+        &mut self,
+        seq: u8,
+        payload: &[u8],
+    ) -> Result<Result<Option<Vec<u8>>, ()>, Error> {
+        match self.statement_here(payload).await? {
+            None => Ok(Ok(None)),
+            Some(Ok(p)) => Ok(Ok(Some(p))),
+            Some(Err(err)) => {
+                self.client
+                    .write_packet(seq.wrapping_add(1), &err)
+                    .await
+                    .map_err(Error::Client)?;
+                Ok(Err(()))
+            }
+        }
+    }
+
+    /// Multiplexed mode, after a prepare OK of the backend's statement `id` for `key`: the
+    /// connection keeps it, and the client gets an id of the session's own (None: pinned
+    /// mode, the backend's id goes to the client).
+    async fn register_statement(
+        &mut self,
+        key: std::sync::Arc<[u8]>,
+        id: u32,
+    ) -> Result<Option<u32>, Error> {
+        let Some(mux) = self.mux.as_mut() else {
+            return Ok(None);
+        };
+        let client = mux.prepared(key.clone());
+        let conn = backend!(self);
+        if let Some(evicted) = conn.statements.insert(key, id) {
+            close_on(conn, evicted).await?;
+        }
+        Ok(Some(client))
     }
 
     /// The backend failed mid-response: tell the client if the framing still allows it, and
@@ -1819,6 +2064,14 @@ impl Session {
             .await?;
         Ok(None)
     }
+}
+
+/// Closes a backend statement no session needs any more (COM_STMT_CLOSE has no response).
+async fn close_on(conn: &mut BackendConn, id: u32) -> Result<(), Error> {
+    let mut p = vec![COM_STMT_CLOSE];
+    p.extend_from_slice(&id.to_le_bytes());
+    conn.conn.write_packet(0, &p).await.map_err(backend_io)?;
+    Ok(())
 }
 
 /// Whether a text may set a character set or collation (a byte search, wider than needed).

@@ -101,6 +101,7 @@ pub struct Metrics {
     admin_requests: AtomicU64,
     backend_waiting: AtomicI64,
     backend_full: AtomicU64,
+    prepared_again: AtomicU64,
 }
 
 /// The process's metrics.
@@ -140,6 +141,7 @@ impl Metrics {
             admin_requests: AtomicU64::new(0),
             backend_waiting: AtomicI64::new(0),
             backend_full: AtomicU64::new(0),
+            prepared_again: AtomicU64::new(0),
         }
     }
 
@@ -206,6 +208,16 @@ impl Metrics {
     /// A client was turned away: every backend connection of its account was in use.
     pub fn backend_full(&self) {
         self.backend_full.fetch_add(1, Relaxed);
+    }
+
+    /// A multiplexed session's statement was prepared on another backend connection.
+    pub fn prepared_again(&self) {
+        self.prepared_again.fetch_add(1, Relaxed);
+    }
+
+    /// Statements prepared again so far.
+    pub fn prepared_again_count(&self) -> u64 {
+        self.prepared_again.load(Relaxed)
     }
 
     /// The Prometheus text format (version 0.0.4).
@@ -288,6 +300,12 @@ impl Metrics {
             "counter",
             "Clients turned away with \"Too many connections\": the wait queue was full or their wait ended.",
             self.backend_full.load(Relaxed).to_string(),
+        );
+        one(
+            "myveil_statements_prepared_again_total",
+            "counter",
+            "Prepared statements of multiplexed sessions prepared again on another backend connection.",
+            self.prepared_again.load(Relaxed).to_string(),
         );
         one(
             "myveil_admin_requests_total",
