@@ -584,3 +584,27 @@ fn put_attributes(buf: &mut Vec<u8>, attributes: &[(String, String)]) {
     packets::put_lenenc_int(buf, body.len() as u64);
     buf.extend_from_slice(&body);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_statement_cache_is_bounded_and_hands_back_what_to_close() {
+        let key = |i: usize| -> std::sync::Arc<[u8]> { format!("k{i}").into_bytes().into() };
+        let mut c = StatementCache::default();
+        for i in 0..MOST_CACHED_STATEMENTS {
+            assert_eq!(c.insert(key(i), i as u32 + 1), None);
+        }
+        // Full: the oldest goes, and its id is the one to close on the server.
+        assert_eq!(c.insert(key(9999), 9999), Some(1));
+        assert_eq!(c.get(&key(0)), None);
+        assert_eq!(c.get(&key(1)), Some(2));
+        // The same key prepared again under a new id: the old id is closed.
+        assert_eq!(c.insert(key(1), 7777), Some(2));
+        assert_eq!(c.get(&key(1)), Some(7777));
+        assert_eq!(c.insert(key(1), 7777), None);
+        c.clear();
+        assert_eq!(c.get(&key(5)), None);
+    }
+}
