@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Proxy, Setup, TestDb};
+use common::{BackendAccount, Proxy, Setup, TestDb};
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts};
 
@@ -15,57 +15,6 @@ column = "email"
 type = "varchar(100)"
 roles = { app = "plaintext", reporting = { mask = "email" } }
 "#;
-
-/// A MariaDB account made for one test, dropped after it (also when the test fails).
-struct Account {
-    name: String,
-}
-
-impl Account {
-    async fn create(label: &str, password: &str, db: &str) -> Account {
-        let name = format!("myveil_bu_{label}_{}", std::process::id());
-        let mut c = common::direct(None).await;
-        for host in ["127.0.0.1", "localhost"] {
-            c.query_drop(format!("DROP USER IF EXISTS '{name}'@'{host}'"))
-                .await
-                .expect("drop old");
-            c.query_drop(format!(
-                "CREATE USER '{name}'@'{host}' IDENTIFIED BY '{password}'"
-            ))
-            .await
-            .expect("create user");
-            c.query_drop(format!("GRANT ALL ON `{db}`.* TO '{name}'@'{host}'"))
-                .await
-                .expect("grant");
-        }
-        c.disconnect().await.ok();
-        Account { name }
-    }
-}
-
-impl Drop for Account {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                rt.block_on(async move {
-                    if let Ok(mut c) = Conn::new(common::direct_opts()).await {
-                        for host in ["127.0.0.1", "localhost"] {
-                            let _ = c
-                                .query_drop(format!("DROP USER IF EXISTS '{name}'@'{host}'"))
-                                .await;
-                        }
-                        let _ = c.disconnect().await;
-                    }
-                });
-            }
-        })
-        .join();
-    }
-}
 
 async fn proxy(app_pattern: &str, reporting: &str, protection: &str) -> Proxy {
     Proxy::start_with(Setup {
@@ -90,11 +39,11 @@ fn server_code(e: &mysql_async::Error) -> Option<u16> {
 async fn an_app_logs_in_with_its_backend_credentials_and_gets_its_mapped_role() {
     let (_dir, protection) = common::protection(POLICY);
     let db = TestDb::create("backend_users").await;
-    let app = Account::create("app", "app-secret-1", &db.name).await;
-    let rep = Account::create("app_rep", "rep-secret-1", &db.name).await;
-    // `myveil_bu_app*` (a pattern) → app; the reporting account (which the pattern matches
+    let app = BackendAccount::with_password("app", "app-secret-1", &db.name).await;
+    let rep = BackendAccount::with_password("app_rep", "rep-secret-1", &db.name).await;
+    // `myveil_acct_app*` (a pattern) → app; the reporting account (which the pattern matches
     // too) by its exact name, which wins.
-    let app_pattern = "myveil_bu_app*".to_owned();
+    let app_pattern = "myveil_acct_app*".to_owned();
     let proxy = proxy(&app_pattern, &rep.name, &protection).await;
     let opts = |user: &str, password: &str| {
         Opts::from(proxy.opts(user, password).db_name(Some(db.name.clone())))
@@ -159,7 +108,7 @@ async fn an_app_logs_in_with_its_backend_credentials_and_gets_its_mapped_role() 
     let e = Conn::new(opts("root", "")).await.expect_err("unmapped");
     assert_eq!(server_code(&e), Some(1045), "{e:?}");
     // An account without a password logs in with none (the empty answer goes on as is).
-    let open = Account::create("app_open", "", &db.name).await;
+    let open = BackendAccount::with_password("app_open", "", &db.name).await;
     let mut o = Conn::new(opts(&open.name, ""))
         .await
         .expect("empty password");

@@ -209,8 +209,13 @@ pub struct BackendAccount {
 
 impl BackendAccount {
     pub async fn create(label: &str, db: &str) -> BackendAccount {
-        let name = format!("myveil_pool_{label}_{}", std::process::id());
         let password = format!("pw-{label}-{}", std::process::id());
+        Self::with_password(label, &password, db).await
+    }
+
+    /// An account with this password (empty: none), all privileges on `db`.
+    pub async fn with_password(label: &str, password: &str, db: &str) -> BackendAccount {
+        let name = format!("myveil_acct_{label}_{}", std::process::id());
         let mut c = direct(None).await;
         for host in ["127.0.0.1", "localhost"] {
             c.query_drop(format!("DROP USER IF EXISTS '{name}'@'{host}'"))
