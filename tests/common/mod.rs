@@ -233,7 +233,7 @@ impl BackendAccount {
         c.disconnect().await.ok();
         let dir = tempfile::tempdir().expect("tempdir");
         let password_file = dir.path().join("backend.password");
-        std::fs::write(&password_file, &password).expect("password file");
+        std::fs::write(&password_file, password).expect("password file");
         std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600))
             .expect("chmod");
         BackendAccount {
