@@ -426,3 +426,112 @@ async fn prepared_statements_move_with_their_sessions() {
     drop(proxy);
     db.drop_now().await;
 }
+
+/// An execute that binds no types (`new_params_bound_flag` 0, as libmysqlclient sends after
+/// the first) on a statement two sessions share on one connection: each session's values are
+/// read with the types it bound itself, not with the other session's, and a statement
+/// prepared again on another connection gets them too.
+#[tokio::test]
+async fn executes_without_types_use_their_own_sessions_types() {
+    use common::raw;
+    let db = TestDb::create("mux_types").await;
+    let account = BackendAccount::create("mux_types", &db.name).await;
+    let proxy = proxy(&account, 1).await;
+    let login = || {
+        raw::login(
+            proxy.addr,
+            common::APP_USER,
+            common::APP_PASSWORD,
+            Some(&db.name),
+        )
+    };
+    let (mut a, _) = login().await;
+    let (mut b, _) = login().await;
+    let sql = b"SELECT CAST(? AS CHAR)";
+    let prepare = async |c: &mut myveil::wire::PacketConn| -> u32 {
+        let mut p = vec![0x16];
+        p.extend_from_slice(sql);
+        raw::send(c, &p).await;
+        let ok = raw::read(c).await;
+        assert_eq!(ok[0], 0, "prepare: {:?}", String::from_utf8_lossy(&ok));
+        let columns = u16::from_le_bytes([ok[5], ok[6]]);
+        let params = u16::from_le_bytes([ok[7], ok[8]]);
+        for n in [params, columns] {
+            for _ in 0..n + u16::from(n > 0) {
+                raw::read(c).await;
+            }
+        }
+        u32::from_le_bytes([ok[1], ok[2], ok[3], ok[4]])
+    };
+    // One parameter: the packet, with the types (type, flags) when given.
+    let execute = async |c: &mut myveil::wire::PacketConn,
+                         id: u32,
+                         types: Option<[u8; 2]>,
+                         value: &[u8]|
+           -> String {
+        let mut p = vec![0x17];
+        p.extend_from_slice(&id.to_le_bytes());
+        p.push(0);
+        p.extend_from_slice(&1u32.to_le_bytes());
+        p.push(0); // null bitmap
+        match types {
+            Some(t) => {
+                p.push(1);
+                p.extend_from_slice(&t);
+            }
+            None => p.push(0),
+        }
+        p.extend_from_slice(value);
+        raw::send(c, &p).await;
+        let first = raw::read(c).await;
+        assert_eq!(
+            first,
+            [1],
+            "one column: {:?}",
+            String::from_utf8_lossy(&first)
+        );
+        raw::read(c).await; // the column
+        raw::read(c).await; // EOF
+        let row = raw::read(c).await;
+        assert_eq!(raw::read(c).await[0], 0xfe, "one row, then EOF");
+        // A binary row: header, null bitmap, then the string (length < 251).
+        String::from_utf8_lossy(&row[3..3 + usize::from(row[2])]).into_owned()
+    };
+    let longlong = |v: i64| v.to_le_bytes().to_vec();
+    let text = |s: &str| {
+        let mut v = vec![s.len() as u8];
+        v.extend_from_slice(s.as_bytes());
+        v
+    };
+    let ia = prepare(&mut a).await;
+    let ib = prepare(&mut b).await;
+    const LONGLONG: [u8; 2] = [0x08, 0];
+    const VAR_STRING: [u8; 2] = [0xfd, 0];
+    assert_eq!(execute(&mut a, ia, Some(LONGLONG), &longlong(7)).await, "7");
+    assert_eq!(
+        execute(&mut b, ib, Some(VAR_STRING), &text("abc")).await,
+        "abc"
+    );
+    // Without types: the shared statement was bound last as a string by b.
+    assert_eq!(execute(&mut a, ia, None, &longlong(8)).await, "8");
+    assert_eq!(execute(&mut b, ib, None, &text("xyz")).await, "xyz");
+    assert_eq!(execute(&mut a, ia, None, &longlong(-9)).await, "-9");
+    // The backend connection is killed: the statement is prepared again on a new one, which
+    // has never seen a's types.
+    let mut root = common::direct(None).await;
+    let ids: Vec<u64> = root
+        .exec(
+            "SELECT id FROM information_schema.PROCESSLIST WHERE user = ?",
+            (account.name.as_str(),),
+        )
+        .await
+        .expect("process list");
+    for id in ids {
+        let _ = root.query_drop(format!("KILL {id}")).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(execute(&mut a, ia, None, &longlong(10)).await, "10");
+    assert_eq!(execute(&mut b, ib, None, &text("again")).await, "again");
+    drop(root);
+    db.drop_now().await;
+}

@@ -102,6 +102,9 @@ pub struct Pool {
     limits: HashMap<String, Arc<Limit>>,
     /// Clients waiting for a connection now.
     waiting: AtomicUsize,
+    /// Woken when a client starts waiting: multiplexed sessions that keep an idle
+    /// connection only for their next command give it up (`Pool::contended`).
+    wanted: tokio::sync::Notify,
     /// Server version, capabilities and collation of the backend's latest greeting: what
     /// clients are greeted with before any backend connection is theirs.
     profile: Mutex<Option<Profile>>,
@@ -152,6 +155,7 @@ impl Pool {
             reset_done: tokio::sync::Notify::new(),
             limits,
             waiting: AtomicUsize::new(0),
+            wanted: tokio::sync::Notify::new(),
             profile: Mutex::new(None),
             probing: tokio::sync::Mutex::new(()),
         }
@@ -215,8 +219,23 @@ impl Pool {
         }
     }
 
+    /// Resolves once a client waits for a backend connection (of any account), checked
+    /// again after every wake-up.
+    pub async fn contended(&self) {
+        loop {
+            let wanted = self.wanted.notified();
+            tokio::pin!(wanted);
+            wanted.as_mut().enable();
+            if self.waiting() > 0 {
+                return;
+            }
+            wanted.await;
+        }
+    }
+
     fn enqueue(&self, account: &str) -> Result<Waiting<'_>> {
         let before = self.waiting.fetch_add(1, Ordering::SeqCst);
+        self.wanted.notify_waiters();
         crate::telemetry::metrics::METRICS.backend_wait(1);
         let waiting = Waiting(&self.waiting);
         if before >= self.cfg.queue {

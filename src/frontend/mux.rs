@@ -31,8 +31,8 @@ pub struct Mux {
     /// Backend thread of the connection the session had last: taken back first, when idle.
     pub last: u32,
     /// The session's prepared statements by the id its client knows (myveil's own: a
-    /// statement is prepared again on whichever connection runs it), with their keys.
-    pub statements: HashMap<u32, Arc<[u8]>>,
+    /// statement is prepared again on whichever connection runs it).
+    pub statements: HashMap<u32, Statement>,
     pub next_id: u32,
     /// The statement prepared last (MariaDB's id -1).
     pub last_prepared: Option<u32>,
@@ -40,14 +40,38 @@ pub struct Mux {
     pub long_data: bool,
 }
 
+/// One of a multiplexed session's prepared statements.
+#[derive(Debug)]
+pub struct Statement {
+    /// What it is prepared under and as (`statement_key`).
+    pub key: Arc<[u8]>,
+    /// The backend statement's parameter count.
+    pub params: u16,
+    /// The parameter types this session bound last (2 bytes each, as sent): a client sends
+    /// them once and then executes with `new_params_bound_flag` 0, but the backend
+    /// statement it lands on may have been bound by another session, or never.
+    types: Option<Box<[u8]>>,
+}
+
+/// COM_STMT_EXECUTE's flag (MariaDB) for a parameter count sent in the packet: its layout
+/// is then not the one `Mux::bind_types` reads.
+const PARAMETER_COUNT_AVAILABLE: u8 = 0x08;
+
 impl Mux {
     /// Keeps a statement prepared under `key`; returns the id its client gets.
-    pub fn prepared(&mut self, key: Arc<[u8]>) -> u32 {
+    pub fn prepared(&mut self, key: Arc<[u8]>, params: u16) -> u32 {
         self.next_id = self.next_id.wrapping_add(1).max(1);
         while self.statements.contains_key(&self.next_id) || self.next_id == u32::MAX {
             self.next_id = self.next_id.wrapping_add(1).max(1);
         }
-        self.statements.insert(self.next_id, key);
+        self.statements.insert(
+            self.next_id,
+            Statement {
+                key,
+                params,
+                types: None,
+            },
+        );
         self.last_prepared = Some(self.next_id);
         self.next_id
     }
@@ -59,7 +83,40 @@ impl Mux {
         } else {
             id
         };
-        self.statements.get(&id).map(|k| (id, k.clone()))
+        self.statements.get(&id).map(|s| (id, s.key.clone()))
+    }
+
+    /// A COM_STMT_EXECUTE of the client's statement `id`, about to go to whichever
+    /// connection the session is on: types it binds are remembered, and an execute that
+    /// binds none gets the ones the session bound last, so the server never reads the
+    /// values with the types another session bound on a shared statement (or with none).
+    pub fn bind_types(&mut self, id: u32, execute: &mut Vec<u8>) {
+        let Some(st) = self.statements.get_mut(&id) else {
+            return;
+        };
+        let n = usize::from(st.params);
+        if n == 0
+            || execute
+                .get(5)
+                .is_none_or(|f| f & PARAMETER_COUNT_AVAILABLE != 0)
+        {
+            return;
+        }
+        let at = 10 + n.div_ceil(8);
+        match execute.get(at) {
+            Some(1) => {
+                if let Some(types) = execute.get(at + 1..at + 1 + 2 * n) {
+                    st.types = Some(types.into());
+                }
+            }
+            Some(0) => {
+                if let Some(types) = &st.types {
+                    execute[at] = 1;
+                    execute.splice(at + 1..at + 1, types.iter().copied());
+                }
+            }
+            _ => {}
+        }
     }
 
     /// The server forgot every statement (reset, change of user).
@@ -234,6 +291,63 @@ mod tests {
             false,
         );
         needs(sql.as_bytes(), Some(&mode))
+    }
+
+    /// COM_STMT_EXECUTE of statement 1 with `n` parameters, all given, types when given.
+    fn execute(n: usize, types: Option<&[u8]>, values: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0];
+        p.extend(std::iter::repeat_n(0, n.div_ceil(8)));
+        match types {
+            Some(t) => {
+                p.push(1);
+                p.extend_from_slice(t);
+            }
+            None => p.push(0),
+        }
+        p.extend_from_slice(values);
+        p
+    }
+
+    #[test]
+    fn executes_without_types_get_the_ones_the_session_bound() {
+        let mut mux = Mux::default();
+        let id = mux.prepared(Arc::from(&b"k"[..]), 2);
+        // Nothing bound yet: the execute goes as it is (the server refuses it).
+        let mut p = execute(2, None, b"vv");
+        mux.bind_types(id, &mut p);
+        assert_eq!(p, execute(2, None, b"vv"));
+        let types = [0x08, 0, 0xfd, 0];
+        let mut p = execute(2, Some(&types), b"v1");
+        mux.bind_types(id, &mut p);
+        assert_eq!(p, execute(2, Some(&types), b"v1"), "bound as sent");
+        let mut p = execute(2, None, b"v2");
+        mux.bind_types(id, &mut p);
+        assert_eq!(p, execute(2, Some(&types), b"v2"), "the bound types added");
+        // New types replace them.
+        let other = [0x03, 0x80, 0x03, 0];
+        mux.bind_types(id, &mut execute(2, Some(&other), b"v3"));
+        let mut p = execute(2, None, b"v4");
+        mux.bind_types(id, &mut p);
+        assert_eq!(p, execute(2, Some(&other), b"v4"));
+        // No parameters, MariaDB's parameter count in the packet, a short packet or an
+        // unknown id: untouched.
+        let none = mux.prepared(Arc::from(&b"k0"[..]), 0);
+        let mut p = execute(0, None, b"");
+        p.pop();
+        let before = p.clone();
+        mux.bind_types(none, &mut p);
+        assert_eq!(p, before);
+        let mut p = execute(2, None, b"v5");
+        p[5] = PARAMETER_COUNT_AVAILABLE;
+        let before = p.clone();
+        mux.bind_types(id, &mut p);
+        assert_eq!(p, before);
+        let mut p = vec![0x17, 1, 0, 0, 0];
+        mux.bind_types(id, &mut p);
+        assert_eq!(p, [0x17, 1, 0, 0, 0]);
+        let mut p = execute(2, None, b"v6");
+        mux.bind_types(999, &mut p);
+        assert_eq!(p, execute(2, None, b"v6"));
     }
 
     #[test]

@@ -37,6 +37,10 @@ const ER_NO_SUCH_THREAD: u16 = 1094;
 const ER_KILL_DENIED_ERROR: u16 = 1095;
 /// Longest a KILL CONNECTION's answer waits for its victim to close its client.
 const KILL_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long a multiplexed session idle after a statement keeps the connection it holds for
+/// its next command while another client waits for one (`Mux::hold`): clients that ask
+/// for warnings or the insert id do so at once.
+const HOLD_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
 const COM_INIT_DB: u8 = 0x02;
 const COM_QUERY: u8 = 0x03;
 const COM_FIELD_LIST: u8 = 0x04;
@@ -338,12 +342,29 @@ impl Session {
             if self.client.rbuf.is_empty() {
                 self.park();
                 let draining = self.in_transaction;
+                let held = self.held_only().then(|| self.shared.clone());
                 idle_timer
                     .as_mut()
                     .reset(tokio::time::Instant::now() + idle);
                 tokio::select! {
                     biased;
                     r = self.client.fill() => if r.is_err() { return Close::Aborted },
+                    // A connection kept only for the next command is given up when another
+                    // client waits for one and this client has not come back within the
+                    // grace: its next SHOW WARNINGS, LAST_INSERT_ID() or ROW_COUNT() then
+                    // sees the new connection's (ADR 0009).
+                    _ = async {
+                        tokio::time::sleep(HOLD_GRACE).await;
+                        if let Some(shared) = &held {
+                            shared.pool.contended().await;
+                        }
+                    }, if held.is_some() => {
+                        tracing::debug!("connection held for the next command given up: another client waits");
+                        if let Some(m) = self.mux.as_mut() {
+                            m.hold = 0;
+                        }
+                        continue;
+                    }
                     r = backend_fill(&mut self.backend) => {
                         // The backend spoke unasked (killed, shut down) or closed: pass an
                         // error packet on and end the session.
@@ -1272,7 +1293,7 @@ impl Session {
         let mut ok = p.to_vec();
         ok[7..9].copy_from_slice(&(client_params as u16).to_le_bytes());
         if let Some(key) = key
-            && let Some(own) = self.register_statement(key, id).await?
+            && let Some(own) = self.register_statement(key, id, params as u16).await?
         {
             id = own;
             ok[1..5].copy_from_slice(&id.to_le_bytes());
@@ -1470,9 +1491,17 @@ impl Session {
     /// holds it, no transaction (nor autocommit off, where every statement opens one), and
     /// nothing of the session lives on it that myveil cannot move.
     fn can_park(&self) -> bool {
-        self.mux
-            .as_ref()
-            .is_some_and(|m| m.pinned.is_none() && m.hold == 0)
+        self.mux.as_ref().is_some_and(|m| m.hold == 0) && self.could_park()
+    }
+
+    /// Whether the session would park but for a hold for its next command (an insert id,
+    /// warnings or an error its client may still ask about).
+    fn held_only(&self) -> bool {
+        self.mux.as_ref().is_some_and(|m| m.hold > 0) && self.could_park()
+    }
+
+    fn could_park(&self) -> bool {
+        self.mux.as_ref().is_some_and(|m| m.pinned.is_none())
             && !self.in_transaction
             && self.state.autocommit
             && self.state.known
@@ -1657,7 +1686,7 @@ impl Session {
         // A statement is prepared again elsewhere only under the state it was prepared in:
         // once the database, sql_mode or character set moved on, the session stays.
         if mux.pinned.is_none()
-            && let Some(key) = mux.statements.values().next()
+            && let Some(key) = mux.statements.values().next().map(|s| &s.key)
             && !key.starts_with(super::mux::state_key(&self.state).as_bytes())
         {
             tracing::debug!("session pinned: prepared statements from before a change of state");
@@ -1695,7 +1724,7 @@ impl Session {
         let Some(mux) = self.mux.as_ref() else {
             return Ok(None);
         };
-        let Some((_, key)) = statement_id(payload).and_then(|id| mux.key(id)) else {
+        let Some((own, key)) = statement_id(payload).and_then(|id| mux.key(id)) else {
             return Ok(None);
         };
         let id = match backend!(self).statements.get(&key) {
@@ -1707,6 +1736,11 @@ impl Session {
         };
         let mut out = payload.to_vec();
         out[1..5].copy_from_slice(&id.to_le_bytes());
+        if out[0] == COM_STMT_EXECUTE
+            && let Some(mux) = self.mux.as_mut()
+        {
+            mux.bind_types(own, &mut out);
+        }
         Ok(Some(Ok(out)))
     }
 
@@ -1770,9 +1804,14 @@ impl Session {
         if conn.conn.rbuf[4] != packets::OK_HEADER {
             return Ok(Ok(()));
         }
+        // A prepare OK is 12 bytes: the id, then the column and parameter counts.
+        if let Err(e) = conn.conn.ensure(13).await {
+            return Ok(Err(e));
+        }
         let b = &conn.conn.rbuf;
         let id = u32::from_le_bytes([b[5], b[6], b[7], b[8]]);
-        if let Some(own) = self.register_statement(key, id).await? {
+        let params = u16::from_le_bytes([b[11], b[12]]);
+        if let Some(own) = self.register_statement(key, id, params).await? {
             backend!(self).conn.rbuf[5..9].copy_from_slice(&own.to_le_bytes());
         }
         Ok(Ok(()))
@@ -1806,11 +1845,12 @@ impl Session {
         &mut self,
         key: std::sync::Arc<[u8]>,
         id: u32,
+        params: u16,
     ) -> Result<Option<u32>, Error> {
         let Some(mux) = self.mux.as_mut() else {
             return Ok(None);
         };
-        let client = mux.prepared(key.clone());
+        let client = mux.prepared(key.clone(), params);
         let conn = backend!(self);
         if let Some(evicted) = conn.statements.insert(key, id) {
             close_on(conn, evicted).await?;
