@@ -923,6 +923,10 @@ pub enum Step {
     InitDb(Vec<u8>),
     /// COM_QUERY answering a LOAD DATA LOCAL request with this content.
     Local(Vec<u8>, Vec<u8>),
+    /// A step on a second session of the same role, database and collation (opened at its
+    /// first step), interleaved with the first: in multiplexed mode the two share one
+    /// backend connection, each with its own state.
+    Second(Box<Step>),
 }
 
 /// One executed step: what was sent (for reports) and what came back.
@@ -985,6 +989,19 @@ impl Case {
             sql.as_bytes().to_vec(),
             params.iter().map(|p| p.map(str::to_owned)).collect(),
         ));
+        self
+    }
+
+    /// A COM_QUERY on the case's second session (`Step::Second`).
+    pub fn q2(mut self, sql: &str) -> Self {
+        self.steps
+            .push(Step::Second(Box::new(Step::Q(sql.as_bytes().to_vec()))));
+        self
+    }
+
+    pub fn qb2(mut self, sql: &[u8]) -> Self {
+        self.steps
+            .push(Step::Second(Box::new(Step::Q(sql.to_vec()))));
         self
     }
 
@@ -1067,6 +1084,10 @@ impl Case {
             .iter()
             .map(|s| match s {
                 Step::Q(q) => Step::X(q.clone(), Vec::new()),
+                Step::Second(inner) => match &**inner {
+                    Step::Q(q) => Step::Second(Box::new(Step::X(q.clone(), Vec::new()))),
+                    other => Step::Second(Box::new(other.clone())),
+                },
                 other => other.clone(),
             })
             .collect();
@@ -2123,7 +2144,32 @@ impl Env {
                 if c.class == "bounds" {
                     client.limit = Duration::from_secs(60);
                 }
+                let mut second: Option<Client> = None;
                 for step in &c.steps {
+                    let (client, step, on) = match step {
+                        Step::Second(inner) => {
+                            if second.is_none() {
+                                match self.connect(role, db.as_deref(), c.collation).await {
+                                    Ok(s) => second = Some(s),
+                                    Err(e) => {
+                                        observed.push("second connect failed".to_owned());
+                                        outs.push(StepOut {
+                                            sent: "(connect a second session)".to_owned(),
+                                            items: vec![Item::Err {
+                                                code: 0,
+                                                msg: e.clone(),
+                                            }],
+                                            io_error: Some(e),
+                                        });
+                                        break;
+                                    }
+                                }
+                            }
+                            let Some(s) = second.as_mut() else { break };
+                            (s, &**inner, "[second session] ")
+                        }
+                        other => (&mut client, other, ""),
+                    };
                     let (sent, r) = match step {
                         Step::Q(t) => {
                             let sql = tpl.expand(t);
@@ -2167,7 +2213,9 @@ impl Env {
                                 client.query(&sql, Some(&data)).await,
                             )
                         }
+                        Step::Second(_) => unreachable!("a second session's step is not nested"),
                     };
+                    let sent = format!("{on}{sent}");
                     match r {
                         Ok(items) => {
                             observed.push(observe(&items));
@@ -2207,6 +2255,9 @@ impl Env {
                 }
                 if outs.last().is_some_and(|o| o.io_error.is_none()) {
                     client.quit().await;
+                    if let Some(s) = second {
+                        s.quit().await;
+                    }
                 }
             }
         }
@@ -2499,12 +2550,22 @@ async fn setup() -> (Env, Vec<TestDb>) {
             r.name()
         ));
     }
+    // In multiplexed mode (MYVEIL_TEST_BACKEND_MODE) the account has one backend connection,
+    // so the sessions of the `multiplexed` class's cases always share it, each with its own
+    // state; a session that pins it makes the other wait, then fail with 1040.
+    let (mode, limit) = match common::backend_mode() {
+        "multiplexed" => (
+            "mode = \"multiplexed\"\nwait_timeout_ms = 1000\n",
+            "max_backend_connections = 1\n",
+        ),
+        _ => ("", ""),
+    };
     let config = dir.path().join("myveil.toml");
     std::fs::write(
         &config,
         format!(
             "[listen]\naddress = \"127.0.0.1:0\"\nauth_plugin = \"mysql_native_password\"\n\
-             [backend]\naddress = \"127.0.0.1:3306\"\n[backend.accounts.main]\nuser = \"root\"\n\
+             [backend]\naddress = \"127.0.0.1:3306\"\n{mode}[backend.accounts.main]\nuser = \"root\"\n{limit}\
              {roles_toml}[users]\nfile = \"users.toml\"\nbcrypt_cost = 4\n\
              [protection]\npolicy_dir = \"policy\"\nkeys_dir = \"keys\"\n[log]\nlevel = \"trace\"\n"
         ),

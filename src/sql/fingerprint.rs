@@ -3,7 +3,10 @@
 //! sql_mode and character set, as the server reads the text).
 //!
 //! Security: strings, numbers, hex and bit literals, variables' quoted names and comments
-//! never survive; identifiers do, quoted identifiers with their quotes. Text the lexer
+//! never survive; identifiers do, quoted identifiers with their quotes, but only while they
+//! look like names: one longer than a name may be (64 characters) or with a space, a quote
+//! or a semicolon in it is logged as its quotes around `…` (data smuggled into an alias, or
+//! text the server reads as a string when myveil's idea of the mode is wrong). Text the lexer
 //! cannot read gives a placeholder only. The lexing is right only while the session's mode
 //! holds: after a statement that may change sql_mode or the character set (`SET`, `CALL`,
 //! `EXECUTE`, anything with such a word) the rest of a multi-statement text may read
@@ -51,10 +54,27 @@ pub fn fingerprint(src: &[u8], lexed: &Lexed) -> String {
                 }
             }
             Kind::UserVar => out.push_str("@?"),
+            Kind::Quoted if !name_like(t.text(src)) => {
+                let q = t.text(src).first().map_or('`', |&c| char::from(c));
+                out.push(q);
+                out.push('…');
+                out.push(q);
+            }
             _ => out.push_str(&String::from_utf8_lossy(t.text(src))),
         }
     }
     out
+}
+
+/// Whether a quoted identifier (with its quotes) is short and plain enough to be a name.
+fn name_like(quoted: &[u8]) -> bool {
+    const MAX_NAME: usize = 64;
+    let inner = quoted.get(1..quoted.len().saturating_sub(1)).unwrap_or(&[]);
+    inner.len() <= MAX_NAME * 4
+        && std::str::from_utf8(inner).is_ok_and(|s| s.chars().count() <= MAX_NAME)
+        && !inner
+            .iter()
+            .any(|&b| b.is_ascii_whitespace() || b.is_ascii_control() || b"'\"`;\\".contains(&b))
 }
 
 /// A fingerprint for text the lexer could not read.
@@ -102,6 +122,10 @@ mod tests {
             ("select /* 'hidden' */ c # 9\nfrom t", "select c from t"),
             ("SET @v := 'pii'", "SET @? := ?"),
             ("select 'a' 'b'", "select ?"),
+            (
+                "select `a b` , `c;d`, `ok_name` from `t`",
+                "select `…` , `…`, `ok_name` from `t`",
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(fp(input, false), *want, "input: {input}");
@@ -134,6 +158,10 @@ mod tests {
         let sql = r#"SET sql_mode = ''; SELECT 1 AS "a\""; UPDATE t SET c = 0x4341 -- ""#;
         let lexed = lex(sql.as_bytes(), &m).expect("lex");
         assert_eq!(fingerprint(sql.as_bytes(), &lexed), "SET sql_mode = ?; …");
+        // Under ANSI_QUOTES all of it is one alias: not a name, not logged.
+        let sql = r#"SELECT 1 AS "a\""; UPDATE t SET c = 0x4341 WHERE id = 1; -- ""#;
+        let lexed = lex(sql.as_bytes(), &m).expect("lex");
+        assert_eq!(fingerprint(sql.as_bytes(), &lexed), r#"SELECT ? AS "…""#);
         assert_eq!(
             fp("SELECT a FROM t; SELECT b FROM u", false),
             "SELECT a FROM t; SELECT b FROM u"

@@ -40,6 +40,7 @@ pub fn all() -> Vec<Case> {
     v.extend(connection_ids());
     v.extend(plans());
     v.extend(migrations());
+    v.extend(multiplexed());
     let mut names = std::collections::BTreeSet::new();
     for c in &v {
         assert!(
@@ -2905,4 +2906,121 @@ fn migrations() -> Vec<Case> {
             .q("SELECT * FROM users WHERE id = 1")
             .q("SELECT HEX(ssn__myveil), LENGTH(ssn__myveil) FROM users WHERE id = 1"),
     ]
+}
+
+// ---------------------------------------------------------------------------------------
+// Two sessions of one role, interleaved (in multiplexed mode they share a backend connection)
+// ---------------------------------------------------------------------------------------
+
+/// Each case sets some state on one session and then alternates statements of both sessions
+/// that write a canary in the clear only if a statement runs on the server in the other
+/// session's state: a sql_mode, a character set or a database that did not move with its
+/// session (ADR 0009). In pinned mode the same cases run, each session on its own connection.
+fn multiplexed() -> Vec<Case> {
+    let n = |name: String| case("multiplexed", name);
+    let ins = "INSERT INTO users (id, ssn, note) VALUES (300, '{{c:ssn}}', 'x')";
+    let ins2 = "INSERT INTO users (id, ssn, note) VALUES (301, '{{c2:ssn}}', 'y')";
+    let plain_ins = "INSERT INTO users (id, ssn, note) VALUES (300, '{{p}}', 'x')";
+    let mut v = Vec::new();
+    for (mode, on, off, label) in [
+        ("NO_BACKSLASH_ESCAPES", P_NBE, P_NBE_OFF, "NBE"),
+        ("ANSI_QUOTES", P_ANSI, P_ANSI_OFF, "ANSI_QUOTES"),
+    ] {
+        // The second session never sets the mode: `on` writes if it runs in the first's mode;
+        // the first runs `off`, which writes if its mode was lost on the way.
+        v.push(
+            n(format!("{label} on one session, the payloads alternate"))
+                .q(&format!("SET sql_mode = '{mode}'"))
+                .q2(on)
+                .q(off)
+                .q2(ins)
+                .q(on)
+                .q2(on)
+                .q(off),
+        );
+        v.push(
+            n(format!("{label} set and cleared while the other writes"))
+                .q2("SELECT 1")
+                .q(&format!(
+                    "SET SESSION sql_mode = CONCAT(@@sql_mode, ',{mode}')"
+                ))
+                .q2(on)
+                .q(ins)
+                .q("SET sql_mode = DEFAULT")
+                .q2(&format!("SET sql_mode = '{mode}'"))
+                .q(on)
+                .q2(off)
+                .q("SELECT ssn FROM users WHERE id = 1"),
+        );
+    }
+    for (cs, lead, coll) in [MB5C[0], MB5C[1]] {
+        // `p_mb` writes if the server reads `lead 0x5C` as one character (the client's
+        // charset as myveil knows it is not multi-byte); `p_mb_off` the other way round.
+        v.push(
+            n(format!(
+                "SET NAMES {cs} on one session, the other's payload"
+            ))
+            .q(&format!("SET NAMES {cs}"))
+            .qb2(&p_mb(lead))
+            .qb(&p_mb_off(lead))
+            .q2(ins)
+            .qb2(&p_mb(lead))
+            .qb(&p_mb_off(lead)),
+        );
+        v.push(
+            n(format!("character_set_client = {cs} on one session"))
+                .q(&format!("SET character_set_client = {cs}"))
+                .qb2(&p_mb(lead))
+                .qb(&p_mb_off(lead))
+                .q("SET character_set_client = DEFAULT")
+                .qb(&p_mb(lead)),
+        );
+        v.push(
+            n(format!("{cs} handshakes, SET NAMES latin1 on one"))
+                .coll(coll)
+                .q("SET NAMES latin1")
+                .qb2(&p_mb_off(lead))
+                .qb(&p_mb(lead))
+                .q2(ins)
+                .qb2(&p_mb_off(lead)),
+        );
+    }
+    v.extend([
+        // One session moves to the unprotected twin and writes a plain marker there, which
+        // is legitimate: had the write run in the protected database, the marker would be
+        // at rest there in place of an envelope.
+        n("USE the twin on one session, both write".into())
+            .q("USE {{B}}")
+            .q2("SELECT 1")
+            .q(plain_ins)
+            .q2(ins2)
+            .q("UPDATE users SET ssn = '{{p}}' WHERE id = 300"),
+        n("from the twin: USE the protected database on one, the other writes".into())
+            .db(Some("{{B}}"))
+            .q("USE {{A}}")
+            .q2(plain_ins)
+            .q(ins2)
+            .q2("UPDATE users SET ssn = '{{p}}' WHERE id = 300"),
+        n("COM_INIT_DB to the twin on one session".into())
+            .init_db("{{B}}")
+            .q2("SELECT ssn FROM users WHERE id = 1")
+            .q(plain_ins)
+            .q2(ins2),
+        // A user variable pins its session: the other one must not see it.
+        n("a user variable on one session, the other writes it".into())
+            .q("SET @v = '{{c:ssn}}'")
+            .q2("UPDATE users SET ssn = @v WHERE id = 1")
+            .q("UPDATE users SET ssn = @v WHERE id = 2")
+            .q2("INSERT INTO notes (user_id, body) VALUES (1, @v)"),
+        // Protected writes and reads of both sessions, with charset and mode changes between.
+        n("protected writes under alternating NAMES and sql_mode".into())
+            .q("SET NAMES latin1")
+            .q2(ins)
+            .q("SET sql_mode = 'NO_BACKSLASH_ESCAPES,ANSI_QUOTES'")
+            .q2("UPDATE users SET email = '{{c:em}}' WHERE id = 300")
+            .q(ins2)
+            .q2("SELECT id, ssn, email FROM users WHERE id IN (300, 301) ORDER BY id")
+            .q("SELECT id, ssn FROM users WHERE id IN (300, 301) ORDER BY id"),
+    ]);
+    v
 }
