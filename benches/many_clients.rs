@@ -2,7 +2,7 @@
 //! logs in and runs a query, and keeps them open until told to go on (a line on stdin), so
 //! the caller can read the proxy's memory; then a connect storm of RATE logins per second
 //! for SECONDS seconds, each a login, a query and a quit, and their p50 / p99 connect
-//! times.
+//! times, with the latency of a live session's statements without the storm and during it.
 //!
 //!   many_clients ADDR USER PASSWORD CLIENTS RATE SECONDS
 
@@ -31,6 +31,20 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
+}
+
+/// One session running `SELECT 1` back to back for `length`: each statement's time.
+async fn live(opts: mysql_async::Opts, length: Duration) -> Vec<Duration> {
+    let mut c = Conn::new(opts).await.expect("live session");
+    let mut times = Vec::new();
+    let end = Instant::now() + length;
+    while Instant::now() < end {
+        let t0 = Instant::now();
+        c.query_drop("SELECT 1").await.expect("live statement");
+        times.push(t0.elapsed());
+    }
+    let _ = c.disconnect().await;
+    times
 }
 
 #[tokio::main]
@@ -109,8 +123,11 @@ async fn main() {
     let mut line = String::new();
     let _ = tokio::task::spawn_blocking(move || std::io::stdin().read_line(&mut line)).await;
 
-    // 2. The connect storm, beside the open clients.
+    // 2. The connect storm, beside the open clients, and a live session's latency without
+    // it and during it (logins must not starve sessions that run statements).
     if rate > 0 && seconds > 0 {
+        let quiet = live(opts.clone(), Duration::from_secs(seconds)).await;
+        let busy = tokio::spawn(live(opts.clone(), Duration::from_secs(seconds)));
         let every = Duration::from_nanos(1_000_000_000 / rate);
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -142,6 +159,16 @@ async fn main() {
             }
         }
         times.sort();
+        let busy = busy.await.expect("join");
+        for (when, mut t) in [("without the storm", quiet), ("during the storm", busy)] {
+            t.sort();
+            println!(
+                "live session {when}: {} SELECT 1, p50 {:.2} ms, p99 {:.2} ms",
+                t.len(),
+                percentile(&t, 0.50).as_secs_f64() * 1e3,
+                percentile(&t, 0.99).as_secs_f64() * 1e3,
+            );
+        }
         println!(
             "storm: {} logins at {rate}/s for {seconds} s, {failed} failed; connect p50 {:.2} ms, p99 {:.2} ms",
             times.len(),

@@ -151,6 +151,7 @@ if [ "${MULTIPLEXED:-0}" = 1 ]; then
   sed -e "s/127.0.0.1:$MYVEIL_PORT/127.0.0.1:$MUX_PORT/" \
       -e 's/^address = "127.0.0.1:3306"$/address = "127.0.0.1:3306"\nmode = "multiplexed"/' \
       -e 's/^user = "root"$/user = "root"\nmax_backend_connections = 100/' \
+      -e 's/^pool_max_idle = 64$/pool_max_idle = 100/' \
       "$TMP/myveil.toml" >"$TMP/mux.toml"
   target/release/myveil serve -c "$TMP/mux.toml" 2>"$TMP/mux.log" &
   MUX_PID=$!

@@ -480,6 +480,28 @@ impl Config {
         }
     }
 
+    /// Settings that are valid but likely a mistake, one line each (logged at start).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.backend.mode == BackendMode::Multiplexed {
+            // Between statements a multiplexed session's connection waits idle in the
+            // pool: past pool_max_idle it is closed, and a statement pays a new login.
+            for (name, a) in &self.backend.accounts {
+                if let Some(max) = a.max_backend_connections
+                    && max > self.backend.pool_max_idle
+                {
+                    out.push(format!(
+                        "backend.pool_max_idle ({}) is below backend.accounts.{name}.max_backend_connections ({max}): \
+                         in multiplexed mode sessions share idle connections between statements, \
+                         and those past pool_max_idle are closed and logged in again for the next one",
+                        self.backend.pool_max_idle
+                    ));
+                }
+            }
+        }
+        out
+    }
+
     fn validate(&self) -> Result<()> {
         let invalid = |m: String| Err(Error::Invalid(m));
         if Plugin::from_name(self.listen.auth_plugin.as_bytes()).is_none_or(|p| p == Plugin::Clear)
@@ -652,6 +674,30 @@ mod tests {
             Path::new("t.toml"),
             PathBuf::from("/etc/myveil"),
         )
+    }
+
+    #[test]
+    fn a_pool_smaller_than_a_multiplexed_accounts_limit_is_a_warning() {
+        let limited = MINIMAL.replace(
+            "user = \"root\"",
+            "user = \"root\"\nmax_backend_connections = 100",
+        );
+        assert!(
+            load(&limited, &[]).expect("valid").warnings().is_empty(),
+            "pinned"
+        );
+        let mux = limited.replace(
+            "address = \"127.0.0.1:3306\"",
+            "address = \"127.0.0.1:3306\"\nmode = \"multiplexed\"",
+        );
+        let w = load(&mux, &[]).expect("valid").warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("pool_max_idle (64)") && w[0].contains("accounts.main"));
+        let enough = mux.replace(
+            "mode = \"multiplexed\"",
+            "mode = \"multiplexed\"\npool_max_idle = 100",
+        );
+        assert!(load(&enough, &[]).expect("valid").warnings().is_empty());
     }
 
     #[test]

@@ -629,6 +629,9 @@ pub async fn serve(
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    for warning in shared.config.warnings() {
+        tracing::warn!("configuration: {warning}");
+    }
     let limit = Arc::new(Semaphore::new(shared.config.listen.max_connections));
     // Security: the first schema read (column order, views and routines over protected
     // tables) happens before any client is accepted, so no statement is analyzed against an
