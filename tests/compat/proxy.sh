@@ -9,6 +9,12 @@
 # every MariaDB account logs in with its own password and gets the app role, so suites
 # use their usual credentials (root, empty password) and create users of their own.
 # Compression is offered. Everything lives under $COMPAT_DIR (default /tmp/myveil-compat).
+#
+# With COMPAT_MODE=multiplexed the backend is in multiplexed mode (ADR 0009), and root is a
+# user of the users file (role app, password $COMPAT_PASSWORD, default compat-root-pw) whose
+# sessions share the pool's backend connections. Backend users stay pinned, so this is what
+# makes the suites' own sessions move between backend connections; the accounts a suite
+# creates for itself still log in as backend users.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
@@ -51,12 +57,21 @@ s = re.sub(r'(?ms)^\[admin\].*?(?=^\[(?!admin)|\Z)', '', s)
 s += '\n[backend_users]\n[[backend_users.map]]\nuser = "*"\nrole = "app"\n'
 open(p, 'w').write(s)
 PY
+if [ "${COMPAT_MODE:-pinned}" = multiplexed ]; then
+  sed -i 's|^mode = "pinned"|mode = "multiplexed"|' "$dir/conf/myveil.toml"
+  grep -q '^mode = "multiplexed"' "$dir/conf/myveil.toml" || { echo "no backend mode to set" >&2; exit 1; }
+  printf '%s\n' "${COMPAT_PASSWORD:-compat-root-pw}" |
+    "$root/$bin" user add root --role app --password-stdin --config "$dir/conf/myveil.toml" >/dev/null
+  login=(-uroot -p"${COMPAT_PASSWORD:-compat-root-pw}")
+else
+  login=(-uroot)
+fi
 sed "s/myveil_demo/$demo/g" examples/schema.sql | mariadb -h127.0.0.1 -uroot
 
 "$root/$bin" serve --config "$dir/conf/myveil.toml" >"$dir/myveil.log" 2>&1 &
 echo $! > "$dir/myveil.pid"
 for _ in $(seq 1 100); do
-  if mariadb -h127.0.0.1 -P"$port" -uroot -e 'SELECT 1' >/dev/null 2>&1; then
+  if mariadb -h127.0.0.1 -P"$port" "${login[@]}" -e 'SELECT 1' >/dev/null 2>&1; then
     echo "$port"
     exit 0
   fi

@@ -49,6 +49,6 @@ fi
 # unittests.py drops and re-creates the main database itself, then runs every test module.
 python3 -u "$here/connector_python_runner.py" "$out" "${COMPAT_TEST_TIMEOUT:-30}" \
   --use-external-server --skip-install --host 127.0.0.1 --port "$port" \
-  --user root --password "" --verbosity 2 ${COMPAT_CPY_ARGS:-} 2>&1 || true
+  --user root --password "${COMPAT_PASSWORD:-}" --verbosity 2 ${COMPAT_CPY_ARGS:-} 2>&1 || true
 [ -f "$out" ] || : > "$out"
 echo "results: $(grep -c '^PASS ' "$out" || true) passed, $(grep -c '^FAIL ' "$out" || true) failed, $(grep -c '^SKIP ' "$out" || true) skipped"

@@ -61,7 +61,7 @@ def _db(alias):
         "HOST": "127.0.0.1",
         "PORT": "$port",
         "USER": "root",
-        "PASSWORD": "",
+        "PASSWORD": "${COMPAT_PASSWORD:-}",
         "NAME": "%s_%s_main" % (PREFIX, alias),
         "OPTIONS": {"charset": "utf8mb4"},
         "TEST": {

@@ -62,7 +62,7 @@ globals=(integration/connection/test-execute-and-unprepare.js
          integration/connection/test-execute-null-bitmap.js)
 sql "DROP DATABASE IF EXISTS $db; CREATE DATABASE $db DEFAULT CHARACTER SET utf8mb4"
 
-export MYSQL_HOST=127.0.0.1 MYSQL_PORT=$port MYSQL_USER=root MYSQL_PASSWORD= MYSQL_DATABASE=$db
+export MYSQL_HOST=127.0.0.1 MYSQL_PORT=$port MYSQL_USER=root MYSQL_PASSWORD=${COMPAT_PASSWORD:-} MYSQL_DATABASE=$db
 unset MYSQL_USE_COMPRESSION FILTER DEBUG BENCHMARK_MARIA BENCHMARK_MYSQL1
 if [ "${COMPAT_COMPRESS:-0}" = 1 ]; then export MYSQL_USE_COMPRESSION=1; fi
 

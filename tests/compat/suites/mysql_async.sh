@@ -50,7 +50,7 @@ sql "CREATE DATABASE $db DEFAULT CHARACTER SET utf8mb4"
 # prefer_socket=false: by default the client asks for @@socket after connecting over TCP to
 # 127.0.0.1 and reconnects through that unix socket. Through myveil, @@socket is the
 # backend's socket, so the tests would silently talk to MariaDB itself, not to myveil.
-export DATABASE_URL="mysql://root@127.0.0.1:$port/$db?prefer_socket=false"
+export DATABASE_URL="mysql://root${COMPAT_PASSWORD:+:$COMPAT_PASSWORD}@127.0.0.1:$port/$db?prefer_socket=false"
 export COMPRESS=$([ "${COMPAT_COMPRESS:-0}" = 1 ] && echo 1 || echo 0)
 : > "$out"
 cd "$src"

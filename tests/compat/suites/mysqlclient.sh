@@ -43,7 +43,7 @@ cp -r "$src/tests" "$work/"
   echo "host = 127.0.0.1"
   echo "port = $port"
   echo "user = root"
-  echo "password ="
+  echo "password = ${COMPAT_PASSWORD:-}"
   echo "database = $db"
   echo "default-character-set = utf8mb4"
   if [ "${COMPAT_COMPRESS:-0}" = 1 ]; then echo "compress = 1"; fi

@@ -2,6 +2,7 @@
 # PyMySQL 0.10.1's own tests (from its PyPI sdist), run with pytest.
 set -euo pipefail
 port=$1 out=$2
+pw=${COMPAT_PASSWORD:-}
 if [ "${COMPAT_COMPRESS:-0}" = 1 ]; then
   echo "NA PyMySQL has no protocol compression" > "$out"
   exit 0
@@ -25,9 +26,9 @@ sql "CREATE DATABASE $db1 DEFAULT CHARACTER SET utf8mb4; CREATE DATABASE $db2 DE
 work=$(mktemp -d)
 cp -r "$src/pymysql" "$work/"
 cat > "$work/pymysql/tests/databases.json" <<JSON
-[{"host": "127.0.0.1", "port": $port, "user": "root", "passwd": "", "database": "$db1",
+[{"host": "127.0.0.1", "port": $port, "user": "root", "passwd": "$pw", "database": "$db1",
   "use_unicode": true, "local_infile": true},
- {"host": "127.0.0.1", "port": $port, "user": "root", "passwd": "", "database": "$db2"}]
+ {"host": "127.0.0.1", "port": $port, "user": "root", "passwd": "$pw", "database": "$db2"}]
 JSON
 cd "$work"
 python3 -m pytest -q -p no:cacheprovider --junitxml="$work/report.xml" pymysql/tests >/dev/null 2>&1 || true

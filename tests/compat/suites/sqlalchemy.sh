@@ -70,7 +70,7 @@ trap cleanup EXIT
 cleanup
 for d in $dbs; do sql "CREATE DATABASE $d DEFAULT CHARACTER SET utf8mb4"; done
 work=$(mktemp -d)
-uri="mysql+pymysql://root@127.0.0.1:$port/$db?charset=utf8mb4"
+uri="mysql+pymysql://root${COMPAT_PASSWORD:+:$COMPAT_PASSWORD}@127.0.0.1:$port/$db?charset=utf8mb4"
 pytest_run() {  # DIR REPORT TESTS...
   local dir=$1 report=$2
   shift 2

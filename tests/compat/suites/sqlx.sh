@@ -105,7 +105,7 @@ if [ -z "$(sql -N -e "SELECT 1 FROM mysql.user WHERE user='no_password' AND host
 fi
 sql -e "GRANT SELECT ON $db.* TO 'no_password'@'%'"
 
-export DATABASE_URL="mysql://root@127.0.0.1:$port/$db"
+export DATABASE_URL="mysql://root${COMPAT_PASSWORD:+:$COMPAT_PASSWORD}@127.0.0.1:$port/$db"
 : > "$out"
 cd "$src"
 while read -r name exe; do

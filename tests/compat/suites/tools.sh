@@ -9,7 +9,7 @@ z=$([ "${COMPAT_COMPRESS:-0}" = 1 ] && echo --compress || true)
 db=myveil_compat_tools_$port
 db2=myveil_compat_tools_${port}_copy
 work=$(mktemp -d)
-conn=(-h127.0.0.1 -P"$port" -uroot $z)
+conn=(-h127.0.0.1 -P"$port" -uroot ${COMPAT_PASSWORD:+-p"$COMPAT_PASSWORD"} $z)
 sql() { mariadb "${conn[@]}" "$@"; }
 root() { mariadb -h127.0.0.1 -uroot "$@"; }
 cleanup() { root -e "DROP DATABASE IF EXISTS $db; DROP DATABASE IF EXISTS $db2" 2>/dev/null; rm -rf "$work"; }
