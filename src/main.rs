@@ -474,6 +474,52 @@ fn scan_cells(
     r
 }
 
+/// The live instances of `ring`'s keyring that have not loaded its generation, and whether
+/// `myveil.instances` can tell: it is made where missing, and until it is two heartbeats
+/// old an instance may not have reported into it yet.
+fn stale_instances(
+    shared: &Shared,
+    ring: &myveil::crypto::keyring::Keyring,
+) -> Result<(bool, Vec<myveil::migrate::state::Instance>)> {
+    use mysql_async::prelude::Queryable;
+    use myveil::migrate::state;
+    runtime()?.block_on(async {
+        let mut conn = mysql_async::Conn::new(shared.control_opts()?)
+            .await
+            .context("control connection")?;
+        state::ensure(&mut conn)
+            .await
+            .context("creating the myveil schema")?;
+        let age: Option<Option<i64>> = conn
+            .query_first(
+                "SELECT TIMESTAMPDIFF(SECOND, CREATE_TIME, CURRENT_TIMESTAMP) FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA = 'myveil' AND TABLE_NAME = 'instances'",
+            )
+            .await?;
+        let known = age
+            .flatten()
+            .is_some_and(|a| a >= 2 * state::INSTANCE_HEARTBEAT.as_secs() as i64);
+        let stale = state::stale_instances(&mut conn, &ring.identity(), &ring.generation())
+            .await
+            .context("reading myveil.instances")?;
+        let _ = conn.disconnect().await;
+        Ok((known, stale))
+    })
+}
+
+/// One line per instance: where it runs and when it last reported.
+fn instance_list(list: &[myveil::migrate::state::Instance]) -> String {
+    list.iter()
+        .map(|i| {
+            format!(
+                "{} pid {} (keyring generation {}, reported {} s ago)",
+                i.host, i.pid, i.generation, i.age
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Cells (column keys) and blind indexes (blind-index keys) per key id.
 fn cells_by_key(reports: &[myveil::migrate::verify::ColumnReport]) -> BTreeMap<u32, u64> {
     let mut by: BTreeMap<u32, u64> = BTreeMap::new();
@@ -564,6 +610,17 @@ fn keys(config: Config, command: KeysCommand) -> Result<()> {
             for (id, purpose, scope) in &made {
                 writeln!(out, "key {id}: new primary {purpose:?} key for {scope}")?;
             }
+            // Instances report the keyring they run with into myveil.instances, which
+            // `keys retire` reads: made here, so that they have by then.
+            let made_table = Shared::new(config.clone())
+                .map_err(anyhow::Error::from)
+                .and_then(|shared| stale_instances(&shared, &ring));
+            if let Err(e) = made_table {
+                writeln!(
+                    out,
+                    "(could not reach the backend to make myveil.instances: {e:#}; `keys retire` makes it)"
+                )?;
+            }
             writeln!(
                 out,
                 "older keys still open (and blind-index keys are still searched); {reload}, then run `myveil keys reencrypt`"
@@ -605,6 +662,35 @@ fn keys(config: Config, command: KeysCommand) -> Result<()> {
                     cells
                 )?;
             }
+            if !no_scan {
+                let (_, stale) = stale_instances(&shared, &ring)?;
+                let all = runtime()?.block_on(async {
+                    let mut conn = mysql_async::Conn::new(shared.control_opts()?).await?;
+                    let all = myveil::migrate::state::instances(&mut conn, &ring.identity()).await;
+                    let _ = conn.disconnect().await;
+                    Ok::<_, anyhow::Error>(all?)
+                })?;
+                writeln!(
+                    out,
+                    "instances of this keyring (generation {}):",
+                    ring.generation()
+                )?;
+                if all.is_empty() {
+                    writeln!(
+                        out,
+                        "  none reported in the last {} s",
+                        myveil::migrate::state::INSTANCE_LIVE_SECS
+                    )?;
+                }
+                for i in &all {
+                    let state = if stale.contains(i) {
+                        "stale: reload it"
+                    } else {
+                        "current"
+                    };
+                    writeln!(out, "  {}: {state}", instance_list(std::slice::from_ref(i)))?;
+                }
+            }
             Ok(())
         }
         KeysCommand::Reencrypt { rate, batch } => {
@@ -632,6 +718,26 @@ fn keys(config: Config, command: KeysCommand) -> Result<()> {
             // Blind-index keys no index is under any more stop being searched.
             let by = cells_by_key(&scan_cells(&shared, &ring)?);
             let mut file = Keyring::load(&dir).context("loading the keyring")?;
+            // Security: an instance still on an older keyring may index under the key being
+            // demoted; its rows would then not be found. Nothing is demoted until all have
+            // reloaded.
+            let (known, stale) = stale_instances(&shared, &file)?;
+            if !known || !stale.is_empty() {
+                writeln!(
+                    out,
+                    "blind-index keys left as they are: {}; {reload}, then run `myveil keys reencrypt` again",
+                    if known {
+                        format!(
+                            "instances still on an older keyring: {}",
+                            instance_list(&stale)
+                        )
+                    } else {
+                        "myveil.instances is new, and instances may not have reported into it yet"
+                            .to_owned()
+                    }
+                )?;
+                return Ok(());
+            }
             let mut demoted = Vec::new();
             let idle: Vec<u32> = file
                 .infos()
@@ -682,7 +788,25 @@ fn keys(config: Config, command: KeysCommand) -> Result<()> {
                     bail!("{n} cells still use key {id}: run `myveil keys reencrypt` first");
                 }
             }
-            let mut file = Keyring::load(&dir).context("loading the keyring")?;
+            // Security: an instance that has not reloaded since the key stopped being
+            // primary may still seal under it.
+            let file = Keyring::load(&dir).context("loading the keyring")?;
+            let (known, stale) = stale_instances(&shared, &file)?;
+            if !known {
+                bail!(
+                    "instances report the keyring they run with to myveil.instances, which is new: \
+                     run this again in {} s, once each had time to report",
+                    2 * myveil::migrate::state::INSTANCE_HEARTBEAT.as_secs()
+                );
+            }
+            if !stale.is_empty() {
+                bail!(
+                    "{} instance(s) of this keyring have not loaded it since it changed: {}; {reload}, then run this again",
+                    stale.len(),
+                    instance_list(&stale)
+                );
+            }
+            let mut file = file;
             file.set_status(id, Status::Retired);
             file.save().context("writing the keyring")?;
             writeln!(

@@ -984,6 +984,19 @@ roles = {{ app = "plaintext" }}
             changed
         })
     };
+    // Instances report their keyring into myveil.instances (made by the rotation where it
+    // was missing); the demotion at the end of reencrypt waits until that table is two
+    // heartbeats old, so that every instance had time to report.
+    let young: Option<Option<i64>> = c
+        .query_first(
+            "SELECT 10 - TIMESTAMPDIFF(SECOND, CREATE_TIME, CURRENT_TIMESTAMP) FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = 'myveil' AND TABLE_NAME = 'instances'",
+        )
+        .await
+        .expect("table age");
+    if let Some(wait) = young.flatten().filter(|w| *w >= 0) {
+        tokio::time::sleep(std::time::Duration::from_secs(wait as u64 + 1)).await;
+    }
     let (ok, out, err) = run_cli(
         &config,
         &["keys", "reencrypt", "--rate", "400", "--batch", "50"],
@@ -994,17 +1007,42 @@ roles = {{ app = "plaintext" }}
     assert!(out.contains("no longer searched"), "{out}");
     emails.extend(changed);
     all_found(&mut app, &emails).await;
+    // The demotion changed the keyring, and the proxy has not loaded it: no key retires
+    // while it may still seal under an old one (it reports its keyring in myveil.instances).
+    let (ok, _, err) = run_cli(&config, &["keys", "retire", &old_col.to_string()]);
+    assert!(
+        !ok && err.contains("have not loaded it since it changed")
+            && err.contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
+    let (_, status, _) = run_cli(&config, &["keys", "status"]);
+    assert!(status.contains("stale: reload it"), "{status}");
     assert!(proxy.shared.reload_keys().is_ok());
     all_found(&mut app, &emails).await;
     let (ok, out, _) = run_cli(&config, &["migrate", "verify"]);
     assert!(ok, "{out}");
     assert!(!out.contains(&format!("key {old_col}:")), "{out}");
 
-    // Retired, the old keys open nothing; everything still reads and is found.
+    // Retired, once the proxy reported the reload, the old keys open nothing; everything
+    // still reads and is found.
     for id in [old_col, old_blind] {
-        let (ok, out, err) = run_cli(&config, &["keys", "retire", &id.to_string()]);
-        assert!(ok, "{out}{err}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (ok, out, err) = run_cli(&config, &["keys", "retire", &id.to_string()]);
+            if ok {
+                break;
+            }
+            assert!(
+                err.contains("have not loaded it") && std::time::Instant::now() < deadline,
+                "{out}{err}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(proxy.shared.reload_keys().is_ok());
     }
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let (_, status, _) = run_cli(&config, &["keys", "status"]);
+    assert!(!status.contains("stale"), "{status}");
     assert!(proxy.shared.reload_keys().is_ok());
     all_found(&mut app, &emails).await;
     let all: Vec<(u64, String)> = app

@@ -428,6 +428,37 @@ impl Keyring {
         self.entries.get(&id).map(|e| &e.info)
     }
 
+    /// Which keyring this is, the same across KEK rotations and in every instance that
+    /// loads it (16 hex digits): an HMAC of a fixed label under its oldest data key, which
+    /// no rotation removes. It tells nothing of the key. Instances report it with their
+    /// `generation` (`myveil.instances`) so that `keys retire` compares only instances of
+    /// this keyring.
+    pub fn identity(&self) -> String {
+        let Some(first) = self.entries.values().next() else {
+            return "0".repeat(16);
+        };
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(first.key.bytes())
+            .expect("HMAC takes any key length");
+        mac.update(b"myveil keyring identity v1");
+        hex::encode(&mac.finalize().into_bytes()[..8])
+    }
+
+    /// What the keyring holds now (16 hex digits): a digest of every key's id, purpose,
+    /// scope and status. Equal generations seal under the same primaries and search the
+    /// same blind-index keys.
+    pub fn generation(&self) -> String {
+        use sha2::Digest;
+        let mut h = Sha256::new();
+        for e in self.entries.values() {
+            let i = &e.info;
+            h.update(format!(
+                "{}|{:?}|{}|{:?}\n",
+                i.id, i.purpose, i.scope, i.status
+            ));
+        }
+        hex::encode(&h.finalize()[..8])
+    }
+
     /// Sets a key's status (not to primary: `add` makes primaries). Returns false for an
     /// unknown id.
     pub fn set_status(&mut self, id: u32, status: Status) -> bool {
@@ -688,6 +719,30 @@ mod tests {
             r.note_use(999),
             Err(Error::UnknownKey { key_id: 999 })
         ));
+    }
+
+    #[test]
+    fn identity_stays_across_rotations_and_generation_follows_the_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut r = Keyring::generate(dir.path(), &[(Purpose::Column, "*")]).expect("gen");
+        let (id, gen0) = (r.identity(), r.generation());
+        assert_eq!(id.len(), 16);
+        let other = tempfile::tempdir().expect("tempdir");
+        let o = Keyring::generate(other.path(), &[(Purpose::Column, "*")]).expect("gen");
+        assert_ne!(o.identity(), id, "another keyring");
+        r.rotate_kek().expect("rotate kek");
+        let loaded = Keyring::load(dir.path()).expect("load");
+        assert_eq!(
+            (loaded.identity(), loaded.generation()),
+            (id.clone(), gen0.clone())
+        );
+        let old = r.primary(Purpose::Column, "*").expect("key").0;
+        r.add(Purpose::Column, "*", Status::Primary);
+        let gen1 = r.generation();
+        assert_ne!(gen1, gen0, "a new primary");
+        assert_eq!(r.identity(), id);
+        r.set_status(old, Status::Retired);
+        assert_ne!(r.generation(), gen1, "a status");
     }
 
     #[test]

@@ -541,15 +541,24 @@ impl Shared {
     /// Watches the server's DDL counters and reads the schema again when they move: objects
     /// made on the database directly reach the guard within a poll interval, not at the next
     /// periodic refresh. Runs until `stop`.
+    /// On the same connection, it reports this instance's keyring to `myveil.instances`
+    /// (`migrate::state::report_instance`) every heartbeat and within a poll of a reload, and
+    /// removes the row when it stops.
     async fn watch_ddl(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         use mysql_async::prelude::Queryable;
         let mut conn: Option<mysql_async::Conn> = None;
         let mut last: Option<u64> = None;
         let mut failing = false;
+        let mut report = InstanceReport::new();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(DDL_POLL_INTERVAL) => {}
-                _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+                    if let Some(c) = conn.as_mut() {
+                        report.forget(c).await;
+                    }
+                    return;
+                }
             }
             if !self.protection.load().is_active() {
                 continue;
@@ -578,6 +587,9 @@ impl Shared {
                     continue;
                 }
             };
+            if let Some(ring) = self.keyring.load_full() {
+                report.maybe(c, &ring).await;
+            }
             if last.is_some_and(|l| l != total) {
                 tracing::debug!(ddl_total = total, "schema changed on the server");
                 self.schema_changed().await;
@@ -596,6 +608,64 @@ impl Shared {
         let n = users.users().count();
         self.users.store(Arc::new(users));
         Ok(n)
+    }
+}
+
+/// This instance's row in `myveil.instances`: which keyring generation it runs with.
+struct InstanceReport {
+    instance: String,
+    /// The generation last reported.
+    reported: Option<String>,
+    last_try: Option<std::time::Instant>,
+    failing: bool,
+}
+
+impl InstanceReport {
+    fn new() -> Self {
+        Self {
+            instance: hex::encode(rand::random::<[u8; 16]>()),
+            reported: None,
+            last_try: None,
+            failing: false,
+        }
+    }
+
+    /// Reports when a heartbeat is due or the keyring changed since the last report. A
+    /// server without the table (nothing migrated or rotated there) is tried again each
+    /// heartbeat.
+    async fn maybe(&mut self, conn: &mut mysql_async::Conn, ring: &Keyring) {
+        use crate::migrate::state;
+        let generation = ring.generation();
+        let changed = self.reported.as_deref() != Some(generation.as_str());
+        let due = self
+            .last_try
+            .is_none_or(|t| t.elapsed() >= state::INSTANCE_HEARTBEAT)
+            || (changed && !self.failing);
+        if !due {
+            return;
+        }
+        self.last_try = Some(std::time::Instant::now());
+        match state::report_instance(conn, &self.instance, &ring.identity(), &generation).await {
+            Ok(()) => {
+                if changed {
+                    tracing::debug!(%generation, "keyring generation reported");
+                }
+                self.reported = Some(generation);
+                self.failing = false;
+            }
+            Err(e) => {
+                if !self.failing {
+                    tracing::debug!(error = %e, "could not report this instance's keyring (myveil.instances)");
+                }
+                self.failing = true;
+            }
+        }
+    }
+
+    async fn forget(&self, conn: &mut mysql_async::Conn) {
+        if self.reported.is_some() {
+            let _ = crate::migrate::state::forget_instance(conn, &self.instance).await;
+        }
     }
 }
 

@@ -7,6 +7,11 @@
 //! - `myveil.jobs`: one row per table and job (`encrypt`, `reencrypt`, `revert`), with its
 //!   phase and checkpoint (the last primary key handled), written in the same transaction
 //!   as the batch it follows, so a run killed at any point resumes where its data is.
+//! - `myveil.instances`: one row per running `myveil serve`, with the identity and
+//!   generation of the keyring it has loaded, refreshed every few seconds and after each
+//!   reload (`report_instance`). `keys retire` and the demotion of blind-index keys refuse
+//!   while a live instance of the same keyring is on another generation (`stale_instances`):
+//!   it may still seal or index under the key being put away.
 //!
 //! Security: the proxies trust these rows to relax reads of a column (a plaintext cell is
 //! shown by the role's rule rather than refused). Only the control account may write the
@@ -20,7 +25,7 @@ pub const SCHEMA: &str = "myveil";
 /// The advisory lock one migration or re-encryption holds for its whole run (per server).
 pub const LOCK: &str = "myveil.migrate";
 
-const CREATE: [&str; 4] = [
+const CREATE: [&str; 5] = [
     "CREATE DATABASE IF NOT EXISTS `myveil`",
     "CREATE TABLE IF NOT EXISTS `myveil`.`columns` (\
        db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, col VARCHAR(64) NOT NULL, \
@@ -35,7 +40,116 @@ const CREATE: [&str; 4] = [
        PRIMARY KEY (db, tbl, job)) ENGINE=InnoDB",
     // A job's name holds a column's (`copy:<column>`); first releases made it shorter.
     "ALTER TABLE `myveil`.`jobs` MODIFY job VARCHAR(80) NOT NULL",
+    "CREATE TABLE IF NOT EXISTS `myveil`.`instances` (\
+       instance CHAR(32) NOT NULL, keyring CHAR(16) NOT NULL, generation CHAR(16) NOT NULL, \
+       host VARCHAR(255) NOT NULL, pid INT UNSIGNED NOT NULL, \
+       seen TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, \
+       PRIMARY KEY (instance)) ENGINE=InnoDB",
 ];
+
+/// How often a running instance reports its keyring (it also does after each reload).
+pub const INSTANCE_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// An instance whose last report is older than this is taken as gone.
+pub const INSTANCE_LIVE_SECS: u64 = 30;
+
+/// Records that this instance runs with the keyring `keyring` at `generation`. Err where
+/// the table is missing (nothing migrated or rotated yet) or not writable.
+pub async fn report_instance(
+    conn: &mut mysql_async::Conn,
+    instance: &str,
+    keyring: &str,
+    generation: &str,
+) -> Result<(), mysql_async::Error> {
+    let host = hostname();
+    conn.exec_drop(
+        "INSERT INTO `myveil`.`instances` (instance, keyring, generation, host, pid, seen) \
+         VALUES (?, ?, ?, ?, ?, CURRENT_TIMESTAMP) ON DUPLICATE KEY UPDATE \
+         keyring = VALUES(keyring), generation = VALUES(generation), seen = CURRENT_TIMESTAMP",
+        (instance, keyring, generation, host, std::process::id()),
+    )
+    .await
+}
+
+/// Removes this instance's row (it stops).
+pub async fn forget_instance(
+    conn: &mut mysql_async::Conn,
+    instance: &str,
+) -> Result<(), mysql_async::Error> {
+    conn.exec_drop(
+        "DELETE FROM `myveil`.`instances` WHERE instance = ?",
+        (instance,),
+    )
+    .await
+}
+
+/// A running instance as it last reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub instance: String,
+    pub generation: String,
+    pub host: String,
+    pub pid: u32,
+    /// Seconds since its last report.
+    pub age: u64,
+}
+
+/// The live instances of keyring `keyring` (reported within `INSTANCE_LIVE_SECS`), where
+/// the table exists.
+pub async fn instances(
+    conn: &mut mysql_async::Conn,
+    keyring: &str,
+) -> Result<Vec<Instance>, mysql_async::Error> {
+    let n: Option<u64> = conn
+        .query_first(
+            "SELECT COUNT(*) FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = 'myveil' AND TABLE_NAME = 'instances'",
+        )
+        .await?;
+    if n.unwrap_or(0) == 0 {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(String, String, String, u32, u64)> = conn
+        .exec(
+            "SELECT instance, generation, host, pid, \
+             GREATEST(0, TIMESTAMPDIFF(SECOND, seen, CURRENT_TIMESTAMP)) \
+             FROM `myveil`.`instances` WHERE keyring = ? \
+             AND seen >= CURRENT_TIMESTAMP - INTERVAL ? SECOND ORDER BY host, pid",
+            (keyring, INSTANCE_LIVE_SECS),
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(instance, generation, host, pid, age)| Instance {
+            instance,
+            generation,
+            host,
+            pid,
+            age,
+        })
+        .collect())
+}
+
+/// The live instances of the keyring that have not loaded its `generation` yet.
+pub async fn stale_instances(
+    conn: &mut mysql_async::Conn,
+    keyring: &str,
+    generation: &str,
+) -> Result<Vec<Instance>, mysql_async::Error> {
+    Ok(instances(conn, keyring)
+        .await?
+        .into_iter()
+        .filter(|i| i.generation != generation)
+        .collect())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
 
 /// Creates the `myveil` schema and its tables where missing.
 pub async fn ensure(conn: &mut mysql_async::Conn) -> Result<(), mysql_async::Error> {
