@@ -2,7 +2,8 @@
 # 10,000 clients through myveil in multiplexed mode over at most 100 backend connections
 # (MariaDB keeps its max_connections), then a connect storm beside them. Prints how many
 # clients got in and ran a query, the backend connections myveil held, the proxy's RSS per
-# idle client, and the storm's p50 / p99 connect times.
+# idle client, the storm's p50 / p99 connect times, and a live session's statement latency
+# without the storm and during it.
 #
 #   bash benches/many_clients.sh                  # 10,000 clients, storm of 1,000/s for 10 s
 #   CLIENTS=2000 RATE=500 SECONDS_=5 bash benches/many_clients.sh
@@ -92,5 +93,5 @@ awk -v a="$AFTER" -v b="$BEFORE" -v n="$CLIENTS" 'BEGIN { printf "proxy RSS: %d 
 echo go >&3
 exec 3>&-
 wait "$CLIENT_PID"
-tail -1 "$TMP/out"
+grep -E '^(live session|storm:)' "$TMP/out"
 echo "backend connections after the storm: $(backend_connections)"

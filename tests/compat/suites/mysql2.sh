@@ -63,6 +63,8 @@ globals=(integration/connection/test-execute-and-unprepare.js
 sql "DROP DATABASE IF EXISTS $db; CREATE DATABASE $db DEFAULT CHARACTER SET utf8mb4"
 
 export MYSQL_HOST=127.0.0.1 MYSQL_PORT=$port MYSQL_USER=root MYSQL_PASSWORD=${COMPAT_PASSWORD:-} MYSQL_DATABASE=$db
+# test/common.js reads MYSQL_PASSWORD only when CI is set (and CI is read nowhere else).
+export CI=1
 unset MYSQL_USE_COMPRESSION FILTER DEBUG BENCHMARK_MARIA BENCHMARK_MYSQL1
 if [ "${COMPAT_COMPRESS:-0}" = 1 ]; then export MYSQL_USE_COMPRESSION=1; fi
 
