@@ -55,10 +55,11 @@ pub fn fingerprint(src: &[u8], lexed: &Lexed) -> String {
             }
             Kind::UserVar => out.push_str("@?"),
             Kind::Quoted if !name_like(t.text(src)) => {
-                let q = t.text(src).first().map_or('`', |&c| char::from(c));
-                out.push(q);
+                // Its own quotes: `…`, "…" under ANSI_QUOTES, […] under MSSQL.
+                let q = t.text(src);
+                out.push(q.first().map_or('`', |&c| char::from(c)));
                 out.push('…');
-                out.push(q);
+                out.push(q.last().map_or('`', |&c| char::from(c)));
             }
             _ => out.push_str(&String::from_utf8_lossy(t.text(src))),
         }
@@ -162,6 +163,13 @@ mod tests {
         let sql = r#"SELECT 1 AS "a\""; UPDATE t SET c = 0x4341 WHERE id = 1; -- ""#;
         let lexed = lex(sql.as_bytes(), &m).expect("lex");
         assert_eq!(fingerprint(sql.as_bytes(), &lexed), r#"SELECT ? AS "…""#);
+        let mssql = Mode {
+            mssql: true,
+            ..mode(false)
+        };
+        let sql = "SELECT 1 AS [a; UPDATE t SET c = 0x4341], [ok]";
+        let lexed = lex(sql.as_bytes(), &mssql).expect("lex");
+        assert_eq!(fingerprint(sql.as_bytes(), &lexed), "SELECT ? AS […], [ok]");
         assert_eq!(
             fp("SELECT a FROM t; SELECT b FROM u", false),
             "SELECT a FROM t; SELECT b FROM u"
