@@ -663,7 +663,7 @@ fn keys(config: Config, command: KeysCommand) -> Result<()> {
                 )?;
             }
             if !no_scan {
-                let (_, stale) = stale_instances(&shared, &ring)?;
+                // Read only: a status needs no DDL rights (retire makes the table).
                 let all = runtime()?.block_on(async {
                     let mut conn = mysql_async::Conn::new(shared.control_opts()?).await?;
                     let all = myveil::migrate::state::instances(&mut conn, &ring.identity()).await;
@@ -683,10 +683,10 @@ fn keys(config: Config, command: KeysCommand) -> Result<()> {
                     )?;
                 }
                 for i in &all {
-                    let state = if stale.contains(i) {
-                        "stale: reload it"
-                    } else {
+                    let state = if i.generation == ring.generation() {
                         "current"
+                    } else {
+                        "stale: reload it"
                     };
                     writeln!(out, "  {}: {state}", instance_list(std::slice::from_ref(i)))?;
                 }

@@ -654,8 +654,14 @@ impl InstanceReport {
                 self.failing = false;
             }
             Err(e) => {
-                if !self.failing {
-                    tracing::debug!(error = %e, "could not report this instance's keyring (myveil.instances)");
+                // No table (nothing rotated or migrated on this server yet) is normal; any
+                // other failure hides this instance from `keys retire`.
+                let missing =
+                    matches!(&e, mysql_async::Error::Server(s) if s.code == 1146 || s.code == 1049);
+                if !self.failing && !missing {
+                    tracing::warn!(error = %e, "could not report this instance's keyring to myveil.instances: `keys retire` will not see it");
+                } else if !self.failing {
+                    tracing::debug!(error = %e, "myveil.instances is not there yet");
                 }
                 self.failing = true;
             }

@@ -104,18 +104,19 @@ impl Mux {
         }
         let at = 10 + n.div_ceil(8);
         match execute.get(at) {
-            Some(1) => {
-                if let Some(types) = execute.get(at + 1..at + 1 + 2 * n) {
-                    st.types = Some(types.into());
-                }
-            }
             Some(0) => {
                 if let Some(types) = &st.types {
                     execute[at] = 1;
                     execute.splice(at + 1..at + 1, types.iter().copied());
                 }
             }
-            _ => {}
+            // The server takes any non-zero flag as "types follow".
+            Some(_) => {
+                if let Some(types) = execute.get(at + 1..at + 1 + 2 * n) {
+                    st.types = Some(types.into());
+                }
+            }
+            None => {}
         }
     }
 
@@ -323,6 +324,13 @@ mod tests {
         let mut p = execute(2, None, b"v2");
         mux.bind_types(id, &mut p);
         assert_eq!(p, execute(2, Some(&types), b"v2"), "the bound types added");
+        // Any non-zero flag binds types.
+        let mut p = execute(2, Some(&types), b"v1");
+        p[11] = 2;
+        mux.bind_types(id, &mut p);
+        let mut p = execute(2, None, b"v2");
+        mux.bind_types(id, &mut p);
+        assert_eq!(p, execute(2, Some(&types), b"v2"));
         // New types replace them.
         let other = [0x03, 0x80, 0x03, 0];
         mux.bind_types(id, &mut execute(2, Some(&other), b"v3"));

@@ -363,6 +363,16 @@ impl Session {
                         if let Some(m) = self.mux.as_mut() {
                             m.hold = 0;
                         }
+                        // Security: the warnings and error the hold kept (they may quote
+                        // values) are cleared before another session of the role can take
+                        // the connection; one that cannot be cleared is closed.
+                        if let Some(b) = self.backend.as_mut()
+                            && b.query_row("DO 0").await.is_err()
+                            && let Some(b) = self.backend.take()
+                        {
+                            self.id.set_backend(0);
+                            b.close();
+                        }
                         continue;
                     }
                     r = backend_fill(&mut self.backend) => {
