@@ -929,6 +929,17 @@ pub enum Step {
     Second(Box<Step>),
 }
 
+impl Step {
+    /// The step with a text statement prepared and executed instead (`Case::binary`).
+    fn prepared(&self) -> Step {
+        match self {
+            Step::Q(q) => Step::X(q.clone(), Vec::new()),
+            Step::Second(inner) => Step::Second(Box::new(inner.prepared())),
+            other => other.clone(),
+        }
+    }
+}
+
 /// One executed step: what was sent (for reports) and what came back.
 #[derive(Clone, Debug)]
 pub struct StepOut {
@@ -993,10 +1004,8 @@ impl Case {
     }
 
     /// A COM_QUERY on the case's second session (`Step::Second`).
-    pub fn q2(mut self, sql: &str) -> Self {
-        self.steps
-            .push(Step::Second(Box::new(Step::Q(sql.as_bytes().to_vec()))));
-        self
+    pub fn q2(self, sql: &str) -> Self {
+        self.qb2(sql.as_bytes())
     }
 
     pub fn qb2(mut self, sql: &[u8]) -> Self {
@@ -1079,18 +1088,7 @@ impl Case {
     pub fn binary(&self) -> Case {
         let mut c = self.clone();
         c.name = format!("{} [binary]", self.name);
-        c.steps = self
-            .steps
-            .iter()
-            .map(|s| match s {
-                Step::Q(q) => Step::X(q.clone(), Vec::new()),
-                Step::Second(inner) => match &**inner {
-                    Step::Q(q) => Step::Second(Box::new(Step::X(q.clone(), Vec::new()))),
-                    other => Step::Second(Box::new(other.clone())),
-                },
-                other => other.clone(),
-            })
-            .collect();
+        c.steps = self.steps.iter().map(Step::prepared).collect();
         c
     }
 }

@@ -100,13 +100,7 @@ pub async fn instances(
     conn: &mut mysql_async::Conn,
     keyring: &str,
 ) -> Result<Vec<Instance>, mysql_async::Error> {
-    let n: Option<u64> = conn
-        .query_first(
-            "SELECT COUNT(*) FROM information_schema.TABLES \
-             WHERE TABLE_SCHEMA = 'myveil' AND TABLE_NAME = 'instances'",
-        )
-        .await?;
-    if n.unwrap_or(0) == 0 {
+    if !has_table(conn, "instances").await? {
         return Ok(Vec::new());
     }
     let rows: Vec<(String, String, String, u32, u64)> = conn
@@ -159,13 +153,17 @@ pub async fn ensure(conn: &mut mysql_async::Conn) -> Result<(), mysql_async::Err
     Ok(())
 }
 
-/// Whether the server has the column-state table (a server never migrated has not).
-async fn has_state(conn: &mut mysql_async::Conn) -> Result<bool, mysql_async::Error> {
+/// Whether the server has one of the `myveil` schema's tables (text protocol: one round
+/// trip; `table` is one of this module's names). A server never migrated has none.
+async fn has_table(
+    conn: &mut mysql_async::Conn,
+    table: &'static str,
+) -> Result<bool, mysql_async::Error> {
     let n: Option<u64> = conn
-        .query_first(
+        .query_first(format!(
             "SELECT COUNT(*) FROM information_schema.TABLES \
-             WHERE TABLE_SCHEMA = 'myveil' AND TABLE_NAME = 'columns'",
-        )
+             WHERE TABLE_SCHEMA = 'myveil' AND TABLE_NAME = '{table}'"
+        ))
         .await?;
     Ok(n.unwrap_or(0) > 0)
 }
@@ -175,7 +173,7 @@ async fn has_state(conn: &mut mysql_async::Conn) -> Result<bool, mysql_async::Er
 pub async fn mixed(
     conn: &mut mysql_async::Conn,
 ) -> Result<Vec<(String, String, String)>, mysql_async::Error> {
-    if !has_state(conn).await? {
+    if !has_table(conn, "columns").await? {
         return Ok(Vec::new());
     }
     conn.query("SELECT db, tbl, col FROM `myveil`.`columns` WHERE state = 'mixed'")
@@ -189,7 +187,7 @@ pub async fn mixed_or_done(
     table: &str,
     column: &str,
 ) -> Result<Option<String>, mysql_async::Error> {
-    if !has_state(conn).await? {
+    if !has_table(conn, "columns").await? {
         return Ok(None);
     }
     column_state(conn, db, table, column).await
