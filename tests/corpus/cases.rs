@@ -2889,6 +2889,16 @@ fn migrations() -> Vec<Case> {
             .q("REPLACE INTO myveil.columns SELECT '{{A}}', 'users', 'ssn', 'mixed', NOW()")
             .q("UPDATE users SET ssn = '{{c:ssn}}' WHERE id = 1")
             .check(state_untouched),
+        // The instance reports decide whether `keys retire` may put a key away: a client
+        // that could forge or delete them could hide a proxy still sealing under it.
+        g("the instance reports forged, deleted or read")
+            .q("UPDATE myveil.instances SET generation = '0000000000000000'")
+            .q("DELETE FROM `myveil`.`INSTANCES`")
+            .q("INSERT INTO myveil.instances (instance, keyring, generation, host, pid) VALUES ('x', 'y', 'z', 'h', 1)")
+            .q("/*!100000 TRUNCATE myveil.instances */")
+            .q("SELECT * FROM myveil.instances")
+            .q("UPDATE users SET ssn = '{{c:ssn}}' WHERE id = 1")
+            .check(state_untouched),
         g("myveil as the current database, then unqualified names")
             .q("USE myveil")
             .q("UPDATE columns SET state = 'mixed'")
