@@ -88,6 +88,7 @@ fn world() -> &'static World {
                     null_default: true,
                     data_type: "varbinary".into(),
                     max_length: None,
+                    invisible: false,
                 })
                 .collect()
         };

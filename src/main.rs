@@ -445,6 +445,10 @@ fn run_job(
         .map_err(anyhow::Error::from)
     });
     line.done();
+    // Its seals count against the keys' budget, as the proxy's do (added to usage.toml).
+    if let Err(e) = keyring.save_usage() {
+        tracing::warn!(error = %e, "could not save key usage counts");
+    }
     Ok((reports?, keyring))
 }
 

@@ -65,6 +65,9 @@ pub struct Snapshot {
     /// column, the protected column), lower-case. They hold the protected column's values
     /// (plaintext, while the migration copies them).
     pub shadows: Vec<(String, String, String, String)>,
+    /// Protected columns whose shadow has both of the migration's copy triggers
+    /// (database, table, column), lower-case: writes through myveil then go to the shadow.
+    pub copying: Vec<(String, String, String)>,
 }
 
 /// Protected columns in the mixed state: (database, table, column). A migration is sealing
@@ -165,7 +168,27 @@ impl Snapshot {
             computed: Vec::new(),
             mixed: Mixed::default(),
             shadows: Vec::new(),
+            copying: Vec::new(),
         }
+    }
+}
+
+impl Snapshot {
+    /// A digest of how a migration's shadow windows lay the protected tables out (which
+    /// shadow and old columns exist, which are being copied): a statement planned under
+    /// another layout is planned again before it runs.
+    pub fn layout(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        if self.shadows.is_empty() && self.copying.is_empty() {
+            return 0;
+        }
+        let mut shadows = self.shadows.clone();
+        shadows.sort();
+        let mut copying = self.copying.clone();
+        copying.sort();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (shadows, copying).hash(&mut h);
+        h.finish()
     }
 }
 
@@ -181,6 +204,13 @@ impl Schema for Snapshot {
     fn unique(&self, database: &str, table: &str, column: &str) -> bool {
         let (d, t) = key(database, table);
         self.unique.contains(&(d, t, column.to_ascii_lowercase()))
+    }
+
+    fn copying(&self, database: &str, table: &str, column: &str) -> bool {
+        let (d, t) = key(database, table);
+        self.copying
+            .iter()
+            .any(|(a, b, c)| *a == d && *b == t && c.eq_ignore_ascii_case(column))
     }
 }
 
@@ -272,13 +302,14 @@ impl BodyNames {
 }
 
 /// A row of information_schema.COLUMNS: schema, table, column, type, length, default,
-/// generation expression.
+/// generation expression, extra.
 type ColumnRow = (
     String,
     String,
     String,
     String,
     Option<u64>,
+    Option<String>,
     Option<String>,
     Option<String>,
 );
@@ -301,7 +332,7 @@ async fn load_dependents(
     policy: &Policy,
     views: &[((String, String), String)],
     computed: &HashSet<String>,
-) -> Result<Vec<Dependent>, mysql_async::Error> {
+) -> Result<(Vec<Dependent>, Vec<(String, String, String)>), mysql_async::Error> {
     let routines: Vec<(String, String, String, Option<String>, String)> = conn
         .query(format!(
             "SELECT ROUTINE_SCHEMA, ROUTINE_NAME, ROUTINE_TYPE, ROUTINE_DEFINITION, SQL_MODE FROM information_schema.ROUTINES \
@@ -330,15 +361,35 @@ async fn load_dependents(
     for (db, name, kind, def, mode) in routines {
         bodies.push((kind.to_ascii_lowercase(), db, name, None, def, Some(mode)));
     }
+    let mut copy_triggers: HashMap<(String, String, String), usize> = HashMap::new();
     for (db, name, table, def, mode) in triggers {
         // A migration's copy trigger moves a protected column into its shadow, which is
-        // read as that column (and written by the migration alone).
-        if def.as_deref().is_some_and(|body| {
-            policy.columns().iter().any(|c| {
-                c.is_in(&db, &table)
-                    && crate::migrate::apply::is_copy_trigger(&table, &c.column, &name, body)
+        // read as that column (and written by the migration alone); its forward trigger
+        // moves a late write of the shadow's name into the column swapped in.
+        let copy = def.as_deref().and_then(|body| {
+            policy.columns().iter().find_map(|c| {
+                if !c.is_in(&db, &table) {
+                    None
+                } else if crate::migrate::apply::is_copy_trigger(&table, &c.column, &name, body) {
+                    Some(Some(c))
+                } else if crate::migrate::apply::is_forward_trigger(&table, &c.column, &name, body)
+                {
+                    Some(None)
+                } else {
+                    None
+                }
             })
-        }) {
+        });
+        if let Some(copy) = copy {
+            if let Some(c) = copy {
+                *copy_triggers
+                    .entry((
+                        db.to_ascii_lowercase(),
+                        table.to_ascii_lowercase(),
+                        c.column.to_ascii_lowercase(),
+                    ))
+                    .or_default() += 1;
+            }
             continue;
         }
         bodies.push(("trigger".into(), db, name, Some(table), def, Some(mode)));
@@ -438,7 +489,12 @@ async fn load_dependents(
             ));
         }
     }
-    Ok(found)
+    let copying = copy_triggers
+        .into_iter()
+        .filter(|(_, n)| *n == 2)
+        .map(|(k, _)| k)
+        .collect();
+    Ok((found, copying))
 }
 
 /// Reads the schema around the policy's tables.
@@ -483,14 +539,14 @@ pub async fn load(
         let rows: Vec<ColumnRow> = conn
             .exec(
                 format!(
-                    "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH, COLUMN_DEFAULT, GENERATION_EXPRESSION \
+                    "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH, COLUMN_DEFAULT, GENERATION_EXPRESSION, EXTRA \
                      FROM information_schema.COLUMNS WHERE TABLE_SCHEMA IN ({marks}) \
                      ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION"
                 ),
                 databases.clone(),
             )
             .await?;
-        for (db, table, name, data_type, max_length, default, generated) in rows {
+        for (db, table, name, data_type, max_length, default, generated, extra) in rows {
             // A generated column over a protected one: what it holds is the server's work on
             // ciphertext, which no role may read as if it were plain. An expression that
             // cannot be read counts as reaching every protected column of the table.
@@ -536,6 +592,10 @@ pub async fn load(
                     null_default: null_default(default.as_deref()),
                     data_type: data_type.to_ascii_lowercase(),
                     max_length,
+                    invisible: extra.as_deref().is_some_and(|e| {
+                        e.split_whitespace()
+                            .any(|w| w.eq_ignore_ascii_case("invisible"))
+                    }),
                 });
         }
         let unique: Vec<(String, String, String)> = conn
@@ -573,7 +633,8 @@ pub async fn load(
         .iter()
         .map(|(_, _, c, _)| c.clone())
         .collect();
-    snapshot.dependents = load_dependents(conn, policy, &views, &computed).await?;
+    (snapshot.dependents, snapshot.copying) =
+        load_dependents(conn, policy, &views, &computed).await?;
     // Security: a state row counts only for a table the snapshot has (a row left by a
     // dropped database makes no other database's table mixed).
     let rows: Vec<(String, String, String)> = crate::migrate::state::mixed(conn)

@@ -133,6 +133,10 @@ struct Entry {
     info: KeyInfo,
     key: Key,
     uses: AtomicU64,
+    /// The count `usage.toml` had when this process last read or wrote it: what it sealed
+    /// since is added to the file's count, so the seals of the proxy and of a CLI job
+    /// (`migrate apply`, `keys reencrypt`) on the same keys directory add up.
+    saved: AtomicU64,
 }
 
 /// The master key (KEK) and the data keys it unwraps.
@@ -300,6 +304,7 @@ impl Keyring {
                     info: r.info,
                     key: Key::new(key),
                     uses: AtomicU64::new(0),
+                    saved: AtomicU64::new(0),
                 },
             );
         }
@@ -314,28 +319,50 @@ impl Keyring {
 
     /// Restores seal counts saved by `save_usage` (a missing or unreadable file counts from 0).
     fn load_usage(&self) {
-        let Ok(text) = std::fs::read_to_string(self.dir.join(USAGE_FILE)) else {
-            return;
-        };
-        let Ok(table) = text.parse::<toml::Table>() else {
-            return;
-        };
-        for (id, n) in table {
-            if let (Ok(id), Some(n)) = (id.parse::<u32>(), n.as_integer())
-                && let Some(e) = self.entries.get(&id)
-            {
-                e.uses
-                    .store(u64::try_from(n).unwrap_or(0), Ordering::Relaxed);
+        for (id, n) in self.usage_file() {
+            if let Some(e) = self.entries.get(&id) {
+                e.uses.store(n, Ordering::Relaxed);
+                e.saved.store(n, Ordering::Relaxed);
             }
         }
     }
 
-    /// Writes the seal count of every key, so the usage budget survives restarts. Each myveil
-    /// instance keeps its own count: with N instances, rotate at 1/N of the budget.
+    /// The counts in `usage.toml` (none when it is missing or unreadable).
+    fn usage_file(&self) -> BTreeMap<u32, u64> {
+        let Ok(text) = std::fs::read_to_string(self.dir.join(USAGE_FILE)) else {
+            return BTreeMap::new();
+        };
+        let Ok(table) = text.parse::<toml::Table>() else {
+            return BTreeMap::new();
+        };
+        table
+            .into_iter()
+            .filter_map(|(id, n)| {
+                Some((
+                    id.parse::<u32>().ok()?,
+                    u64::try_from(n.as_integer()?).ok()?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Writes the seal count of every key, so the usage budget survives restarts: the
+    /// file's count plus what this process sealed since it last read or wrote it (processes
+    /// sharing a keys directory, a proxy and a CLI job, add up; this one then counts from
+    /// the sum). Instances on other machines keep their own files: with N of them, rotate
+    /// at 1/N of the budget.
     pub fn save_usage(&self) -> Result<()> {
+        let file = self.usage_file();
         let mut table = toml::Table::new();
         for (id, e) in &self.entries {
-            let n = e.uses.load(Ordering::Relaxed);
+            let now = e.uses.load(Ordering::Relaxed);
+            let saved = e.saved.load(Ordering::Relaxed);
+            let on_file = file.get(id).copied().unwrap_or(0);
+            let n = on_file.saturating_add(now.saturating_sub(saved)).max(now);
+            if n > now {
+                e.uses.fetch_add(n - now, Ordering::Relaxed);
+            }
+            e.saved.store(n, Ordering::Relaxed);
             table.insert(
                 id.to_string(),
                 toml::Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
@@ -406,6 +433,7 @@ impl Keyring {
                 info,
                 key: Key::random(),
                 uses: AtomicU64::new(0),
+                saved: AtomicU64::new(0),
             },
         );
         id
@@ -704,6 +732,26 @@ mod tests {
         r.save_usage().expect("save");
         let again = Keyring::load(dir.path()).expect("load");
         assert_eq!(again.uses(id), 5);
+    }
+
+    #[test]
+    fn usage_counts_of_processes_sharing_the_keys_add_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let proxy = ring(dir.path());
+        let (id, _) = proxy.primary(Purpose::Column, "*").expect("key");
+        let cli = Keyring::load(dir.path()).expect("load");
+        for _ in 0..3 {
+            proxy.note_use(id).expect("use");
+        }
+        for _ in 0..7 {
+            cli.note_use(id).expect("use");
+        }
+        cli.save_usage().expect("save");
+        proxy.save_usage().expect("save");
+        assert_eq!(proxy.uses(id), 10, "the proxy counts the job's seals too");
+        proxy.note_use(id).expect("use");
+        proxy.save_usage().expect("save");
+        assert_eq!(Keyring::load(dir.path()).expect("load").uses(id), 11);
     }
 
     #[test]

@@ -32,6 +32,13 @@ pub struct Prepared {
     long_plain: std::collections::HashSet<usize>,
     /// Long data that could not be taken: the next execute is refused with this.
     poisoned: Option<Refusal>,
+    /// The client's text, and the schema layout it was planned under
+    /// (`Snapshot::layout`): planned again when a migration's shadow window changes it.
+    pub text: Vec<u8>,
+    pub layout: u64,
+    /// Prepared again on the backend since the client last bound types: the next execute
+    /// sends them, whatever the client's flag says.
+    rebind: bool,
 }
 
 fn bad(reason: &str) -> Refusal {
@@ -54,6 +61,29 @@ impl Prepared {
             shape,
             ..Self::default()
         }
+    }
+
+    /// Where it was planned from: the client's text under the schema layout `layout`.
+    pub fn planned(mut self, text: Vec<u8>, layout: u64) -> Self {
+        self.text = text;
+        self.layout = layout;
+        self
+    }
+
+    /// Planned again (the same text, the same parameters and result columns for the
+    /// client) and prepared again on the backend under `layout`.
+    pub fn replanned(
+        &mut self,
+        uses: Vec<ParamUse>,
+        shape: Option<crate::sql::analyze::Shape>,
+        layout: u64,
+    ) {
+        self.uses = uses;
+        self.shape = shape;
+        self.layout = layout;
+        self.rebind = true;
+        self.long.clear();
+        self.long_plain.clear();
     }
 
     /// Whether executes go to the backend as the client sends them (every parameter plain,
@@ -134,10 +164,20 @@ impl Prepared {
             self.reset();
             return Err(r);
         }
-        if self.identity() && self.long.is_empty() {
+        let n = self.client_params;
+        if self.identity() && self.long.is_empty() && !self.rebind {
+            // The types are kept all the same, for an execute after a new prepare.
+            let at = 10 + n.div_ceil(8);
+            if n > 0
+                && payload.get(at) == Some(&1)
+                && let Some(raw) = payload.get(at + 1..at + 1 + 2 * n)
+            {
+                self.types.clear();
+                self.types.extend(raw.chunks(2).map(|c| (c[0], c[1])));
+            }
             return Ok(None);
         }
-        let n = self.client_params;
+        self.rebind = false;
         let head = payload.get(..10).ok_or_else(|| bad("malformed execute"))?;
         let bitmap_len = n.div_ceil(8);
         let mut at = 10;

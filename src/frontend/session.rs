@@ -750,6 +750,8 @@ impl Session {
                 return Ok(None);
             }
         };
+        // Read before the decision: a layout that changes meanwhile plans it again.
+        let layout = self.shared.schema.load().layout();
         let decision = self.decide(guard::Command::Prepare, &payload[1..]).await;
         self.statements.apply(decision.effects);
         if crate::backend::state::mentions_tracking(&payload[1..]) {
@@ -805,8 +807,9 @@ impl Session {
                     .is_some()
                     .then(|| super::mux::statement_key(&self.state, &sent[1..]));
                 let shape = p.shapes.into_iter().next().flatten();
-                self.prepare_response(Prepared::new(p.client_params, p.params, shape), key)
-                    .await
+                let prepared = Prepared::new(p.client_params, p.params, shape)
+                    .planned(payload[1..].to_vec(), layout);
+                self.prepare_response(prepared, key).await
             }
         }
     }
@@ -843,6 +846,15 @@ impl Session {
                 "protected statement without keys",
             )));
         };
+        let layout = self.shared.schema.load().layout();
+        if self
+            .statements
+            .protected(id)
+            .is_some_and(|p| p.layout != layout)
+            && self.replan(seq, raw, id, layout).await?.is_err()
+        {
+            return Ok(None);
+        }
         let Some(prepared) = self.statements.protected(id) else {
             return Ok(None);
         };
@@ -886,6 +898,96 @@ impl Session {
             self.statements.open_cursor(id, Cursor { defs, shape });
         }
         Ok(close)
+    }
+
+    /// A protected statement planned under another schema layout (a migration's shadow
+    /// window opened or closed since): planned again from its text, and prepared again on
+    /// the backend, before its execute. The client keeps its id, parameters and columns;
+    /// a plan that would change those is refused (1615, as a server asks for a prepare
+    /// again). Err(()): the client got the error.
+    ///
+    /// Security: without this, a statement prepared before the window would read the old
+    /// column (NULL for what was written through the shadow since) and one prepared in it
+    /// would name a shadow gone after the swap.
+    async fn replan(
+        &mut self,
+        seq: u8,
+        raw: u32,
+        id: u32,
+        layout: u64,
+    ) -> Result<Result<(), ()>, Error> {
+        let Some((text, params, width)) = self.statements.protected(id).map(|p| {
+            (
+                p.text.clone(),
+                p.client_params,
+                p.shape.as_ref().map(|s| s.columns.len()),
+            )
+        }) else {
+            return Ok(Ok(()));
+        };
+        let decision = self.decide(guard::Command::Prepare, &text).await;
+        let p = match decision.outcome {
+            Outcome::Protect(p)
+                if p.client_params == params
+                    && p.shapes.first().cloned().flatten().map(|s| s.columns.len()) == width =>
+            {
+                p
+            }
+            Outcome::Refuse(r) => {
+                self.refuse(seq, &r).await?;
+                return Ok(Err(()));
+            }
+            _ => {
+                self.reply_error(
+                    seq,
+                    packets::ER_NEED_REPREPARE,
+                    b"HY000",
+                    "myveil: the table changed under this prepared statement; prepare it again",
+                )
+                .await?;
+                return Ok(Err(()));
+            }
+        };
+        let sent = p.text.clone().unwrap_or_else(|| text.clone());
+        let shape = p.shapes.into_iter().next().flatten();
+        if let Some(mux) = self.mux.as_mut() {
+            // Prepared again from its new key on whichever connection runs it.
+            let key = super::mux::statement_key(&self.state, &sent);
+            let own = if raw == u32::MAX {
+                mux.last_prepared
+            } else {
+                Some(raw)
+            };
+            if let Some(st) = own.and_then(|o| mux.statements.get_mut(&o)) {
+                st.key = key;
+                st.params = p.params.len() as u16;
+            }
+        } else {
+            let new = match self.prepare_here(&sent).await? {
+                Ok(new) => new,
+                Err(f) => {
+                    let named = (f.first() == Some(&packets::ERR_HEADER))
+                        .then(|| {
+                            super::relay::too_narrow(&f, &self.shared.protection.load().policy)
+                        })
+                        .flatten();
+                    self.client
+                        .write_packet(seq.wrapping_add(1), named.as_deref().unwrap_or(&f))
+                        .await
+                        .map_err(Error::Client)?;
+                    return Ok(Err(()));
+                }
+            };
+            let old = self.statements.backend_id(id).unwrap_or(id);
+            close_on(backend!(self), old).await?;
+            self.statements.remap(id, new);
+        }
+        if let Some(prepared) = self.statements.protected(id) {
+            prepared.replanned(p.params, shape, layout);
+        }
+        METRICS.prepared_again();
+        tracing::debug!("prepared statement planned again for a new schema layout");
+        Ok(Ok(()))
     }
 
     /// COM_STMT_FETCH: rows of a protected cursor are transformed like its execute's.
@@ -967,9 +1069,14 @@ impl Session {
         first_seq: u8,
         payload: &[u8],
     ) -> Result<Option<Close>, Error> {
-        if let Some(Ok(id)) = statement_id(payload).map(|id| self.statements.key(id)) {
+        let mut payload = std::borrow::Cow::Borrowed(payload);
+        if let Some(Ok(id)) = statement_id(&payload).map(|id| self.statements.key(id)) {
+            if let Some(backend) = self.statements.backend_id(id) {
+                payload.to_mut()[1..5].copy_from_slice(&backend.to_le_bytes());
+            }
             self.statements.closed(id);
         }
+        let payload = &payload[..];
         // Multiplexed: the client's id goes; the statement stays prepared on the
         // connections that have it, for the role's sessions (bounded: StatementCache).
         if let Some(mux) = self.mux.as_mut()
@@ -1732,7 +1839,15 @@ impl Session {
         payload: &[u8],
     ) -> Result<Option<Result<Vec<u8>, Vec<u8>>>, Error> {
         let Some(mux) = self.mux.as_ref() else {
-            return Ok(None);
+            // Pinned: a statement prepared again has the backend's new id.
+            let mapped = statement_id(payload)
+                .and_then(|id| self.statements.key(id).ok())
+                .and_then(|id| self.statements.backend_id(id));
+            return Ok(mapped.map(|id| {
+                let mut out = payload.to_vec();
+                out[1..5].copy_from_slice(&id.to_le_bytes());
+                Ok(out)
+            }));
         };
         let Some((own, key)) = statement_id(payload).and_then(|id| mux.key(id)) else {
             return Ok(None);
@@ -1770,6 +1885,25 @@ impl Session {
             );
             return Ok(Err(reply.to_payload()));
         };
+        let id = match self.prepare_here(text).await? {
+            Ok(id) => id,
+            Err(reply) => return Ok(Err(reply)),
+        };
+        let conn = backend!(self);
+        if let Some(evicted) = conn.statements.insert(key.clone(), id) {
+            close_on(conn, evicted).await?;
+        }
+        METRICS.prepared_again();
+        tracing::trace!(
+            statement = id,
+            "statement prepared again on another connection"
+        );
+        Ok(Ok(id))
+    }
+
+    /// Prepares `text` on the current connection, its response read here (the client saw
+    /// one when it prepared the statement): the backend's statement id, or its ERR.
+    async fn prepare_here(&mut self, text: &[u8]) -> Result<Result<u32, Vec<u8>>, Error> {
         let limit = self.shared.config.listen.max_packet_bytes;
         let conn = backend!(self);
         let mut p = Vec::with_capacity(text.len() + 1);
@@ -1789,14 +1923,6 @@ impl Session {
                 conn.conn.read_packet(limit).await.map_err(backend_io)?;
             }
         }
-        if let Some(evicted) = conn.statements.insert(key.clone(), id) {
-            close_on(conn, evicted).await?;
-        }
-        METRICS.prepared_again();
-        tracing::trace!(
-            statement = id,
-            "statement prepared again on another connection"
-        );
         Ok(Ok(id))
     }
 

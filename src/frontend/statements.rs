@@ -36,6 +36,9 @@ pub struct Statements {
     last: Last,
     /// SQL-level prepared statements, by lower-case name.
     pub sql: HashMap<String, SqlPrepared>,
+    /// Pinned mode: the backend's id of a statement prepared again under a new plan, by
+    /// the id its client knows.
+    backend: HashMap<u32, u32>,
 }
 
 impl Default for Statements {
@@ -45,6 +48,7 @@ impl Default for Statements {
             cursors: HashMap::new(),
             last: Last::None,
             sql: HashMap::new(),
+            backend: HashMap::new(),
         }
     }
 }
@@ -84,6 +88,21 @@ impl Statements {
     pub fn closed(&mut self, id: u32) {
         self.protected.remove(&id);
         self.cursors.remove(&id);
+        self.backend.remove(&id);
+    }
+
+    /// Pinned mode: the backend's id for the client's statement `id`, where it differs.
+    pub fn backend_id(&self, id: u32) -> Option<u32> {
+        self.backend.get(&id).copied()
+    }
+
+    /// Pinned mode: the client's statement `id` is now the backend's `backend`.
+    pub fn remap(&mut self, id: u32, backend: u32) {
+        if id == backend {
+            self.backend.remove(&id);
+        } else {
+            self.backend.insert(id, backend);
+        }
     }
 
     pub fn cursor(&self, id: u32) -> Option<&Cursor> {

@@ -68,6 +68,8 @@ pub struct SqlPrepared {
     pub shape: Option<Shape>,
     /// Running it changes the database, sql_mode or the client character set.
     pub changes_state: bool,
+    /// The schema layout it was planned under (`Snapshot::layout`).
+    pub layout: u64,
 }
 
 /// Everything a decision depends on.
@@ -1190,6 +1192,7 @@ impl<'c, 'a> Decider<'c, 'a> {
                         uses: None,
                         shape: None,
                         changes_state,
+                        layout: self.cx.schema.layout(),
                     },
                 ));
                 Ok(UnitResult::default())
@@ -1201,6 +1204,7 @@ impl<'c, 'a> Decider<'c, 'a> {
                         uses: Some(p.params),
                         shape: p.shapes.into_iter().next().flatten(),
                         changes_state,
+                        layout: self.cx.schema.layout(),
                     },
                 ));
                 let mut edits = Vec::new();
@@ -1273,6 +1277,13 @@ impl<'c, 'a> Decider<'c, 'a> {
         let Some(uses) = &prepared.uses else {
             return Ok(UnitResult::default());
         };
+        // Security: its text on the server was rewritten for another layout of a migration's
+        // shadow window (the old column read, or a shadow gone since).
+        if prepared.layout != self.cx.schema.layout() {
+            return Err(Refusal::not_supported(
+                "the table changed under this prepared statement (a migration step); PREPARE it again",
+            ));
+        }
         let edits = if s.word(2, "using") {
             self.using(s, 3, uses)?
         } else {

@@ -36,6 +36,7 @@ fn meta(names: &[&str]) -> Vec<ColumnMeta> {
             null_default: true,
             data_type: "varbinary".into(),
             max_length: None,
+            invisible: false,
         })
         .collect()
 }
@@ -1253,8 +1254,8 @@ fn myveils_own_schema_is_out_of_reach() {
     }
 }
 
-#[test]
-fn a_shadow_column_reads_as_its_protected_column_and_takes_no_writes() {
+/// `users` while a migration retypes `ssn` through its shadow column.
+fn shadow_world() -> World {
     let mut w = world_with(
         POLICY,
         &["id", "email", "email_bidx", "ssn", "ssn__myveil", "name"],
@@ -1266,6 +1267,12 @@ fn a_shadow_column_reads_as_its_protected_column_and_takes_no_writes() {
         "ssn".into(),
     )];
     w.reach = Reach::new(&w.policy, "test", &w.schema);
+    w
+}
+
+#[test]
+fn a_shadow_column_reads_as_its_protected_column_and_takes_no_writes() {
+    let w = shadow_world();
     let shop = state(Some("shop"), DEFAULT_MODE, "utf8mb4");
     for sql in [
         &b"UPDATE users SET ssn__myveil = '123-45-6789' WHERE id = 1"[..],
@@ -1372,4 +1379,67 @@ fn a_search_in_the_mixed_state_also_matches_plaintext_rows() {
         panic!("{:?}", d.outcome)
     };
     assert_eq!(q.text, p.text, "the same form when not mixed");
+}
+
+/// A context over a world with SQL-level prepared statements.
+fn with_prepared<'a>(
+    w: &'a World,
+    st: &'a SessionState,
+    prepared: &'a HashMap<String, SqlPrepared>,
+) -> Context<'a> {
+    Context {
+        state: st,
+        policy: &w.policy,
+        schema: &w.schema,
+        reach: &w.reach,
+        role: "app",
+        server_version: 101_119,
+        store_schema: Some("myveil"),
+        sealer: &Fake,
+        sql_prepared: prepared,
+        max_analyzed_bytes: 1 << 20,
+        cache: None,
+    }
+}
+
+#[test]
+fn a_sql_level_prepared_statement_planned_before_a_shadow_window_is_not_executed_in_it() {
+    let before = world();
+    let shop = state(Some("shop"), DEFAULT_MODE, "utf8mb4");
+    let d = decide(
+        b"PREPARE s FROM 'SELECT ssn FROM users WHERE id = ?'",
+        Command::Query,
+        &with_prepared(&before, &shop, &HashMap::new()),
+    );
+    let mut prepared = HashMap::new();
+    for e in d.effects {
+        if let Effect::Prepared(name, p) = e {
+            prepared.insert(name, p);
+        }
+    }
+    assert!(prepared.get("s").is_some_and(|p| p.uses.is_some()));
+    let run = b"EXECUTE s USING @id";
+    assert!(matches!(
+        decide(
+            run,
+            Command::Query,
+            &with_prepared(&before, &shop, &prepared)
+        )
+        .outcome,
+        Outcome::Protect(_)
+    ));
+    // The shadow window opened since: its text on the server reads the old column.
+    let during = shadow_world();
+    let out = shown(
+        decide(
+            run,
+            Command::Query,
+            &with_prepared(&during, &shop, &prepared),
+        )
+        .outcome,
+    );
+    assert!(
+        out.starts_with("REFUSE") && out.contains("PREPARE it again"),
+        "{out}"
+    );
 }

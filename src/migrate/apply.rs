@@ -352,6 +352,7 @@ pub async fn run(
         progress,
         cancel,
         mode,
+        server,
     };
     let mut reports = Vec::new();
     for ((db, table), plans) in by_table {
@@ -374,7 +375,12 @@ struct Run<'a> {
     progress: &'a (dyn Fn(&Progress) + Sync),
     cancel: &'a AtomicBool,
     mode: Mode,
+    server: plan::Server,
 }
+
+/// How long a schema change takes to reach every proxy at the latest (its DDL poll, then
+/// a schema read), with room to spare: a shadow window's phases are this far apart.
+pub const PROXY_GRACE: Duration = Duration::from_secs(2);
 
 /// Paces a phase at `rate` rows a second.
 struct Pace {
@@ -496,18 +502,27 @@ impl Run<'_> {
             for step in &p.steps {
                 self.check()?;
                 match step.kind {
-                    StepKind::Ddl | StepKind::DropOld => {
+                    StepKind::DropOld => {
+                        if let Some(sql) = &step.sql {
+                            self.drop_old(db, table, &p.column, sql).await?;
+                        }
+                    }
+                    StepKind::Ddl => {
                         if let Some(sql) = &step.sql {
                             tracing::info!(database = db, table, column = %p.column, what = %step.what, "migrate: DDL");
                             self.conn.query_drop(sql).await?;
                         }
                     }
                     StepKind::ShadowFill => {
-                        self.shadow_fill(before, &p.column, total).await?;
+                        let storage = policy
+                            .find(db, table, &p.column)
+                            .map_or(Storage::Binary, |c| c.storage);
+                        self.shadow_fill(before, &p.column, storage, p.not_null, total)
+                            .await?;
                     }
                     StepKind::Swap => {
-                        if let Some(sql) = &step.sql {
-                            self.swap(db, table, &p.column, sql).await?;
+                        if let (Some(sql), Some(target)) = (&step.sql, &p.target) {
+                            self.swap(db, table, &p.column, sql, target).await?;
                         }
                     }
                     StepKind::Seal => {}
@@ -648,11 +663,17 @@ impl Run<'_> {
     }
 
     /// Fills a shadow column from the old one, in batches by primary key, with triggers
-    /// that copy every row written meanwhile. Resumes from its checkpoint.
+    /// that copy every row written meanwhile around myveil. Resumes from its checkpoint.
+    ///
+    /// From the moment the shadow exists, proxies write the column's values into it (and
+    /// NULL into the old column) and read it first (`sql::analyze`'s `shadow_ref`): the
+    /// copy fills only cells that are not envelopes, so it never overwrites an app's write.
     async fn shadow_fill(
         &mut self,
         live: &LiveTable,
         column: &str,
+        storage: Storage,
+        not_null: bool,
         total: u64,
     ) -> Result<(), Error> {
         let (db, table) = (live.database.as_str(), live.name.as_str());
@@ -661,34 +682,59 @@ impl Run<'_> {
         let c = quote(column);
         let s = quote(&format!("{column}{}", plan::SHADOW_SUFFIX));
         let job_name = format!("copy:{column}");
-        // A copy counts only for rows written while both triggers were there: without them
-        // (a new shadow, or a run stopped between dropping them and the swap) it starts over.
-        let present: Option<u64> = self
+        // A copy counts only for rows written while both triggers were there, as they are
+        // now: without them (a new shadow, or a run stopped between dropping them and the
+        // swap) it starts over.
+        let present: Vec<(String, String)> = self
             .conn
-            .exec_first(
-                "SELECT COUNT(*) FROM information_schema.TRIGGERS \
+            .exec(
+                "SELECT TRIGGER_NAME, ACTION_STATEMENT FROM information_schema.TRIGGERS \
                  WHERE TRIGGER_SCHEMA = ? AND TRIGGER_NAME IN (?, ?)",
                 (db, &ins, &upd),
             )
             .await?;
-        if present != Some(2) {
+        let current = present.len() == 2
+            && present
+                .iter()
+                .all(|(n, body)| is_copy_trigger(table, column, n, body));
+        if !current {
             self.conn
                 .exec_drop(
                     "DELETE FROM `myveil`.`jobs` WHERE db = ? AND tbl = ? AND job = ?",
                     (db, table, &job_name),
                 )
                 .await?;
+            // The triggers tell the proxies to write into the shadow. Every proxy reads
+            // through it from the moment it exists; the grace makes sure all of them do
+            // before any of them writes there (ADR 0008).
+            tokio::time::sleep(PROXY_GRACE).await;
+            for (name, event) in [(&ins, "INSERT"), (&upd, "UPDATE")] {
+                // Replaced, not kept: an older run's body may differ.
+                self.conn
+                    .query_drop(format!(
+                        "DROP TRIGGER IF EXISTS {}.{}",
+                        quote(db),
+                        quote(name)
+                    ))
+                    .await?;
+                self.conn
+                    .query_drop(format!(
+                        "CREATE TRIGGER {}.{} BEFORE {event} ON {t} FOR EACH ROW {}",
+                        quote(db),
+                        quote(name),
+                        trigger_body(column, event, not_null)
+                    ))
+                    .await?;
+            }
         }
-        for (name, event) in [(&ins, "INSERT"), (&upd, "UPDATE")] {
-            self.conn
-                .query_drop(format!(
-                    "CREATE TRIGGER IF NOT EXISTS {}.{} BEFORE {event} ON {t} FOR EACH ROW {}",
-                    quote(db),
-                    quote(name),
-                    trigger_body(column)
-                ))
-                .await?;
-        }
+        // Only cells that are not envelopes: an envelope there was written through myveil
+        // since the window opened, and is newer than the old column (which holds NULL for
+        // it). A plaintext copy is the old column's value again (the triggers keep it so).
+        let head = match storage {
+            Storage::Binary => "X'4D560101'",
+            Storage::Base64 => "'TVYB'",
+        };
+        let not_sealed = format!("({s} IS NULL OR CAST(LEFT({s}, 4) AS BINARY) <> {head})");
         let key = Key::of(live);
         let job = state::job(&mut self.conn, db, table, &job_name).await?;
         if job.as_ref().is_some_and(|j| j.phase == "done") {
@@ -736,7 +782,10 @@ impl Run<'_> {
                     rows_total: total,
                 },
             );
-            let sql = [format!("UPDATE {t} SET {s} = {c} {range}"), checkpoint];
+            let sql = [
+                format!("UPDATE {t} SET {s} = {c} {range} AND {not_sealed}"),
+                checkpoint,
+            ];
             self.in_transaction(&sql).await?;
             last = Some(upper);
             pace.after(rows.len() as u64).await;
@@ -766,9 +815,55 @@ impl Run<'_> {
     }
 
     /// Swaps the shadow column in: under a write lock on the table, the triggers go and the
-    /// columns are renamed, so no write falls between them.
-    async fn swap(&mut self, db: &str, table: &str, column: &str, sql: &str) -> Result<(), Error> {
+    /// columns are renamed, so no write falls between them. A proxy whose schema is a
+    /// moment older still writes and reads the shadow's name: an empty column of that name
+    /// takes its place, and forward triggers move what it is given into the column (until
+    /// `drop_old`, after the grace).
+    async fn swap(
+        &mut self,
+        db: &str,
+        table: &str,
+        column: &str,
+        sql: &str,
+        target: &str,
+    ) -> Result<(), Error> {
         let (ins, upd) = trigger_names(table, column);
+        let (fins, fupd) = forward_names(table, column);
+        let invisible = if self.server.invisible() {
+            " INVISIBLE"
+        } else {
+            ""
+        };
+        let shadow = quote(&format!("{column}{}", plan::SHADOW_SUFFIX));
+        let stand_in = format!(
+            "ALTER TABLE {}.{} ADD COLUMN {shadow} {target} NULL{invisible}",
+            quote(db),
+            quote(table),
+        );
+        // NOT NULL again only when every row has a value (a NULL written around myveil
+        // before the triggers could refuse it would fail the swap): read before the lock,
+        // since from the triggers on no NULL gets in.
+        let mut sql = sql.to_owned();
+        let not_null = format!("{target} NOT NULL");
+        if sql.contains(&not_null) {
+            let nulls: Option<u64> = self
+                .conn
+                .query_first(format!(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM {}.{} WHERE {shadow} IS NULL LIMIT 1) n",
+                    quote(db),
+                    quote(table)
+                ))
+                .await?;
+            if nulls.unwrap_or(0) > 0 {
+                tracing::warn!(
+                    database = db,
+                    table,
+                    column,
+                    "migrate: rows hold NULL in a column that was NOT NULL; it stays nullable"
+                );
+                sql = sql.replace(&not_null, &format!("{target} NULL"));
+            }
+        }
         let t = format!("{}.{}", quote(db), quote(table));
         // LOCK TABLES makes the server refuse LOCK=NONE; the lock is ours already.
         let sql = sql.replace(", LOCK=NONE", "");
@@ -778,22 +873,7 @@ impl Run<'_> {
             column,
             "migrate: swapping the shadow column in"
         );
-        // A long transaction of an app holds the table: wait a moment at a time (queries
-        // behind the waiting lock wait too), and try again.
-        self.conn
-            .query_drop("SET SESSION lock_wait_timeout = 2")
-            .await?;
-        let mut tries = 0;
-        loop {
-            match self.conn.query_drop(format!("LOCK TABLES {t} WRITE")).await {
-                Ok(()) => break,
-                Err(mysql_async::Error::Server(e)) if e.code == 1205 && tries < RETRIES => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        self.lock_table(&t).await?;
         let swapped = async {
             for name in [&ins, &upd] {
                 self.conn
@@ -804,7 +884,19 @@ impl Run<'_> {
                     ))
                     .await?;
             }
-            self.conn.query_drop(&sql).await
+            self.conn.query_drop(&sql).await?;
+            self.conn.query_drop(&stand_in).await?;
+            for (name, event) in [(&fins, "INSERT"), (&fupd, "UPDATE")] {
+                self.conn
+                    .query_drop(format!(
+                        "CREATE TRIGGER {}.{} BEFORE {event} ON {t} FOR EACH ROW {}",
+                        quote(db),
+                        quote(name),
+                        forward_body(column)
+                    ))
+                    .await?;
+            }
+            Ok::<(), mysql_async::Error>(())
         }
         .await;
         let unlocked = self.conn.query_drop("UNLOCK TABLES").await;
@@ -818,6 +910,91 @@ impl Run<'_> {
                 text_literal(&format!("copy:{column}"))
             ))
             .await?;
+        Ok(())
+    }
+
+    /// `LOCK TABLES t WRITE`. A long transaction of an app holds the table: wait a moment
+    /// at a time (queries behind the waiting lock wait too), and try again.
+    async fn lock_table(&mut self, t: &str) -> Result<(), Error> {
+        self.conn
+            .query_drop("SET SESSION lock_wait_timeout = 2")
+            .await?;
+        let mut tries = 0;
+        loop {
+            match self.conn.query_drop(format!("LOCK TABLES {t} WRITE")).await {
+                Ok(()) => return Ok(()),
+                Err(mysql_async::Error::Server(e)) if e.code == 1205 && tries < RETRIES => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Drops the old column left by a swap, after the grace (so no proxy still uses the
+    /// shadow's name), with the stand-in of that name and its forward triggers, which go
+    /// together under a write lock (a trigger without its column would fail every write).
+    async fn drop_old(
+        &mut self,
+        db: &str,
+        table: &str,
+        column: &str,
+        sql: &str,
+    ) -> Result<(), Error> {
+        let t = format!("{}.{}", quote(db), quote(table));
+        let stand_in = format!("{column}{}", plan::SHADOW_SUFFIX);
+        let (fins, fupd) = forward_names(table, column);
+        let leftovers: Option<u64> = self
+            .conn
+            .exec_first(
+                "SELECT (SELECT COUNT(*) FROM information_schema.COLUMNS \
+                   WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND COLUMN_NAME = ?) \
+                 + (SELECT COUNT(*) FROM information_schema.TRIGGERS \
+                   WHERE TRIGGER_SCHEMA = ? AND TRIGGER_NAME IN (?, ?))",
+                (db, table, &stand_in, db, &fins, &fupd),
+            )
+            .await?;
+        if leftovers.unwrap_or(0) > 0 {
+            tokio::time::sleep(PROXY_GRACE).await;
+            self.lock_table(&t).await?;
+            let dropped = async {
+                for name in [&fins, &fupd] {
+                    self.conn
+                        .query_drop(format!(
+                            "DROP TRIGGER IF EXISTS {}.{}",
+                            quote(db),
+                            quote(name)
+                        ))
+                        .await?;
+                }
+                let there: Option<u64> = self
+                    .conn
+                    .exec_first(
+                        "SELECT COUNT(*) FROM information_schema.COLUMNS \
+                         WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND COLUMN_NAME = ?",
+                        (db, table, &stand_in),
+                    )
+                    .await?;
+                if there.unwrap_or(0) > 0 {
+                    self.conn
+                        .query_drop(format!("ALTER TABLE {t} DROP COLUMN {}", quote(&stand_in)))
+                        .await?;
+                }
+                Ok::<(), mysql_async::Error>(())
+            }
+            .await;
+            let unlocked = self.conn.query_drop("UNLOCK TABLES").await;
+            dropped?;
+            unlocked?;
+        }
+        tracing::info!(
+            database = db,
+            table,
+            column,
+            "migrate: dropping the old column"
+        );
+        self.conn.query_drop(sql).await?;
         Ok(())
     }
 
@@ -1123,20 +1300,63 @@ fn trigger_names(table: &str, column: &str) -> (String, String) {
     )
 }
 
-/// The body of a trigger that keeps a shadow column current.
-fn trigger_body(column: &str) -> String {
+/// The body of a trigger that keeps a shadow column current for writes made around
+/// myveil (which write the old column). A write through myveil sets the shadow itself: an
+/// INSERT's shadow value is kept when given; an UPDATE's when it changed it (a fresh
+/// envelope always differs). Otherwise a changed old column is copied over.
+///
+/// `not_null`: the column was NOT NULL before the window (it is nullable for it): a row
+/// left without a value is refused as the server refused it then (1048).
+fn trigger_body(column: &str, event: &str, not_null: bool) -> String {
+    let s = quote(&format!("{column}{}", plan::SHADOW_SUFFIX));
+    let c = quote(column);
+    let set = if event == "INSERT" {
+        format!("SET NEW.{s} = COALESCE(NEW.{s}, NEW.{c})")
+    } else {
+        format!(
+            "SET NEW.{s} = IF(NEW.{s} <=> OLD.{s} AND NOT (NEW.{c} <=> OLD.{c}), NEW.{c}, NEW.{s})"
+        )
+    };
+    if !not_null {
+        return set;
+    }
     format!(
-        "SET NEW.{} = NEW.{}",
-        quote(&format!("{column}{}", plan::SHADOW_SUFFIX)),
-        quote(column)
+        "BEGIN {set}; IF NEW.{s} IS NULL AND NEW.{c} IS NULL THEN SIGNAL SQLSTATE '23000' \
+         SET MESSAGE_TEXT = 'Column ''{}'' cannot be null', MYSQL_ERRNO = 1048; END IF; END",
+        column.replace('\'', "''").replace('\\', "\\\\")
     )
+}
+
+/// The names of the triggers that move a late write of a swapped-in shadow's name into the
+/// column (`Run::swap`).
+fn forward_names(table: &str, column: &str) -> (String, String) {
+    let h = hex::encode(&Sha256::digest(format!("{table}.{column}").as_bytes())[..6]);
+    (format!("myveil_fwd_{h}_ins"), format!("myveil_fwd_{h}_upd"))
+}
+
+/// The body of a forward trigger: a value given to the shadow's name (by a proxy that has
+/// not seen the swap yet, which wrote NULL to the column's own name) becomes the column's.
+fn forward_body(column: &str) -> String {
+    let s = quote(&format!("{column}{}", plan::SHADOW_SUFFIX));
+    let c = quote(column);
+    format!("SET NEW.{c} = IF(NEW.{s} IS NULL, NEW.{c}, NEW.{s}), NEW.{s} = NULL")
+}
+
+/// Whether a trigger on `table` is one of a migration's forward triggers for `column`.
+pub fn is_forward_trigger(table: &str, column: &str, name: &str, body: &str) -> bool {
+    let (ins, upd) = forward_names(table, column);
+    (name == ins || name == upd) && body.trim() == forward_body(column)
 }
 
 /// Whether a trigger on `table` is one of a migration's copy triggers for `column`, by its
 /// name and its whole body (which copies the column into its shadow and does nothing else).
 pub fn is_copy_trigger(table: &str, column: &str, name: &str, body: &str) -> bool {
     let (ins, upd) = trigger_names(table, column);
-    (name == ins || name == upd) && body.trim() == trigger_body(column)
+    let body = body.trim();
+    [false, true].iter().any(|&not_null| {
+        (name == ins && body == trigger_body(column, "INSERT", not_null))
+            || (name == upd && body == trigger_body(column, "UPDATE", not_null))
+    })
 }
 
 fn value(row: &mysql_async::Row, i: usize) -> Option<Vec<u8>> {

@@ -68,6 +68,11 @@ impl Server {
         }
     }
 
+    /// INVISIBLE columns (left out of `*` and of INSERTs without a column list).
+    pub fn invisible(&self) -> bool {
+        self.at_least((10, 3, 3), (8, 0, 23))
+    }
+
     /// `RENAME COLUMN a TO b` (else `CHANGE a b <type>`).
     fn rename_column(&self) -> bool {
         self.at_least((10, 5, 2), (8, 0, 0))
@@ -99,7 +104,13 @@ pub struct LiveColumn {
     pub indexed: bool,
     /// Average stored length over a sample of rows (None: not sampled).
     pub avg_len: Option<f64>,
+    /// COLUMN_COMMENT.
+    pub comment: String,
 }
+
+/// The comment of a shadow column whose column was NOT NULL before the window (it is made
+/// nullable for it): the swap makes it NOT NULL again, and the copy triggers refuse NULL.
+pub const NOT_NULL_COMMENT: &str = "myveil: NOT NULL once swapped in";
 
 /// A live table with a protected column.
 #[derive(Debug, Clone, PartialEq)]
@@ -208,6 +219,9 @@ pub struct ColumnPlan {
     pub extra_bytes: u64,
     pub peak_bytes: u64,
     pub seconds: f64,
+    /// Retyped through a shadow column, it was NOT NULL before (and is again after the
+    /// swap): the window refuses NULL as the column did.
+    pub not_null: bool,
 }
 
 /// A name quoted as an identifier.
@@ -331,6 +345,7 @@ pub fn plan_column(col: &Protected, table: &LiveTable, server: Server, rate: u64
         extra_bytes: 0,
         peak_bytes: 0,
         seconds: table.rows as f64 / rate.max(1) as f64,
+        not_null: false,
     };
     if !table.engine.eq_ignore_ascii_case("innodb") {
         plan.notes.push(format!(
@@ -364,7 +379,7 @@ pub fn plan_column(col: &Protected, table: &LiveTable, server: Server, rate: u64
     } else {
         Algorithm::Inplace
     };
-    let null = if live.nullable { "NULL" } else { "NOT NULL" };
+    let mut null = if live.nullable { "NULL" } else { "NOT NULL" };
     let avg = live.avg_len.unwrap_or_else(|| {
         // Not sampled: half the declared size.
         plaintext_bytes(col.plain_type) as f64 / 2.0
@@ -423,26 +438,27 @@ pub fn plan_column(col: &Protected, table: &LiveTable, server: Server, rate: u64
         plan.approach = Approach::Shadow;
         let shadow = quote(&shadow_name);
         let old = quote(&old_name);
-        if !live.nullable {
-            plan.steps.push(Step {
-                sql: Some(format!(
-                    "ALTER TABLE {t} MODIFY {c} {} NULL{}",
-                    live.column_type,
-                    Algorithm::Inplace.clause()
-                )),
-                algorithm: Algorithm::Inplace,
-                what: "let the old column be NULL, so that writes after the swap need not fill it"
-                    .into(),
-                kind: StepKind::Ddl,
-            });
+        // NOT NULL before the window: kept on the shadow's comment (the old column is made
+        // nullable for the window), restored by the swap, enforced meanwhile by the triggers.
+        let existing = table.column(&shadow_name);
+        plan.not_null = !live.nullable || existing.is_some_and(|s| s.comment == NOT_NULL_COMMENT);
+        if plan.not_null {
+            null = "NOT NULL";
         }
-        if table.column(&shadow_name).is_none() {
+        if existing.is_none() {
             // Right after the old column, so that once swapped in and the old one dropped it
             // sits where the old one was (INSERTs without a column list still line up).
+            // INVISIBLE: `SELECT *` and INSERTs without a column list see the table as before.
             let add_after = server.drop_algorithm();
+            let invisible = if server.invisible() { " INVISIBLE" } else { "" };
+            let comment = if plan.not_null {
+                format!(" COMMENT '{NOT_NULL_COMMENT}'")
+            } else {
+                String::new()
+            };
             plan.steps.push(Step {
                 sql: Some(format!(
-                    "ALTER TABLE {t} ADD COLUMN {shadow} {target} NULL AFTER {c}{}",
+                    "ALTER TABLE {t} ADD COLUMN {shadow} {target} NULL{invisible}{comment} AFTER {c}{}",
                     add_after.clause()
                 )),
                 algorithm: add_after,
@@ -457,6 +473,19 @@ pub fn plan_column(col: &Protected, table: &LiveTable, server: Server, rate: u64
                 "{shadow} exists: an earlier apply stopped while filling it; apply goes on from there"
             ));
         }
+        if !live.nullable {
+            plan.steps.push(Step {
+                sql: Some(format!(
+                    "ALTER TABLE {t} MODIFY {c} {} NULL{}",
+                    live.column_type,
+                    Algorithm::Inplace.clause()
+                )),
+                algorithm: Algorithm::Inplace,
+                what: "let the old column be NULL, so that writes through the shadow and after the swap need not fill it"
+                    .into(),
+                kind: StepKind::Ddl,
+            });
+        }
         plan.steps.push(Step {
             sql: None,
             algorithm: Algorithm::Backfill,
@@ -465,8 +494,11 @@ pub fn plan_column(col: &Protected, table: &LiveTable, server: Server, rate: u64
             ),
             kind: StepKind::ShadowFill,
         });
+        // CHANGE, not RENAME, for the shadow: it becomes visible as it takes the name.
         let swap = if server.rename_column() {
-            format!("ALTER TABLE {t} RENAME COLUMN {c} TO {old}, RENAME COLUMN {shadow} TO {c}")
+            format!(
+                "ALTER TABLE {t} RENAME COLUMN {c} TO {old}, CHANGE {shadow} {c} {target} {null}"
+            )
         } else {
             format!(
                 "ALTER TABLE {t} CHANGE {c} {old} {} NULL, CHANGE {shadow} {c} {target} {null}",
@@ -583,6 +615,7 @@ pub fn plan(policy: &Policy, tables: &[LiveTable], server: Server, rate: u64) ->
                 extra_bytes: 0,
                 peak_bytes: 0,
                 seconds: 0.0,
+                not_null: false,
             });
         }
     }
@@ -717,11 +750,13 @@ pub async fn load(
             Option<String>,
             Option<u64>,
             Option<u64>,
+            String,
         );
         let rows_of: Vec<Row> = conn
             .exec(
                 "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, \
-                 CHARACTER_SET_NAME, COLLATION_NAME, CHARACTER_MAXIMUM_LENGTH, CHARACTER_OCTET_LENGTH \
+                 CHARACTER_SET_NAME, COLLATION_NAME, CHARACTER_MAXIMUM_LENGTH, CHARACTER_OCTET_LENGTH, \
+                 COLUMN_COMMENT \
                  FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
                  ORDER BY ORDINAL_POSITION",
                 (&db, &name),
@@ -735,7 +770,7 @@ pub async fn load(
             )
             .await?;
         let mut columns = Vec::new();
-        for (cname, dt, ct, nullable, default, cs, coll, chars, octets) in rows_of {
+        for (cname, dt, ct, nullable, default, cs, coll, chars, octets, comment) in rows_of {
             let indexed = keys.iter().any(|(_, k)| k.eq_ignore_ascii_case(&cname));
             columns.push(LiveColumn {
                 data_type: dt.to_ascii_lowercase(),
@@ -749,6 +784,7 @@ pub async fn load(
                 indexed,
                 avg_len: None,
                 name: cname,
+                comment,
             });
         }
         let t = format!("{}.{}", quote(&db), quote(&name));
@@ -829,6 +865,7 @@ roles = {{ app = "plaintext" }}
             max_bytes: Some(chars * 4),
             indexed,
             avg_len: Some(11.0),
+            comment: String::new(),
         }
     }
 
@@ -923,14 +960,23 @@ roles = {{ app = "plaintext" }}
         let ssn = &plans[0];
         assert_eq!(ssn.approach, Approach::Shadow);
         let all: Vec<&str> = ssn.steps.iter().filter_map(|s| s.sql.as_deref()).collect();
-        assert!(all[0].contains("MODIFY `ssn` varchar(64) NULL"), "{all:?}");
+        // The shadow first (its comment keeps the NOT NULL), then the old column nullable.
         assert!(
-            all[1].contains("ADD COLUMN `ssn__myveil` VARBINARY("),
+            all[0].contains("ADD COLUMN `ssn__myveil` VARBINARY(")
+                && all[0].contains(
+                    ") NULL INVISIBLE COMMENT 'myveil: NOT NULL once swapped in' AFTER `ssn`"
+                ),
             "{all:?}"
         );
-        assert!(all[2].contains(
-            "RENAME COLUMN `ssn` TO `ssn__myveil_old`, RENAME COLUMN `ssn__myveil` TO `ssn`"
-        ));
+        assert!(all[1].contains("MODIFY `ssn` varchar(64) NULL"), "{all:?}");
+        assert!(ssn.not_null);
+        // The shadow takes the name and becomes visible with it (NOT NULL again).
+        assert!(
+            all[2].contains(
+                "RENAME COLUMN `ssn` TO `ssn__myveil_old`, CHANGE `ssn__myveil` `ssn` VARBINARY("
+            ) && all[2].contains(") NOT NULL, ALGORITHM=INPLACE"),
+            "{all:?}"
+        );
         assert!(all[3].contains("DROP COLUMN `ssn__myveil_old`, ALGORITHM=INSTANT"));
         assert!(ssn.peak_bytes > ssn.extra_bytes);
         assert!(ssn.notes.iter().any(|n| n.contains("base64")));

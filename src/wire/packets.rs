@@ -17,6 +17,8 @@ pub const ER_HANDSHAKE_ERROR: u16 = 1043;
 pub const ER_ACCESS_DENIED_ERROR: u16 = 1045;
 pub const ER_UNKNOWN_COM_ERROR: u16 = 1047;
 pub const ER_NET_PACKET_TOO_LARGE: u16 = 1153;
+/// A prepared statement must be prepared again (its tables changed under it).
+pub const ER_NEED_REPREPARE: u16 = 1615;
 pub const ER_UNKNOWN_ERROR: u16 = 1105;
 pub const ER_NOT_SUPPORTED_YET: u16 = 1235;
 pub const ER_SERVER_SHUTDOWN: u16 = 1053;

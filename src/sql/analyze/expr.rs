@@ -24,7 +24,7 @@ pub(crate) fn idents_of(e: &Expr) -> Option<&[Ident]> {
 }
 
 /// Looks through parentheses.
-fn unnest(mut e: &Expr) -> &Expr {
+pub(crate) fn unnest(mut e: &Expr) -> &Expr {
     while let Expr::Nested(inner) = e {
         e = inner;
     }
@@ -101,6 +101,18 @@ impl Visitor for ValueCheck<'_, '_, '_, '_> {
         }
         ControlFlow::Continue(())
     }
+}
+
+/// Why a read through a view of a column in a migration's shadow window is refused.
+pub(crate) const WINDOW_VIEW: &str = "myveil migrate apply is moving this column to a wider one; read it from its table rather than through a view until the swap";
+
+/// The quoted name of a protected column's shadow (`` `ssn__myveil` ``).
+pub(crate) fn shadow_name(col: &Protected) -> String {
+    format!(
+        "`{}{}`",
+        col.column.replace('`', "``"),
+        crate::policy::SHADOW_SUFFIX
+    )
 }
 
 fn reason_for(e: &Expr) -> &'static str {
@@ -206,11 +218,18 @@ impl<'p> Work<'_, 'p> {
         if let Some(idents) = idents_of(e) {
             let o = frames.resolve(idents)?;
             self.touch(o)?;
+            if let Origin::Cell {
+                col, window: true, ..
+            } = o
+            {
+                self.shadow_ref(e, idents, col)?;
+            }
             return Ok(match o {
                 Origin::Cell { col, inst, .. } => Origin::Cell {
                     col,
                     inst,
                     base: false,
+                    window: false,
                 },
                 o => o,
             });
@@ -230,6 +249,7 @@ impl<'p> Work<'_, 'p> {
                             col,
                             inst,
                             base: false,
+                            window: false,
                         }
                     }
                     _ => Origin::Plain,
@@ -242,6 +262,7 @@ impl<'p> Work<'_, 'p> {
         {
             let o = frames.resolve(idents)?;
             self.touch(o)?;
+            self.null_test(unnest(inner), idents, o)?;
             return Ok(Origin::Plain);
         }
         self.value(e, frames, depth + 1)?;
@@ -294,7 +315,9 @@ impl<'p> Work<'_, 'p> {
                     if idents_of(unnest(inner)).is_some() =>
                 {
                     if let Some(idents) = idents_of(unnest(inner)) {
-                        self.touch(frames.resolve(idents)?)?;
+                        let o = frames.resolve(idents)?;
+                        self.touch(o)?;
+                        self.null_test(unnest(inner), idents, o)?;
                     }
                 }
                 Expr::InSubquery { expr, subquery, .. } => {
@@ -346,10 +369,9 @@ impl<'p> Work<'_, 'p> {
                 "comparing an encrypted column with anything but a literal or parameter is not supported",
             );
         };
-        let _ = colside;
         if lit == Lit::Null && matches!(op, BinaryOperator::Spaceship) {
             // `col <=> NULL` is `col IS NULL`: no value to compare.
-            return Ok(());
+            return self.null_test(unnest(colside), idents, origin);
         }
         self.search(
             whole,
@@ -455,6 +477,52 @@ impl<'p> Work<'_, 'p> {
         Ok(())
     }
 
+    /// `col IS [NOT] NULL` (or `col <=> NULL`) on a column in a migration's shadow window
+    /// tests the value it holds (`shadow_ref`): a value written through myveil in the window
+    /// left the old column NULL.
+    fn null_test(&mut self, e: &Expr, idents: &[Ident], origin: Origin<'p>) -> Outcome<()> {
+        match origin {
+            Origin::Cell {
+                col, window: true, ..
+            } => self.shadow_ref(e, idents, col),
+            _ => Ok(()),
+        }
+    }
+
+    /// A reference to a column in a migration's shadow window (`migrate apply` retyping it
+    /// through `<column>__myveil`), read as the value the row holds: the shadow's where it
+    /// is set (the copy reached the row, or a write came since the window opened: through
+    /// myveil it went to the shadow, around myveil the copy triggers took it), else the
+    /// column's own (a row the copy has not reached). So the window reads what it will
+    /// read after the swap, and a write through myveil never needs the narrow column.
+    ///
+    /// Security: the shadow holds the same cells as the column (plaintext copies or
+    /// envelopes), opened by the same rules; a view's definition cannot be rewritten, so a
+    /// read through a view is refused until the swap rather than shown the old column.
+    pub(crate) fn shadow_ref(
+        &mut self,
+        e: &Expr,
+        idents: &[Ident],
+        col: &Protected,
+    ) -> Outcome<()> {
+        if self.in_view {
+            return refuse(col.scope(), WINDOW_VIEW);
+        }
+        let (first, last) = self.tokens_of(e.span())?;
+        let (start, end) = self.token_bytes(first, last)?;
+        let qualifier = self.qualifier_text(idents)?;
+        self.edits.push(super::Edit {
+            start,
+            end,
+            pieces: vec![
+                Piece::Text(format!("COALESCE({qualifier}{}, ", shadow_name(col)).into()),
+                Piece::Raw(self.view.src[start..end].to_vec()),
+                Piece::Text(")".into()),
+            ],
+        });
+        Ok(())
+    }
+
     /// The original text of a column reference's qualifier (`u.`, `` `db`.`t`. ``).
     fn qualifier_text(&self, idents: &[Ident]) -> Outcome<String> {
         if idents.len() < 2 {
@@ -474,7 +542,7 @@ impl<'p> Work<'_, 'p> {
     }
 
     /// The token after `last` when it is `)`.
-    fn closing_paren(&self, last: usize) -> Outcome<usize> {
+    pub(crate) fn closing_paren(&self, last: usize) -> Outcome<usize> {
         let next = last + 1;
         match self.view.tokens.get(next) {
             Some(t) if t.kind == Kind::Op && t.text(self.view.src) == b")" => Ok(next),

@@ -41,6 +41,8 @@ pub struct ColumnMeta {
     pub data_type: String,
     /// Maximum length in bytes (binary types) or characters (text types), if bounded.
     pub max_length: Option<u64>,
+    /// INVISIBLE: left out of `*` and of an INSERT without a column list.
+    pub invisible: bool,
 }
 
 /// Why a statement is refused. Names, never values.

@@ -7,7 +7,9 @@ use sqlparser::ast::{
     TableFactor, TableWithJoins,
 };
 
-use super::{ColumnMeta, MAX_DEPTH, MAX_VIEW_DEPTH, Out, Outcome, Shape, Work, denied, refuse};
+use super::{
+    ColumnMeta, MAX_DEPTH, MAX_VIEW_DEPTH, Out, Outcome, Piece, Shape, Work, denied, refuse,
+};
 use crate::policy::{Access, Protected};
 
 /// What the analysis needs from the live schema.
@@ -18,6 +20,11 @@ pub trait Schema {
     fn view(&self, database: &str, name: &str) -> Option<&str>;
     /// Whether a unique index includes `column`.
     fn unique(&self, database: &str, table: &str, column: &str) -> bool;
+    /// Whether `migrate apply` is copying the protected `column` into its shadow (its copy
+    /// triggers are there): writes then go to the shadow.
+    fn copying(&self, _database: &str, _table: &str, _column: &str) -> bool {
+        false
+    }
 }
 
 /// No schema knowledge.
@@ -40,11 +47,14 @@ impl Schema for NoSchema {
 pub(crate) enum Origin<'p> {
     Plain,
     /// Stored cells of a protected column from table instance `inst`; `base`: directly a
-    /// base table's column (so it has a blind index next to it).
+    /// base table's column (so it has a blind index next to it); `window`: that column is
+    /// in a migration's shadow window (its value is in `<column>__myveil` where that is
+    /// set, see `Work::shadow_ref`).
     Cell {
         col: &'p Protected,
         inst: u32,
         base: bool,
+        window: bool,
     },
     /// A plain column that protected columns of instance `inst` are bound to as row key.
     Key {
@@ -62,13 +72,15 @@ impl PartialEq for Origin<'_> {
                     col: a,
                     inst: i,
                     base: b,
+                    window: w,
                 },
                 Origin::Cell {
                     col: c,
                     inst: j,
                     base: d,
+                    window: x,
                 },
-            ) => std::ptr::eq(*a, *c) && i == j && b == d,
+            ) => std::ptr::eq(*a, *c) && i == j && b == d && w == x,
             (Origin::Key { name: a, inst: i }, Origin::Key { name: b, inst: j }) => {
                 a == b && i == j
             }
@@ -174,6 +186,9 @@ pub(crate) struct Rel<'p> {
     cols: Vec<(String, Origin<'p>)>,
     /// Every column is in `cols`.
     complete: bool,
+    /// For a base table the snapshot knows: each column's name as defined, and whether it
+    /// is INVISIBLE (parallel to `cols`; empty otherwise).
+    defined: Vec<(String, bool)>,
 }
 
 /// A named common table expression.
@@ -368,7 +383,7 @@ fn same_cell(a: &Origin<'_>, b: &Origin<'_>) -> bool {
 }
 
 impl<'p> Rel<'p> {
-    fn column(&self, name: &str) -> Origin<'p> {
+    pub(crate) fn column(&self, name: &str) -> Origin<'p> {
         self.cols
             .iter()
             .find(|(n, _)| n == name)
@@ -378,6 +393,14 @@ impl<'p> Rel<'p> {
     /// The base table it is, if it is one.
     pub(crate) fn table(&self) -> Option<&(String, String)> {
         self.table.as_ref()
+    }
+
+    /// Whether `col` is in a migration's shadow window in this table.
+    pub(crate) fn in_window(&self, col: &Protected) -> bool {
+        matches!(
+            self.column(&col.column.to_ascii_lowercase()),
+            Origin::Cell { window: true, .. }
+        )
     }
 
     /// Whether any of its columns carries protected cells.
@@ -391,7 +414,13 @@ impl<'p> Rel<'p> {
             into.push(Item::TableRun(format!("{db}.{t}")));
             return;
         }
-        into.extend(self.cols.iter().map(|(n, o)| Item::Col(n.clone(), *o)));
+        into.extend(
+            self.cols
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !self.defined.get(*i).is_some_and(|d| d.1))
+                .map(|(_, (n, o))| Item::Col(n.clone(), *o)),
+        );
         if !self.complete {
             into.push(Item::Run);
         }
@@ -446,6 +475,7 @@ impl<'p> Work<'_, 'p> {
                 name: rel_name,
                 exact,
                 table: None,
+                defined: Vec::new(),
                 complete: !items.0.iter().any(|i| matches!(i, Item::Run)),
                 cols: items
                     .0
@@ -464,6 +494,7 @@ impl<'p> Work<'_, 'p> {
             .iter()
             .filter(|c| c.is_in(&db, &table))
             .collect();
+        let meta = self.an.schema.columns(&db, &table);
         let origin_of = |n: &str| -> Origin<'p> {
             // A migration's shadow or old column holds the protected column's values.
             let cell = crate::policy::shadowed(n).unwrap_or(n);
@@ -471,10 +502,21 @@ impl<'p> Work<'_, 'p> {
                 .iter()
                 .find(|c| c.column.eq_ignore_ascii_case(cell))
             {
+                // The column itself while its shadow exists and has not been swapped in (no
+                // old column yet): a migration's shadow window.
+                let window = cell.len() == n.len()
+                    && meta.is_some_and(|m| {
+                        let has = |suffix: &str| {
+                            let name = format!("{}{suffix}", c.column);
+                            m.iter().any(|x| x.name.eq_ignore_ascii_case(&name))
+                        };
+                        has(crate::policy::SHADOW_SUFFIX) && !has(crate::policy::OLD_SUFFIX)
+                    });
                 return Origin::Cell {
                     col: c,
                     inst,
                     base: true,
+                    window,
                 };
             }
             if let Some(rk) = protected
@@ -486,7 +528,10 @@ impl<'p> Work<'_, 'p> {
             }
             Origin::Plain
         };
-        let (cols, complete) = match self.an.schema.columns(&db, &table) {
+        let defined: Vec<(String, bool)> = meta
+            .map(|m| m.iter().map(|c| (c.name.clone(), c.invisible)).collect())
+            .unwrap_or_default();
+        let (cols, complete) = match meta {
             Some(meta) => (
                 meta.iter()
                     .map(|m| (m.name.to_ascii_lowercase(), origin_of(&m.name)))
@@ -515,6 +560,7 @@ impl<'p> Work<'_, 'p> {
             table: Some((db.to_ascii_lowercase(), table.to_ascii_lowercase())),
             cols,
             complete,
+            defined,
         })
     }
 
@@ -558,6 +604,108 @@ impl<'p> Work<'_, 'p> {
             );
         }
         Ok(items)
+    }
+
+    /// A result column without an alias that `project` read through its shadow
+    /// (`shadow_ref`): named as written, as it was.
+    pub(crate) fn name_shadowed(
+        &mut self,
+        e: &sqlparser::ast::Expr,
+        frames: &Frames<'_, 'p>,
+    ) -> Outcome<()> {
+        if let Some(idents) = super::expr::idents_of(super::expr::unnest(e))
+            && let Origin::Cell { window: true, .. } = frames.resolve(idents)?
+            && let Some(name) = idents.last()
+        {
+            let (_, mut last) = self.tokens_of(e.span())?;
+            // A parenthesized reference's span is the reference's.
+            let mut inner = e;
+            while let sqlparser::ast::Expr::Nested(n) = inner {
+                last = self.closing_paren(last)?;
+                inner = n;
+            }
+            let (_, end) = self.token_bytes(last, last)?;
+            self.edits.push(super::Edit {
+                start: end,
+                end,
+                pieces: vec![Piece::Text(
+                    format!(" AS `{}`", name.value.replace('`', "``")).into(),
+                )],
+            });
+        }
+        Ok(())
+    }
+
+    /// `*` or `t.*` over a table with a column in a migration's shadow window: written out,
+    /// with that column read through its shadow (`shadow_ref`) under its own name. Only
+    /// over base tables whose columns the snapshot knows (anything else: name the columns).
+    fn shadow_star(&mut self, item: &SelectItem, rels: &[&Rel<'p>]) -> Outcome<()> {
+        let windowed = |r: &Rel<'p>| {
+            r.cols.iter().find_map(|(_, o)| match o {
+                Origin::Cell {
+                    col, window: true, ..
+                } => Some(*col),
+                _ => None,
+            })
+        };
+        let Some(col) = rels.iter().find_map(|r| windowed(r)) else {
+            return Ok(());
+        };
+        if self.in_view {
+            return refuse(col.scope(), super::expr::WINDOW_VIEW);
+        }
+        let options = match item {
+            SelectItem::Wildcard(o) | SelectItem::QualifiedWildcard(_, o) => o,
+            _ => return Ok(()),
+        };
+        let plain_star = options.opt_ilike.is_none()
+            && options.opt_exclude.is_none()
+            && options.opt_except.is_none()
+            && options.opt_replace.is_none()
+            && options.opt_rename.is_none()
+            && options.opt_alias.is_none();
+        let known = rels
+            .iter()
+            .all(|r| r.table.is_some() && r.complete && r.defined.len() == r.cols.len());
+        let distinct = rels.iter().enumerate().all(|(i, r)| {
+            rels[..i]
+                .iter()
+                .all(|o| !o.exact.eq_ignore_ascii_case(&r.exact))
+        });
+        if !plain_star || !known || !distinct {
+            return refuse(
+                col.scope(),
+                "myveil migrate apply is moving this column to a wider one; name the columns instead of * until the swap",
+            );
+        }
+        let mut list = Vec::new();
+        for r in rels {
+            let q = format!("`{}`", r.exact.replace('`', "``"));
+            for (i, (_, o)) in r.cols.iter().enumerate() {
+                let (name, invisible) = &r.defined[i];
+                if *invisible {
+                    continue;
+                }
+                let n = format!("`{}`", name.replace('`', "``"));
+                list.push(match o {
+                    Origin::Cell {
+                        col, window: true, ..
+                    } => format!(
+                        "COALESCE({q}.{}, {q}.{n}) AS {n}",
+                        super::expr::shadow_name(col)
+                    ),
+                    _ => format!("{q}.{n}"),
+                });
+            }
+        }
+        let (first, last) = self.tokens_of(item.span())?;
+        let (start, end) = self.token_bytes(first, last)?;
+        self.edits.push(super::Edit {
+            start,
+            end,
+            pieces: vec![Piece::Text(list.join(", ").into())],
+        });
+        Ok(())
     }
 
     /// A query's result columns.
@@ -709,6 +857,8 @@ impl<'p> Work<'_, 'p> {
                             "SELECT * over a join by USING or NATURAL with a protected table is not supported; name the columns",
                         );
                     }
+                    let rels: Vec<&Rel<'p>> = frames.rels.iter().collect();
+                    self.shadow_star(item, &rels)?;
                     for r in &frames.rels {
                         r.star(&mut items);
                     }
@@ -724,12 +874,16 @@ impl<'p> Work<'_, 'p> {
                         _ => None,
                     };
                     match rel {
-                        Some(r) => r.star(&mut items),
+                        Some(r) => {
+                            self.shadow_star(item, &[r])?;
+                            r.star(&mut items);
+                        }
                         None => items.push(Item::Run),
                     }
                 }
                 SelectItem::UnnamedExpr(e) => {
                     let origin = self.project(e, &frames, depth + 1)?;
+                    self.name_shadowed(e, &frames)?;
                     let name = match e {
                         sqlparser::ast::Expr::Identifier(i) => i.value.to_ascii_lowercase(),
                         sqlparser::ast::Expr::CompoundIdentifier(v) => v
@@ -1042,6 +1196,7 @@ impl<'p> Work<'_, 'p> {
                     table: None,
                     cols: Vec::new(),
                     complete: false,
+                    defined: Vec::new(),
                 });
             }
             _ => {
@@ -1082,6 +1237,7 @@ fn derived_rel<'p>(exact: String, items: Items<'p>) -> Rel<'p> {
             })
             .collect(),
         complete,
+        defined: Vec::new(),
     }
 }
 

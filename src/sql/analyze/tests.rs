@@ -247,6 +247,7 @@ fn meta(names: &[&str]) -> Vec<ColumnMeta> {
             null_default: true,
             data_type: "varbinary".into(),
             max_length: None,
+            invisible: false,
         })
         .collect()
 }
@@ -528,4 +529,175 @@ fn refusals_name_the_column_and_reason() {
     assert!(denied.denied);
     // Masked roles may read the column (masked on the way back).
     assert!(analyze("support", "SELECT email FROM users").is_ok());
+}
+
+/// `users` while `migrate apply` retypes `ssn` and `email` through shadow columns
+/// (INVISIBLE, as apply adds them), with a view over `ssn`.
+struct Window {
+    users: Vec<ColumnMeta>,
+    copying: bool,
+}
+
+impl Window {
+    fn new() -> Self {
+        let mut users = meta(&[
+            "id",
+            "Email",
+            "email__myveil",
+            "email_bidx",
+            "ssn",
+            "ssn__myveil",
+            "name",
+            "born",
+        ]);
+        for c in &mut users {
+            c.invisible = c.name.ends_with("__myveil");
+        }
+        Self {
+            users,
+            copying: true,
+        }
+    }
+}
+
+impl Schema for Window {
+    fn columns(&self, _: &str, table: &str) -> Option<&[ColumnMeta]> {
+        (table == "users").then_some(&self.users[..])
+    }
+    fn view(&self, db: &str, name: &str) -> Option<&str> {
+        (db == "shop" && name == "v_ssn").then_some(
+            "select `shop`.`users`.`id` AS `id`,`shop`.`users`.`ssn` AS `s` from `shop`.`users`",
+        )
+    }
+    fn unique(&self, _: &str, _: &str, _: &str) -> bool {
+        false
+    }
+    fn copying(&self, _: &str, _: &str, _: &str) -> bool {
+        self.copying
+    }
+}
+
+#[test]
+fn a_column_in_its_shadow_window_is_written_to_the_shadow_and_read_from_it() {
+    let p = policy();
+    let cols = Window::new();
+    let an = analyzer(&p, "app", &cols);
+    let run = |sql: &str| run_with(&an, sql).map(|(s, _, shapes)| (s, shapes));
+    let cases: &[(&str, &str)] = &[
+        (
+            "SELECT ssn FROM users WHERE id = 1",
+            "SELECT COALESCE(`ssn__myveil`, ssn) AS `ssn` FROM users WHERE id = 1",
+        ),
+        (
+            "SELECT u.SSN AS s, (u.ssn), name FROM users u",
+            "SELECT COALESCE(u.`ssn__myveil`, u.SSN) AS s, (COALESCE(u.`ssn__myveil`, u.ssn)) AS `ssn`, name FROM users u",
+        ),
+        (
+            "SELECT id FROM users WHERE ssn IS NULL OR ssn <=> NULL",
+            "SELECT id FROM users WHERE COALESCE(`ssn__myveil`, ssn) IS NULL OR COALESCE(`ssn__myveil`, ssn) <=> NULL",
+        ),
+        (
+            "SELECT * FROM users",
+            "SELECT `users`.`id`, COALESCE(`users`.`email__myveil`, `users`.`Email`) AS `Email`, `users`.`email_bidx`, COALESCE(`users`.`ssn__myveil`, `users`.`ssn`) AS `ssn`, `users`.`name`, `users`.`born` FROM users",
+        ),
+        (
+            "SELECT x.s FROM (SELECT ssn AS s FROM users) x",
+            "SELECT x.s FROM (SELECT COALESCE(`ssn__myveil`, ssn) AS s FROM users) x",
+        ),
+        (
+            "SELECT id FROM users WHERE email = 'a@x.io'",
+            "SELECT id FROM users WHERE `email_bidx` IN (X'B0[a@x.io]', X'B1[a@x.io]')",
+        ),
+        (
+            "INSERT INTO users (id, ssn, name) VALUES (1, '123', 'Ann'), (2, NULL, 'Bob')",
+            "INSERT INTO users (id, `ssn__myveil`, name, `ssn`) VALUES (1, X'S[123]', 'Ann', NULL), (2, NULL, 'Bob', NULL)",
+        ),
+        (
+            "INSERT INTO users (id, email) VALUES (1, 'a@x.io')",
+            "INSERT INTO users (id, `email__myveil`, `email_bidx`, `email`) VALUES (1, X'S[a@x.io]', X'B0[a@x.io]', NULL)",
+        ),
+        (
+            "INSERT INTO users VALUES (1, 'a@x.io', NULL, '1', 'Ann', NULL)",
+            "INSERT INTO users (`id`, `email__myveil`, `email_bidx`, `ssn__myveil`, `name`, `born`, `Email`, `ssn`) VALUES (1, X'S[a@x.io]', X'B0[a@x.io]', X'S[1]', 'Ann', NULL, NULL, NULL)",
+        ),
+        (
+            "UPDATE users u SET u.ssn = '9', name = 'N' WHERE id = 1",
+            "UPDATE users u SET u.`ssn__myveil` = X'S[9]', u.`ssn` = NULL, name = 'N' WHERE id = 1",
+        ),
+        (
+            "UPDATE users SET email = 'b@x.io' WHERE id = 1",
+            "UPDATE users SET `email__myveil` = X'S[b@x.io]', `email` = NULL, `email_bidx` = X'B0[b@x.io]' WHERE id = 1",
+        ),
+        (
+            "INSERT INTO users (id, ssn) VALUES (1, '1') ON DUPLICATE KEY UPDATE ssn = VALUES(ssn)",
+            "INSERT INTO users (id, `ssn__myveil`, `ssn`) VALUES (1, X'S[1]', NULL) ON DUPLICATE KEY UPDATE `ssn__myveil` = VALUES(`ssn__myveil`), `ssn` = NULL",
+        ),
+        (
+            "INSERT INTO users SET id = 1, ssn = '2'",
+            "INSERT INTO users SET id = 1, `ssn__myveil` = X'S[2]', `ssn` = NULL",
+        ),
+        (
+            "INSERT INTO users (id, ssn) VALUES (3, '3') RETURNING id, ssn",
+            "INSERT INTO users (id, `ssn__myveil`, `ssn`) VALUES (3, X'S[3]', NULL) RETURNING id, COALESCE(`ssn__myveil`, ssn) AS `ssn`",
+        ),
+    ];
+    // Before the copy begins, writes still go to the column (and fail there, too narrow,
+    // rather than land where no proxy reads yet), while reads go through the shadow.
+    let early = Window {
+        copying: false,
+        ..Window::new()
+    };
+    let an_early = analyzer(&p, "app", &early);
+    assert_eq!(
+        run_with(&an_early, "UPDATE users SET ssn = '9' WHERE id = 1").map(|r| r.0),
+        Ok("UPDATE users SET ssn = X'S[9]' WHERE id = 1".into())
+    );
+    assert_eq!(
+        run_with(&an_early, "SELECT ssn FROM users").map(|r| r.0),
+        Ok("SELECT COALESCE(`ssn__myveil`, ssn) AS `ssn` FROM users".into())
+    );
+    // Swapped in (the old column exists): the column is read and written as it is.
+    let mut swapped = Window::new();
+    for c in &mut swapped.users {
+        if c.name == "ssn__myveil" {
+            c.name = "ssn__myveil_old".into();
+        }
+    }
+    // With the stand-in of the shadow's name, until apply drops it.
+    let mut stand_in = meta(&["ssn__myveil"]);
+    stand_in[0].invisible = true;
+    swapped.users.extend(stand_in);
+    let an_swapped = analyzer(&p, "app", &swapped);
+    assert_eq!(
+        run_with(&an_swapped, "SELECT ssn FROM users WHERE ssn IS NULL").map(|r| r.0),
+        Ok("SELECT ssn FROM users WHERE ssn IS NULL".into())
+    );
+    for (input, want) in cases {
+        match run(input) {
+            Ok((got, _)) => assert_eq!(&got, want, "input: {input}"),
+            Err(r) => panic!("{input}: refused: {r}"),
+        }
+    }
+    // The shape is the table's, without its invisible columns.
+    let (_, shapes) = run("SELECT * FROM users").expect("star");
+    let shape = shapes[0].as_ref().expect("a result");
+    assert_eq!(shape.columns.len(), 6);
+    assert!(matches!(shape.columns[1], Out::Cell { .. }));
+    assert!(matches!(shape.columns[3], Out::Cell { .. }));
+    // A view's definition cannot be rewritten: refused until the swap, and `*` over a
+    // table whose columns cannot be written out is too.
+    for sql in [
+        "SELECT s FROM v_ssn",
+        "SELECT * FROM users JOIN orders o ON o.user_id = users.id",
+    ] {
+        match run(sql) {
+            Err(r) => assert!(r.reason.contains("migrate apply"), "{sql}: {r}"),
+            Ok((got, _)) => panic!("{sql}: not refused: {got}"),
+        }
+    }
+    // A column of another table is not in the window.
+    assert_eq!(
+        run("SELECT note FROM orders").map(|r| r.0).ok(),
+        Some("FORWARD SELECT note FROM orders".into())
+    );
 }

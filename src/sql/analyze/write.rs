@@ -27,6 +27,17 @@ impl<'p> Work<'_, 'p> {
             .collect()
     }
 
+    /// Whether writes of `col` in `rel` go to its shadow: the column is in a migration's
+    /// shadow window and the copy into the shadow has begun. Before that (right after the
+    /// shadow was added) every proxy already reads through the shadow, so that a write one
+    /// makes there is never read past by another whose schema is a moment older.
+    fn writes_shadow(&self, rel: &Rel<'p>, col: &Protected) -> bool {
+        rel.in_window(col)
+            && rel
+                .table()
+                .is_some_and(|(db, t)| self.an.schema.copying(db, t, &col.column))
+    }
+
     /// Whether the role may write `col`, and without learning whether a value exists: a
     /// role that cannot read the column writes it only when the policy grants `write`, and
     /// then only where no unique index over its blind index could answer "duplicate".
@@ -111,7 +122,11 @@ impl<'p> Work<'_, 'p> {
             Vec::new()
         } else if ins.columns.is_empty() {
             match &meta {
-                Some(cols) => cols.iter().map(|c| c.name.clone()).collect(),
+                Some(cols) => cols
+                    .iter()
+                    .filter(|c| !c.invisible)
+                    .map(|c| c.name.clone())
+                    .collect(),
                 None => {
                     return refuse(
                         table,
@@ -252,12 +267,32 @@ impl<'p> Work<'_, 'p> {
         root: &Frames<'_, 'p>,
     ) -> Outcome<()> {
         let table = rel.table().map(|(_, t)| t.clone()).unwrap_or_default();
+        // Columns in a migration's shadow window: the value goes to the shadow, and the
+        // old column (nullable for the window) gets NULL, never plaintext (`shadow_ref`).
+        let window: Vec<(usize, &'p Protected)> = positions
+            .iter()
+            .filter(|(_, c)| self.writes_shadow(rel, c))
+            .copied()
+            .collect();
+        let moved: String = window
+            .iter()
+            .map(|(i, _)| format!(", `{}`", names[*i].replace('`', "``")))
+            .collect();
         if !implicit {
+            for (i, col) in &window {
+                let (s, e) = self.range(ins.columns[*i].span())?;
+                self.edits.push(Edit {
+                    start: s,
+                    end: e,
+                    pieces: vec![Piece::Text(super::expr::shadow_name(col).into())],
+                });
+            }
             let added: String = positions
                 .iter()
                 .filter_map(|(_, c)| c.blind_index.as_ref())
                 .filter(|b| !names.iter().any(|n| n.eq_ignore_ascii_case(b)))
                 .map(|b| format!(", `{b}`"))
+                .chain(std::iter::once(moved.clone()))
                 .collect();
             if !added.is_empty() {
                 let Some(last) = ins.columns.last() else {
@@ -291,12 +326,16 @@ impl<'p> Work<'_, 'p> {
             let (_, end) = self.range(name.span())?;
             let list: Vec<String> = names
                 .iter()
-                .map(|n| format!("`{}`", n.replace('`', "``")))
+                .enumerate()
+                .map(|(i, n)| match window.iter().find(|(j, _)| *j == i) {
+                    Some((_, col)) => super::expr::shadow_name(col),
+                    None => format!("`{}`", n.replace('`', "``")),
+                })
                 .collect();
             self.edits.push(Edit {
                 start: end,
                 end,
-                pieces: vec![Piece::Text(format!(" ({})", list.join(", ")).into())],
+                pieces: vec![Piece::Text(format!(" ({}{moved})", list.join(", ")).into())],
             });
         }
         for parens in &values.rows {
@@ -415,6 +454,9 @@ impl<'p> Work<'_, 'p> {
                     None => {}
                 }
             }
+            for _ in &window {
+                blind.push(Piece::Text(", NULL".into()));
+            }
             if !blind.is_empty() {
                 let (close, _) = self.tokens_of(parens.closing_token.0.span)?;
                 let (at, _) = self.token_bytes(close, close)?;
@@ -494,7 +536,12 @@ impl<'p> Work<'_, 'p> {
         let mut out = Vec::new();
         for item in items {
             match item {
-                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                SelectItem::UnnamedExpr(e) => {
+                    let o = self.project(e, frames, 1)?;
+                    self.name_shadowed(e, frames)?;
+                    out.push(super::scope::Item::Col(String::new(), o));
+                }
+                SelectItem::ExprWithAlias { expr: e, .. } => {
                     let o = self.project(e, frames, 1)?;
                     out.push(super::scope::Item::Col(String::new(), o));
                 }
@@ -567,7 +614,10 @@ impl<'p> Work<'_, 'p> {
                 );
             }
             let Origin::Cell {
-                col, base: true, ..
+                col,
+                base: true,
+                window,
+                ..
             } = origin
             else {
                 if origin.is_cell() {
@@ -617,6 +667,24 @@ impl<'p> Work<'_, 'p> {
                 _ => vlast,
             };
             let (_, value_end) = self.token_bytes(vfirst, vlast)?;
+            // In a migration's shadow window the value goes to the shadow column and the old
+            // one is set NULL (see `insert_values`).
+            let mut after = Vec::new();
+            let window = window && self.writes_shadow(rel, col);
+            if window {
+                let (tfirst, tlast) = self.tokens_of(target.span())?;
+                let (s, e) = self.token_bytes(tfirst, tlast)?;
+                self.edits.push(Edit {
+                    start: s,
+                    end: e,
+                    pieces: vec![Piece::Text(
+                        format!("{qualifier}{}", super::expr::shadow_name(col)).into(),
+                    )],
+                });
+                after.push(Piece::Text(
+                    format!(", {qualifier}`{}` = NULL", last.replace('`', "``")).into(),
+                ));
+            }
             if let Some(lit) = self.written(col, &a.value)? {
                 let (s, e) = self.literal_range(&a.value)?;
                 self.edits.push(Edit {
@@ -630,13 +698,14 @@ impl<'p> Work<'_, 'p> {
                     )],
                 });
                 if let Some(b) = &col.blind_index {
+                    after.push(Piece::Text(format!(", {qualifier}`{b}` = ").into()));
+                    after.push(Piece::BlindWrite(col, lit, row_key, self.keep_in(rel, col)));
+                }
+                if !after.is_empty() {
                     self.edits.push(Edit {
                         start: value_end,
                         end: value_end,
-                        pieces: vec![
-                            Piece::Text(format!(", {qualifier}`{b}` = ").into()),
-                            Piece::BlindWrite(col, lit, row_key, self.keep_in(rel, col)),
-                        ],
+                        pieces: after,
                     });
                 }
                 continue;
@@ -645,15 +714,28 @@ impl<'p> Work<'_, 'p> {
             if let Some(alias) = &upsert
                 && copies_new_value(&a.value, alias.as_deref(), &col.column)
             {
+                let copy_of = |c: &str| match &a.value {
+                    Expr::Function(_) => format!("VALUES({c})"),
+                    _ => format!("{}.{c}", alias.as_deref().unwrap_or_default()),
+                };
+                if window {
+                    // The new row's value is in its shadow (the INSERT wrote it there).
+                    let (s, e) = self.token_bytes(vfirst, vlast)?;
+                    self.edits.push(Edit {
+                        start: s,
+                        end: e,
+                        pieces: vec![Piece::Text(copy_of(&super::expr::shadow_name(col)).into())],
+                    });
+                }
                 if let Some(b) = &col.blind_index {
-                    let copy = match &a.value {
-                        Expr::Function(_) => format!("VALUES(`{b}`)"),
-                        _ => format!("{}.`{b}`", alias.as_deref().unwrap_or_default()),
-                    };
+                    let copy = copy_of(&format!("`{b}`"));
+                    after.push(Piece::Text(format!(", {qualifier}`{b}` = {copy}").into()));
+                }
+                if !after.is_empty() {
                     self.edits.push(Edit {
                         start: value_end,
                         end: value_end,
-                        pieces: vec![Piece::Text(format!(", {qualifier}`{b}` = {copy}").into())],
+                        pieces: after,
                     });
                 }
                 continue;
