@@ -291,7 +291,7 @@ fn born(id: u64) -> (String, String, Option<String>) {
     (
         format!("p{id}@example.com"),
         format!("{:03}-45-{:04}", id % 1000, id % 10_000),
-        (id % 7 != 0).then(|| format!("note {id}: allergic to penicillin")),
+        (!id.is_multiple_of(7)).then(|| format!("note {id}: allergic to penicillin")),
     )
 }
 

@@ -175,10 +175,10 @@ pub async fn create(opts: &CreateOptions, progress: ProgressFn<'_>) -> Result<Cr
         drop(file);
         std::fs::rename(&finish_path, &final_path)
             .map_err(|e| Error::Io(format!("{}: {e}", final_path.display())))?;
-        if let Some(dir) = final_path.parent() {
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
+        if let Some(dir) = final_path.parent()
+            && let Ok(d) = std::fs::File::open(dir)
+        {
+            let _ = d.sync_all();
         }
         Ok((digest, bytes))
     })
@@ -519,10 +519,10 @@ impl Dumper<'_> {
                 }
             }
             for k in &key_columns {
-                if let Some(Some(Value::Bytes(b))) = values.get(k.index) {
-                    if let Some(id) = envelope_key_id(b, k.storage) {
-                        self.key_ids.insert(id);
-                    }
+                if let Some(Some(Value::Bytes(b))) = values.get(k.index)
+                    && let Some(id) = envelope_key_id(b, k.storage)
+                {
+                    self.key_ids.insert(id);
                 }
             }
             rows += 1;
@@ -530,7 +530,7 @@ impl Dumper<'_> {
                 // The buffer is handed over; the result set stays open (flat memory).
                 self.flush().await?;
             }
-            if rows % PROGRESS_ROWS == 0 {
+            if rows.is_multiple_of(PROGRESS_ROWS) {
                 report(rows, self.plain_bytes + self.buf.len() as u64);
             }
         }

@@ -799,13 +799,13 @@ async fn create_deferred(conn: &mut Conn, deferred: &[Deferred]) -> Result<()> {
                 left.push(*v);
             }
         }
-        if left.len() == views.len() {
-            if let Some((name, e)) = last_error {
-                return Err(Error::Database {
-                    context: format!("creating view {name}"),
-                    source: e,
-                });
-            }
+        if left.len() == views.len()
+            && let Some((name, e)) = last_error
+        {
+            return Err(Error::Database {
+                context: format!("creating view {name}"),
+                source: e,
+            });
         }
         views = left;
     }

@@ -573,12 +573,12 @@ impl Config {
         {
             return invalid("admin.token_ttl_secs must be between 1 and 86400".into());
         }
-        if let Some(account) = &self.backup.account {
-            if !self.backend.accounts.contains_key(account) {
-                return invalid(format!(
-                    "backup.account names {account:?}, which is not under [backend.accounts]"
-                ));
-            }
+        if let Some(account) = &self.backup.account
+            && !self.backend.accounts.contains_key(account)
+        {
+            return invalid(format!(
+                "backup.account names {account:?}, which is not under [backend.accounts]"
+            ));
         }
         if !(4..=31).contains(&self.users.bcrypt_cost) {
             return invalid("users.bcrypt_cost must be between 4 and 31".into());

@@ -30,6 +30,8 @@ const NEW_MASTER_KEY_FILE: &str = "master.key.new";
 pub const KEYRING_FILE: &str = "keyring.toml";
 /// Seal counts per key, kept across restarts (not secret, but written 0600 like the rest).
 pub const USAGE_FILE: &str = "usage.toml";
+/// Held while `usage.toml` is read and written again.
+const USAGE_LOCK_FILE: &str = "usage.toml.lock";
 
 /// Seals per key before myveil logs that the key should be rotated.
 pub const USES_WARN: u64 = 1 << 28;
@@ -352,6 +354,21 @@ impl Keyring {
     /// the sum). Instances on other machines keep their own files: with N of them, rotate
     /// at 1/N of the budget.
     pub fn save_usage(&self) -> Result<()> {
+        // One process at a time reads, adds and writes (a proxy and a CLI job may save at
+        // once); the lock goes with the file handle.
+        let path = self.dir.join(USAGE_LOCK_FILE);
+        let io = |e: std::io::Error| Error::Io(format!("{}: {e}", path.display()));
+        let lock = {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(io)?
+        };
+        lock.lock().map_err(io)?;
         let file = self.usage_file();
         let mut table = toml::Table::new();
         for (id, e) in &self.entries {

@@ -32,10 +32,12 @@ pub struct Prepared {
     long_plain: std::collections::HashSet<usize>,
     /// Long data that could not be taken: the next execute is refused with this.
     poisoned: Option<Refusal>,
-    /// The client's text, and the schema layout it was planned under
-    /// (`Snapshot::layout`): planned again when a migration's shadow window changes it.
+    /// The client's text, the schema layout it was planned under (`Snapshot::layout`:
+    /// planned again when a migration's shadow window changes it) and the session state
+    /// it was read under (`mux::state_key`: its database, sql_mode and character set).
     pub text: Vec<u8>,
     pub layout: u64,
+    pub state: String,
     /// Prepared again on the backend since the client last bound types: the next execute
     /// sends them, whatever the client's flag says.
     rebind: bool,
@@ -63,10 +65,12 @@ impl Prepared {
         }
     }
 
-    /// Where it was planned from: the client's text under the schema layout `layout`.
-    pub fn planned(mut self, text: Vec<u8>, layout: u64) -> Self {
+    /// Where it was planned from: the client's text under the schema layout `layout` and
+    /// the session state `state`.
+    pub fn planned(mut self, text: Vec<u8>, layout: u64, state: String) -> Self {
         self.text = text;
         self.layout = layout;
+        self.state = state;
         self
     }
 
@@ -82,8 +86,14 @@ impl Prepared {
         self.shape = shape;
         self.layout = layout;
         self.rebind = true;
-        self.long.clear();
-        self.long_plain.clear();
+        // Long data held for protected parameters stays (the client's indexes are the
+        // same); plain long data went to the backend statement just closed.
+        if !self.long_plain.is_empty() {
+            self.long_plain.clear();
+            self.poisoned = Some(bad(
+                "the statement was prepared again (a migration step) after its long data was sent; send the long data again",
+            ));
+        }
     }
 
     /// Whether executes go to the backend as the client sends them (every parameter plain,

@@ -807,8 +807,11 @@ impl Session {
                     .is_some()
                     .then(|| super::mux::statement_key(&self.state, &sent[1..]));
                 let shape = p.shapes.into_iter().next().flatten();
-                let prepared = Prepared::new(p.client_params, p.params, shape)
-                    .planned(payload[1..].to_vec(), layout);
+                let prepared = Prepared::new(p.client_params, p.params, shape).planned(
+                    payload[1..].to_vec(),
+                    layout,
+                    super::mux::state_key(&self.state),
+                );
                 self.prepare_response(prepared, key).await
             }
         }
@@ -916,24 +919,32 @@ impl Session {
         id: u32,
         layout: u64,
     ) -> Result<Result<(), ()>, Error> {
-        let Some((text, params, width)) = self.statements.protected(id).map(|p| {
+        let Some((text, params, width, planned_in)) = self.statements.protected(id).map(|p| {
             (
                 p.text.clone(),
                 p.client_params,
                 p.shape.as_ref().map(|s| s.columns.len()),
+                p.state.clone(),
             )
         }) else {
             return Ok(Ok(()));
         };
-        let decision = self.decide(guard::Command::Prepare, &text).await;
-        let p = match decision.outcome {
-            Outcome::Protect(p)
+        // Read again only under the state it was read under (its names resolve against the
+        // database it was prepared in, as the server's statement does).
+        let same_state = planned_in == super::mux::state_key(&self.state);
+        let decision = if same_state {
+            Some(self.decide(guard::Command::Prepare, &text).await)
+        } else {
+            None
+        };
+        let p = match decision.map(|d| d.outcome) {
+            Some(Outcome::Protect(p))
                 if p.client_params == params
                     && p.shapes.first().cloned().flatten().map(|s| s.columns.len()) == width =>
             {
                 p
             }
-            Outcome::Refuse(r) => {
+            Some(Outcome::Refuse(r)) => {
                 self.refuse(seq, &r).await?;
                 return Ok(Err(()));
             }
@@ -1070,8 +1081,10 @@ impl Session {
         payload: &[u8],
     ) -> Result<Option<Close>, Error> {
         let mut payload = std::borrow::Cow::Borrowed(payload);
-        if let Some(Ok(id)) = statement_id(&payload).map(|id| self.statements.key(id)) {
-            if let Some(backend) = self.statements.backend_id(id) {
+        if let Some(raw) = statement_id(&payload)
+            && let Ok(id) = self.statements.key(raw)
+        {
+            if let Some(backend) = self.statements.explicit(raw) {
                 payload.to_mut()[1..5].copy_from_slice(&backend.to_le_bytes());
             }
             self.statements.closed(id);
@@ -1840,9 +1853,7 @@ impl Session {
     ) -> Result<Option<Result<Vec<u8>, Vec<u8>>>, Error> {
         let Some(mux) = self.mux.as_ref() else {
             // Pinned: a statement prepared again has the backend's new id.
-            let mapped = statement_id(payload)
-                .and_then(|id| self.statements.key(id).ok())
-                .and_then(|id| self.statements.backend_id(id));
+            let mapped = statement_id(payload).and_then(|id| self.statements.explicit(id));
             return Ok(mapped.map(|id| {
                 let mut out = payload.to_vec();
                 out[1..5].copy_from_slice(&id.to_le_bytes());

@@ -39,6 +39,9 @@ pub struct Statements {
     /// Pinned mode: the backend's id of a statement prepared again under a new plan, by
     /// the id its client knows.
     backend: HashMap<u32, u32>,
+    /// Pinned mode: a statement was prepared again since the client's last prepare, so the
+    /// backend's -1 is not the client's.
+    last_moved: bool,
 }
 
 impl Default for Statements {
@@ -49,6 +52,7 @@ impl Default for Statements {
             last: Last::None,
             sql: HashMap::new(),
             backend: HashMap::new(),
+            last_moved: false,
         }
     }
 }
@@ -59,6 +63,14 @@ impl Statements {
     pub fn key(&self, id: u32) -> Result<u32, ()> {
         if id != LAST_STATEMENT {
             return Ok(id);
+        }
+        if self.last_moved {
+            // Security: -1 then names another statement on the backend; only a protected
+            // last statement can be given its own id.
+            return match self.last {
+                Last::Protected(p) => Ok(p),
+                _ => Err(()),
+            };
         }
         match self.last {
             Last::Protected(p) => Ok(p),
@@ -79,10 +91,12 @@ impl Statements {
     pub fn prepared_protected(&mut self, id: u32, p: Prepared) {
         self.protected.insert(id, p);
         self.last = Last::Protected(id);
+        self.last_moved = false;
     }
 
     pub fn prepared_plain(&mut self, ok: bool) {
         self.last = if ok { Last::Plain } else { Last::Failed };
+        self.last_moved = false;
     }
 
     pub fn closed(&mut self, id: u32) {
@@ -96,12 +110,25 @@ impl Statements {
         self.backend.get(&id).copied()
     }
 
-    /// Pinned mode: the client's statement `id` is now the backend's `backend`.
+    /// Pinned mode: the client's statement `id` is now the backend's `backend` (prepared
+    /// again, which makes it the backend's -1).
     pub fn remap(&mut self, id: u32, backend: u32) {
         if id == backend {
             self.backend.remove(&id);
         } else {
             self.backend.insert(id, backend);
+        }
+        self.last_moved = true;
+    }
+
+    /// Pinned mode: the id a COM_STMT_* payload naming `raw` must carry to the backend,
+    /// where it is not `raw` (a statement prepared again, or -1 once that moved it).
+    pub fn explicit(&self, raw: u32) -> Option<u32> {
+        let id = self.key(raw).ok()?;
+        match self.backend.get(&id) {
+            Some(b) => Some(*b),
+            None if raw == LAST_STATEMENT && self.last_moved => Some(id),
+            None => None,
         }
     }
 
@@ -142,5 +169,40 @@ impl Statements {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_statement_prepared_again_moves_the_backends_last_statement() {
+        let mut s = Statements::default();
+        s.prepared_protected(5, Prepared::default());
+        s.prepared_plain(true);
+        assert_eq!(s.key(LAST_STATEMENT), Ok(LAST_STATEMENT));
+        // Statement 5 prepared again as the backend's 9: the backend's -1 is 9 now, not the
+        // plain statement the client prepared last.
+        s.remap(5, 9);
+        assert_eq!(s.explicit(5), Some(9));
+        assert_eq!(s.key(LAST_STATEMENT), Err(()));
+        assert_eq!(s.explicit(LAST_STATEMENT), None);
+        // A new prepare makes -1 the client's again.
+        s.prepared_protected(6, Prepared::default());
+        assert_eq!(s.key(LAST_STATEMENT), Ok(6));
+        assert_eq!(s.explicit(LAST_STATEMENT), None);
+        // The last statement prepared again itself: -1 goes as its explicit id.
+        s.remap(6, 11);
+        assert_eq!(s.key(LAST_STATEMENT), Ok(6));
+        assert_eq!(s.explicit(LAST_STATEMENT), Some(11));
+        s.remap(5, 12);
+        assert_eq!(
+            s.explicit(LAST_STATEMENT),
+            Some(11),
+            "-1 is still statement 6"
+        );
+        s.closed(6);
+        assert_eq!(s.explicit(6), None);
     }
 }

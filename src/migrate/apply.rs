@@ -507,6 +507,11 @@ impl Run<'_> {
                             self.drop_old(db, table, &p.column, sql).await?;
                         }
                     }
+                    StepKind::NotNull => {
+                        if let Some(sql) = &step.sql {
+                            self.not_null(db, table, &p.column, sql).await?;
+                        }
+                    }
                     StepKind::Ddl => {
                         if let Some(sql) = &step.sql {
                             tracing::info!(database = db, table, column = %p.column, what = %step.what, "migrate: DDL");
@@ -514,10 +519,7 @@ impl Run<'_> {
                         }
                     }
                     StepKind::ShadowFill => {
-                        let storage = policy
-                            .find(db, table, &p.column)
-                            .map_or(Storage::Binary, |c| c.storage);
-                        self.shadow_fill(before, &p.column, storage, p.not_null, total)
+                        self.shadow_fill(before, &p.column, p.not_null, total)
                             .await?;
                     }
                     StepKind::Swap => {
@@ -667,12 +669,12 @@ impl Run<'_> {
     ///
     /// From the moment the shadow exists, proxies write the column's values into it (and
     /// NULL into the old column) and read it first (`sql::analyze`'s `shadow_ref`): the
-    /// copy fills only cells that are not envelopes, so it never overwrites an app's write.
+    /// copy fills only rows whose old column holds a value the shadow does not (a write
+    /// through myveil left it NULL), so it never overwrites an app's write.
     async fn shadow_fill(
         &mut self,
         live: &LiveTable,
         column: &str,
-        storage: Storage,
         not_null: bool,
         total: u64,
     ) -> Result<(), Error> {
@@ -727,14 +729,13 @@ impl Run<'_> {
                     .await?;
             }
         }
-        // Only cells that are not envelopes: an envelope there was written through myveil
-        // since the window opened, and is newer than the old column (which holds NULL for
-        // it). A plaintext copy is the old column's value again (the triggers keep it so).
-        let head = match storage {
-            Storage::Binary => "X'4D560101'",
-            Storage::Base64 => "'TVYB'",
-        };
-        let not_sealed = format!("({s} IS NULL OR CAST(LEFT({s}, 4) AS BINARY) <> {head})");
+        // Only rows whose old column holds a value the shadow does not: a write through
+        // myveil since the window opened left the old column NULL (its value, sealed, is in
+        // the shadow and is never overwritten); a plaintext copy that is current is left as
+        // it is, and a stale one (a write around myveil while the triggers were gone) is
+        // copied again.
+        let not_sealed =
+            format!("({c} IS NOT NULL AND NOT (CAST({s} AS BINARY) <=> CAST({c} AS BINARY)))");
         let key = Key::of(live);
         let job = state::job(&mut self.conn, db, table, &job_name).await?;
         if job.as_ref().is_some_and(|j| j.phase == "done") {
@@ -840,30 +841,6 @@ impl Run<'_> {
             quote(db),
             quote(table),
         );
-        // NOT NULL again only when every row has a value (a NULL written around myveil
-        // before the triggers could refuse it would fail the swap): read before the lock,
-        // since from the triggers on no NULL gets in.
-        let mut sql = sql.to_owned();
-        let not_null = format!("{target} NOT NULL");
-        if sql.contains(&not_null) {
-            let nulls: Option<u64> = self
-                .conn
-                .query_first(format!(
-                    "SELECT COUNT(*) FROM (SELECT 1 FROM {}.{} WHERE {shadow} IS NULL LIMIT 1) n",
-                    quote(db),
-                    quote(table)
-                ))
-                .await?;
-            if nulls.unwrap_or(0) > 0 {
-                tracing::warn!(
-                    database = db,
-                    table,
-                    column,
-                    "migrate: rows hold NULL in a column that was NOT NULL; it stays nullable"
-                );
-                sql = sql.replace(&not_null, &format!("{target} NULL"));
-            }
-        }
         let t = format!("{}.{}", quote(db), quote(table));
         // LOCK TABLES makes the server refuse LOCK=NONE; the lock is ours already.
         let sql = sql.replace(", LOCK=NONE", "");
@@ -910,6 +887,50 @@ impl Run<'_> {
                 text_literal(&format!("copy:{column}"))
             ))
             .await?;
+        Ok(())
+    }
+
+    /// Makes a column swapped in through its shadow NOT NULL again, as it was (an online
+    /// rebuild, outside any lock). A row that holds NULL (written around myveil before the
+    /// copy triggers, or through it since the swap) keeps it nullable, with a warning.
+    async fn not_null(
+        &mut self,
+        db: &str,
+        table: &str,
+        column: &str,
+        sql: &str,
+    ) -> Result<(), Error> {
+        let t = format!("{}.{}", quote(db), quote(table));
+        let nulls: Option<u64> = self
+            .conn
+            .query_first(format!(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM {t} WHERE {} IS NULL LIMIT 1) n",
+                quote(column)
+            ))
+            .await?;
+        let refused = |e: &mysql_async::Error| matches!(e, mysql_async::Error::Server(s) if matches!(s.code, 1138 | 1263 | 1265));
+        let outcome = if nulls.unwrap_or(0) > 0 {
+            None
+        } else {
+            tracing::info!(database = db, table, column, "migrate: NOT NULL again");
+            match self.conn.query_drop(sql).await {
+                Ok(()) => Some(()),
+                Err(e) if refused(&e) => None,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if outcome.is_none() {
+            tracing::warn!(
+                database = db,
+                table,
+                column,
+                "migrate: rows hold NULL in a column that was NOT NULL; it stays nullable (make it NOT NULL once they are filled)"
+            );
+            // The marker goes, so that a later run does not try again.
+            self.conn
+                .query_drop(sql.replace(" NOT NULL", " NULL"))
+                .await?;
+        }
         Ok(())
     }
 
@@ -1310,18 +1331,30 @@ fn trigger_names(table: &str, column: &str) -> (String, String) {
 fn trigger_body(column: &str, event: &str, not_null: bool) -> String {
     let s = quote(&format!("{column}{}", plan::SHADOW_SUFFIX));
     let c = quote(column);
+    // Compared as bytes: under a case-insensitive or PAD SPACE collation `'a'` → `'A'` is a
+    // change all the same.
+    let same = |x: &str| format!("CAST(NEW.{x} AS BINARY) <=> CAST(OLD.{x} AS BINARY)");
     let set = if event == "INSERT" {
         format!("SET NEW.{s} = COALESCE(NEW.{s}, NEW.{c})")
     } else {
         format!(
-            "SET NEW.{s} = IF(NEW.{s} <=> OLD.{s} AND NOT (NEW.{c} <=> OLD.{c}), NEW.{c}, NEW.{s})"
+            "SET NEW.{s} = IF({} AND NOT ({}), NEW.{c}, NEW.{s})",
+            same(&s),
+            same(&c)
         )
     };
     if !not_null {
         return set;
     }
+    // Only a row this statement leaves without a value: one already so (written around
+    // myveil before the triggers) does not stop the copy or other columns' updates.
+    let was = if event == "INSERT" {
+        String::new()
+    } else {
+        format!(" AND NOT (OLD.{s} IS NULL AND OLD.{c} IS NULL)")
+    };
     format!(
-        "BEGIN {set}; IF NEW.{s} IS NULL AND NEW.{c} IS NULL THEN SIGNAL SQLSTATE '23000' \
+        "BEGIN {set}; IF NEW.{s} IS NULL AND NEW.{c} IS NULL{was} THEN SIGNAL SQLSTATE '23000' \
          SET MESSAGE_TEXT = 'Column ''{}'' cannot be null', MYSQL_ERRNO = 1048; END IF; END",
         column.replace('\'', "''").replace('\\', "\\\\")
     )

@@ -172,6 +172,9 @@ pub enum StepKind {
     Swap,
     /// The old plaintext column dropped.
     DropOld,
+    /// A column that was NOT NULL before its shadow window made NOT NULL again (online,
+    /// after the swap; skipped with a warning when a row holds NULL).
+    NotNull,
     /// Existing values sealed where they are (and their blind indexes filled).
     Seal,
 }
@@ -379,7 +382,7 @@ pub fn plan_column(col: &Protected, table: &LiveTable, server: Server, rate: u64
     } else {
         Algorithm::Inplace
     };
-    let mut null = if live.nullable { "NULL" } else { "NOT NULL" };
+    let null = if live.nullable { "NULL" } else { "NOT NULL" };
     let avg = live.avg_len.unwrap_or_else(|| {
         // Not sampled: half the declared size.
         plaintext_bytes(col.plain_type) as f64 / 2.0
@@ -403,7 +406,56 @@ pub fn plan_column(col: &Protected, table: &LiveTable, server: Server, rate: u64
             kind: StepKind::DropOld,
         });
     }
+    // The blind-index column first: writes through a shadow window fill it too.
+    if let Some(b) = &col.blind_index {
+        let bq = quote(b);
+        match table.column(b) {
+            None => {
+                plan.steps.push(Step {
+                    sql: Some(format!(
+                        "ALTER TABLE {t} ADD COLUMN {bq} BINARY(32) NULL{}",
+                        add.clause()
+                    )),
+                    algorithm: add,
+                    what: "the blind-index column".into(),
+                    kind: StepKind::Ddl,
+                });
+            }
+            Some(bc)
+                if !matches!(bc.data_type.as_str(), "binary" | "varbinary")
+                    || bc.max_bytes.is_some_and(|m| m < 32) =>
+            {
+                plan.blockers.push(format!(
+                    "the blind-index column {b} is {}, not BINARY(32)",
+                    bc.column_type
+                ));
+            }
+            Some(_) => {}
+        }
+        if table.column(b).is_none_or(|bc| !bc.indexed) {
+            plan.steps.push(Step {
+                sql: Some(format!(
+                    "ALTER TABLE {t} ADD INDEX {bq} ({bq}){}",
+                    Algorithm::Inplace.clause()
+                )),
+                algorithm: Algorithm::Inplace,
+                what: "its index, for searches".into(),
+                kind: StepKind::Ddl,
+            });
+        }
+        // 32 bytes in the row, and an index entry of the index and the primary key.
+        let per_row = 32.0 + 32.0 + 8.0 * table.primary_key.len().max(1) as f64;
+        plan.extra_bytes += (per_row * table.rows as f64) as u64;
+        plan.peak_bytes += (per_row * table.rows as f64) as u64;
+    }
     if fits(col, live) {
+        if live.comment == NOT_NULL_COMMENT {
+            // Swapped in by a run that stopped before making it NOT NULL again.
+            plan.not_null = true;
+            let ty = live.column_type.to_ascii_uppercase();
+            plan.steps
+                .push(not_null_step(&t, &c, &format!("{ty}{}", charset_of(live))));
+        }
         if !live.default_null {
             plan.steps.push(Step {
                 sql: Some(format!(
@@ -442,9 +494,6 @@ pub fn plan_column(col: &Protected, table: &LiveTable, server: Server, rate: u64
         // nullable for the window), restored by the swap, enforced meanwhile by the triggers.
         let existing = table.column(&shadow_name);
         plan.not_null = !live.nullable || existing.is_some_and(|s| s.comment == NOT_NULL_COMMENT);
-        if plan.not_null {
-            null = "NOT NULL";
-        }
         if existing.is_none() {
             // Right after the old column, so that once swapped in and the old one dropped it
             // sits where the old one was (INSERTs without a column list still line up).
@@ -494,14 +543,28 @@ pub fn plan_column(col: &Protected, table: &LiveTable, server: Server, rate: u64
             ),
             kind: StepKind::ShadowFill,
         });
-        // CHANGE, not RENAME, for the shadow: it becomes visible as it takes the name.
-        let swap = if server.rename_column() {
+        // Metadata only, under the write lock: CHANGE, not RENAME, for the shadow (it becomes
+        // visible as it takes the name) and, where the server has INVISIBLE, for the old
+        // column (hidden until it is dropped); nullable, with the NOT NULL marker kept, so
+        // the rebuild that NOT NULL takes runs online afterwards.
+        let marker = if plan.not_null {
+            format!(" COMMENT '{NOT_NULL_COMMENT}'")
+        } else {
+            String::new()
+        };
+        let charset = charset_of(live);
+        let swap = if server.invisible() {
             format!(
-                "ALTER TABLE {t} RENAME COLUMN {c} TO {old}, CHANGE {shadow} {c} {target} {null}"
+                "ALTER TABLE {t} CHANGE {c} {old} {}{charset} NULL INVISIBLE, CHANGE {shadow} {c} {target} NULL{marker}",
+                live.column_type
+            )
+        } else if server.rename_column() {
+            format!(
+                "ALTER TABLE {t} RENAME COLUMN {c} TO {old}, CHANGE {shadow} {c} {target} NULL{marker}"
             )
         } else {
             format!(
-                "ALTER TABLE {t} CHANGE {c} {old} {} NULL, CHANGE {shadow} {c} {target} {null}",
+                "ALTER TABLE {t} CHANGE {c} {old} {}{charset} NULL, CHANGE {shadow} {c} {target} NULL{marker}",
                 live.column_type
             )
         };
@@ -521,6 +584,9 @@ pub fn plan_column(col: &Protected, table: &LiveTable, server: Server, rate: u64
             what: "drop the old plaintext column".into(),
             kind: StepKind::DropOld,
         });
+        if plan.not_null {
+            plan.steps.push(not_null_step(&t, &c, &target));
+        }
         plan.peak_bytes = (stored_len(col.storage, avg) * table.rows as f64) as u64;
         if col.storage == Storage::Binary && TEXT_TYPES.contains(&live.data_type.as_str()) {
             plan.notes.push(
@@ -535,47 +601,6 @@ pub fn plan_column(col: &Protected, table: &LiveTable, server: Server, rate: u64
             "an index covers {c}: once sealed it orders ciphertext and a UNIQUE one no longer holds; search by the blind index"
         ));
     }
-    if let Some(b) = &col.blind_index {
-        let bq = quote(b);
-        match table.column(b) {
-            None => {
-                plan.steps.push(Step {
-                    sql: Some(format!(
-                        "ALTER TABLE {t} ADD COLUMN {bq} BINARY(32) NULL{}",
-                        add.clause()
-                    )),
-                    algorithm: add,
-                    what: "the blind-index column".into(),
-                    kind: StepKind::Ddl,
-                });
-            }
-            Some(bc)
-                if !matches!(bc.data_type.as_str(), "binary" | "varbinary")
-                    || bc.max_bytes.is_some_and(|m| m < 32) =>
-            {
-                plan.blockers.push(format!(
-                    "the blind-index column {b} is {}, not BINARY(32)",
-                    bc.column_type
-                ));
-            }
-            Some(_) => {}
-        }
-        if table.column(b).is_none_or(|bc| !bc.indexed) {
-            plan.steps.push(Step {
-                sql: Some(format!(
-                    "ALTER TABLE {t} ADD INDEX {bq} ({bq}){}",
-                    Algorithm::Inplace.clause()
-                )),
-                algorithm: Algorithm::Inplace,
-                what: "its index, for searches".into(),
-                kind: StepKind::Ddl,
-            });
-        }
-        // 32 bytes in the row, and an index entry of the index and the primary key.
-        let per_row = 32.0 + 32.0 + 8.0 * table.primary_key.len().max(1) as f64;
-        plan.extra_bytes += (per_row * table.rows as f64) as u64;
-        plan.peak_bytes += (per_row * table.rows as f64) as u64;
-    }
     plan.steps.push(Step {
         sql: None,
         algorithm: Algorithm::Backfill,
@@ -589,6 +614,28 @@ pub fn plan_column(col: &Protected, table: &LiveTable, server: Server, rate: u64
         kind: StepKind::Seal,
     });
     plan
+}
+
+/// `CHARACTER SET … COLLATE …` of a text column as it is (empty for others).
+fn charset_of(live: &LiveColumn) -> String {
+    match (&live.charset, &live.collation) {
+        (Some(cs), Some(coll)) => format!(" CHARACTER SET {cs} COLLATE {coll}"),
+        (Some(cs), None) => format!(" CHARACTER SET {cs}"),
+        _ => String::new(),
+    }
+}
+
+/// Makes a column swapped in through a shadow NOT NULL again (an online rebuild).
+fn not_null_step(t: &str, c: &str, ty: &str) -> Step {
+    Step {
+        sql: Some(format!(
+            "ALTER TABLE {t} MODIFY {c} {ty} NOT NULL{}",
+            Algorithm::Inplace.clause()
+        )),
+        algorithm: Algorithm::Inplace,
+        what: "NOT NULL again, as before the migration (skipped if a row holds NULL)".into(),
+        kind: StepKind::NotNull,
+    }
 }
 
 /// The plan of every policy column in every live table it applies to.
@@ -930,7 +977,16 @@ roles = {{ app = "plaintext" }}
         assert!((ssn.seconds - 100.0).abs() < 1e-9);
         // Indexed: INPLACE (the index is rebuilt), online; and the blind index is added.
         let email = &plans[1];
-        assert_eq!(email.steps[0].algorithm, Algorithm::Inplace);
+        let widen = email
+            .steps
+            .iter()
+            .find(|s| {
+                s.sql
+                    .as_deref()
+                    .is_some_and(|q| q.contains("MODIFY `email`"))
+            })
+            .expect("widen");
+        assert_eq!(widen.algorithm, Algorithm::Inplace);
         let all: Vec<&str> = email
             .steps
             .iter()
@@ -970,14 +1026,19 @@ roles = {{ app = "plaintext" }}
         );
         assert!(all[1].contains("MODIFY `ssn` varchar(64) NULL"), "{all:?}");
         assert!(ssn.not_null);
-        // The shadow takes the name and becomes visible with it (NOT NULL again).
+        // The shadow takes the name and becomes visible with it, the old column hidden, both
+        // nullable (metadata only, under the lock); NOT NULL comes back online afterwards.
         assert!(
-            all[2].contains(
-                "RENAME COLUMN `ssn` TO `ssn__myveil_old`, CHANGE `ssn__myveil` `ssn` VARBINARY("
-            ) && all[2].contains(") NOT NULL, ALGORITHM=INPLACE"),
+            all[2].contains("CHANGE `ssn` `ssn__myveil_old` varchar(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL INVISIBLE, CHANGE `ssn__myveil` `ssn` VARBINARY(")
+                && all[2].contains(") NULL COMMENT 'myveil: NOT NULL once swapped in', ALGORITHM=INPLACE"),
             "{all:?}"
         );
         assert!(all[3].contains("DROP COLUMN `ssn__myveil_old`, ALGORITHM=INSTANT"));
+        assert!(
+            all[4].contains("MODIFY `ssn` VARBINARY(")
+                && all[4].contains(") NOT NULL, ALGORITHM=INPLACE, LOCK=NONE"),
+            "{all:?}"
+        );
         assert!(ssn.peak_bytes > ssn.extra_bytes);
         assert!(ssn.notes.iter().any(|n| n.contains("base64")));
         // An older server: CHANGE instead of RENAME COLUMN, INPLACE drops.
@@ -994,7 +1055,8 @@ roles = {{ app = "plaintext" }}
             .collect();
         assert!(
             all.iter()
-                .any(|s| s.contains("CHANGE `ssn` `ssn__myveil_old` varchar(64) NULL"))
+                .any(|s| s.contains("CHANGE `ssn` `ssn__myveil_old` varchar(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NULL INVISIBLE")),
+            "{all:?}"
         );
         assert!(
             all.iter()

@@ -102,7 +102,7 @@ pub async fn verify(
             let mut rows = conn.query_iter(sql).await?;
             while let Some(row) = rows.next().await? {
                 r.cells += 1;
-                if r.cells % 10_000 == 0 {
+                if r.cells.is_multiple_of(10_000) {
                     progress(&scope, r.cells);
                 }
                 let get = |i: usize| match row.as_ref(i) {

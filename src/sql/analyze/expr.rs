@@ -511,6 +511,7 @@ impl<'p> Work<'_, 'p> {
         let (first, last) = self.tokens_of(e.span())?;
         let (start, end) = self.token_bytes(first, last)?;
         let qualifier = self.qualifier_text(idents)?;
+        self.shadowed += 1;
         self.edits.push(super::Edit {
             start,
             end,

@@ -298,6 +298,7 @@ impl<'a> Analyzer<'a, '_> {
             high_not: self.high_not_precedence,
             empty_string_is_null: self.empty_string_is_null,
             flows: std::cell::RefCell::new(Vec::new()),
+            shadowed: 0,
         };
         let shape = work.statement(&statement)?;
         let mut edits = work.edits;
@@ -350,6 +351,8 @@ pub(crate) struct Work<'w, 'p> {
     empty_string_is_null: bool,
     /// Literal values read so far (`Analysis::flows`).
     flows: std::cell::RefCell<Vec<Flow>>,
+    /// References read through a shadow so far (`shadow_ref`).
+    shadowed: usize,
 }
 
 impl<'p> Work<'_, 'p> {

@@ -93,6 +93,22 @@ impl Origin<'_> {
     pub(crate) fn is_cell(&self) -> bool {
         matches!(self, Origin::Cell { .. })
     }
+
+    /// As a result column carries it: `shadow_ref` or `shadow_star` already read it
+    /// through its shadow, so a reference to the result is not rewritten again.
+    pub(crate) fn projected(self) -> Self {
+        match self {
+            Origin::Cell {
+                col, inst, base, ..
+            } => Origin::Cell {
+                col,
+                inst,
+                base,
+                window: false,
+            },
+            o => o,
+        }
+    }
 }
 
 /// One column of a query's result.
@@ -419,7 +435,7 @@ impl<'p> Rel<'p> {
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| !self.defined.get(*i).is_some_and(|d| d.1))
-                .map(|(_, (n, o))| Item::Col(n.clone(), *o)),
+                .map(|(_, (n, o))| Item::Col(n.clone(), o.projected())),
         );
         if !self.complete {
             into.push(Item::Run);
@@ -481,7 +497,7 @@ impl<'p> Work<'_, 'p> {
                     .0
                     .into_iter()
                     .filter_map(|i| match i {
-                        Item::Col(n, o) => Some((n, o)),
+                        Item::Col(n, o) => Some((n, o.projected())),
                         Item::Run | Item::TableRun(_) => None,
                     })
                     .collect(),
@@ -591,6 +607,7 @@ impl<'p> Work<'_, 'p> {
             high_not: false,
             empty_string_is_null: false,
             flows: std::cell::RefCell::new(Vec::new()),
+            shadowed: 0,
         };
         let mut inner = inner_work;
         let items = inner.query(&q, &Frames::root(), 0)?;
@@ -607,32 +624,32 @@ impl<'p> Work<'_, 'p> {
     }
 
     /// A result column without an alias that `project` read through its shadow
-    /// (`shadow_ref`): named as written, as it was.
-    pub(crate) fn name_shadowed(
-        &mut self,
-        e: &sqlparser::ast::Expr,
-        frames: &Frames<'_, 'p>,
-    ) -> Outcome<()> {
-        if let Some(idents) = super::expr::idents_of(super::expr::unnest(e))
-            && let Origin::Cell { window: true, .. } = frames.resolve(idents)?
-            && let Some(name) = idents.last()
-        {
-            let (_, mut last) = self.tokens_of(e.span())?;
-            // A parenthesized reference's span is the reference's.
-            let mut inner = e;
-            while let sqlparser::ast::Expr::Nested(n) = inner {
-                last = self.closing_paren(last)?;
-                inner = n;
-            }
-            let (_, end) = self.token_bytes(last, last)?;
-            self.edits.push(super::Edit {
-                start: end,
-                end,
-                pieces: vec![Piece::Text(
-                    format!(" AS `{}`", name.value.replace('`', "``")).into(),
-                )],
-            });
+    /// (`shadow_ref`, since `before` of them): a reference is named as written, as it was.
+    /// (An expression over one, `ssn IS NULL`, is labelled with its rewritten text for the
+    /// window: sqlparser's spans do not tell where such an expression ends.)
+    pub(crate) fn name_shadowed(&mut self, e: &sqlparser::ast::Expr, before: usize) -> Outcome<()> {
+        let Some(name) = super::expr::idents_of(super::expr::unnest(e)).and_then(|i| i.last())
+        else {
+            return Ok(());
+        };
+        if self.shadowed == before {
+            return Ok(());
         }
+        let (_, mut last) = self.tokens_of(e.span())?;
+        // A parenthesized reference's span is the reference's.
+        let mut inner = e;
+        while let sqlparser::ast::Expr::Nested(n) = inner {
+            last = self.closing_paren(last)?;
+            inner = n;
+        }
+        let (_, end) = self.token_bytes(last, last)?;
+        self.edits.push(super::Edit {
+            start: end,
+            end,
+            pieces: vec![Piece::Text(
+                format!(" AS `{}`", name.value.replace('`', "``")).into(),
+            )],
+        });
         Ok(())
     }
 
@@ -882,8 +899,9 @@ impl<'p> Work<'_, 'p> {
                     }
                 }
                 SelectItem::UnnamedExpr(e) => {
+                    let before = self.shadowed;
                     let origin = self.project(e, &frames, depth + 1)?;
-                    self.name_shadowed(e, &frames)?;
+                    self.name_shadowed(e, before)?;
                     let name = match e {
                         sqlparser::ast::Expr::Identifier(i) => i.value.to_ascii_lowercase(),
                         sqlparser::ast::Expr::CompoundIdentifier(v) => v
@@ -1232,7 +1250,7 @@ fn derived_rel<'p>(exact: String, items: Items<'p>) -> Rel<'p> {
             .0
             .into_iter()
             .filter_map(|i| match i {
-                Item::Col(n, o) => Some((n, o)),
+                Item::Col(n, o) => Some((n, o.projected())),
                 Item::Run | Item::TableRun(_) => None,
             })
             .collect(),

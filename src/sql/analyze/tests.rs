@@ -605,6 +605,14 @@ fn a_column_in_its_shadow_window_is_written_to_the_shadow_and_read_from_it() {
             "SELECT x.s FROM (SELECT COALESCE(`ssn__myveil`, ssn) AS s FROM users) x",
         ),
         (
+            "SELECT d.ssn FROM (SELECT * FROM users) d WHERE d.id = 1",
+            "SELECT d.ssn FROM (SELECT `users`.`id`, COALESCE(`users`.`email__myveil`, `users`.`Email`) AS `Email`, `users`.`email_bidx`, COALESCE(`users`.`ssn__myveil`, `users`.`ssn`) AS `ssn`, `users`.`name`, `users`.`born` FROM users) d WHERE d.id = 1",
+        ),
+        (
+            "SELECT id, ssn IS NULL, (SELECT ssn FROM users WHERE id = 1) FROM users",
+            "SELECT id, COALESCE(`ssn__myveil`, ssn) IS NULL, (SELECT COALESCE(`ssn__myveil`, ssn) AS `ssn` FROM users WHERE id = 1) FROM users",
+        ),
+        (
             "SELECT id FROM users WHERE email = 'a@x.io'",
             "SELECT id FROM users WHERE `email_bidx` IN (X'B0[a@x.io]', X'B1[a@x.io]')",
         ),
@@ -630,7 +638,7 @@ fn a_column_in_its_shadow_window_is_written_to_the_shadow_and_read_from_it() {
         ),
         (
             "INSERT INTO users (id, ssn) VALUES (1, '1') ON DUPLICATE KEY UPDATE ssn = VALUES(ssn)",
-            "INSERT INTO users (id, `ssn__myveil`, `ssn`) VALUES (1, X'S[1]', NULL) ON DUPLICATE KEY UPDATE `ssn__myveil` = VALUES(`ssn__myveil`), `ssn` = NULL",
+            "INSERT INTO users (id, `ssn__myveil`, `ssn`) VALUES (1, X'S[1]', NULL) ON DUPLICATE KEY UPDATE `ssn__myveil` = COALESCE(VALUES(`ssn__myveil`), VALUES(`ssn`)), `ssn` = NULL",
         ),
         (
             "INSERT INTO users SET id = 1, ssn = '2'",

@@ -537,8 +537,9 @@ impl<'p> Work<'_, 'p> {
         for item in items {
             match item {
                 SelectItem::UnnamedExpr(e) => {
+                    let before = self.shadowed;
                     let o = self.project(e, frames, 1)?;
-                    self.name_shadowed(e, frames)?;
+                    self.name_shadowed(e, before)?;
                     out.push(super::scope::Item::Col(String::new(), o));
                 }
                 SelectItem::ExprWithAlias { expr: e, .. } => {
@@ -719,12 +720,22 @@ impl<'p> Work<'_, 'p> {
                     _ => format!("{}.{c}", alias.as_deref().unwrap_or_default()),
                 };
                 if window {
-                    // The new row's value is in its shadow (the INSERT wrote it there).
+                    // The new row's value is in its shadow (the INSERT wrote it there), or,
+                    // once swapped in, in the column (the stand-in's forward trigger moved
+                    // it before the update reads it).
                     let (s, e) = self.token_bytes(vfirst, vlast)?;
+                    let own = format!("`{}`", col.column.replace('`', "``"));
                     self.edits.push(Edit {
                         start: s,
                         end: e,
-                        pieces: vec![Piece::Text(copy_of(&super::expr::shadow_name(col)).into())],
+                        pieces: vec![Piece::Text(
+                            format!(
+                                "COALESCE({}, {})",
+                                copy_of(&super::expr::shadow_name(col)),
+                                copy_of(&own)
+                            )
+                            .into(),
+                        )],
                     });
                 }
                 if let Some(b) = &col.blind_index {
