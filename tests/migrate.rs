@@ -1250,6 +1250,17 @@ roles = {{ app = "plaintext", reporting = {{ mask = "last-four" }} }}
         .await
         .expect("insert in the window");
     assert_eq!(get(&mut app, &sel, 5).await.as_deref(), Some("in-window-5"));
+    // An upsert, through the window.
+    app.query_drop(
+        "INSERT INTO t (id, ssn) VALUES (9, 'upsert-9') ON DUPLICATE KEY UPDATE ssn = VALUES(ssn)",
+    )
+    .await
+    .expect("upsert in the window");
+    // A write around myveil that changes the case only (the column compares
+    // case-insensitively): the copy triggers take it all the same.
+    c.query_drop("UPDATE t SET ssn = 'SSN-10' WHERE id = 10")
+        .await
+        .expect("direct write in the window");
     let star: Vec<(u64, String, Option<String>)> = app
         .query("SELECT * FROM t WHERE id IN (6, 3001) ORDER BY id")
         .await
@@ -1326,6 +1337,33 @@ roles = {{ app = "plaintext", reporting = {{ mask = "last-four" }} }}
         .expect("write after");
     assert_eq!(get(&mut app, &sel, 8).await.as_deref(), Some("after-8"));
     assert_eq!(get(&mut app, &sel, 1999).await.as_deref(), Some("ssn-1999"));
+    assert_eq!(get(&mut app, &sel, 9).await.as_deref(), Some("upsert-9"));
+    assert_eq!(get(&mut app, &sel, 10).await.as_deref(), Some("SSN-10"));
+    // NOT NULL again, and nothing of the migration left in the table.
+    let cols: Vec<(String, String)> = c
+        .exec(
+            "SELECT COLUMN_NAME, IS_NULLABLE FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 't' ORDER BY ORDINAL_POSITION",
+            (&db.name,),
+        )
+        .await
+        .expect("columns");
+    assert_eq!(
+        cols,
+        vec![
+            ("id".into(), "NO".into()),
+            ("ssn".into(), "NO".into()),
+            ("note".into(), "YES".into())
+        ]
+    );
+    let triggers: Option<u64> = c
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ?",
+            (&db.name,),
+        )
+        .await
+        .expect("triggers");
+    assert_eq!(triggers, Some(0));
     let v = myveil_cmd(&config, &["migrate", "verify"])
         .output()
         .expect("verify");
