@@ -21,3 +21,7 @@ SELECT 'a\'b', "c\"d", N'x', b'0101', 1.5e3, @v, @@session.sql_mode FROM dual
 EXPLAIN SELECT * FROM users; ANALYZE TABLE users; SHOW CREATE TABLE users
 LOAD DATA LOCAL INFILE 'f' INTO TABLE users
 SELECT email INTO OUTFILE '/tmp/x' FROM users
+SELECT * FROM other.users WHERE other.users.ssn IS NOT NULL
+SELECT u.ssn, (u.ssn), d.ssn FROM other.users u, (SELECT * FROM other.users) d WHERE u.ssn <=> NULL
+INSERT INTO other.users VALUES (1, 'a@b.c', '1'), (2, NULL, NULL) ON DUPLICATE KEY UPDATE ssn = VALUES(ssn)
+UPDATE other.users o SET o.ssn = ?, email = 'x' WHERE o.id = ? RETURNING ssn

@@ -99,7 +99,12 @@ fn world() -> &'static World {
                     meta(&["id", "email", "email_bidx", "ssn", "born", "name"]),
                 ),
                 (("shop".into(), "notes".into()), meta(&["id", "body"])),
-                (("other".into(), "users".into()), meta(&["id", "email", "ssn"])),
+                // In a migration's shadow window (its shadow INVISIBLE, being copied).
+                (("other".into(), "users".into()), {
+                    let mut m = meta(&["id", "email", "ssn", "ssn__myveil"]);
+                    m[3].invisible = true;
+                    m
+                }),
             ],
             vec![(
                 ("shop".into(), "v".into()),
@@ -116,6 +121,14 @@ fn world() -> &'static World {
                 reads_refused: false,
             }],
         );
+        let mut schema = schema;
+        schema.shadows = vec![(
+            "other".into(),
+            "users".into(),
+            "ssn__myveil".into(),
+            "ssn".into(),
+        )];
+        schema.copying = vec![("other".into(), "users".into(), "ssn".into())];
         let reach = Reach::new(&policy, "fuzz", &schema);
         let dir = std::env::temp_dir().join(format!("myveil-fuzz-keys-{}", std::process::id()));
         let keyring = Keyring::generate(
