@@ -298,6 +298,27 @@ fn insert_without_column_list_uses_the_schema() {
 }
 
 #[test]
+fn an_invisible_blind_index_is_filled_by_an_insert_without_column_list() {
+    let p = policy();
+    let mut cols = Columns::new();
+    for c in &mut cols.users {
+        c.invisible = c.name == "email_bidx";
+    }
+    let an = analyzer(&p, "app", &cols);
+    let (out, _, _) = run_with(
+        &an,
+        "INSERT INTO users VALUES (1, 'a@x.io', '1', 'Ann', NULL), (2, NULL, NULL, 'Bob', NULL)",
+    )
+    .expect("rewrite");
+    assert_eq!(
+        out,
+        "INSERT INTO users (`id`, `email`, `ssn`, `name`, `born`, `email_bidx`) VALUES (1, X'S[a@x.io]', X'S[1]', 'Ann', NULL, X'B0[a@x.io]'), (2, NULL, NULL, 'Bob', NULL, NULL)"
+    );
+    let (_, _, shapes) = run_with(&an, "SELECT * FROM users").expect("star");
+    assert_eq!(shapes[0].as_ref().map(|s| s.columns.len()), Some(5));
+}
+
+#[test]
 fn row_bound_columns_take_their_row_key() {
     let mut p = Policy::default();
     p.add_toml("[[column]]\ntable = \"acct\"\ncolumn = \"iban\"\ntype = \"varchar(34)\"\nrow_key = \"id\"\nroles = { app = \"plaintext\" }\n", "t").expect("policy");

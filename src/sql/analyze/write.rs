@@ -278,6 +278,14 @@ impl<'p> Work<'_, 'p> {
             .iter()
             .map(|(i, _)| format!(", `{}`", names[*i].replace('`', "``")))
             .collect();
+        // Blind-index columns the INSERT does not name (none given, or INVISIBLE and left
+        // out of an INSERT without a column list): added, with the index of each row's value.
+        let unnamed_blind: String = positions
+            .iter()
+            .filter_map(|(_, c)| c.blind_index.as_ref())
+            .filter(|b| !names.iter().any(|n| n.eq_ignore_ascii_case(b)))
+            .map(|b| format!(", `{}`", b.replace('`', "``")))
+            .collect();
         if !implicit {
             for (i, col) in &window {
                 let (s, e) = self.range(ins.columns[*i].span())?;
@@ -287,13 +295,7 @@ impl<'p> Work<'_, 'p> {
                     pieces: vec![Piece::Text(super::expr::shadow_name(col).into())],
                 });
             }
-            let added: String = positions
-                .iter()
-                .filter_map(|(_, c)| c.blind_index.as_ref())
-                .filter(|b| !names.iter().any(|n| n.eq_ignore_ascii_case(b)))
-                .map(|b| format!(", `{b}`"))
-                .chain(std::iter::once(moved.clone()))
-                .collect();
+            let added = format!("{unnamed_blind}{moved}");
             if !added.is_empty() {
                 let Some(last) = ins.columns.last() else {
                     return refuse(
@@ -335,7 +337,9 @@ impl<'p> Work<'_, 'p> {
             self.edits.push(Edit {
                 start: end,
                 end,
-                pieces: vec![Piece::Text(format!(" ({}{moved})", list.join(", ")).into())],
+                pieces: vec![Piece::Text(
+                    format!(" ({}{unnamed_blind}{moved})", list.join(", ")).into(),
+                )],
             });
         }
         for parens in &values.rows {
@@ -409,11 +413,10 @@ impl<'p> Work<'_, 'p> {
                         self.keep_in(rel, col),
                     )],
                 });
-                let in_place = implicit
-                    || col
-                        .blind_index
-                        .as_deref()
-                        .is_some_and(|b| names.iter().any(|n| n.eq_ignore_ascii_case(b)));
+                let in_place = col
+                    .blind_index
+                    .as_deref()
+                    .is_some_and(|b| names.iter().any(|n| n.eq_ignore_ascii_case(b)));
                 match &col.blind_index {
                     Some(b) if in_place => {
                         let Some(j) = names.iter().position(|n| n.eq_ignore_ascii_case(b)) else {
