@@ -710,24 +710,12 @@ impl Run<'_> {
             // through it from the moment it exists; the grace makes sure all of them do
             // before any of them writes there (ADR 0008).
             tokio::time::sleep(PROXY_GRACE).await;
-            for (name, event) in [(&ins, "INSERT"), (&upd, "UPDATE")] {
-                // Replaced, not kept: an older run's body may differ.
-                self.conn
-                    .query_drop(format!(
-                        "DROP TRIGGER IF EXISTS {}.{}",
-                        quote(db),
-                        quote(name)
-                    ))
-                    .await?;
-                self.conn
-                    .query_drop(format!(
-                        "CREATE TRIGGER {}.{} BEFORE {event} ON {t} FOR EACH ROW {}",
-                        quote(db),
-                        quote(name),
-                        trigger_body(column, event, not_null)
-                    ))
-                    .await?;
-            }
+            // Replaced, not kept: an older run's body may differ.
+            self.drop_triggers(db, [&ins, &upd]).await?;
+            self.create_triggers(db, &t, (&ins, &upd), |event| {
+                trigger_body(column, event, not_null)
+            })
+            .await?;
         }
         // Only rows whose old column holds a value the shadow does not: a write through
         // myveil since the window opened left the old column NULL (its value, sealed, is in
@@ -852,28 +840,11 @@ impl Run<'_> {
         );
         self.lock_table(&t).await?;
         let swapped = async {
-            for name in [&ins, &upd] {
-                self.conn
-                    .query_drop(format!(
-                        "DROP TRIGGER IF EXISTS {}.{}",
-                        quote(db),
-                        quote(name)
-                    ))
-                    .await?;
-            }
+            self.drop_triggers(db, [&ins, &upd]).await?;
             self.conn.query_drop(&sql).await?;
             self.conn.query_drop(&stand_in).await?;
-            for (name, event) in [(&fins, "INSERT"), (&fupd, "UPDATE")] {
-                self.conn
-                    .query_drop(format!(
-                        "CREATE TRIGGER {}.{} BEFORE {event} ON {t} FOR EACH ROW {}",
-                        quote(db),
-                        quote(name),
-                        forward_body(column)
-                    ))
-                    .await?;
-            }
-            Ok::<(), mysql_async::Error>(())
+            self.create_triggers(db, &t, (&fins, &fupd), |_| forward_body(column))
+                .await
         }
         .await;
         let unlocked = self.conn.query_drop("UNLOCK TABLES").await;
@@ -934,6 +905,46 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Drops triggers of database `db` that may be there.
+    async fn drop_triggers(
+        &mut self,
+        db: &str,
+        names: [&String; 2],
+    ) -> Result<(), mysql_async::Error> {
+        for name in names {
+            self.conn
+                .query_drop(format!(
+                    "DROP TRIGGER IF EXISTS {}.{}",
+                    quote(db),
+                    quote(name)
+                ))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Creates the BEFORE INSERT and BEFORE UPDATE triggers `(ins, upd)` on table `t` (of
+    /// database `db`), with the body `body` gives for each event.
+    async fn create_triggers(
+        &mut self,
+        db: &str,
+        t: &str,
+        (ins, upd): (&String, &String),
+        body: impl Fn(&str) -> String,
+    ) -> Result<(), mysql_async::Error> {
+        for (name, event) in [(ins, "INSERT"), (upd, "UPDATE")] {
+            self.conn
+                .query_drop(format!(
+                    "CREATE TRIGGER {}.{} BEFORE {event} ON {t} FOR EACH ROW {}",
+                    quote(db),
+                    quote(name),
+                    body(event)
+                ))
+                .await?;
+        }
+        Ok(())
+    }
+
     /// `LOCK TABLES t WRITE`. A long transaction of an app holds the table: wait a moment
     /// at a time (queries behind the waiting lock wait too), and try again.
     async fn lock_table(&mut self, t: &str) -> Result<(), Error> {
@@ -980,15 +991,7 @@ impl Run<'_> {
             tokio::time::sleep(PROXY_GRACE).await;
             self.lock_table(&t).await?;
             let dropped = async {
-                for name in [&fins, &fupd] {
-                    self.conn
-                        .query_drop(format!(
-                            "DROP TRIGGER IF EXISTS {}.{}",
-                            quote(db),
-                            quote(name)
-                        ))
-                        .await?;
-                }
+                self.drop_triggers(db, [&fins, &fupd]).await?;
                 let there: Option<u64> = self
                     .conn
                     .exec_first(
@@ -1314,10 +1317,15 @@ fn bad_key(db: &str, table: &str) -> Error {
 /// The names of the triggers that keep a shadow column current (short, and the same for
 /// every run).
 fn trigger_names(table: &str, column: &str) -> (String, String) {
+    named_triggers("copy", table, column)
+}
+
+/// `myveil_<kind>_<hash of table and column>_ins` and `…_upd`.
+fn named_triggers(kind: &str, table: &str, column: &str) -> (String, String) {
     let h = hex::encode(&Sha256::digest(format!("{table}.{column}").as_bytes())[..6]);
     (
-        format!("myveil_copy_{h}_ins"),
-        format!("myveil_copy_{h}_upd"),
+        format!("myveil_{kind}_{h}_ins"),
+        format!("myveil_{kind}_{h}_upd"),
     )
 }
 
@@ -1363,8 +1371,7 @@ fn trigger_body(column: &str, event: &str, not_null: bool) -> String {
 /// The names of the triggers that move a late write of a swapped-in shadow's name into the
 /// column (`Run::swap`).
 fn forward_names(table: &str, column: &str) -> (String, String) {
-    let h = hex::encode(&Sha256::digest(format!("{table}.{column}").as_bytes())[..6]);
-    (format!("myveil_fwd_{h}_ins"), format!("myveil_fwd_{h}_upd"))
+    named_triggers("fwd", table, column)
 }
 
 /// The body of a forward trigger: a value given to the shadow's name (by a proxy that has
