@@ -1382,6 +1382,20 @@ fn forward_body(column: &str) -> String {
     format!("SET NEW.{c} = IF(NEW.{s} IS NULL, NEW.{c}, NEW.{s}), NEW.{s} = NULL")
 }
 
+/// The statements that make `column`'s copy triggers on `table` as `migrate apply` does,
+/// in the current database (tests stage a shadow window with them).
+pub fn copy_triggers_ddl(table: &str, column: &str, not_null: bool) -> [String; 2] {
+    let (ins, upd) = trigger_names(table, column);
+    [(ins, "INSERT"), (upd, "UPDATE")].map(|(name, event)| {
+        format!(
+            "CREATE TRIGGER {} BEFORE {event} ON {} FOR EACH ROW {}",
+            quote(&name),
+            quote(table),
+            trigger_body(column, event, not_null)
+        )
+    })
+}
+
 /// Whether a trigger on `table` is one of a migration's forward triggers for `column`.
 pub fn is_forward_trigger(table: &str, column: &str, name: &str, body: &str) -> bool {
     let (ins, upd) = forward_names(table, column);

@@ -2876,6 +2876,7 @@ fn state_untouched(_: Role, outs: &[StepOut]) -> Option<String> {
 
 fn migrations() -> Vec<Case> {
     let g = |name: &str| case("migrations", name.to_owned());
+    let mut v: Vec<Case> =
     vec![
         g("the migration state written, then a search and a read")
             .q("INSERT INTO myveil.columns (db, tbl, col, state) VALUES ('{{A}}', 'users', 'email', 'mixed')")
@@ -2915,7 +2916,38 @@ fn migrations() -> Vec<Case> {
             .q("SELECT ssn__myveil FROM users WHERE id = 1")
             .q("SELECT * FROM users WHERE id = 1")
             .q("SELECT HEX(ssn__myveil), LENGTH(ssn__myveil) FROM users WHERE id = 1"),
-    ]
+    ];
+    // A shadow window as `migrate apply` opens one: the shadow INVISIBLE and copied into by
+    // its triggers. Writes through myveil go to the shadow sealed (the old column gets
+    // NULL), reads go through it: no form of a value may land in either column in the clear.
+    let [ins, upd] = myveil::migrate::apply::copy_triggers_ddl("users", "ssn", false);
+    let window = |name: &str| {
+        g(name)
+            .root(
+                "ALTER TABLE users ADD COLUMN ssn__myveil VARBINARY(255) NULL INVISIBLE AFTER ssn",
+            )
+            .root("UPDATE users SET ssn__myveil = ssn")
+            .root(&ins)
+            .root(&upd)
+    };
+    v.extend([
+        window("writes in a shadow window: UPDATE, upsert, SET, implicit INSERT")
+            .q("UPDATE users SET ssn = '{{c:ssn}}' WHERE id = 1")
+            .q("INSERT INTO users (id, ssn) VALUES (91, '{{c2:ssn}}') ON DUPLICATE KEY UPDATE ssn = VALUES(ssn)")
+            .q("INSERT INTO users (id, ssn) VALUES (91, '{{c3:ssn}}') ON DUPLICATE KEY UPDATE ssn = VALUES(ssn)")
+            .q("INSERT INTO users SET id = 92, ssn = 0x{{x:c:ssn}}")
+            .q("UPDATE users u SET u.ssn = _latin1'{{c2:ssn}}' WHERE u.id = 2"),
+        window("reads in a shadow window: the column, *, derived tables, NULL tests")
+            .q("UPDATE users SET ssn = '{{c:ssn}}' WHERE id = 1")
+            .q("SELECT ssn FROM users WHERE id = 1")
+            .q("SELECT * FROM users WHERE id = 1")
+            .q("SELECT d.ssn FROM (SELECT * FROM users) d WHERE d.id = 1")
+            .q("SELECT id, ssn IS NULL, (ssn) FROM users WHERE ssn IS NOT NULL AND id = 1")
+            // The write went to the shadow (the old column holds NULL for it).
+            .q("SELECT ssn__myveil FROM users WHERE id = 1")
+            .expect(App, &[&[Some("{{c:ssn}}")]]),
+    ]);
+    v
 }
 
 // ---------------------------------------------------------------------------------------
